@@ -1,0 +1,38 @@
+# The same commands for people and CI. Each target creates .venv on demand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.run-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[examples]'
+	touch $@
+
+$(VENV)/.test-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.run-deps
+
+## run: the ML example end to end, in the foreground, on the embedded SQLite store
+run: $(VENV)/.run-deps
+	$(BIN)/orchestrator run ml_training --dags-folder examples
+
+## test: lint, type-check, and the whole test suite
+test: $(VENV)/.test-deps lint
+	$(BIN)/pytest
+
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## bench: scheduling overhead per task (prints figures; asserts nothing)
+bench: $(VENV)/.test-deps
+	$(BIN)/python bench/scheduling_overhead.py
+
+clean:
+	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,97 @@
+"""Operators: tasks written as classes, and the shell-command task.
+
+```python
+class Upload(BaseOperator):
+    def __init__(self, *, bucket: str, **options):
+        super().__init__(**options)
+        self.bucket = bucket
+
+    def execute(self, context):
+        ...
+```
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.context import TaskContext
+from orchestrator.errors import TaskError
+from orchestrator.task import Task
+
+
+class BaseOperator(Task):
+    """Subclass and implement `execute(context)` (sync, or `async def` to run in the loop)."""
+
+    def execute(self, context: TaskContext) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement execute(context)")
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.execute)
+
+    def run(self, inputs: dict[str, Any], context: TaskContext) -> Any:
+        return self.execute(context)
+
+
+class Shell(BaseOperator):
+    """Run a shell command; fail on a non-zero exit; the result is the last line of stdout.
+
+    The command sees the run in its environment: `ORCHESTRATOR_DAG_ID`, `ORCHESTRATOR_RUN_ID`,
+    `ORCHESTRATOR_TASK_ID`, `ORCHESTRATOR_TRY_NUMBER`, and `ORCHESTRATOR_CONF` /
+    `ORCHESTRATOR_PARAMS` as JSON. Output goes to the try's log. It runs in a worker process
+    like any sync task, so a timeout or a cancel kills it with its whole process group.
+    """
+
+    def __init__(
+        self,
+        command: str,
+        *,
+        task_id: str,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(task_id=task_id, **options)
+        if not isinstance(command, str) or not command.strip():
+            raise ValueError(f"Shell task {task_id!r} needs a non-empty command string")
+        self.command = command
+        self.env = dict(env or {})
+        self.cwd = cwd
+
+    def execute(self, context: TaskContext) -> str:
+        env = {**os.environ, **self.env, **_run_environment(context)}
+        process = subprocess.Popen(
+            ["/bin/sh", "-c", self.command],
+            cwd=self.cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=None,  # the try's log (the worker points fd 2 at it)
+            text=True,
+        )
+        last = ""
+        assert process.stdout is not None
+        for line in process.stdout:
+            print(line, end="", flush=True)  # into the try's log
+            if line.strip():
+                last = line.rstrip("\n")
+        code = process.wait()
+        if code != 0:
+            raise TaskError(f"command exited with code {code}: {self.command}")
+        return last
+
+
+def _run_environment(context: TaskContext) -> dict[str, str]:
+    return {
+        "ORCHESTRATOR_DAG_ID": context.dag_id,
+        "ORCHESTRATOR_RUN_ID": context.run_id,
+        "ORCHESTRATOR_TASK_ID": context.task_id,
+        "ORCHESTRATOR_TRY_NUMBER": str(context.try_number),
+        "ORCHESTRATOR_CONF": json.dumps(context.conf),
+        "ORCHESTRATOR_PARAMS": json.dumps(context.params),
+    }

@@ -1,0 +1,49 @@
+"""Retry policy: how many tries a task gets and how long to wait between them."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+Duration = float | int | timedelta
+
+
+def seconds(value: Duration | None) -> float | None:
+    """A duration given as seconds or `timedelta`, as float seconds; checks it is not negative."""
+    if value is None:
+        return None
+    result = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if result < 0:
+        raise ValueError(f"a duration cannot be negative, got {value!r}")
+    return result
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """`retries` extra tries after the first; the delay doubles per try when `exponential`.
+
+    With `jitter`, each delay is drawn uniformly from [delay/2, delay] so that many tasks
+    failing together (a flaky database) do not all retry in the same instant.
+    """
+
+    retries: int = 0
+    delay: float = 5.0
+    exponential: bool = False
+    max_delay: float | None = None
+    jitter: bool = False
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ValueError(f"retries must be 0 or more, got {self.retries}")
+        if self.delay < 0:
+            raise ValueError(f"retry_delay cannot be negative, got {self.delay}")
+
+    def delay_after(self, try_number: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after try `try_number` (1-based) failed."""
+        delay = self.delay * (2 ** (try_number - 1) if self.exponential else 1)
+        if self.max_delay is not None:
+            delay = min(delay, self.max_delay)
+        if self.jitter:
+            delay = (rng or random).uniform(delay / 2, delay)
+        return delay

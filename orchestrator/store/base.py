@@ -1,0 +1,128 @@
+"""The store interface: what the engine needs from durable state, independent of SQLite.
+
+Writes are collected in a `WriteBatch` and committed with `Store.commit(batch)`: one batch is
+one atomic transaction. The SQLite store commits the batches that arrive together in one
+`BEGIN IMMEDIATE` transaction (group commit), each in its own savepoint, and answers each
+caller only after the commit is durable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from orchestrator.state import RunState, TaskState, check_run_transition, check_task_transition
+from orchestrator.store.records import (
+    DagRecord,
+    ImportErrorRecord,
+    RunRecord,
+    TaskInstanceRecord,
+    TryRecord,
+)
+
+TaskKey = tuple[str, str, int]  # (run_id, task_id, map_index)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One write: a kind and its arguments. Batches are lists of these."""
+
+    kind: str
+    args: dict[str, Any]
+
+
+@dataclass
+class WriteBatch:
+    """Writes that commit together or not at all.
+
+    State changes name the state they expect to find (`old`): the store applies them with
+    `WHERE state = old` and fails the batch if the row was elsewhere, so a task instance can
+    never record two successes, whatever the engine does.
+    """
+
+    ops: list[Op] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.ops)
+
+    def upsert_dag(self, dag: DagRecord) -> None:
+        self.ops.append(Op("upsert_dag", {"dag": dag}))
+
+    def replace_import_errors(self, errors: list[ImportErrorRecord]) -> None:
+        """Forget every recorded import error and record these instead."""
+        self.ops.append(Op("replace_import_errors", {"errors": errors}))
+
+    def create_run(self, run: RunRecord, task_instances: list[TaskInstanceRecord]) -> None:
+        self.ops.append(Op("create_run", {"run": run, "task_instances": task_instances}))
+
+    def set_run_state(self, run_id: str, old: RunState, new: RunState, *, at: float) -> None:
+        """Move a run; `at` becomes started_at (for running) or ended_at (when finished)."""
+        check_run_transition(old, new)
+        self.ops.append(Op("set_run_state", {"run_id": run_id, "old": old, "new": new, "at": at}))
+
+    def add_task_instances(self, task_instances: list[TaskInstanceRecord]) -> None:
+        """New rows for an existing run (the instances of an expanded task)."""
+        self.ops.append(Op("add_task_instances", {"task_instances": task_instances}))
+
+    def set_task_state(self, key: TaskKey, old: TaskState, new: TaskState, **fields: Any) -> None:
+        """Move a task instance; `fields` sets columns of TaskInstanceRecord on the same row.
+
+        Allowed fields: try_number, queued_at, started_at, ended_at, next_retry_at, error.
+        """
+        check_task_transition(old, new)
+        self.ops.append(
+            Op("set_task_state", {"key": key, "old": old, "new": new, "fields": fields})
+        )
+
+    def start_try(self, attempt: TryRecord) -> None:
+        self.ops.append(Op("start_try", {"attempt": attempt}))
+
+    def end_try(
+        self, key: TaskKey, try_number: int, state: TaskState, *, at: float, error: str | None
+    ) -> None:
+        self.ops.append(
+            Op(
+                "end_try",
+                {"key": key, "try_number": try_number, "state": state, "at": at, "error": error},
+            )
+        )
+
+    def save_result(self, key: TaskKey, value_json: str) -> None:
+        """Record a task instance's result, already encoded as JSON text (size-checked)."""
+        self.ops.append(Op("save_result", {"key": key, "value_json": value_json}))
+
+
+class Store(Protocol):
+    """Durable state. SQLite today; PostgreSQL can implement the same for several hosts."""
+
+    path: str
+
+    async def commit(self, batch: WriteBatch) -> None:
+        """Apply `batch` atomically and durably; raises `StoreError` and applies nothing."""
+        ...
+
+    async def list_dags(self) -> list[DagRecord]: ...
+
+    async def list_import_errors(self) -> list[ImportErrorRecord]: ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(
+        self, *, dag_id: str | None = None, state: RunState | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        """Newest first."""
+        ...
+
+    async def list_task_instances(self, run_id: str) -> list[TaskInstanceRecord]: ...
+
+    async def list_tries(self, run_id: str, task_id: str, map_index: int = -1) -> list[TryRecord]:
+        """Oldest first."""
+        ...
+
+    async def get_results(self, run_id: str) -> dict[tuple[str, int], str]:
+        """Every recorded result of a run: (task_id, map_index) -> JSON text."""
+        ...
+
+    async def integrity_check(self) -> list[str]:
+        """Problems found by a full check; empty when the database is sound."""
+        ...

@@ -1,0 +1,78 @@
+"""The rows of the store, as frozen values. Times are float seconds since the epoch (UTC)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.state import RunState, TaskState
+
+
+@dataclass(frozen=True, kw_only=True)
+class DagRecord:
+    dag_id: str
+    fileloc: str
+    description: str = ""
+    is_paused: bool = False
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportErrorRecord:
+    """A DAG file (or one DAG in it) that could not be used, with the line to look at."""
+
+    fileloc: str
+    line: int | None
+    message: str
+    recorded_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRecord:
+    run_id: str
+    dag_id: str
+    state: RunState
+    conf: dict[str, Any]
+    run_type: str = "manual"  # manual | scheduled | event | backfill
+    dedup_key: str | None = None  # UNIQUE per DAG when set: one event, one run
+    logical_date: float | None = None
+    queued_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskInstanceRecord:
+    run_id: str
+    task_id: str
+    map_index: int = -1  # -1 for a task that is not expanded
+    state: TaskState = TaskState.NONE
+    try_number: int = 0  # tries started so far
+    max_tries: int = 1
+    pool: str = "default"
+    priority: int = 1
+    queued_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    next_retry_at: float | None = None
+    error: str | None = None  # one line: why it failed, was skipped or cancelled
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.run_id, self.task_id, self.map_index)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TryRecord:
+    """One attempt of a task instance, with its own log file."""
+
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    state: TaskState  # running while it runs, then its outcome
+    started_at: float
+    log_path: str
+    ended_at: float | None = None
+    error: str | None = None
+    pid: int | None = None

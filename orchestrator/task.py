@@ -1,0 +1,352 @@
+"""Tasks: the nodes of a DAG, their options, dependencies, and references to their results.
+
+A `Task` is created inside a DAG (`with DAG(...)`) and registers itself there. Dependencies
+come from `>>` / `<<`, from `depends_on=[task_id, ...]`, and (TaskFlow style) from passing one
+task's `Output` into another task: the reference both makes the edge and, at run time, is
+replaced by the upstream task's result.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Union
+
+from orchestrator.context import TaskContext
+from orchestrator.errors import DagError, UnknownTaskError
+from orchestrator.retry import Duration, RetryPolicy, seconds
+from orchestrator.trigger_rules import TriggerRule
+
+if TYPE_CHECKING:
+    from orchestrator.dag import DAG
+
+Callback = Callable[[TaskContext], Any]
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class Skip(Exception):
+    """Raise inside a task to mark it `skipped` instead of `success` or `failed`."""
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where in the user's code something was defined."""
+
+    file: str
+    line: int
+
+
+def caller_site() -> Site:
+    """The first stack frame outside this package: the user's line that made the object."""
+    frame = sys._getframe(1)
+    while (
+        frame.f_back is not None
+        and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _PACKAGE_DIR
+    ):
+        frame = frame.f_back
+    return Site(frame.f_code.co_filename, frame.f_lineno)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskOptions:
+    """Per-task settings; a DAG's `default_args` supplies the ones a task leaves out."""
+
+    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
+    retries: int = 0
+    retry_delay: Duration = 5.0
+    retry_exponential_backoff: bool = False
+    max_retry_delay: Duration | None = None
+    retry_jitter: bool = False
+    execution_timeout: Duration | None = None
+    pool: str = "default"
+    pool_slots: int = 1
+    priority_weight: int = 1
+    on_success: Callback | None = None
+    on_failure: Callback | None = None
+    on_retry: Callback | None = None
+    in_process: bool | None = None  # None: the engine's default executor mode
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "trigger_rule", _trigger_rule(self.trigger_rule))
+        if self.pool_slots < 1:
+            raise ValueError(f"pool_slots must be 1 or more, got {self.pool_slots}")
+        timeout = seconds(self.execution_timeout)
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"execution_timeout must be positive, got {self.execution_timeout}")
+        self.retry_policy  # noqa: B018 - validates the retry fields now, at definition time
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            retries=self.retries,
+            delay=seconds(self.retry_delay) or 0.0,
+            exponential=self.retry_exponential_backoff,
+            max_delay=seconds(self.max_retry_delay),
+            jitter=self.retry_jitter,
+        )
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        return seconds(self.execution_timeout)
+
+    @classmethod
+    def build(cls, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> TaskOptions:
+        """Merge a DAG's defaults with a task's own options, naming any unknown option."""
+        known = {f.name for f in fields(cls)}
+        for name in itertools.chain(defaults, given):
+            if name not in known:
+                raise TypeError(f"unknown task option {name!r}; known: {', '.join(sorted(known))}")
+        return cls(**{**defaults, **given})
+
+
+def _trigger_rule(value: TriggerRule | str) -> TriggerRule:
+    try:
+        return TriggerRule(value)
+    except ValueError:
+        choices = ", ".join(rule.value for rule in TriggerRule)
+        raise ValueError(f"unknown trigger_rule {value!r}; choose one of: {choices}") from None
+
+
+class Ref:
+    """A value known only at run time: another task's result, or a DAG param."""
+
+    def upstream_task_ids(self) -> set[str]:
+        return set()
+
+    def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:
+        raise NotImplementedError
+
+
+class Output(Ref):
+    """The result of `task`, or an item inside it (`output["key"]`), usable as another's input."""
+
+    def __init__(self, task: Task, path: tuple[str | int, ...] = ()) -> None:
+        self.task = task
+        self.path = path
+
+    def __getitem__(self, key: str | int) -> Output:
+        return Output(self.task, (*self.path, key))
+
+    def upstream_task_ids(self) -> set[str]:
+        return {self.task.task_id}
+
+    def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:
+        value = results[self.task.task_id]
+        for key in self.path:
+            value = value[key]
+        return value
+
+    def __rshift__(self, other: Dependable) -> Dependable:
+        return self.task.__rshift__(other)
+
+    def __lshift__(self, other: Dependable) -> Dependable:
+        return self.task.__lshift__(other)
+
+    def __rrshift__(self, other: Dependable) -> Output:
+        self.task.__rrshift__(other)
+        return self
+
+    def __rlshift__(self, other: Dependable) -> Output:
+        self.task.__rlshift__(other)
+        return self
+
+    def __repr__(self) -> str:
+        keys = "".join(f"[{key!r}]" for key in self.path)
+        return f"Output({self.task.task_id!r}){keys}"
+
+
+class ParamRef(Ref):
+    """A DAG parameter, read from the run's params when the task runs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:
+        return context.params[self.name]
+
+    def __repr__(self) -> str:
+        return f"ParamRef({self.name!r})"
+
+
+def iter_refs(value: Any) -> Iterator[Ref]:
+    """Every `Ref` inside a value made of lists, tuples and dicts."""
+    if isinstance(value, Ref):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from iter_refs(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from iter_refs(item)
+
+
+def resolve_refs(value: Any, results: Mapping[str, Any], context: TaskContext) -> Any:
+    """`value` with every `Ref` in it replaced by what it stands for."""
+    if isinstance(value, Ref):
+        return value.resolve(results, context)
+    if isinstance(value, list | tuple):
+        return type(value)(resolve_refs(item, results, context) for item in value)
+    if isinstance(value, dict):
+        return {key: resolve_refs(item, results, context) for key, item in value.items()}
+    return value
+
+
+Dependable = Union["Task", Output, Sequence[Union["Task", Output]]]
+
+
+def as_tasks(item: Dependable) -> list[Task]:
+    """The tasks named by a task, an `Output`, or a list of either."""
+    if isinstance(item, Task):
+        return [item]
+    if isinstance(item, Output):
+        return [item.task]
+    if isinstance(item, Sequence) and not isinstance(item, str):
+        return [task for element in item for task in as_tasks(element)]
+    raise TypeError(f"cannot make a dependency on {item!r}: expected a task or its output")
+
+
+class Task:
+    """One node of a DAG. Subclasses say what running it means (`run`)."""
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        dag: DAG | None = None,
+        depends_on: Iterable[str] = (),
+        **options: Any,
+    ) -> None:
+        from orchestrator.dag import DAG  # the DAG module imports this one
+
+        owner = dag or DAG.current()
+        if owner is None:
+            raise DagError(
+                f"task {task_id!r} was created outside a DAG; create tasks inside `with DAG(...):`"
+                " or a function decorated with `@dag`"
+            )
+        _check_task_id(task_id)
+        self.site = caller_site()
+        self.task_id = task_id
+        self.dag = owner
+        self.options = TaskOptions.build(owner.default_args, options)
+        self.upstream_task_ids: set[str] = set()
+        self.downstream_task_ids: set[str] = set()
+        self.depends_on = tuple(depends_on)
+        self.expand_inputs: dict[str, Any] | None = None
+        self.is_branch = False
+        owner.add_task(self)
+
+    # -- what running means -------------------------------------------------------------------
+
+    def run(self, inputs: dict[str, Any], context: TaskContext) -> Any:
+        """Run the task's code with its resolved inputs; return its (JSON-safe) result.
+
+        Returns an awaitable when `is_async` is true.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement run()")
+
+    @property
+    def is_async(self) -> bool:
+        """True when the task's code is a coroutine function: it runs in the engine's loop."""
+        return inspect.iscoroutinefunction(self.run)
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """The task's inputs, possibly holding `Ref`s; resolved just before it runs."""
+        return {}
+
+    @property
+    def is_mapped(self) -> bool:
+        return self.expand_inputs is not None
+
+    def input_refs(self) -> Iterator[Ref]:
+        yield from iter_refs(self.inputs)
+        yield from iter_refs(self.expand_inputs or {})
+
+    # -- dependencies ---------------------------------------------------------------------------
+
+    def set_downstream(self, other: Dependable) -> None:
+        for task in as_tasks(other):
+            self.dag.add_edge(self.task_id, task.task_id)
+
+    def set_upstream(self, other: Dependable) -> None:
+        for task in as_tasks(other):
+            self.dag.add_edge(task.task_id, self.task_id)
+
+    def __rshift__(self, other: Dependable) -> Dependable:
+        self.set_downstream(other)
+        return other
+
+    def __lshift__(self, other: Dependable) -> Dependable:
+        self.set_upstream(other)
+        return other
+
+    def __rrshift__(self, other: Dependable) -> Task:
+        self.set_upstream(other)
+        return self
+
+    def __rlshift__(self, other: Dependable) -> Task:
+        self.set_downstream(other)
+        return self
+
+    def resolve_string_dependencies(self) -> None:
+        """Turn `depends_on=[...]` ids into edges; an unknown id is an error at the task's line."""
+        for upstream_id in self.depends_on:
+            if upstream_id not in self.dag.tasks:
+                raise UnknownTaskError(
+                    f"task {self.task_id!r} depends on {upstream_id!r}, which is not a task of "
+                    f"DAG {self.dag.dag_id!r} (its tasks: {', '.join(sorted(self.dag.tasks))})",
+                    file=self.site.file,
+                    line=self.site.line,
+                )
+            self.dag.add_edge(upstream_id, self.task_id)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.dag.dag_id}.{self.task_id}>"
+
+
+def _check_task_id(task_id: str) -> None:
+    if not isinstance(task_id, str) or not task_id or len(task_id) > 250:
+        raise DagError(f"task_id must be a non-empty string of at most 250 characters: {task_id!r}")
+    if any(ch in task_id for ch in "/\\\0") or task_id in (".", ".."):
+        raise DagError(f"task_id {task_id!r} may not contain '/', '\\' or NUL (it names log paths)")
+
+
+def chain(*items: Dependable) -> None:
+    """Make each item run after the one before it; two lists of equal length pair up."""
+    for left, right in itertools.pairwise(items):
+        left_tasks, right_tasks = as_tasks(left), as_tasks(right)
+        if _is_list(left) and _is_list(right):
+            if len(left_tasks) != len(right_tasks):
+                raise ValueError(
+                    f"chain() pairs two adjacent lists element by element, but they have "
+                    f"{len(left_tasks)} and {len(right_tasks)} tasks"
+                )
+            for upstream, downstream in zip(left_tasks, right_tasks, strict=True):
+                upstream.set_downstream(downstream)
+            continue
+        for upstream in left_tasks:
+            upstream.set_downstream(right_tasks)
+
+
+def _is_list(item: Dependable) -> bool:
+    return isinstance(item, Sequence) and not isinstance(item, str)
+
+
+def map_combinations(task_id: str, expand: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One dict of keyword arguments per mapped task instance: the product of the lists.
+
+    Like Airflow, expanding over two lists of 2 and 3 items gives 6 instances.
+    """
+    for name, values in expand.items():
+        if not isinstance(values, list | tuple):
+            raise TypeError(
+                f"task {task_id!r} is expanded over {name!r}, which must be a list at run time, "
+                f"got {type(values).__name__}"
+            )
+    names = list(expand)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*expand.values())]

@@ -1,0 +1,92 @@
+"""Trigger rules: when a task may run, given the states of its direct upstream tasks."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from enum import StrEnum
+
+from orchestrator.state import TaskState
+
+
+class TriggerRule(StrEnum):
+    """What the upstream tasks must have done before a task runs."""
+
+    ALL_SUCCESS = "all_success"  # every upstream succeeded (the default)
+    ALL_FAILED = "all_failed"  # every upstream failed or had an upstream fail
+    ALL_DONE = "all_done"  # every upstream finished, whatever the outcome
+    ONE_SUCCESS = "one_success"  # at least one upstream succeeded (runs as soon as one does)
+    ONE_FAILED = "one_failed"  # at least one upstream failed (runs as soon as one does)
+    NONE_FAILED = "none_failed"  # no upstream failed: each succeeded or was skipped
+    NONE_SKIPPED = "none_skipped"  # no upstream was skipped: each finished otherwise
+    ALWAYS = "always"  # no condition at all
+
+
+class Verdict(StrEnum):
+    """What a trigger rule says about a task now."""
+
+    WAIT = "wait"  # not decidable yet
+    RUN = "run"
+    SKIP = "skip"
+    UPSTREAM_FAILED = "upstream_failed"
+
+
+_FAILED = (TaskState.FAILED, TaskState.UPSTREAM_FAILED)
+
+
+def evaluate(rule: TriggerRule, upstream: Iterable[TaskState]) -> Verdict:
+    """Decide from the upstream states whether a task runs, waits, is skipped or cannot run.
+
+    Follows Airflow's semantics so migrating users are not surprised: under `all_success`
+    a skipped upstream skips the task, and a failed one marks it `upstream_failed`.
+    """
+    counts = Counter(upstream)
+    total = sum(counts.values())
+    done = sum(n for state, n in counts.items() if state.finished)
+    failed = counts[TaskState.FAILED] + counts[TaskState.UPSTREAM_FAILED]
+    skipped = counts[TaskState.SKIPPED]
+    success = counts[TaskState.SUCCESS]
+    if rule is TriggerRule.ALWAYS or total == 0:
+        return Verdict.RUN
+    if rule is TriggerRule.ONE_SUCCESS:
+        return _one(success, done, total, on_none=_none_verdict(failed))
+    if rule is TriggerRule.ONE_FAILED:
+        return _one(failed, done, total, on_none=Verdict.SKIP)
+    if done < total:
+        return _early_verdict(rule, failed, skipped)
+    return _final_verdict(rule, failed=failed, skipped=skipped, success=success, total=total)
+
+
+def _none_verdict(failed: int) -> Verdict:
+    return Verdict.UPSTREAM_FAILED if failed else Verdict.SKIP
+
+
+def _one(hits: int, done: int, total: int, *, on_none: Verdict) -> Verdict:
+    if hits:
+        return Verdict.RUN
+    return on_none if done == total else Verdict.WAIT
+
+
+def _early_verdict(rule: TriggerRule, failed: int, skipped: int) -> Verdict:
+    """Some upstreams are unfinished: decide early only where the outcome is already fixed."""
+    if rule is TriggerRule.ALL_SUCCESS and failed:
+        return Verdict.UPSTREAM_FAILED
+    if rule is TriggerRule.NONE_FAILED and failed:
+        return Verdict.UPSTREAM_FAILED
+    return Verdict.WAIT
+
+
+def _final_verdict(
+    rule: TriggerRule, *, failed: int, skipped: int, success: int, total: int
+) -> Verdict:
+    if rule is TriggerRule.ALL_SUCCESS:
+        if failed:
+            return Verdict.UPSTREAM_FAILED
+        return Verdict.RUN if success == total else Verdict.SKIP
+    if rule is TriggerRule.ALL_FAILED:
+        return Verdict.RUN if failed == total else Verdict.SKIP
+    if rule is TriggerRule.NONE_FAILED:
+        return Verdict.UPSTREAM_FAILED if failed else Verdict.RUN
+    if rule is TriggerRule.NONE_SKIPPED:
+        return Verdict.SKIP if skipped else Verdict.RUN
+    return Verdict.RUN  # ALL_DONE
