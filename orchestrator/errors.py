@@ -16,7 +16,9 @@ OrchestratorError
 ├── RunError                a run request that cannot be honoured (bad conf, unknown run)
 └── StoreError              the durable state cannot be used
     ├── StoreCorruptedError the database file fails its integrity check
-    └── StateDirError       the state directory cannot be created or written
+    ├── StateDirError       the state directory cannot be created or written
+    ├── DuplicateRunError   a run for this DAG and dedup key exists (one event, one run)
+    └── StateConflictError  a state change found its row in another state (or missing)
 ```
 """
 
@@ -107,3 +109,30 @@ class StoreCorruptedError(StoreError):
 
 class StateDirError(StoreError):
     """The state directory cannot be created or is not writable."""
+
+
+class DuplicateRunError(StoreError):
+    """A run with this DAG and dedup key already exists: the event was already handled.
+
+    `existing_run_id` names that run, so a caller (a webhook, a run trigger) can answer with it
+    instead of starting a second run for one event.
+    """
+
+    def __init__(self, message: str, *, dag_id: str, dedup_key: str, existing_run_id: str) -> None:
+        super().__init__(message)
+        self.dag_id = dag_id
+        self.dedup_key = dedup_key
+        self.existing_run_id = existing_run_id
+
+
+class StateConflictError(StoreError):
+    """A state change found its run or task instance in another state than it expected.
+
+    Someone else moved it first (a user cancelled it, another try finished it), so this
+    change was not applied. `found` is the state it is in, or None when the row is missing.
+    """
+
+    def __init__(self, message: str, *, expected: str, found: str | None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.found = found

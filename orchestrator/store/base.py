@@ -8,6 +8,7 @@ caller only after the commit is durable.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,6 +22,20 @@ from orchestrator.store.records import (
 )
 
 TaskKey = tuple[str, str, int]  # (run_id, task_id, map_index)
+
+# The columns `set_task_state` may set beside the state. Checked here, where the batch is built,
+# so a typo fails at its call site; the SQLite store checks again because they become SQL.
+TASK_STATE_FIELDS = frozenset(
+    {"try_number", "queued_at", "started_at", "ended_at", "next_retry_at", "error"}
+)
+
+
+def check_task_state_fields(fields: Iterable[str]) -> None:
+    """Raise `ValueError` naming the first field `set_task_state` may not set."""
+    for name in fields:
+        if name not in TASK_STATE_FIELDS:
+            allowed = ", ".join(sorted(TASK_STATE_FIELDS))
+            raise ValueError(f"set_task_state cannot set {name!r}; it may set: {allowed}")
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,7 @@ class WriteBatch:
         Allowed fields: try_number, queued_at, started_at, ended_at, next_retry_at, error.
         """
         check_task_transition(old, new)
+        check_task_state_fields(fields)
         self.ops.append(
             Op("set_task_state", {"key": key, "old": old, "new": new, "fields": fields})
         )
@@ -90,6 +106,18 @@ class WriteBatch:
     def save_result(self, key: TaskKey, value_json: str) -> None:
         """Record a task instance's result, already encoded as JSON text (size-checked)."""
         self.ops.append(Op("save_result", {"key": key, "value_json": value_json}))
+
+
+@dataclass(frozen=True)
+class StoreStatistics:
+    """A snapshot of a store's write counters, for tests and benchmarks.
+
+    `transactions` below `batches` shows group commit at work: several callers' batches
+    shared one transaction (and one fsync).
+    """
+
+    transactions: int  # write transactions committed
+    batches: int  # write batches committed (failed ones are not counted)
 
 
 class Store(Protocol):

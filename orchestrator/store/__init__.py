@@ -1,0 +1,33 @@
+"""Durable state: the `Store` interface, its records, and the SQLite store behind it.
+
+```python
+async with open_store(state_dir) as store:
+    batch = WriteBatch()
+    batch.create_run(run, task_instances)
+    await store.commit(batch)
+```
+"""
+
+from orchestrator.store.base import Store, StoreStatistics, TaskKey, WriteBatch
+from orchestrator.store.records import (
+    DagRecord,
+    ImportErrorRecord,
+    RunRecord,
+    TaskInstanceRecord,
+    TryRecord,
+)
+from orchestrator.store.sqlite import SqliteStore, open_store
+
+__all__ = (
+    "DagRecord",
+    "ImportErrorRecord",
+    "RunRecord",
+    "SqliteStore",
+    "Store",
+    "StoreStatistics",
+    "TaskInstanceRecord",
+    "TaskKey",
+    "TryRecord",
+    "WriteBatch",
+    "open_store",
+)

@@ -1,0 +1,137 @@
+"""Opening SQLite connections the way the store needs them, and refusing damaged files.
+
+Every connection runs in autocommit mode (`isolation_level=None`) so the store writes its own
+`BEGIN IMMEDIATE` / `SAVEPOINT` / `COMMIT`, and waits up to 5 s for another process's lock
+instead of failing at once. The integrity check runs before anything could write to the
+file, so a damaged database is left exactly as it was found.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import aiosqlite
+import anyio
+
+from orchestrator.errors import ConfigError, StoreCorruptedError, StoreError
+
+SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
+BUSY_TIMEOUT_MS = 5000
+
+_CORRUPTION_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def check_synchronous(level: str) -> str:
+    """The `synchronous` level in upper case; `ConfigError` for one SQLite would not take."""
+    upper = level.upper()
+    if upper not in SYNCHRONOUS_LEVELS:
+        raise ConfigError(
+            f"synchronous must be NORMAL, FULL or EXTRA, not {level!r}. FULL (the default) "
+            "keeps every committed write through a power loss; NORMAL may lose the last ones."
+        )
+    return upper
+
+
+@asynccontextmanager
+async def connect_writer(db_path: Path, synchronous: str) -> AsyncIterator[aiosqlite.Connection]:
+    """The one connection that writes: checked for damage, then switched to WAL."""
+    async with _connect(db_path, str(db_path), uri=False) as connection:
+        with _damage_reported(db_path):
+            await _configure(connection, synchronous)
+            await check_not_corrupted(connection, db_path)
+            await _enable_wal(connection, db_path)
+        yield connection
+
+
+@asynccontextmanager
+async def connect_reader(
+    db_path: Path, synchronous: str, *, check: bool
+) -> AsyncIterator[aiosqlite.Connection]:
+    """A read-only connection (`mode=ro`) to the absolute `db_path`: reads can never write.
+
+    `check` runs the integrity check, for when no writer connection has done it already.
+    """
+    uri = f"{db_path.as_uri()}?mode=ro"  # as_uri percent-encodes `?` and `#` in the path
+    async with _connect(db_path, uri, uri=True) as connection:
+        with _damage_reported(db_path):
+            await _configure(connection, synchronous)
+            if check:
+                await check_not_corrupted(connection, db_path)
+        yield connection
+
+
+@asynccontextmanager
+async def _connect(db_path: Path, target: str, *, uri: bool) -> AsyncIterator[aiosqlite.Connection]:
+    try:
+        connection = await aiosqlite.connect(target, uri=uri, isolation_level=None)
+    except sqlite3.Error as error:
+        raise StoreError(f"The database {db_path} cannot be opened: {error}.") from error
+    try:
+        yield connection
+    finally:
+        # Shielded: a cancelled close would leave the connection's thread running.
+        with anyio.CancelScope(shield=True):
+            await connection.close()
+
+
+async def _configure(connection: aiosqlite.Connection, synchronous: str) -> None:
+    # One round trip for all three. SQLite reads the file header here, so a file that is
+    # not a database already fails at this point, before anything could be written to it.
+    await connection.executescript(
+        f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"
+        " PRAGMA foreign_keys = ON;"
+        f" PRAGMA synchronous = {synchronous};"
+    )
+
+
+async def check_not_corrupted(connection: aiosqlite.Connection, db_path: Path) -> None:
+    """Raise `StoreCorruptedError` unless `PRAGMA quick_check` finds the file sound."""
+    rows = list(await connection.execute_fetchall("PRAGMA quick_check"))
+    problems = [str(row[0]) for row in rows if row[0] != "ok"]
+    if problems:
+        raise corrupted_error(db_path, "; ".join(problems[:3]))
+
+
+@contextmanager
+def _damage_reported(db_path: Path) -> Iterator[None]:
+    """Turn SQLite's errors on opening into ours: damage gets the recovery instructions."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        if is_corruption(error):
+            raise corrupted_error(db_path, str(error)) from error
+        raise StoreError(f"The database {db_path} cannot be read: {error}.") from error
+
+
+def is_corruption(error: BaseException) -> bool:
+    """True for SQLite's "database disk image is malformed" and "file is not a database"."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _CORRUPTION_CODES
+
+
+def corrupted_error(db_path: Path | str, detail: str) -> StoreCorruptedError:
+    """The error for a damaged database, with both ways to recover spelled out."""
+    path = shlex.quote(str(db_path))
+    recovered = shlex.quote(f"{db_path}.recovered")
+    return StoreCorruptedError(
+        f"The database {db_path} is damaged ({detail}), so the orchestrator will not use it "
+        "and has written nothing to it. To start fresh, move it aside: "
+        f"`mv {path} {shlex.quote(f'{db_path}.corrupt')}` (its history is then forgotten). "
+        f'To salvage what can still be read: `sqlite3 {path} ".recover" | sqlite3 {recovered}`, '
+        f"then move {recovered} into its place."
+    )
+
+
+async def _enable_wal(connection: aiosqlite.Connection, db_path: Path) -> None:
+    async with connection.execute("PRAGMA journal_mode = WAL") as cursor:
+        row = await cursor.fetchone()
+    if row is None or str(row[0]).lower() != "wal":
+        raise StoreError(
+            f"The database {db_path} cannot use write-ahead logging (journal mode stays "
+            f"{row[0] if row else 'unknown'}); network file systems often cannot. "
+            "Put the state directory on a local disk with --state-dir."
+        )

@@ -1,0 +1,167 @@
+"""Records to rows and back: the one place that knows each table's column order.
+
+Rows are plain tuples (no row factory) because a 1000-task run reads and writes thousands of
+them and tuple indexing is the cheapest conversion there is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from orchestrator.state import RunState, TaskState
+from orchestrator.store.records import (
+    DagRecord,
+    ImportErrorRecord,
+    RunRecord,
+    TaskInstanceRecord,
+    TryRecord,
+)
+
+Row = Sequence[Any]
+
+DAG_COLUMNS = "dag_id, fileloc, description, is_paused, updated_at"
+IMPORT_ERROR_COLUMNS = "fileloc, line, message, recorded_at"
+RUN_COLUMNS = (
+    "run_id, dag_id, state, conf, run_type, dedup_key, logical_date, queued_at, started_at,"
+    " ended_at"
+)
+TASK_INSTANCE_COLUMNS = (
+    "run_id, task_id, map_index, state, try_number, max_tries, pool, priority, queued_at,"
+    " started_at, ended_at, next_retry_at, error"
+)
+TRY_COLUMNS = (
+    "run_id, task_id, map_index, try_number, state, started_at, ended_at, log_path, error, pid"
+)
+
+
+def encode_json(value: Any, *, what: str) -> str:
+    """Strict JSON text (no NaN, no pickle fallback); `what` names the value in the error."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{what} is not JSON: {error}") from error
+
+
+def dag_params(dag: DagRecord) -> tuple[Any, ...]:
+    return (dag.dag_id, dag.fileloc, dag.description, int(dag.is_paused), dag.updated_at)
+
+
+def dag_from_row(row: Row) -> DagRecord:
+    dag_id, fileloc, description, is_paused, updated_at = row
+    return DagRecord(
+        dag_id=dag_id,
+        fileloc=fileloc,
+        description=description,
+        is_paused=bool(is_paused),
+        updated_at=updated_at,
+    )
+
+
+def import_error_params(error: ImportErrorRecord) -> tuple[Any, ...]:
+    return (error.fileloc, error.line, error.message, error.recorded_at)
+
+
+def import_error_from_row(row: Row) -> ImportErrorRecord:
+    fileloc, line, message, recorded_at = row
+    return ImportErrorRecord(fileloc=fileloc, line=line, message=message, recorded_at=recorded_at)
+
+
+def run_params(run: RunRecord) -> tuple[Any, ...]:
+    conf = encode_json(run.conf, what=f"the conf of run {run.run_id}")
+    return (
+        run.run_id,
+        run.dag_id,
+        run.state.value,
+        conf,
+        run.run_type,
+        run.dedup_key,
+        run.logical_date,
+        run.queued_at,
+        run.started_at,
+        run.ended_at,
+    )
+
+
+def run_from_row(row: Row) -> RunRecord:
+    run_id, dag_id, state, conf, run_type, dedup_key, logical_date, queued, started, ended = row
+    return RunRecord(
+        run_id=run_id,
+        dag_id=dag_id,
+        state=RunState(state),
+        conf=json.loads(conf),
+        run_type=run_type,
+        dedup_key=dedup_key,
+        logical_date=logical_date,
+        queued_at=queued,
+        started_at=started,
+        ended_at=ended,
+    )
+
+
+def task_instance_params(ti: TaskInstanceRecord) -> tuple[Any, ...]:
+    return (
+        ti.run_id,
+        ti.task_id,
+        ti.map_index,
+        ti.state.value,
+        ti.try_number,
+        ti.max_tries,
+        ti.pool,
+        ti.priority,
+        ti.queued_at,
+        ti.started_at,
+        ti.ended_at,
+        ti.next_retry_at,
+        ti.error,
+    )
+
+
+def task_instance_from_row(row: Row) -> TaskInstanceRecord:
+    return TaskInstanceRecord(
+        run_id=row[0],
+        task_id=row[1],
+        map_index=row[2],
+        state=TaskState(row[3]),
+        try_number=row[4],
+        max_tries=row[5],
+        pool=row[6],
+        priority=row[7],
+        queued_at=row[8],
+        started_at=row[9],
+        ended_at=row[10],
+        next_retry_at=row[11],
+        error=row[12],
+    )
+
+
+def try_params(attempt: TryRecord) -> tuple[Any, ...]:
+    return (
+        attempt.run_id,
+        attempt.task_id,
+        attempt.map_index,
+        attempt.try_number,
+        attempt.state.value,
+        attempt.started_at,
+        attempt.ended_at,
+        attempt.log_path,
+        attempt.error,
+        attempt.pid,
+    )
+
+
+def try_from_row(row: Row) -> TryRecord:
+    run_id, task_id, map_index, try_number, state, started, ended, log_path, error, pid = row
+    return TryRecord(
+        run_id=run_id,
+        task_id=task_id,
+        map_index=map_index,
+        try_number=try_number,
+        state=TaskState(state),
+        started_at=started,
+        ended_at=ended,
+        log_path=log_path,
+        error=error,
+        pid=pid,
+    )

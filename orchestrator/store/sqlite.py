@@ -1,0 +1,184 @@
+"""`SqliteStore`: the store on one SQLite file, and `open_store`, the only way to get one.
+
+One writer connection, driven by a single writer task with group commit (see `writer.py`),
+and one separate read-only connection for every read, so reads never queue behind a
+transaction and, in WAL mode, always see the last committed state.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+import anyio
+
+from orchestrator.errors import StoreError
+from orchestrator.state import RunState
+from orchestrator.store.base import Store, StoreStatistics, WriteBatch
+from orchestrator.store.connection import check_synchronous, connect_reader, connect_writer
+from orchestrator.store.migrations import check_version, migrate, read_version
+from orchestrator.store.records import (
+    DagRecord,
+    ImportErrorRecord,
+    RunRecord,
+    TaskInstanceRecord,
+    TryRecord,
+)
+from orchestrator.store.rows import (
+    DAG_COLUMNS,
+    IMPORT_ERROR_COLUMNS,
+    RUN_COLUMNS,
+    TASK_INSTANCE_COLUMNS,
+    TRY_COLUMNS,
+    dag_from_row,
+    import_error_from_row,
+    run_from_row,
+    task_instance_from_row,
+    try_from_row,
+)
+from orchestrator.store.statedir import prepare_state_dir
+from orchestrator.store.writer import GroupCommitWriter
+
+_TASK_KEY = "run_id = ? AND task_id = ? AND map_index = ?"
+
+
+class SqliteStore:
+    """The durable state in `<state_dir>/orchestrator.db`. Get one from `open_store`."""
+
+    def __init__(
+        self, path: str, reader: aiosqlite.Connection, writer: GroupCommitWriter | None
+    ) -> None:
+        self.path = path
+        self._reader = reader
+        self._writer = writer
+
+    async def commit(self, batch: WriteBatch) -> None:
+        """Apply `batch` atomically and durably; raises `StoreError` and applies nothing."""
+        if not batch:
+            return
+        if self._writer is None:
+            raise StoreError(
+                f"The store at {self.path} was opened read-only; the batch was not applied."
+            )
+        await self._writer.commit(batch)
+
+    def statistics(self) -> StoreStatistics:
+        """Write counters so far (all zero when opened read-only)."""
+        if self._writer is None:
+            return StoreStatistics(transactions=0, batches=0)
+        return self._writer.statistics()
+
+    async def list_dags(self) -> list[DagRecord]:
+        rows = await self._fetch(f"SELECT {DAG_COLUMNS} FROM dags ORDER BY dag_id")
+        return [dag_from_row(row) for row in rows]
+
+    async def list_import_errors(self) -> list[ImportErrorRecord]:
+        sql = f"SELECT {IMPORT_ERROR_COLUMNS} FROM import_errors ORDER BY fileloc, rowid"
+        return [import_error_from_row(row) for row in await self._fetch(sql)]
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        rows = await self._fetch(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        return run_from_row(rows[0]) if rows else None
+
+    async def list_runs(
+        self, *, dag_id: str | None = None, state: RunState | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        """Newest first (by queued_at; runs queued at the same moment, last created first)."""
+        if limit < 0:
+            raise ValueError(f"limit must be 0 or more, not {limit}")
+        filters = {"dag_id": dag_id, "state": state.value if state else None}
+        chosen = {column: value for column, value in filters.items() if value is not None}
+        where = " AND ".join(f"{column} = ?" for column in chosen) or "1"
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE {where}"
+            " ORDER BY queued_at DESC, rowid DESC LIMIT ?"
+        )
+        return [run_from_row(row) for row in await self._fetch(sql, (*chosen.values(), limit))]
+
+    async def list_task_instances(self, run_id: str) -> list[TaskInstanceRecord]:
+        """In the order they were created (the order of the DAG's tasks, then expansions)."""
+        sql = f"SELECT {TASK_INSTANCE_COLUMNS} FROM task_instances WHERE run_id = ? ORDER BY rowid"
+        return [task_instance_from_row(row) for row in await self._fetch(sql, (run_id,))]
+
+    async def list_tries(self, run_id: str, task_id: str, map_index: int = -1) -> list[TryRecord]:
+        """Oldest first."""
+        sql = f"SELECT {TRY_COLUMNS} FROM task_tries WHERE {_TASK_KEY} ORDER BY try_number"
+        rows = await self._fetch(sql, (run_id, task_id, map_index))
+        return [try_from_row(row) for row in rows]
+
+    async def get_results(self, run_id: str) -> dict[tuple[str, int], str]:
+        """Every recorded result of a run: (task_id, map_index) -> JSON text."""
+        sql = "SELECT task_id, map_index, value FROM task_results WHERE run_id = ?"
+        return {
+            (task_id, index): value for task_id, index, value in await self._fetch(sql, (run_id,))
+        }
+
+    async def integrity_check(self) -> list[str]:
+        """Problems found by a full check of the file and its foreign keys; empty when sound."""
+        problems = [str(row[0]) for row in await self._fetch("PRAGMA integrity_check")]
+        problems = [problem for problem in problems if problem != "ok"]
+        for table, rowid, parent, _ in await self._fetch("PRAGMA foreign_key_check"):
+            problems.append(f"{table} row {rowid} refers to a missing row of {parent}")
+        return problems
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except ValueError as error:  # aiosqlite's word for "connection closed"
+            raise StoreError(f"The store at {self.path} is closed; open it again.") from error
+
+
+if TYPE_CHECKING:
+    _conforms: type[Store] = SqliteStore  # mypy checks SqliteStore against the protocol
+
+
+@asynccontextmanager
+async def open_store(
+    state_dir: str | Path, *, synchronous: str = "FULL", readonly: bool = False
+) -> AsyncIterator[SqliteStore]:
+    """Open the store in `state_dir`, migrating its schema; close it cleanly on exit.
+
+    For writing, `state_dir` is created if needed and the writer task runs until the block
+    ends; leaving it commits what is already queued first. `readonly` creates no directory and
+    no database, refuses commits, and fails if there is no database yet or its schema is not
+    current. (Like any reader of a WAL database, SQLite itself may add its `-wal` and `-shm`
+    companion files beside an existing database; they hold no data until a writer comes.)
+    """
+    level = check_synchronous(synchronous)
+    prepare = functools.partial(prepare_state_dir, Path(state_dir), readonly=readonly)
+    db_path = await anyio.to_thread.run_sync(prepare)
+    opener = _open_readonly if readonly else _open_writable
+    async with opener(db_path, level) as store:
+        yield store
+
+
+@asynccontextmanager
+async def _open_writable(db_path: Path, synchronous: str) -> AsyncIterator[SqliteStore]:
+    async with connect_writer(db_path, synchronous) as connection:
+        await migrate(connection, str(db_path))
+        async with connect_reader(db_path, synchronous, check=False) as reader:
+            writer = GroupCommitWriter(connection, str(db_path))
+            body_error: BaseException | None = None
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(writer.run)
+                try:
+                    yield SqliteStore(str(db_path), reader, writer)
+                except BaseException as error:
+                    body_error = error
+                finally:
+                    writer.close()
+            if body_error is not None:
+                # Raised here, outside the task group, so a `StoreError` from the caller's block
+                # reaches the caller as itself rather than wrapped in an ExceptionGroup.
+                raise body_error
+
+
+@asynccontextmanager
+async def _open_readonly(db_path: Path, synchronous: str) -> AsyncIterator[SqliteStore]:
+    async with connect_reader(db_path, synchronous, check=True) as reader:
+        check_version(await read_version(reader), str(db_path), readonly=True)
+        yield SqliteStore(str(db_path), reader, None)

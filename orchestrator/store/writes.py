@@ -1,0 +1,230 @@
+"""How each kind of write (`Op`) becomes SQL on the writer connection.
+
+Each operation is one aiosqlite call on its success path (a list is one `executemany`), since
+every call is a round trip to the connection's thread and a 1000-task run makes thousands.
+Extra reads happen only on the failure path, to say what went wrong.
+
+State changes are guarded with `WHERE state = old`: if the row has moved on, nothing is
+written and the batch fails. This is what keeps a task instance from recording two
+successes, whatever the engine does.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from functools import cache
+from typing import Any
+
+import aiosqlite
+
+from orchestrator.errors import DuplicateRunError, StateConflictError, StoreError
+from orchestrator.state import RunState, TaskState
+from orchestrator.store.base import Op, TaskKey, check_task_state_fields
+from orchestrator.store.records import (
+    DagRecord,
+    ImportErrorRecord,
+    RunRecord,
+    TaskInstanceRecord,
+    TryRecord,
+)
+from orchestrator.store.rows import (
+    DAG_COLUMNS,
+    IMPORT_ERROR_COLUMNS,
+    RUN_COLUMNS,
+    TASK_INSTANCE_COLUMNS,
+    TRY_COLUMNS,
+    dag_params,
+    import_error_params,
+    run_params,
+    task_instance_params,
+    try_params,
+)
+
+Connection = aiosqlite.Connection
+
+# Re-parsing a file must not undo a user's pause: `is_paused` is set only when the row is new.
+_UPSERT_DAG = f"""
+    INSERT INTO dags ({DAG_COLUMNS}) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (dag_id) DO UPDATE SET
+        fileloc = excluded.fileloc, description = excluded.description,
+        updated_at = excluded.updated_at
+"""
+_INSERT_IMPORT_ERROR = f"INSERT INTO import_errors ({IMPORT_ERROR_COLUMNS}) VALUES (?, ?, ?, ?)"
+_INSERT_RUN = f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_TASK_INSTANCE = (
+    f"INSERT INTO task_instances ({TASK_INSTANCE_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_TRY = f"INSERT INTO task_tries ({TRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_END_TRY = """
+    UPDATE task_tries SET state = ?, ended_at = ?, error = ?
+    WHERE run_id = ? AND task_id = ? AND map_index = ? AND try_number = ?
+"""
+# A later result replaces an earlier one, so clearing and re-running a task instance works.
+_SAVE_RESULT = """
+    INSERT INTO task_results (run_id, task_id, map_index, value, size) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (run_id, task_id, map_index) DO UPDATE SET
+        value = excluded.value, size = excluded.size
+"""
+_TASK_KEY = "run_id = ? AND task_id = ? AND map_index = ?"
+
+
+async def apply_op(connection: Connection, op: Op) -> None:
+    """Apply one write inside the caller's transaction; raise to fail its batch."""
+    handler = _HANDLERS.get(op.kind)
+    if handler is None:
+        raise ValueError(f"unknown write operation {op.kind!r}")
+    await handler(connection, **op.args)
+
+
+async def _upsert_dag(connection: Connection, dag: DagRecord) -> None:
+    await connection.execute(_UPSERT_DAG, dag_params(dag))
+
+
+async def _replace_import_errors(connection: Connection, errors: list[ImportErrorRecord]) -> None:
+    await connection.execute("DELETE FROM import_errors")
+    if errors:
+        await connection.executemany(_INSERT_IMPORT_ERROR, [import_error_params(e) for e in errors])
+
+
+async def _create_run(
+    connection: Connection, run: RunRecord, task_instances: list[TaskInstanceRecord]
+) -> None:
+    _check_all_in_run(run.run_id, task_instances)
+    try:
+        await connection.execute(_INSERT_RUN, run_params(run))
+    except sqlite3.IntegrityError as error:
+        collision = await _run_collision(connection, run)
+        if collision is None:
+            raise
+        raise collision from error
+    await _add_task_instances(connection, task_instances)
+
+
+def _check_all_in_run(run_id: str, task_instances: Sequence[TaskInstanceRecord]) -> None:
+    for ti in task_instances:
+        if ti.run_id != run_id:
+            raise ValueError(f"task instance {ti.task_id} belongs to run {ti.run_id}, not {run_id}")
+
+
+async def _run_collision(connection: Connection, run: RunRecord) -> StoreError | None:
+    """The error for a unique key the new run collided with (dedup key, then run id), if any."""
+    if run.dedup_key is not None:
+        existing = await _fetch_value(
+            connection,
+            "SELECT run_id FROM runs WHERE dag_id = ? AND dedup_key = ?",
+            (run.dag_id, run.dedup_key),
+        )
+        if existing is not None:
+            return DuplicateRunError(
+                f"DAG {run.dag_id} already has run {existing} for dedup key {run.dedup_key!r}: "
+                "this event was already handled, so no second run was created.",
+                dag_id=run.dag_id,
+                dedup_key=run.dedup_key,
+                existing_run_id=existing,
+            )
+    if await _fetch_value(connection, "SELECT 1 FROM runs WHERE run_id = ?", (run.run_id,)):
+        return StoreError(f"A run with id {run.run_id} already exists; run ids must be unique.")
+    return None
+
+
+async def _add_task_instances(
+    connection: Connection, task_instances: list[TaskInstanceRecord]
+) -> None:
+    params = [task_instance_params(ti) for ti in task_instances]
+    await connection.executemany(_INSERT_TASK_INSTANCE, params)
+
+
+async def _set_run_state(
+    connection: Connection, run_id: str, old: RunState, new: RunState, at: float
+) -> None:
+    cursor = await connection.execute(_run_state_sql(new), (new.value, at, run_id, old.value))
+    if cursor.rowcount != 1:
+        found = await _fetch_value(connection, "SELECT state FROM runs WHERE run_id = ?", (run_id,))
+        raise _conflict(f"run {run_id}", old, new, found)
+
+
+@cache
+def _run_state_sql(new: RunState) -> str:
+    """`at` is when the run started (moving to running) or ended (every other move finishes it)."""
+    column = "started_at" if new is RunState.RUNNING else "ended_at"
+    return f"UPDATE runs SET state = ?, {column} = ? WHERE run_id = ? AND state = ?"
+
+
+async def _set_task_state(
+    connection: Connection, key: TaskKey, old: TaskState, new: TaskState, fields: dict[str, Any]
+) -> None:
+    sql = _task_state_sql(tuple(fields))
+    cursor = await connection.execute(sql, (new.value, *fields.values(), *key, old.value))
+    if cursor.rowcount != 1:
+        found = await _fetch_value(
+            connection, f"SELECT state FROM task_instances WHERE {_TASK_KEY}", key
+        )
+        raise _conflict(f"task instance {_describe_key(key)}", old, new, found)
+
+
+@cache
+def _task_state_sql(names: tuple[str, ...]) -> str:
+    """The UPDATE for one set of field names; cached because the engine uses only a few sets."""
+    # Field names become SQL, so the allow-list is checked here too, not only in WriteBatch.
+    check_task_state_fields(names)
+    assignments = "".join(f", {name} = ?" for name in names)
+    return f"UPDATE task_instances SET state = ?{assignments} WHERE {_TASK_KEY} AND state = ?"
+
+
+def _conflict(what: str, old: str, new: str, found: str | None) -> StateConflictError:
+    where = f"it is {found}" if found is not None else "it does not exist"
+    return StateConflictError(
+        f"Cannot move {what} from {old} to {new}: {where}. Someone else changed it first, "
+        "so this batch was not applied.",
+        expected=str(old),
+        found=found,
+    )
+
+
+async def _start_try(connection: Connection, attempt: TryRecord) -> None:
+    await connection.execute(_INSERT_TRY, try_params(attempt))
+
+
+async def _end_try(
+    connection: Connection,
+    key: TaskKey,
+    try_number: int,
+    state: TaskState,
+    at: float,
+    error: str | None,
+) -> None:
+    cursor = await connection.execute(_END_TRY, (state.value, at, error, *key, try_number))
+    if cursor.rowcount != 1:
+        raise StoreError(f"Task instance {_describe_key(key)} has no try {try_number} to end.")
+
+
+async def _save_result(connection: Connection, key: TaskKey, value_json: str) -> None:
+    size = len(value_json.encode())
+    await connection.execute(_SAVE_RESULT, (*key, value_json, size))
+
+
+async def _fetch_value(connection: Connection, sql: str, params: Sequence[Any]) -> Any:
+    """The first column of the first row, or None when there is no row."""
+    rows = list(await connection.execute_fetchall(sql, params))
+    return rows[0][0] if rows else None
+
+
+def _describe_key(key: TaskKey) -> str:
+    run_id, task_id, map_index = key
+    suffix = f"[{map_index}]" if map_index >= 0 else ""
+    return f"{task_id}{suffix} of run {run_id}"
+
+
+_HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
+    "upsert_dag": _upsert_dag,
+    "replace_import_errors": _replace_import_errors,
+    "create_run": _create_run,
+    "set_run_state": _set_run_state,
+    "add_task_instances": _add_task_instances,
+    "set_task_state": _set_task_state,
+    "start_try": _start_try,
+    "end_try": _end_try,
+    "save_result": _save_result,
+}
