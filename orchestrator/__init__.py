@@ -1,0 +1,83 @@
+"""orchestrator: event-driven pipelines in which waiting tasks hold no worker slot.
+
+```python
+from orchestrator import DAG, task
+
+@task
+def extract() -> list[int]:
+    return [1, 2, 3]
+
+@task
+def total(values: list[int]) -> int:
+    return sum(values)
+
+with DAG("sums"):
+    total(extract())
+```
+
+Names are imported on first use, so `orchestrator --help` and worker processes start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "DAG",
+    "BaseOperator",
+    "Engine",
+    "Output",
+    "RunState",
+    "Shell",
+    "Skip",
+    "TaskContext",
+    "TaskState",
+    "TriggerRule",
+    "chain",
+    "dag",
+    "get_current_context",
+    "task",
+)
+
+_WHERE = {
+    "DAG": "orchestrator.dags",
+    "dag": "orchestrator.dags",
+    "BaseOperator": "orchestrator.operators",
+    "Shell": "orchestrator.operators",
+    "Engine": "orchestrator.engine",
+    "Output": "orchestrator.tasks",
+    "Skip": "orchestrator.tasks",
+    "chain": "orchestrator.tasks",
+    "RunState": "orchestrator.state",
+    "TaskState": "orchestrator.state",
+    "TaskContext": "orchestrator.context",
+    "get_current_context": "orchestrator.context",
+    "TriggerRule": "orchestrator.trigger_rules",
+    "task": "orchestrator.taskflow",
+}
+
+if TYPE_CHECKING:
+    from orchestrator.context import TaskContext, get_current_context
+    from orchestrator.dags import DAG, dag
+    from orchestrator.engine import Engine
+    from orchestrator.operators import BaseOperator, Shell
+    from orchestrator.state import RunState, TaskState
+    from orchestrator.taskflow import task
+    from orchestrator.tasks import Output, Skip, chain
+    from orchestrator.trigger_rules import TriggerRule
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted((*__all__, "__version__"))

@@ -72,6 +72,9 @@ class FakeClock:
 
     def set(self, now: float) -> None:
         """Jump to `now` and wake every sleeper whose deadline has come."""
+        if now < self._now:
+            # Sleepers already woken would have woken too early: refuse, as `advance` does.
+            raise ValueError(f"a clock cannot go backwards (from {self._now} to {now})")
         self._now = now
         while self._sleepers and self._sleepers[0][0] <= now:
             heapq.heappop(self._sleepers)[2].set()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from orchestrator.dag import DAG, DagFactory
+from orchestrator.dags import DAG, DagFactory
 from orchestrator.errors import DagError, DagImportError
 
 
@@ -41,7 +41,7 @@ def load_dag_file(path: str | os.PathLike[str]) -> FileResult:
     path = os.path.abspath(path)
     result = FileResult(path)
     created: list[DAG] = []
-    previous = DAG._collector
+    previous, depth = DAG._collector, len(DAG._stack)
     DAG._collector = created
     try:
         module = _import(path)
@@ -56,7 +56,7 @@ def load_dag_file(path: str | os.PathLike[str]) -> FileResult:
         return result
     finally:
         DAG._collector = previous
-        DAG._stack.clear()  # a file that raised inside `with DAG(...)` leaves it open
+        del DAG._stack[depth:]  # a file that raised inside `with DAG(...)` leaves it open
     for pipeline in created:
         _validate_into(result, pipeline)
     return result
@@ -71,9 +71,14 @@ def _import(path: str) -> ModuleType:
     if spec is None or spec.loader is None:
         raise DagImportError(f"cannot import {path}: not a Python file", file=path)
     module = importlib.util.module_from_spec(spec)
+    # Compiled from the source every time, never from `__pycache__`: a cached .pyc is trusted
+    # when the source's mtime (whole seconds) and size match, so an edit in the same second
+    # that keeps the size (`retries=2` -> `retries=3`) would reload the old DAG.
+    with open(path, "rb") as file:
+        code = compile(file.read(), path, "exec", dont_inherit=True)
     sys.modules[name] = module  # dataclasses and typing look the module up while it runs
     try:
-        spec.loader.exec_module(module)
+        exec(code, module.__dict__)
     except BaseException:
         sys.modules.pop(name, None)
         raise
@@ -83,7 +88,7 @@ def _import(path: str) -> ModuleType:
 def _build_uncalled_factories(module: ModuleType) -> None:
     for value in list(vars(module).values()):
         if isinstance(value, DagFactory) and value.built is None:
-            value()
+            value.build({}, site=value.site)
 
 
 def _validate_into(result: FileResult, pipeline: DAG) -> None:
@@ -105,18 +110,32 @@ def _validate_into(result: FileResult, pipeline: DAG) -> None:
 
 
 def _locate(error: DagError, path: str) -> DagError:
+    """Point an error raised while importing `path` at that file's line, if it has no site."""
     if error.file is None:
         error.file = path
+        error.line = _last_line_in(path, error)
     return error
+
+
+def _last_line_in(path: str, error: BaseException) -> int | None:
+    """The innermost line of `path` in the error's traceback: the user's line that failed."""
+    line = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        if os.path.abspath(frame.filename) == path:
+            line = frame.lineno
+    return line
 
 
 def import_error(path: str, error: BaseException) -> DagImportError:
     """A `DagImportError` pointing at the line of `path` where `error` was raised."""
     if isinstance(error, SyntaxError) and error.filename == path:
-        return DagImportError(f"SyntaxError: {error.msg}", file=path, line=error.lineno)
-    line = None
-    for frame in traceback.extract_tb(error.__traceback__):
-        if os.path.abspath(frame.filename) == path:
-            line = frame.lineno
-    summary = "".join(traceback.format_exception_only(type(error), error)).strip()
+        return DagImportError(f"{type(error).__name__}: {error.msg}", file=path, line=error.lineno)
+    line = _last_line_in(path, error)
+    if isinstance(error, SystemExit):
+        summary = (
+            f"the file called sys.exit({error.code!r}) while being imported; DAG files "
+            "must not exit (put script code under `if __name__ == '__main__':`)"
+        )
+    else:
+        summary = "".join(traceback.format_exception_only(type(error), error)).strip()
     return DagImportError(summary, file=path, line=line)

@@ -18,11 +18,11 @@ import json
 import os
 import subprocess
 from collections.abc import Mapping
-from typing import Any
+from typing import IO, Any
 
 from orchestrator.context import TaskContext
 from orchestrator.errors import TaskError
-from orchestrator.task import Task
+from orchestrator.tasks import Task
 
 
 class BaseOperator(Task):
@@ -66,24 +66,35 @@ class Shell(BaseOperator):
 
     def execute(self, context: TaskContext) -> str:
         env = {**os.environ, **self.env, **_run_environment(context)}
-        process = subprocess.Popen(
+        # The `with` closes the pipe (an unclosed one is a ResourceWarning) and reaps the child.
+        with subprocess.Popen(
             ["/bin/sh", "-c", self.command],
             cwd=self.cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=None,  # the try's log (the worker points fd 2 at it)
             text=True,
-        )
-        last = ""
-        assert process.stdout is not None
-        for line in process.stdout:
-            print(line, end="", flush=True)  # into the try's log
-            if line.strip():
-                last = line.rstrip("\n")
-        code = process.wait()
+            errors="replace",  # a command printing bytes that are not UTF-8 still succeeds
+        ) as process:
+            try:
+                last = _echo_lines(process.stdout)
+            except BaseException:
+                process.kill()  # never leave the command running behind a failed task
+                raise
+            code = process.wait()
         if code != 0:
             raise TaskError(f"command exited with code {code}: {self.command}")
         return last
+
+
+def _echo_lines(stdout: IO[str] | None) -> str:
+    """Copy the command's output into the try's log; return its last non-blank line."""
+    last = ""
+    for line in stdout or ():
+        print(line, end="", flush=True)
+        if line.strip():
+            last = line.rstrip("\n")
+    return last
 
 
 def _run_environment(context: TaskContext) -> dict[str, str]:

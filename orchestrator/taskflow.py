@@ -21,9 +21,9 @@ from collections.abc import Callable
 from typing import Any, overload
 
 from orchestrator.context import TaskContext
-from orchestrator.dag import DAG
+from orchestrator.dags import DAG
 from orchestrator.errors import DagError
-from orchestrator.task import Output, Task, iter_refs
+from orchestrator.tasks import Output, Task, caller_site, iter_refs
 
 
 class FunctionTask(Task):
@@ -47,6 +47,8 @@ class FunctionTask(Task):
         self.is_branch = is_branch
         self._wants_context = "context" in inspect.signature(function).parameters
         for ref in self.input_refs():
+            if isinstance(ref, Output):
+                self.set_upstream(ref.task)  # refuses an output from another DAG
             for upstream_id in ref.upstream_task_ids():
                 self.dag.add_edge(upstream_id, self.task_id)
 
@@ -131,10 +133,13 @@ class TaskFunction:
     ) -> FunctionTask:
         pipeline = DAG.current()
         if pipeline is None:
+            site = caller_site()
             raise DagError(
                 f"task function {self.__name__!r} was called outside a DAG; call it inside "
                 f"`with DAG(...):` or an `@dag` function (use `{self.__name__}.function(...)` "
-                "to call the plain function)"
+                "to call the plain function)",
+                file=site.file,
+                line=site.line,
             )
         task_id = self.task_id or pipeline.unique_task_id(self.__name__)
         return FunctionTask(

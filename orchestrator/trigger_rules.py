@@ -53,7 +53,7 @@ def evaluate(rule: TriggerRule, upstream: Iterable[TaskState]) -> Verdict:
     if rule is TriggerRule.ONE_FAILED:
         return _one(failed, done, total, on_none=Verdict.SKIP)
     if done < total:
-        return _early_verdict(rule, failed, skipped)
+        return _early_verdict(rule, failed=failed, skipped=skipped, done=done)
     return _final_verdict(rule, failed=failed, skipped=skipped, success=success, total=total)
 
 
@@ -67,12 +67,20 @@ def _one(hits: int, done: int, total: int, *, on_none: Verdict) -> Verdict:
     return on_none if done == total else Verdict.WAIT
 
 
-def _early_verdict(rule: TriggerRule, failed: int, skipped: int) -> Verdict:
-    """Some upstreams are unfinished: decide early only where the outcome is already fixed."""
-    if rule is TriggerRule.ALL_SUCCESS and failed:
+def _early_verdict(rule: TriggerRule, *, failed: int, skipped: int, done: int) -> Verdict:
+    """Some upstreams are unfinished: decide now if every way they can finish agrees.
+
+    Deciding early sends a skip or a failure through the rest of the graph at once instead of
+    after the slowest upstream, and never changes the outcome. That is why `all_success` does
+    not skip early on a skipped upstream (unlike Airflow): another upstream may still fail,
+    which makes the task `upstream_failed`, so the answer would depend on timing.
+    """
+    if rule in (TriggerRule.ALL_SUCCESS, TriggerRule.NONE_FAILED) and failed:
         return Verdict.UPSTREAM_FAILED
-    if rule is TriggerRule.NONE_FAILED and failed:
-        return Verdict.UPSTREAM_FAILED
+    if rule is TriggerRule.ALL_FAILED and done > failed:  # one finished without failing
+        return Verdict.SKIP
+    if rule is TriggerRule.NONE_SKIPPED and skipped:
+        return Verdict.SKIP
     return Verdict.WAIT
 
 

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Union
 
 from orchestrator.context import TaskContext
@@ -22,7 +23,7 @@ from orchestrator.retry import Duration, RetryPolicy, seconds
 from orchestrator.trigger_rules import TriggerRule
 
 if TYPE_CHECKING:
-    from orchestrator.dag import DAG
+    from orchestrator.dags import DAG
 
 Callback = Callable[[TaskContext], Any]
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -40,15 +41,28 @@ class Site:
     line: int
 
 
-def caller_site() -> Site:
-    """The first stack frame outside this package: the user's line that made the object."""
+def caller_site(owner: object | None = None) -> Site:
+    """The user's line that made an object: the first stack frame outside this package.
+
+    Frames running a method of `owner` itself are skipped too, so a task made by an operator
+    or sensor class (whose `__init__` calls `super().__init__`) points at the line that
+    created it, not at the class's own code.
+    """
     frame = sys._getframe(1)
-    while (
-        frame.f_back is not None
-        and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _PACKAGE_DIR
+    while frame.f_back is not None and (
+        _in_package(frame) or (owner is not None and _runs_method_of(frame, owner))
     ):
         frame = frame.f_back
     return Site(frame.f_code.co_filename, frame.f_lineno)
+
+
+def _in_package(frame: FrameType) -> bool:
+    return os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _PACKAGE_DIR
+
+
+def _runs_method_of(frame: FrameType, owner: object) -> bool:
+    code = frame.f_code
+    return code.co_argcount > 0 and frame.f_locals.get(code.co_varnames[0]) is owner
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +86,10 @@ class TaskOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trigger_rule", _trigger_rule(self.trigger_rule))
+        for name in ("retries", "pool_slots", "priority_weight"):
+            _whole_number(name, getattr(self, name))
+        if not isinstance(self.pool, str) or not self.pool:
+            raise ValueError(f"pool must be a pool's name, got {self.pool!r}")
         if self.pool_slots < 1:
             raise ValueError(f"pool_slots must be 1 or more, got {self.pool_slots}")
         timeout = seconds(self.execution_timeout)
@@ -101,6 +119,12 @@ class TaskOptions:
             if name not in known:
                 raise TypeError(f"unknown task option {name!r}; known: {', '.join(sorted(known))}")
         return cls(**{**defaults, **given})
+
+
+def _whole_number(name: str, value: object) -> None:
+    # bool is an int subclass, but `retries=True` is a mistake, not one retry.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a whole number, got {value!r}")
 
 
 def _trigger_rule(value: TriggerRule | str) -> TriggerRule:
@@ -220,16 +244,18 @@ class Task:
         depends_on: Iterable[str] = (),
         **options: Any,
     ) -> None:
-        from orchestrator.dag import DAG  # the DAG module imports this one
+        from orchestrator.dags import DAG  # the DAG module imports this one
 
+        self.site = caller_site(self)
         owner = dag or DAG.current()
         if owner is None:
             raise DagError(
                 f"task {task_id!r} was created outside a DAG; create tasks inside `with DAG(...):`"
-                " or a function decorated with `@dag`"
+                " or a function decorated with `@dag`",
+                file=self.site.file,
+                line=self.site.line,
             )
-        _check_task_id(task_id)
-        self.site = caller_site()
+        _check_task_id(task_id, self.site)
         self.task_id = task_id
         self.dag = owner
         self.options = TaskOptions.build(owner.default_args, options)
@@ -271,11 +297,26 @@ class Task:
 
     def set_downstream(self, other: Dependable) -> None:
         for task in as_tasks(other):
+            self._check_same_dag(task)
             self.dag.add_edge(self.task_id, task.task_id)
 
     def set_upstream(self, other: Dependable) -> None:
         for task in as_tasks(other):
+            self._check_same_dag(task)
             self.dag.add_edge(task.task_id, self.task_id)
+
+    def _check_same_dag(self, other: Task) -> None:
+        # Edges are stored by task id: an edge to another DAG's task would silently attach to
+        # a same-named task here, or to nothing.
+        if other.dag is not self.dag:
+            site = caller_site()  # the line that wrote the dependency
+            raise DagError(
+                f"task {self.task_id!r} of DAG {self.dag.dag_id!r} cannot depend on (or be a "
+                f"dependency of) task {other.task_id!r} of DAG {other.dag.dag_id!r}; dependencies "
+                "stay inside one DAG (to wait for another DAG, use a sensor)",
+                file=site.file,
+                line=site.line,
+            )
 
     def __rshift__(self, other: Dependable) -> Dependable:
         self.set_downstream(other)
@@ -309,11 +350,20 @@ class Task:
         return f"<{type(self).__name__} {self.dag.dag_id}.{self.task_id}>"
 
 
-def _check_task_id(task_id: str) -> None:
+def _check_task_id(task_id: str, site: Site) -> None:
     if not isinstance(task_id, str) or not task_id or len(task_id) > 250:
-        raise DagError(f"task_id must be a non-empty string of at most 250 characters: {task_id!r}")
+        raise DagError(
+            f"task_id must be a non-empty string of at most 250 characters: {task_id!r}",
+            file=site.file,
+            line=site.line,
+        )
     if any(ch in task_id for ch in "/\\\0") or task_id in (".", ".."):
-        raise DagError(f"task_id {task_id!r} may not contain '/', '\\' or NUL (it names log paths)")
+        raise DagError(
+            f"task_id {task_id!r} may not contain '/', '\\' or NUL, nor be '.' or '..' "
+            "(it names log paths)",
+            file=site.file,
+            line=site.line,
+        )
 
 
 def chain(*items: Dependable) -> None:

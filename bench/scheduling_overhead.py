@@ -1,0 +1,184 @@
+"""Scheduling overhead per no-op task, and start-up latency of the CLI.
+
+    .venv/bin/python bench/scheduling_overhead.py [--repeat 5]
+
+Prints, as the median of `--repeat` runs each:
+- ms per task for a 1,000-task fan-out and a 1,000-task chain on the in-process mode;
+- ms per task for 200 tasks on worker processes;
+- seconds from starting `orchestrator run` until its first task starts;
+- seconds for `orchestrator --help`.
+Every run uses a fresh state directory with the default `synchronous=FULL`. Nothing here
+asserts: the figures are for the closing note and for spotting regressions by eye.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from orchestrator.config import Settings
+from orchestrator.dagbag import load_dag_bag
+from orchestrator.engine import Engine
+
+DAGS = textwrap.dedent(
+    """
+    from orchestrator import DAG, chain, task
+
+    @task
+    def noop() -> None:
+        return None
+
+    with DAG("fan_out_1000", max_active_tasks=10_000):
+        root = noop.override(task_id="root")()
+        root >> [noop.override(task_id=f"t{i}")() for i in range(1000)]
+
+    with DAG("chain_1000"):
+        chain(*[noop.override(task_id=f"t{i}")() for i in range(1000)])
+
+    with DAG("workers_200", max_active_tasks=10_000):
+        [noop.override(task_id=f"t{i}")() for i in range(200)]
+    """
+)
+
+FIRST_TASK = textwrap.dedent(
+    """
+    import time
+    from orchestrator import DAG, task
+
+    @task
+    def first(context) -> None:
+        with open(context.conf["marker"], "w") as handle:
+            handle.write(repr(time.time()))
+
+    with DAG("first_task"):
+        first()
+    """
+)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{platform.node()}: {model}, {os.cpu_count()} cores, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}"
+    )
+
+
+async def one_run(dags_folder: Path, dag_id: str, in_process: bool) -> tuple[float, int]:
+    """Seconds from trigger to finished run, and how many tasks it had."""
+    with tempfile.TemporaryDirectory() as state:
+        settings = Settings(
+            state_dir=Path(state), dags_folder=dags_folder, in_process=in_process, slots=2
+        )
+        bag = load_dag_bag(dags_folder)
+        async with Engine.open(settings, dagbag=bag) as engine:
+            started = time.perf_counter()
+            run_id = await engine.trigger(dag_id)
+            record = await engine.wait(run_id)
+            elapsed = time.perf_counter() - started
+        if record.state != "success":
+            raise SystemExit(f"{dag_id} ended {record.state}")
+        return elapsed, len(bag.dags[dag_id].tasks)
+
+
+def median_of(repeat: int, measure: Callable[[], float]) -> tuple[float, list[float]]:
+    samples = [measure() for _ in range(repeat)]
+    return statistics.median(samples), samples
+
+
+def per_task_ms(folder: Path, dag_id: str, in_process: bool, repeat: int) -> str:
+    def measure() -> float:
+        elapsed, tasks = asyncio.run(one_run(folder, dag_id, in_process))
+        return elapsed / tasks * 1000
+
+    median, samples = median_of(repeat, measure)
+    spread = ", ".join(f"{s:.3f}" for s in samples)
+    return f"{median:.3f} ms/task  (runs: {spread})"
+
+
+def first_task_seconds(folder: Path, repeat: int) -> str:
+    cli = [sys.executable, "-m", "orchestrator.cli"]
+
+    def measure() -> float:
+        with tempfile.TemporaryDirectory() as state:
+            marker = Path(state) / "marker"
+            conf = json.dumps({"marker": str(marker)})
+            started = time.time()
+            subprocess.run(
+                [
+                    *cli,
+                    "--state-dir",
+                    state,
+                    "--dags-folder",
+                    str(folder),
+                    "run",
+                    "first_task",
+                    "--conf",
+                    conf,
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            return float(marker.read_text()) - started
+
+    median, samples = median_of(repeat, measure)
+    return f"{median:.3f} s  (runs: {', '.join(f'{s:.3f}' for s in samples)})"
+
+
+def help_seconds(repeat: int) -> str:
+    command = [str(Path(sys.executable).with_name("orchestrator")), "--help"]
+
+    def measure() -> float:
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - started
+
+    median, samples = median_of(repeat, measure)
+    return f"{median:.3f} s  (runs: {', '.join(f'{s:.3f}' for s in samples)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="runs per figure (median)")
+    repeat = parser.parse_args().repeat
+    with tempfile.TemporaryDirectory() as folder:
+        dags = Path(folder) / "dags"
+        dags.mkdir()
+        (dags / "bench_dags.py").write_text(DAGS)
+        first = Path(folder) / "first"
+        first.mkdir()
+        (first / "first_task.py").write_text(FIRST_TASK)
+        print(f"machine: {machine()}")
+        print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+        print(f"median of {repeat} runs, state in a temp dir, synchronous=FULL, slots=2")
+        print(
+            f"fan-out 1,000 tasks, in-process : {per_task_ms(dags, 'fan_out_1000', True, repeat)}"
+        )
+        print(f"chain   1,000 tasks, in-process : {per_task_ms(dags, 'chain_1000', True, repeat)}")
+        print(
+            f"200 tasks on worker processes   : {per_task_ms(dags, 'workers_200', False, repeat)}"
+        )
+        print(f"first task after `orchestrator run`: {first_task_seconds(first, repeat)}")
+        print(f"`orchestrator --help`            : {help_seconds(repeat)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The work of `orchestrator run`: one run in this process, followed live, then a summary.
+
+Ctrl-C (or SIGTERM) cancels the run through the engine and waits for it to stop, so no task
+is left running and the store records the run as cancelled; a second Ctrl-C stops at once.
+This module imports the engine and rich, so the command imports it only when it runs.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from rich.console import Console
+
+from orchestrator.changes import Change
+from orchestrator.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from orchestrator.cli.output import describe_dag_error, warn
+from orchestrator.cli.summary import print_summary
+from orchestrator.config import Settings
+from orchestrator.dagbag import DagBag, load_dag_bag
+from orchestrator.dags import DAG
+from orchestrator.display import RunDisplay
+from orchestrator.engine import Engine
+from orchestrator.errors import RunError
+from orchestrator.state import RunState
+from orchestrator.store.records import RunRecord
+
+
+def run_in_foreground(settings: Settings, dag_id: str, conf: dict[str, Any]) -> int:
+    """Run `dag_id` once with `conf`, show it, and return the process exit code.
+
+    Raises `DagNotFoundError` (with the known ids and import errors) before starting anything.
+    """
+    dagbag = load_dag_bag(settings.dags_folder, pools=settings.pool_slots())
+    dag = dagbag.get(dag_id)
+    for error in dagbag.errors:  # other files' problems must not stop this run
+        warn(describe_dag_error(error))
+    # Bound to the real stdout now: while tasks run in this process, sys.stdout is routed
+    # into their log files.
+    console = Console(file=sys.stdout, soft_wrap=True)  # a long log path stays one line
+    try:
+        return anyio.run(_run, settings, dagbag, dag, conf, console)
+    except KeyboardInterrupt:  # Ctrl-C before our handler was installed: nothing to clean
+        return EXIT_INTERRUPTED
+
+
+@dataclass
+class _Outcome:
+    """How following the run ended: its final record (None if we stopped early)."""
+
+    record: RunRecord | None = None
+    interrupts: int = 0
+    log_paths: tuple[str, ...] = ()
+
+
+async def _run(
+    settings: Settings, dagbag: DagBag, dag: DAG, conf: dict[str, Any], console: Console
+) -> int:
+    async with Engine.open(settings, dagbag=dagbag) as engine:
+        outcome = await _trigger_and_follow(engine, dag, conf, console)
+        if outcome.record is None:
+            console.print("Stopped without waiting for the run's tasks to end.", style="bold")
+            return EXIT_INTERRUPTED
+        await print_summary(
+            console,
+            engine.store,
+            dag,
+            outcome.record,
+            logs_dir=settings.logs_dir,
+            log_paths=outcome.log_paths,
+        )
+    if outcome.interrupts:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if outcome.record.state is RunState.SUCCESS else EXIT_FAILED
+
+
+async def _trigger_and_follow(
+    engine: Engine, dag: DAG, conf: dict[str, Any], console: Console
+) -> _Outcome:
+    # Subscribed before triggering, so not one change of the run is missed.
+    async with engine.subscribe() as changes:
+        run_id = await engine.trigger(dag.dag_id, conf)
+        display = RunDisplay(dag, run_id=run_id, console=console, live=_is_terminal(console))
+        display.seed(await engine.store.list_task_instances(run_id))
+        with display:
+            outcome = await _follow(engine, run_id, changes, display)
+            if outcome.record is not None:
+                display.finish(await engine.store.list_task_instances(run_id))
+        outcome.log_paths = tuple(display.log_paths)
+        return outcome
+
+
+async def _follow(
+    engine: Engine, run_id: str, changes: AsyncIterable[Change], display: RunDisplay
+) -> _Outcome:
+    """Feed the display until the run ends, cancelling the run on Ctrl-C."""
+    outcome = _Outcome()
+    async with anyio.create_task_group() as group:
+        group.start_soon(display.follow, changes)
+        group.start_soon(_cancel_on_interrupt, engine, run_id, display, group.cancel_scope, outcome)
+        outcome.record = await engine.wait(run_id)
+        group.cancel_scope.cancel()
+    return outcome
+
+
+async def _cancel_on_interrupt(
+    engine: Engine,
+    run_id: str,
+    display: RunDisplay,
+    scope: anyio.CancelScope,
+    outcome: _Outcome,
+) -> None:
+    """First Ctrl-C: cancel the run and keep waiting for it. Second: stop waiting at once."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _signal in signals:
+            outcome.interrupts += 1
+            if outcome.interrupts > 1:
+                scope.cancel()
+                return
+            display.note("Cancelling the run (press Ctrl-C again to stop at once)...")
+            try:
+                await engine.cancel(run_id)
+            except RunError:
+                pass  # it finished while we were asked: nothing left to cancel
+
+
+def _is_terminal(console: Console) -> bool:
+    """A real terminal, not one forced by FORCE_COLOR: a CI log must never get the live table."""
+    isatty = getattr(console.file, "isatty", None)
+    return bool(isatty is not None and isatty()) and not console.is_dumb_terminal

@@ -1,0 +1,323 @@
+"""Settings: one TOML file, environment variables and command-line flags, merged.
+
+Precedence, highest first: flags (`overrides`) > environment > TOML file > defaults. The file
+is `config_file` if given, else `$ORCHESTRATOR_CONFIG`, else `orchestrator.toml` in the working
+directory if there is one. Relative paths in the file are relative to the file's folder (so a
+project can be run from anywhere); relative paths from the environment, flags and defaults are
+relative to the working directory. Paths are stored absolute.
+
+```toml
+state_dir = ".orchestrator"
+dags_folder = "dags"
+slots = 4
+
+[pools]
+gpu = 1
+```
+
+Every bad value is a `ConfigError` that names where it came from (file and key, environment
+variable, or flag) and what is allowed, so a typo never silently falls back to a default.
+Only the standard library is imported: this runs at the start of every CLI command.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import ConfigError
+
+SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
+LOG_FORMATS = ("text", "json")
+CONFIG_FILE_NAME = "orchestrator.toml"
+CONFIG_ENV_VAR = "ORCHESTRATOR_CONFIG"
+
+#: Turns a setting's key into words naming where its value came from, for error messages:
+#: "`slots` in /etc/orchestrator.toml", "ORCHESTRATOR_SLOTS", "--slots".
+Label = Callable[[str], str]
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on: fewer than `os.cpu_count()` under `taskset` or cpusets."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the engine and the CLI read from configuration; build it with `load_settings`.
+
+    Constructing it directly (as tests do) checks the values too, and keeps relative paths as
+    given.
+    """
+
+    state_dir: Path = Path(".orchestrator")
+    dags_folder: Path = Path("dags")
+    slots: int = field(default_factory=_usable_cpus)  # the "default" pool's slots
+    pools: Mapping[str, int] = field(default_factory=dict, hash=False)  # extra pools
+    result_max_bytes: int = 65536  # a task result larger than this as JSON is an error
+    in_process: bool = False  # run sync tasks in threads of the engine (not worker processes)
+    worker_max_tasks: int | None = None  # recycle a worker process after this many tasks
+    synchronous: str = "FULL"  # SQLite `PRAGMA synchronous`: NORMAL | FULL | EXTRA
+    log_format: str = "text"  # text | json
+    config_file: Path | None = None  # the TOML file these settings came from, if any
+
+    def __post_init__(self) -> None:
+        for name, check in _CHECKS.items():
+            object.__setattr__(self, name, check(getattr(self, name), _argument_label))
+
+    @property
+    def logs_dir(self) -> Path:
+        """Where task try logs are written."""
+        return self.state_dir / "logs"
+
+    def pool_slots(self) -> dict[str, int]:
+        """Every pool with its slots; "default" has `slots` unless `pools` sets it."""
+        return {"default": self.slots, **self.pools}
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Read the config file, the environment and the flags into one checked `Settings`.
+
+    `overrides` are the command-line flags, by field name; a `None` value means "flag not
+    given". `environ` and `cwd` default to the process's own, and exist so tests need not
+    touch either.
+    """
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else Path(os.path.abspath(cwd))
+    path = _find_config_file(config_file, environ, cwd)
+    values: dict[str, Any] = {"state_dir": cwd / ".orchestrator", "dags_folder": cwd / "dags"}
+    if path is not None:
+        _merge(values, _read_config_file(path))
+    _merge(values, _read_environ(environ, cwd))
+    _merge(values, _read_overrides(overrides or {}, cwd))
+    return Settings(**values, config_file=path)
+
+
+# -- finding and reading the sources ------------------------------------------------------------
+
+
+def _find_config_file(given: Path | None, environ: Mapping[str, str], cwd: Path) -> Path | None:
+    """The config file to read: explicit ones must exist, the implicit one may be absent."""
+    if given is not None:
+        return _existing_file(_absolute(Path(given), cwd), "the config file given")
+    if environ.get(CONFIG_ENV_VAR):
+        named = _absolute(Path(environ[CONFIG_ENV_VAR]), cwd)
+        return _existing_file(named, f"the config file named by {CONFIG_ENV_VAR}")
+    implicit = cwd / CONFIG_FILE_NAME
+    return implicit if implicit.is_file() else None
+
+
+def _existing_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        problem = "is a folder" if path.is_dir() else "does not exist"
+        raise ConfigError(f"{what} ({path}) {problem}; pass the path of a TOML file")
+    return path
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """The checked values of a TOML file, with its relative paths made absolute."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read the config file {path}: {error}") from None
+    _reject_unknown_keys(document, path)
+
+    def label(key: str) -> str:
+        return f"`{key}` in {path}"
+
+    values = {name: _CHECKS[name](value, label) for name, value in document.items()}
+    return _absolute_paths(values, path.parent)
+
+
+def _reject_unknown_keys(document: Mapping[str, Any], path: Path) -> None:
+    """A misspelt key would otherwise be ignored silently, and its default used instead."""
+    for key in document:
+        if key not in _CHECKS:
+            import difflib  # only on this error path: keeps start-up cheap
+
+            close = difflib.get_close_matches(key, _CHECKS, n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            raise ConfigError(
+                f"unknown key `{key}` in {path}{hint}; known keys: {', '.join(sorted(_CHECKS))}"
+            )
+
+
+def _read_environ(environ: Mapping[str, str], cwd: Path) -> dict[str, Any]:
+    """The checked values of the `ORCHESTRATOR_*` variables; an empty variable counts as unset."""
+    values: dict[str, Any] = {}
+    for name, variable in _ENVIRON_VARIABLES.items():
+        text = environ.get(variable, "")
+        if text.strip():
+            value = _from_text(name, text, variable)
+            values[name] = _CHECKS[name](value, _constant_label(variable))
+    return _absolute_paths(values, cwd)
+
+
+def _read_overrides(overrides: Mapping[str, Any], cwd: Path) -> dict[str, Any]:
+    """The checked values of the command-line flags that were given."""
+    values: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name not in _CHECKS:
+            raise ConfigError(
+                f"unknown setting {name!r} given as a flag; known: {', '.join(sorted(_CHECKS))}"
+            )
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = _from_text(name, value, _flag_label(name))
+        values[name] = _CHECKS[name](value, _flag_label)
+    return _absolute_paths(values, cwd)
+
+
+def _argument_label(key: str) -> str:
+    return f"Settings({key}=...)"
+
+
+def _constant_label(text: str) -> Label:
+    """An environment variable sets one setting, so its name is the whole label."""
+    return lambda key: text
+
+
+def _flag_label(key: str) -> str:
+    if key.startswith("pools."):
+        return f"the slots of pool {key.removeprefix('pools.')!r} given by --pool"
+    return f"--{key.replace('_', '-')}"
+
+
+def _merge(into: dict[str, Any], values: Mapping[str, Any]) -> None:
+    """Later sources win per setting; pools are merged pool by pool."""
+    for name, value in values.items():
+        into[name] = {**into.get(name, {}), **value} if name == "pools" else value
+
+
+def _absolute(path: Path, base: Path) -> Path:
+    return Path(os.path.abspath(base / path.expanduser()))
+
+
+def _absolute_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
+    for name in ("state_dir", "dags_folder"):
+        if name in values:
+            values[name] = _absolute(values[name], base)
+    return values
+
+
+# -- checking one value -------------------------------------------------------------------------
+
+
+def _from_text(name: str, text: str, label: str) -> Any:
+    """An environment variable's or flag's text as the setting's type."""
+    text = text.strip()
+    if name in ("slots", "result_max_bytes", "worker_max_tasks"):
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{label} must be a whole number, got {text!r}") from None
+    if name == "in_process":
+        return _boolean_from_text(text, label)
+    return text
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _boolean_from_text(text: str, label: str) -> bool:
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    choices = ", ".join((*_TRUE, *_FALSE))
+    raise ConfigError(f"{label} must be true or false (one of {choices}), got {text!r}")
+
+
+def _check_path(value: Any, label: Label, key: str) -> Path:
+    if not isinstance(value, str | os.PathLike) or not str(value).strip():
+        raise ConfigError(f"{label(key)} must be a non-empty path string, got {value!r}")
+    return Path(value)
+
+
+def _check_count(value: Any, label: Label, key: str) -> int:
+    # bool is an int subclass: `slots = true` is a mistake, not 1.
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{label(key)} must be a whole number of 1 or more, got {value!r}")
+    return value
+
+
+def _check_boolean(value: Any, label: Label, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{label(key)} must be true or false, got {value!r}")
+    return value
+
+
+def _check_choice(value: Any, label: Label, key: str, choices: tuple[str, ...]) -> str:
+    # Accepted in any case, stored in the case of `choices` (SQLite modes upper, formats lower).
+    by_lower = {choice.lower(): choice for choice in choices}
+    if not isinstance(value, str) or value.strip().lower() not in by_lower:
+        raise ConfigError(f"{label(key)} must be one of {', '.join(choices)}, got {value!r}")
+    return by_lower[value.strip().lower()]
+
+
+def _check_worker_max_tasks(value: Any, label: Label) -> int | None:
+    if value is None:
+        return None
+    try:
+        return _check_count(value, label, "worker_max_tasks")
+    except ConfigError as error:
+        raise ConfigError(f"{error} (leave it out to never recycle workers)") from None
+
+
+def _check_pools(value: Any, label: Label) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{label('pools')} must be a table of pool names and slots "
+            f"(`[pools]` then `gpu = 1`), got {value!r}"
+        )
+    pools: dict[str, int] = {}
+    for name, slots in value.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{label('pools')} has a pool without a name: {name!r}")
+        pools[name] = _check_count(slots, label, f"pools.{name}")
+    return pools
+
+
+_CHECKS: dict[str, Callable[[Any, Label], Any]] = {
+    "state_dir": lambda value, label: _check_path(value, label, "state_dir"),
+    "dags_folder": lambda value, label: _check_path(value, label, "dags_folder"),
+    "slots": lambda value, label: _check_count(value, label, "slots"),
+    "pools": _check_pools,
+    "result_max_bytes": lambda value, label: _check_count(value, label, "result_max_bytes"),
+    "in_process": lambda value, label: _check_boolean(value, label, "in_process"),
+    "worker_max_tasks": _check_worker_max_tasks,
+    "synchronous": lambda value, label: _check_choice(
+        value, label, "synchronous", SYNCHRONOUS_MODES
+    ),
+    "log_format": lambda value, label: _check_choice(value, label, "log_format", LOG_FORMATS),
+}
+
+_ENVIRON_VARIABLES = {
+    name: f"ORCHESTRATOR_{name.upper()}"
+    for name in (
+        "state_dir",
+        "dags_folder",
+        "slots",
+        "result_max_bytes",
+        "in_process",
+        "worker_max_tasks",
+        "synchronous",
+        "log_format",
+    )
+}

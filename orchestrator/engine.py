@@ -1,0 +1,429 @@
+"""The engine: store, scheduler, executor and timers in one event loop, woken by events.
+
+```python
+async with Engine.open(settings) as engine:
+    run_id = await engine.trigger("retrain", conf={"path": "data/x.csv"})
+    record = await engine.wait(run_id)
+```
+
+Nothing here polls. The loop sleeps on `_wake` and is woken by what can change a decision: a
+run requested or cancelled, a try finished, a retry backoff come due. Each wake-up handles
+everything that arrived since the last one as one scheduling step and one store transaction,
+so a burst of a hundred finished tasks costs one commit, not a hundred.
+"""
+
+from __future__ import annotations
+
+import heapq
+import inspect
+import json
+import logging
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from orchestrator.changes import Change, RunChanged
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.config import Settings
+from orchestrator.dagbag import DagBag, load_dag_bag
+from orchestrator.dags import DAG
+from orchestrator.errors import RunError
+from orchestrator.executor import Executor
+from orchestrator.jobs import Outcome, TaskJob, TaskOutcome
+from orchestrator.runstate import ActiveRun, DagPlan, TaskInstance, Transitions
+from orchestrator.scheduler import Scheduler
+from orchestrator.state import RunState
+from orchestrator.store import Store, open_store
+from orchestrator.store.base import WriteBatch
+from orchestrator.store.records import DagRecord, ImportErrorRecord, RunRecord
+from orchestrator.tasks import resolve_refs
+
+logger = logging.getLogger("orchestrator.engine")
+
+
+@dataclass(frozen=True)
+class _Finished:
+    ti: TaskInstance
+    outcome: TaskOutcome
+
+
+@dataclass(frozen=True)
+class _Cancel:
+    run_id: str
+
+
+@dataclass(frozen=True)
+class _RetryDue:
+    key: tuple[str, str, int]
+
+
+_Message = _Finished | _Cancel | _RetryDue
+
+
+class Engine:
+    """Drives runs to completion. Create it with `Engine.open(...)`."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        dagbag: DagBag,
+        store: Store,
+        executor: Executor,
+        clock: Clock,
+        task_group: TaskGroup,
+    ) -> None:
+        self.settings = settings
+        self.dagbag = dagbag
+        self.store = store
+        self.executor = executor
+        self.clock = clock
+        self.scheduler = Scheduler(
+            slots=settings.slots, pools=settings.pool_slots(), log_dir=str(settings.logs_dir)
+        )
+        self._tg = task_group
+        self._inbox: list[_Message] = []
+        self._wake = anyio.Event()
+        self._timers: list[tuple[float, tuple[str, str, int]]] = []
+        self._timer_added = anyio.Event()
+        self._timer_scope: anyio.CancelScope | None = None
+        self._done: dict[str, anyio.Event] = {}
+        self._scopes: dict[tuple[str, str, int], anyio.CancelScope] = {}
+        self._plans: dict[int, DagPlan] = {}
+        self._subscribers: list[MemoryObjectSendStream[Change]] = []
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        dagbag: DagBag | None = None,
+        clock: Clock | None = None,
+    ) -> AsyncIterator[Engine]:
+        """Load the DAGs, open the store and the executor, and start scheduling."""
+        if dagbag is None:
+            dagbag = load_dag_bag(settings.dags_folder, pools=settings.pool_slots())
+        async with (
+            open_store(settings.state_dir, synchronous=settings.synchronous) as store,
+            Executor.open(
+                slots=settings.slots,
+                worker_max_tasks=settings.worker_max_tasks,
+                prestart=_workers_to_prestart(settings, dagbag),
+            ) as executor,
+            anyio.create_task_group() as tg,
+        ):
+            engine = cls(
+                settings=settings,
+                dagbag=dagbag,
+                store=store,
+                executor=executor,
+                clock=clock or SystemClock(),
+                task_group=tg,
+            )
+            await engine._record_dags()
+            tg.start_soon(engine._schedule_forever)
+            tg.start_soon(engine._time_forever)
+            try:
+                yield engine
+            finally:
+                tg.cancel_scope.cancel()
+
+    # -- the public surface ---------------------------------------------------------------------
+
+    async def trigger(
+        self,
+        dag_id: str,
+        conf: Mapping[str, Any] | None = None,
+        *,
+        run_type: str = "manual",
+        dedup_key: str | None = None,
+        logical_date: float | None = None,
+    ) -> str:
+        """Create a run of `dag_id` (committed before this returns) and return its id."""
+        dag = self.dagbag.get(dag_id)
+        conf = _checked_conf(conf)
+        now = self.clock.now()
+        record = RunRecord(
+            run_id=_new_run_id(now),
+            dag_id=dag_id,
+            state=RunState.QUEUED,
+            conf=conf,
+            run_type=run_type,
+            dedup_key=dedup_key,
+            logical_date=logical_date,
+            queued_at=now,
+        )
+        batch = WriteBatch()
+        batch.create_run(record, [])
+        await self.store.commit(batch)
+        self._done[record.run_id] = anyio.Event()
+        self.scheduler.add_run(ActiveRun(record, dag, self._plan(dag)))
+        self._wake.set()
+        return record.run_id
+
+    async def wait(self, run_id: str) -> RunRecord:
+        """Wait until the run has finished, and return its final record."""
+        done = self._done.get(run_id)
+        if done is not None:
+            await done.wait()
+        record = await self.store.get_run(run_id)
+        if record is None:
+            raise RunError(f"there is no run with id {run_id!r}")
+        if not record.state.finished:
+            raise RunError(
+                f"run {run_id!r} is {record.state} but no engine in this process is driving it"
+            )
+        return record
+
+    async def cancel(self, run_id: str) -> None:
+        """Cancel a run: its running tasks are killed, the others marked cancelled."""
+        if run_id not in self.scheduler.runs:
+            record = await self.store.get_run(run_id)
+            if record is None:
+                raise RunError(f"there is no run with id {run_id!r}")
+            if record.state.finished:
+                return
+            raise RunError(f"run {run_id!r} is not being driven by this engine")
+        self._post(_Cancel(run_id))
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[MemoryObjectReceiveStream[Change]]:
+        """A stream of every state change, each sent after the store committed it."""
+        send, receive = anyio.create_memory_object_stream[Change](math.inf)
+        self._subscribers.append(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            self._subscribers.remove(send)
+            send.close()
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _post(self, message: _Message) -> None:
+        self._inbox.append(message)
+        self._wake.set()
+
+    async def _schedule_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            await self._step()
+
+    async def _step(self) -> None:
+        """Handle everything that arrived, decide, commit once, then act."""
+        tx = Transitions(self.clock.now())
+        callbacks: list[tuple[TaskInstance, str]] = []
+        to_kill: list[TaskInstance] = []
+        inbox, self._inbox = self._inbox, []
+        for message in inbox:
+            self._handle(message, tx, callbacks, to_kill)
+        finished = self._settle_runs(tx)
+        started = self.scheduler.allocate(tx)
+        await self.store.commit(tx.batch)
+        self._publish(tx.changes)
+        self._arm_retry_timers()
+        for ti in to_kill:
+            if ti.key in self._scopes:
+                self._scopes[ti.key].cancel()
+        for ti in started:
+            self._tg.start_soon(self._execute, ti)
+        for ti, hook in callbacks:
+            self._call_task_callback(ti, hook)
+        for run in finished:
+            self._call_run_callback(run)
+
+    def _handle(
+        self,
+        message: _Message,
+        tx: Transitions,
+        callbacks: list[tuple[TaskInstance, str]],
+        to_kill: list[TaskInstance],
+    ) -> None:
+        if isinstance(message, _Finished):
+            hook = self.scheduler.finish(message.ti, message.outcome, tx)
+            if hook:
+                callbacks.append((message.ti, hook))
+        elif isinstance(message, _RetryDue):
+            self.scheduler.retry(message.key, tx)
+        else:
+            run = self.scheduler.runs.get(message.run_id)
+            if run is not None and not run.cancelling:
+                to_kill.extend(self.scheduler.cancel(run, tx))
+
+    def _settle_runs(self, tx: Transitions) -> list[ActiveRun]:
+        """Admit queued runs and settle readiness until nothing more changes."""
+        finished: list[ActiveRun] = []
+        while True:
+            self.scheduler.admit_runs(tx)
+            done = self.scheduler.advance(tx)
+            if not done:
+                return finished
+            finished.extend(done)
+
+    def _publish(self, changes: list[Change]) -> None:
+        for change in changes:
+            if isinstance(change, RunChanged) and change.state.finished:
+                done = self._done.pop(change.run_id, None)
+                if done is not None:
+                    done.set()
+            for subscriber in self._subscribers:
+                subscriber.send_nowait(change)
+
+    # -- executing ------------------------------------------------------------------------------
+
+    async def _execute(self, ti: TaskInstance) -> None:
+        outcome = TaskOutcome(status=Outcome.FAILED, error="cancelled")
+        with anyio.CancelScope() as scope:
+            self._scopes[ti.key] = scope
+            try:
+                outcome = await self._run_try(ti)
+            finally:
+                del self._scopes[ti.key]
+        self._post(_Finished(ti, outcome))
+
+    async def _run_try(self, ti: TaskInstance) -> TaskOutcome:
+        try:
+            job = self._job(ti)
+        except (KeyError, IndexError, TypeError) as error:
+            return TaskOutcome(
+                status=Outcome.FAILED,
+                error=f"cannot resolve the task's inputs: {type(error).__name__}: {error}",
+            )
+        return await self.executor.execute(job, ti.task)
+
+    def _job(self, ti: TaskInstance) -> TaskJob:
+        context = ti.context(ti.log_path)
+        inputs = resolve_refs(ti.task.inputs, ti.run.result_view(), context)
+        if ti.map_index >= 0:
+            inputs = {**inputs, "mapped": ti.mapped_inputs}
+        in_process = ti.task.options.in_process
+        return TaskJob(
+            dag_id=ti.run.dag.dag_id,
+            task_id=ti.task_id,
+            fileloc=self.dagbag.files.get(ti.run.dag.dag_id, ti.run.dag.site.file),
+            context=context,
+            inputs=inputs,
+            timeout=ti.task.options.timeout_seconds,
+            in_process=self.settings.in_process if in_process is None else in_process,
+            result_max_bytes=self.settings.result_max_bytes,
+        )
+
+    # -- timers ---------------------------------------------------------------------------------
+
+    def _arm_retry_timers(self) -> None:
+        timers, self.scheduler.retry_timers = self.scheduler.retry_timers, []
+        for timer in timers:
+            earlier = not self._timers or timer.due < self._timers[0][0]
+            heapq.heappush(self._timers, (timer.due, timer.key))
+            if earlier and self._timer_scope is not None:
+                self._timer_scope.cancel()
+        if timers:
+            self._timer_added.set()
+
+    async def _time_forever(self) -> None:
+        """Sleep until the earliest timer; a new earlier timer interrupts the sleep."""
+        while True:
+            if not self._timers:
+                await self._timer_added.wait()
+                self._timer_added = anyio.Event()
+                continue
+            with anyio.CancelScope() as scope:
+                self._timer_scope = scope
+                await self.clock.sleep_until(self._timers[0][0])
+            self._timer_scope = None
+            now = self.clock.now()
+            while self._timers and self._timers[0][0] <= now:
+                self._post(_RetryDue(heapq.heappop(self._timers)[1]))
+
+    # -- callbacks ------------------------------------------------------------------------------
+
+    def _call_task_callback(self, ti: TaskInstance, hook: str) -> None:
+        callback = getattr(ti.task.options, hook)
+        if callback is not None:
+            self._tg.start_soon(_call_safely, callback, ti.context(ti.log_path), hook)
+
+    def _call_run_callback(self, run: ActiveRun) -> None:
+        hook = "on_success" if run.state is RunState.SUCCESS else "on_failure"
+        callback = getattr(run.dag, hook)
+        if callback is not None and run.state is not RunState.CANCELLED:
+            self._tg.start_soon(_call_safely, callback, run.run_id, hook)
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    async def _record_dags(self) -> None:
+        now = self.clock.now()
+        batch = WriteBatch()
+        for dag_id, dag in self.dagbag.dags.items():
+            fileloc = self.dagbag.files.get(dag_id, dag.site.file)
+            batch.upsert_dag(
+                DagRecord(
+                    dag_id=dag_id, fileloc=fileloc, description=dag.description, updated_at=now
+                )
+            )
+        batch.replace_import_errors(
+            [
+                ImportErrorRecord(
+                    fileloc=error.file or "",
+                    line=error.line,
+                    message=error.message,
+                    recorded_at=now,
+                )
+                for error in self.dagbag.errors
+            ]
+        )
+        await self.store.commit(batch)
+
+    def _plan(self, dag: DAG) -> DagPlan:
+        plan = self._plans.get(id(dag))
+        if plan is None:
+            plan = self._plans[id(dag)] = DagPlan.of(dag)
+        return plan
+
+
+async def _call_safely(callback: Callable[[Any], Any], argument: Any, hook: str) -> None:
+    """Run a user callback; its failure is logged and never reaches the engine."""
+    try:
+        if inspect.iscoroutinefunction(callback):
+            await callback(argument)
+        else:
+            await anyio.to_thread.run_sync(callback, argument)
+    except Exception:
+        logger.exception("%s callback %r raised", hook, callback)
+
+
+def _checked_conf(conf: Mapping[str, Any] | None) -> dict[str, Any]:
+    if conf is None:
+        return {}
+    if not isinstance(conf, Mapping):
+        raise RunError(f"a run's conf must be a JSON object, got {type(conf).__name__}")
+    try:
+        return dict(json.loads(json.dumps(dict(conf), allow_nan=False)))
+    except (TypeError, ValueError) as error:
+        raise RunError(f"a run's conf must be JSON-serialisable: {error}") from None
+
+
+def _new_run_id(now: float) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def _workers_to_prestart(settings: Settings, dagbag: DagBag) -> int:
+    """Warm worker processes only if some task will need one."""
+    for dag in dagbag.dags.values():
+        for task in dag.tasks.values():
+            in_process = task.options.in_process
+            if not task.is_async and not (
+                settings.in_process if in_process is None else in_process
+            ):
+                return settings.slots
+    return 0

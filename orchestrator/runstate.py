@@ -1,0 +1,188 @@
+"""The scheduler's in-memory picture of the runs it is driving.
+
+The store holds the durable truth; this mirrors the active runs so that deciding what to do
+next never needs a query. Every change made here is also written into a `WriteBatch`, and
+announced as a `Change`, by `Transitions`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.changes import Change, RunChanged, TaskChanged
+from orchestrator.context import TaskContext
+from orchestrator.dags import DAG
+from orchestrator.state import RunState, TaskState
+from orchestrator.store.base import WriteBatch
+from orchestrator.store.records import RunRecord
+from orchestrator.tasks import Task
+
+
+@dataclass(eq=False)
+class TaskInstance:
+    """One task in one run (one element, for an expanded task)."""
+
+    run: ActiveRun
+    task: Task
+    map_index: int
+    state: TaskState
+    priority: int
+    try_number: int = 0
+    max_tries: int = 1
+    mapped_inputs: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    log_path: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.run.run_id, self.task.task_id, self.map_index)
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+    def context(self, log_path: str) -> TaskContext:
+        run = self.run
+        return TaskContext(
+            dag_id=run.dag.dag_id,
+            run_id=run.run_id,
+            task_id=self.task_id,
+            map_index=self.map_index,
+            try_number=self.try_number,
+            max_tries=self.max_tries,
+            conf=run.conf,
+            params=run.params,
+            logical_date=run.logical_date,
+            log_path=log_path,
+        )
+
+
+@dataclass(frozen=True)
+class DagPlan:
+    """What every run of one DAG shares, computed once: topological order and priorities."""
+
+    order: dict[str, int]  # task_id -> topological index
+    priorities: dict[str, int]  # task_id -> effective priority weight
+
+    @classmethod
+    def of(cls, dag: DAG) -> DagPlan:
+        order = {task_id: index for index, task_id in enumerate(dag.topological_order())}
+        return cls(order=order, priorities=dag.priorities())
+
+
+class ActiveRun:
+    """A run that is queued or running, with its task instances and the results so far."""
+
+    def __init__(self, record: RunRecord, dag: DAG, plan: DagPlan) -> None:
+        self.run_id = record.run_id
+        self.dag = dag
+        self.state = record.state
+        self.conf = record.conf
+        self.queued_at = record.queued_at
+        self.started_at = record.started_at
+        self.logical_date = record.logical_date
+        self.params = {**dag.params, **{k: v for k, v in record.conf.items() if k in dag.params}}
+        self.order = plan.order
+        self.priorities = plan.priorities
+        self.instances: dict[str, dict[int, TaskInstance]] = {task_id: {} for task_id in dag.tasks}
+        self.results: dict[str, dict[int, Any]] = {}
+        self.unfinished: set[str] = set(dag.tasks)
+        self.running = 0
+        self.cancelling = False
+        self._dirty: list[tuple[int, str]] = []
+        self._dirty_set: set[str] = set()
+
+    def mark_dirty(self, task_ids: set[str] | list[str]) -> None:
+        """Ask for these tasks' trigger rules to be evaluated again."""
+        for task_id in task_ids:
+            if task_id not in self._dirty_set:
+                self._dirty_set.add(task_id)
+                heapq.heappush(self._dirty, (self.order[task_id], task_id))
+
+    def pop_dirty(self) -> str | None:
+        """The dirty task that comes first in topological order (so cascades settle in one pass)."""
+        if not self._dirty:
+            return None
+        _, task_id = heapq.heappop(self._dirty)
+        self._dirty_set.discard(task_id)
+        return task_id
+
+    def upstream_states(self, task: Task) -> list[TaskState]:
+        """The states of the instances of every direct upstream task; `none` while unexpanded."""
+        states: list[TaskState] = []
+        for upstream_id in task.upstream_task_ids:
+            instances = self.instances[upstream_id]
+            states.extend(ti.state for ti in instances.values()) if instances else states.append(
+                TaskState.NONE
+            )
+        return states
+
+    def result_view(self) -> ResultView:
+        """task_id -> result, with an expanded task's results as a list in map order."""
+        return ResultView(self.results)
+
+    def task_finished(self, task_id: str) -> bool:
+        instances = self.instances[task_id]
+        return bool(instances) and all(ti.state.finished for ti in instances.values())
+
+    def leaf_states(self) -> list[TaskState]:
+        return [ti.state for leaf in self.dag.leaves for ti in self.instances[leaf].values()]
+
+
+class ResultView(Mapping[str, Any]):
+    """Results by task id, computed on lookup: a task reads one or two, not the whole run."""
+
+    def __init__(self, results: dict[str, dict[int, Any]]) -> None:
+        self._results = results
+
+    def __getitem__(self, task_id: str) -> Any:
+        by_index = self._results[task_id]
+        if -1 in by_index:
+            return by_index[-1]
+        return [by_index[index] for index in sorted(by_index)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+
+class Transitions:
+    """Records every state change three ways at once: memory, the write batch, the change feed."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.batch = WriteBatch()
+        self.changes: list[Change] = []
+
+    def move(self, ti: TaskInstance, new: TaskState, **fields: Any) -> None:
+        self.batch.set_task_state(ti.key, ti.state, new, **fields)
+        ti.state = new
+        if "error" in fields:
+            ti.error = fields["error"]
+        self.announce(ti)
+
+    def announce(self, ti: TaskInstance) -> None:
+        self.changes.append(
+            TaskChanged(
+                run_id=ti.run.run_id,
+                task_id=ti.task_id,
+                map_index=ti.map_index,
+                state=ti.state,
+                try_number=ti.try_number,
+                at=self.now,
+                error=ti.error,
+                log_path=ti.log_path or None,
+            )
+        )
+
+    def move_run(self, run: ActiveRun, new: RunState) -> None:
+        self.batch.set_run_state(run.run_id, run.state, new, at=self.now)
+        run.state = new
+        self.changes.append(
+            RunChanged(run_id=run.run_id, dag_id=run.dag.dag_id, state=new, at=self.now)
+        )

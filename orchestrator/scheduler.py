@@ -1,0 +1,411 @@
+"""Scheduling decisions: which task instances are ready, which get a slot, what happens next.
+
+Pure and synchronous: every method mutates the in-memory runs and records what it did in a
+`Transitions` (write batch + change feed). The engine commits that batch, then acts on it
+(dispatches the instances that got a slot). Keeping I/O out of here makes each decision a
+plain function call that tests can drive step by step.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.context import TaskContext
+from orchestrator.errors import UnknownTaskError
+from orchestrator.jobs import Outcome, TaskOutcome
+from orchestrator.results import decode_result
+from orchestrator.runstate import ActiveRun, TaskInstance, Transitions
+from orchestrator.state import RunState, TaskState
+from orchestrator.store.records import TaskInstanceRecord, TryRecord
+from orchestrator.tasks import Task, map_combinations, resolve_refs
+from orchestrator.trigger_rules import Verdict, evaluate
+
+_UNFINISHED_FOR_CANCEL = (
+    TaskState.NONE,
+    TaskState.SCHEDULED,
+    TaskState.QUEUED,
+    TaskState.UP_FOR_RETRY,
+    TaskState.DEFERRED,
+)
+
+
+_VERDICT_STATE = {
+    Verdict.SKIP: TaskState.SKIPPED,
+    Verdict.UPSTREAM_FAILED: TaskState.UPSTREAM_FAILED,
+}
+
+
+@dataclass(frozen=True)
+class RetryTimer:
+    """A task instance that may try again at `due`."""
+
+    due: float
+    key: tuple[str, str, int]
+
+
+class Scheduler:
+    """Readiness, slots and pools, retries, run admission and run completion."""
+
+    def __init__(
+        self,
+        *,
+        slots: int,
+        pools: Mapping[str, int],
+        log_dir: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.slots = slots
+        self.pools = dict(pools)
+        self.log_dir = log_dir
+        self.rng = rng or random.Random()
+        self.runs: dict[str, ActiveRun] = {}
+        self.pool_used: Counter[str] = Counter()
+        self.slots_used = 0
+        self._ready: list[tuple[int, float, int, int, str, str, int]] = []
+        self._tie = itertools.count()
+        #: Retry backoffs started since the engine last collected them (it owns the timers).
+        self.retry_timers: list[RetryTimer] = []
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def add_run(self, run: ActiveRun) -> None:
+        self.runs[run.run_id] = run
+
+    def admit_runs(self, tx: Transitions) -> None:
+        """Start queued runs while their DAG is under `max_active_runs`, oldest first."""
+        running = Counter(r.dag.dag_id for r in self.runs.values() if r.state is RunState.RUNNING)
+        queued = sorted(
+            (r for r in self.runs.values() if r.state is RunState.QUEUED),
+            key=lambda r: r.queued_at,
+        )
+        for run in queued:
+            if running[run.dag.dag_id] < run.dag.max_active_runs:
+                running[run.dag.dag_id] += 1
+                tx.move_run(run, RunState.RUNNING)
+                run.started_at = tx.now
+                self._create_instances(run, tx)
+                run.mark_dirty(run.dag.roots)
+
+    def _create_instances(self, run: ActiveRun, tx: Transitions) -> None:
+        """Rows for every task that is not expanded; expanded tasks get theirs when they expand."""
+        priorities = run.priorities
+        records = []
+        for task in run.dag.tasks.values():
+            if task.is_mapped:
+                continue
+            ti = self._new_instance(run, task, -1, TaskState.NONE, priorities[task.task_id])
+            records.append(self._record(ti))
+        tx.batch.add_task_instances(records)
+
+    def _new_instance(
+        self, run: ActiveRun, task: Task, map_index: int, state: TaskState, priority: int
+    ) -> TaskInstance:
+        ti = TaskInstance(
+            run=run,
+            task=task,
+            map_index=map_index,
+            state=state,
+            priority=priority,
+            max_tries=task.options.retries + 1,
+        )
+        run.instances[task.task_id][map_index] = ti
+        return ti
+
+    @staticmethod
+    def _record(ti: TaskInstance, **fields: Any) -> TaskInstanceRecord:
+        return TaskInstanceRecord(
+            run_id=ti.run.run_id,
+            task_id=ti.task_id,
+            map_index=ti.map_index,
+            state=ti.state,
+            max_tries=ti.max_tries,
+            pool=ti.task.options.pool,
+            priority=ti.priority,
+            **fields,
+        )
+
+    # -- readiness ------------------------------------------------------------------------------
+
+    def advance(self, tx: Transitions) -> list[ActiveRun]:
+        """Settle every dirty task of every running run; return the runs that finished."""
+        finished = []
+        for run in list(self.runs.values()):
+            if run.state is not RunState.RUNNING:
+                continue
+            while (task_id := run.pop_dirty()) is not None:
+                self._evaluate(run, run.dag.tasks[task_id], tx)
+            if not run.unfinished and not run.running:
+                self._finish_run(run, tx)
+                finished.append(run)
+        return finished
+
+    def _evaluate(self, run: ActiveRun, task: Task, tx: Transitions) -> None:
+        instances = run.instances[task.task_id]
+        if run.cancelling or (
+            instances and not all(ti.state is TaskState.NONE for ti in instances.values())
+        ):
+            return
+        verdict = evaluate(task.options.trigger_rule, run.upstream_states(task))
+        if verdict is Verdict.WAIT:
+            return
+        if task.is_mapped:
+            self._expand(run, task, verdict, tx)
+            return
+        ti = instances[-1]
+        if verdict is Verdict.RUN:
+            tx.move(ti, TaskState.SCHEDULED)
+            self._push_ready(ti)
+        else:
+            self._settle(ti, _VERDICT_STATE[verdict], tx)
+
+    def _settle(self, ti: TaskInstance, state: TaskState, tx: Transitions, **fields: Any) -> None:
+        """Move an instance to a finished state and wake its downstream tasks."""
+        tx.move(ti, state, ended_at=tx.now, **fields)
+        run = ti.run
+        if run.task_finished(ti.task_id):
+            run.unfinished.discard(ti.task_id)
+            run.mark_dirty(ti.task.downstream_task_ids)
+
+    def _expand(self, run: ActiveRun, task: Task, verdict: Verdict, tx: Transitions) -> None:
+        """Turn a mapped task into one instance per element of its (now known) input lists."""
+        priority = run.priorities[task.task_id]
+        if verdict is not Verdict.RUN:
+            self._placeholder(run, task, priority, _VERDICT_STATE[verdict], None, tx)
+            return
+        try:
+            expand = resolve_refs(task.expand_inputs, run.result_view(), run_context(run))
+            combos = map_combinations(task.task_id, expand)
+        except (TypeError, KeyError, IndexError) as error:
+            message = f"cannot expand: {type(error).__name__}: {error}"
+            self._placeholder(run, task, priority, TaskState.FAILED, message, tx)
+            return
+        if not combos:
+            self._placeholder(
+                run, task, priority, TaskState.SKIPPED, "expanded over an empty list", tx
+            )
+            return
+        records = []
+        for index, combo in enumerate(combos):
+            ti = self._new_instance(run, task, index, TaskState.SCHEDULED, priority)
+            ti.mapped_inputs = combo
+            records.append(self._record(ti))
+            tx.announce(ti)
+            self._push_ready(ti)
+        tx.batch.add_task_instances(records)
+
+    def _placeholder(
+        self,
+        run: ActiveRun,
+        task: Task,
+        priority: int,
+        state: TaskState,
+        error: str | None,
+        tx: Transitions,
+    ) -> None:
+        """One row (map index -1) recording that a mapped task never expanded, and why."""
+        ti = self._new_instance(run, task, -1, state, priority)
+        ti.error = error
+        tx.batch.add_task_instances([self._record(ti, ended_at=tx.now, error=error)])
+        tx.announce(ti)
+        run.unfinished.discard(task.task_id)
+        run.mark_dirty(task.downstream_task_ids)
+
+    # -- slots ----------------------------------------------------------------------------------
+
+    def _push_ready(self, ti: TaskInstance) -> None:
+        entry = (
+            -ti.priority,
+            ti.run.queued_at,
+            ti.run.order[ti.task_id],
+            next(self._tie),
+            ti.run.run_id,
+            ti.task_id,
+            ti.map_index,
+        )
+        heapq.heappush(self._ready, entry)
+
+    def allocate(self, tx: Transitions) -> list[TaskInstance]:
+        """Give free slots to scheduled instances, highest priority first, within pool limits."""
+        started: list[TaskInstance] = []
+        blocked = []
+        while self._ready and self.slots_used < self.slots:
+            entry = heapq.heappop(self._ready)
+            ti = self._instance(entry[4], entry[5], entry[6])
+            if ti is None or ti.state is not TaskState.SCHEDULED:
+                continue  # cancelled or already moved on
+            if not self._fits(ti):
+                blocked.append(entry)
+                continue
+            self._start(ti, tx)
+            started.append(ti)
+        for entry in blocked:
+            heapq.heappush(self._ready, entry)
+        return started
+
+    def _instance(self, run_id: str, task_id: str, map_index: int) -> TaskInstance | None:
+        run = self.runs.get(run_id)
+        return None if run is None else run.instances[task_id].get(map_index)
+
+    def _fits(self, ti: TaskInstance) -> bool:
+        options = ti.task.options
+        pool_size = self.pools.get(options.pool, self.slots)
+        if self.pool_used[options.pool] + options.pool_slots > pool_size:
+            return False
+        return ti.run.running < ti.run.dag.max_active_tasks
+
+    def _start(self, ti: TaskInstance, tx: Transitions) -> None:
+        ti.try_number += 1
+        ti.error = None
+        ti.log_path = self.log_path(ti)
+        tx.move(ti, TaskState.QUEUED, queued_at=tx.now)
+        tx.move(ti, TaskState.RUNNING, started_at=tx.now, try_number=ti.try_number, error=None)
+        tx.batch.start_try(
+            TryRecord(
+                run_id=ti.run.run_id,
+                task_id=ti.task_id,
+                map_index=ti.map_index,
+                try_number=ti.try_number,
+                state=TaskState.RUNNING,
+                started_at=tx.now,
+                log_path=ti.log_path,
+            )
+        )
+        self._take_slot(ti, +1)
+
+    def _take_slot(self, ti: TaskInstance, sign: int) -> None:
+        self.slots_used += sign
+        self.pool_used[ti.task.options.pool] += sign * ti.task.options.pool_slots
+        ti.run.running += sign
+
+    def log_path(self, ti: TaskInstance) -> str:
+        name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}.{ti.map_index}"
+        run = ti.run
+        return f"{self.log_dir}/{run.dag.dag_id}/{run.run_id}/{name}/try-{ti.try_number}.log"
+
+    # -- outcomes -------------------------------------------------------------------------------
+
+    def finish(self, ti: TaskInstance, outcome: TaskOutcome, tx: Transitions) -> str | None:
+        """Record how a try ended. Returns the callback to call: success, failure or retry."""
+        self._take_slot(ti, -1)
+        if ti.run.cancelling and outcome.status is not Outcome.SUCCESS:
+            self._end_try(ti, TaskState.CANCELLED, "cancelled", tx)
+            self._settle(ti, TaskState.CANCELLED, tx, error="cancelled")
+            return None
+        if outcome.status is Outcome.SUCCESS:
+            return self._succeed(ti, outcome.result_json or "null", tx)
+        if outcome.status is Outcome.SKIPPED:
+            self._end_try(ti, TaskState.SKIPPED, outcome.error, tx)
+            self._settle(ti, TaskState.SKIPPED, tx, error=outcome.error)
+            return None
+        return self._fail(ti, outcome.error or "failed", tx)
+
+    def _succeed(self, ti: TaskInstance, result_json: str, tx: Transitions) -> str | None:
+        value = decode_result(result_json)
+        if ti.task.is_branch:
+            problem = self._branch(ti, value, tx)
+            if problem:
+                return self._fail(ti, problem, tx)
+        self._end_try(ti, TaskState.SUCCESS, None, tx)
+        tx.batch.save_result(ti.key, result_json)
+        ti.run.results.setdefault(ti.task_id, {})[ti.map_index] = value
+        self._settle(ti, TaskState.SUCCESS, tx, error=None)
+        return "on_success"
+
+    def _branch(self, ti: TaskInstance, value: Any, tx: Transitions) -> str | None:
+        """Skip the direct downstream tasks a branch did not choose; a problem message if bad."""
+        chosen = [] if value is None else [value] if isinstance(value, str) else value
+        downstream = ti.task.downstream_task_ids
+        if not isinstance(chosen, list) or not all(isinstance(c, str) for c in chosen):
+            return f"a branch task must return a task id, a list of them, or None; got {value!r}"
+        unknown = [c for c in chosen if c not in downstream]
+        if unknown:
+            return str(
+                UnknownTaskError(
+                    f"branch returned {', '.join(map(repr, unknown))}, not a direct downstream "
+                    f"task of {ti.task_id!r} (choose from: {', '.join(sorted(downstream))})"
+                )
+            )
+        for task_id in downstream - set(chosen):
+            self._skip_unchosen(
+                ti.run, ti.run.dag.tasks[task_id], f"not chosen by {ti.task_id}", tx
+            )
+        return None
+
+    def _skip_unchosen(self, run: ActiveRun, task: Task, reason: str, tx: Transitions) -> None:
+        instances = run.instances[task.task_id]
+        if not instances and task.is_mapped:
+            priority = run.priorities[task.task_id]
+            self._placeholder(run, task, priority, TaskState.SKIPPED, reason, tx)
+        for other in instances.values():
+            if other.state is TaskState.NONE:
+                self._settle(other, TaskState.SKIPPED, tx, error=reason)
+
+    def _fail(self, ti: TaskInstance, error: str, tx: Transitions) -> str:
+        if ti.try_number < ti.max_tries:
+            delay = ti.task.options.retry_policy.delay_after(ti.try_number, self.rng)
+            self._end_try(ti, TaskState.UP_FOR_RETRY, error, tx)
+            tx.move(ti, TaskState.UP_FOR_RETRY, next_retry_at=tx.now + delay, error=error)
+            self.retry_timers.append(RetryTimer(tx.now + delay, ti.key))
+            return "on_retry"
+        self._end_try(ti, TaskState.FAILED, error, tx)
+        self._settle(ti, TaskState.FAILED, tx, error=error)
+        return "on_failure"
+
+    def _end_try(
+        self, ti: TaskInstance, state: TaskState, error: str | None, tx: Transitions
+    ) -> None:
+        tx.batch.end_try(ti.key, ti.try_number, state, at=tx.now, error=error)
+
+    def retry(self, key: tuple[str, str, int], tx: Transitions) -> None:
+        """A retry backoff came due: the instance is scheduled again."""
+        ti = self._instance(*key)
+        if ti is not None and ti.state is TaskState.UP_FOR_RETRY:
+            tx.move(ti, TaskState.SCHEDULED, next_retry_at=None)
+            self._push_ready(ti)
+
+    # -- cancel and completion ------------------------------------------------------------------
+
+    def cancel(self, run: ActiveRun, tx: Transitions) -> list[TaskInstance]:
+        """Cancel a run: unfinished instances are marked, running ones returned to be killed."""
+        run.cancelling = True
+        if run.state is RunState.QUEUED:
+            tx.move_run(run, RunState.CANCELLED)
+            del self.runs[run.run_id]
+            return []
+        running = []
+        for instances in run.instances.values():
+            for ti in instances.values():
+                if ti.state in _UNFINISHED_FOR_CANCEL:
+                    self._settle(ti, TaskState.CANCELLED, tx, error="cancelled")
+                elif ti.state is TaskState.RUNNING:
+                    running.append(ti)
+        run.unfinished.clear()
+        return running
+
+    def _finish_run(self, run: ActiveRun, tx: Transitions) -> None:
+        if run.cancelling:
+            state = RunState.CANCELLED
+        elif any(s in (TaskState.FAILED, TaskState.UPSTREAM_FAILED) for s in run.leaf_states()):
+            state = RunState.FAILED
+        else:
+            state = RunState.SUCCESS
+        tx.move_run(run, state)
+        del self.runs[run.run_id]
+
+
+def run_context(run: ActiveRun) -> TaskContext:
+    """A context for resolving references outside any one task (expansion inputs)."""
+    return TaskContext(
+        dag_id=run.dag.dag_id,
+        run_id=run.run_id,
+        task_id="",
+        conf=run.conf,
+        params=run.params,
+        logical_date=run.logical_date,
+    )

@@ -1,0 +1,127 @@
+"""Every pipeline in examples/ runs here, on worker processes, the way users run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from orchestrator.config import Settings
+from orchestrator.dagbag import load_dag_bag
+from orchestrator.engine import Engine
+from orchestrator.results import decode_result
+from orchestrator.state import RunState, TaskState
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+pytestmark = pytest.mark.slow
+
+
+async def run_example(
+    settings: Settings, dag_id: str, conf: dict[str, Any] | None = None
+) -> tuple[RunState, dict[str, Any], dict[str, TaskState]]:
+    async with Engine.open(settings, dagbag=load_dag_bag(EXAMPLES)) as engine:
+        with anyio.fail_after(120):
+            run_id = await engine.trigger(dag_id, conf)
+            record = await engine.wait(run_id)
+        results = await engine.store.get_results(run_id)
+        instances = await engine.store.list_task_instances(run_id)
+    values = {task_id: decode_result(text) for (task_id, _), text in results.items()}
+    return record.state, values, {ti.task_id: ti.state for ti in instances}
+
+
+def test_every_example_file_loads_cleanly() -> None:
+    bag = load_dag_bag(EXAMPLES)
+    assert bag.errors == []
+    assert {"ml_training", "linear_chain", "fan_out_fan_in"} <= set(bag.dags)
+
+
+async def test_ml_training_registers_and_promotes_only_better_models(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(in_process=False)
+    conf = {"data_dir": str(tmp_path / "data"), "registry_dir": str(tmp_path / "models")}
+    state, results, _ = await run_example(settings, "ml_training", conf)
+    assert state is RunState.SUCCESS
+    first = results["deploy"]
+    assert first["version"] == "v0001" and first["promoted"] is True
+    assert 0.9 < first["f1"] <= 1.0
+    assert Path(first["model_path"]).is_file()
+    registry = tmp_path / "models" / "ml_training"
+    assert json.loads((registry / "current.json").read_text())["version"] == "v0001"
+
+    # The same data again gives the same score: registered as v0002, not promoted.
+    state, results, _ = await run_example(settings, "ml_training", conf)
+    assert state is RunState.SUCCESS
+    assert results["deploy"]["version"] == "v0002"
+    assert results["deploy"]["promoted"] is False
+    assert json.loads((registry / "current.json").read_text())["version"] == "v0001"
+    assert sorted(p.name for p in registry.glob("v*")) == ["v0001", "v0002"]
+
+
+async def test_ml_training_refuses_bad_data_and_deploys_nothing(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    rows = [f"{i},{i * 2},{i % 2}" for i in range(60)]
+    rows[10] = "10,,0"
+    bad.write_text("a,b,target\n" + "\n".join(rows) + "\n")
+    conf = {
+        "path": str(bad),
+        "data_dir": str(tmp_path / "data"),
+        "registry_dir": str(tmp_path / "models"),
+    }
+    state, _, states = await run_example(make_settings(in_process=False), "ml_training", conf)
+    assert state is RunState.FAILED
+    assert states["validate"] is TaskState.FAILED
+    assert states["deploy"] is TaskState.UPSTREAM_FAILED
+    assert not (tmp_path / "models").exists()
+
+
+async def test_linear_chain(make_settings: Callable[..., Settings]) -> None:
+    state, results, _ = await run_example(
+        make_settings(in_process=False), "linear_chain", {"rows": 4}
+    )
+    assert state is RunState.SUCCESS
+    assert results["load"] == {"rows": 4, "total": 0 + 1 + 4 + 9 + 4}
+    assert results["report"].startswith("report for run ")
+
+
+async def test_fan_out_fan_in(make_settings: Callable[..., Settings]) -> None:
+    state, results, _ = await run_example(
+        make_settings(in_process=False), "fan_out_fan_in", {"shards": 6}
+    )
+    assert state is RunState.SUCCESS
+    assert results["combine"] == {"shards": 6, "total": 10 * sum(range(6))}
+
+
+def test_the_readme_run_command_trains_and_reports_the_model(tmp_path: Path) -> None:
+    """`make run` runs exactly this; a newcomer sees where the model went and its metric."""
+    environment = {**os.environ, "ORCHESTRATOR_STATE_DIR": str(tmp_path / "state")}
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "run",
+            "ml_training",
+            "--dags-folder",
+            str(EXAMPLES),
+        ],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "model_path" in completed.stdout
+    assert "f1" in completed.stdout
+    assert (tmp_path / "models" / "ml_training" / "v0001" / "model.joblib").is_file()

@@ -1,0 +1,17 @@
+"""Helpers shared by the tests (importable as `helpers`: pytest puts tests/ on the path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.dagbag import DagBag
+from orchestrator.dags import DAG
+
+
+def bag_of(*dags: DAG) -> DagBag:
+    """A DagBag holding DAGs built in the test itself."""
+    return DagBag(
+        folder=Path("."),
+        dags={dag.dag_id: dag for dag in dags},
+        files={dag.dag_id: dag.site.file for dag in dags},
+    )

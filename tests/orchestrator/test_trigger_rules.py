@@ -1,0 +1,133 @@
+"""Trigger rules: a table of representative upstream mixes, then properties over every mix."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from orchestrator.state import FINISHED_TASK_STATES, TaskState
+from orchestrator.trigger_rules import TriggerRule, Verdict, evaluate
+
+S = TaskState.SUCCESS
+F = TaskState.FAILED
+K = TaskState.SKIPPED
+U = TaskState.UPSTREAM_FAILED
+C = TaskState.CANCELLED
+R = TaskState.RUNNING
+N = TaskState.NONE
+D = TaskState.DEFERRED
+Y = TaskState.UP_FOR_RETRY
+
+RUN, WAIT, SKIP, UPSTREAM_FAILED = Verdict.RUN, Verdict.WAIT, Verdict.SKIP, Verdict.UPSTREAM_FAILED
+
+TABLE: list[tuple[TriggerRule, list[TaskState], Verdict]] = [
+    # all_success: run only when every upstream succeeded; a failure decides at once.
+    (TriggerRule.ALL_SUCCESS, [S, S], RUN),
+    (TriggerRule.ALL_SUCCESS, [S, R], WAIT),
+    (TriggerRule.ALL_SUCCESS, [S, Y], WAIT),  # a retry is still coming
+    (TriggerRule.ALL_SUCCESS, [F, R], UPSTREAM_FAILED),  # early
+    (TriggerRule.ALL_SUCCESS, [U, N], UPSTREAM_FAILED),  # early
+    (TriggerRule.ALL_SUCCESS, [K, R], WAIT),  # the running one may still fail
+    (TriggerRule.ALL_SUCCESS, [S, K], SKIP),
+    (TriggerRule.ALL_SUCCESS, [F, K], UPSTREAM_FAILED),
+    (TriggerRule.ALL_SUCCESS, [S, C], SKIP),
+    # all_failed
+    (TriggerRule.ALL_FAILED, [F, U], RUN),
+    (TriggerRule.ALL_FAILED, [F, R], WAIT),
+    (TriggerRule.ALL_FAILED, [S, R], SKIP),  # early
+    (TriggerRule.ALL_FAILED, [K, D], SKIP),  # early
+    (TriggerRule.ALL_FAILED, [F, S], SKIP),
+    # all_done
+    (TriggerRule.ALL_DONE, [S, F, K, U, C], RUN),
+    (TriggerRule.ALL_DONE, [F, R], WAIT),
+    (TriggerRule.ALL_DONE, [S, Y], WAIT),
+    # one_success: runs as soon as one succeeds
+    (TriggerRule.ONE_SUCCESS, [S, R], RUN),  # early
+    (TriggerRule.ONE_SUCCESS, [F, R], WAIT),
+    (TriggerRule.ONE_SUCCESS, [F, K], UPSTREAM_FAILED),
+    (TriggerRule.ONE_SUCCESS, [U, U], UPSTREAM_FAILED),
+    (TriggerRule.ONE_SUCCESS, [K, K], SKIP),
+    # one_failed: runs as soon as one fails
+    (TriggerRule.ONE_FAILED, [F, R], RUN),  # early
+    (TriggerRule.ONE_FAILED, [U, N], RUN),  # early
+    (TriggerRule.ONE_FAILED, [S, R], WAIT),
+    (TriggerRule.ONE_FAILED, [S, K], SKIP),
+    # none_failed
+    (TriggerRule.NONE_FAILED, [S, K], RUN),
+    (TriggerRule.NONE_FAILED, [K, K], RUN),
+    (TriggerRule.NONE_FAILED, [F, R], UPSTREAM_FAILED),  # early
+    (TriggerRule.NONE_FAILED, [S, R], WAIT),
+    (TriggerRule.NONE_FAILED, [U, S], UPSTREAM_FAILED),
+    # none_skipped
+    (TriggerRule.NONE_SKIPPED, [S, F], RUN),
+    (TriggerRule.NONE_SKIPPED, [K, R], SKIP),  # early
+    (TriggerRule.NONE_SKIPPED, [S, R], WAIT),
+    (TriggerRule.NONE_SKIPPED, [S, K], SKIP),
+    # always
+    (TriggerRule.ALWAYS, [R, N], RUN),
+    (TriggerRule.ALWAYS, [F, U], RUN),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "upstream", "expected"),
+    TABLE,
+    ids=[f"{rule}-{'+'.join(state for state in states)}" for rule, states, _ in TABLE],
+)
+def test_rule_table(rule: TriggerRule, upstream: list[TaskState], expected: Verdict) -> None:
+    assert evaluate(rule, upstream) is expected
+
+
+def test_the_table_covers_every_rule() -> None:
+    assert {rule for rule, _, _ in TABLE} == set(TriggerRule)
+
+
+@pytest.mark.parametrize("rule", list(TriggerRule))
+def test_a_task_without_upstream_tasks_runs(rule: TriggerRule) -> None:
+    assert evaluate(rule, []) is RUN
+
+
+def test_evaluate_accepts_any_iterable() -> None:
+    assert evaluate(TriggerRule.ALL_SUCCESS, (state for state in [S, S])) is RUN
+
+
+def _mixes(size: int) -> list[tuple[TaskState, ...]]:
+    return list(itertools.combinations_with_replacement(list(TaskState), size))
+
+
+def _completions(upstream: tuple[TaskState, ...]) -> list[list[TaskState]]:
+    """Every way the unfinished upstream tasks could still end."""
+    done = [state for state in upstream if state.finished]
+    open_count = len(upstream) - len(done)
+    ends = sorted(FINISHED_TASK_STATES)
+    return [done + list(end) for end in itertools.product(ends, repeat=open_count)]
+
+
+@pytest.mark.parametrize("rule", list(TriggerRule))
+def test_finished_upstream_tasks_always_decide(rule: TriggerRule) -> None:
+    for size in (1, 2, 3):
+        for mix in itertools.combinations_with_replacement(sorted(FINISHED_TASK_STATES), size):
+            assert evaluate(rule, mix) is not WAIT, mix
+
+
+@pytest.mark.parametrize("rule", list(TriggerRule))
+def test_an_early_decision_never_contradicts_the_final_one(rule: TriggerRule) -> None:
+    """Whatever the unfinished upstreams do next, the task's outcome is the one decided early."""
+    for size in (1, 2, 3):
+        for mix in _mixes(size):
+            verdict = evaluate(rule, mix)
+            if verdict is WAIT or all(state.finished for state in mix):
+                continue
+            finals = {evaluate(rule, completion) for completion in _completions(mix)}
+            assert finals == {verdict}, (mix, verdict, finals)
+
+
+@pytest.mark.parametrize("rule", list(TriggerRule))
+def test_a_certain_skip_or_failure_is_decided_early(rule: TriggerRule) -> None:
+    """No waiting for the slowest upstream once the task can only be skipped or failed."""
+    for size in (1, 2, 3):
+        for mix in _mixes(size):
+            finals = {evaluate(rule, completion) for completion in _completions(mix)}
+            if len(finals) == 1 and finals <= {SKIP, UPSTREAM_FAILED}:
+                assert evaluate(rule, mix) in finals, (mix, finals)
