@@ -112,30 +112,33 @@ class Engine:
         """Load the DAGs, open the store and the executor, and start scheduling."""
         if dagbag is None:
             dagbag = load_dag_bag(settings.dags_folder, pools=settings.pool_slots())
-        async with (
-            open_store(settings.state_dir, synchronous=settings.synchronous) as store,
-            Executor.open(
-                slots=settings.slots,
-                worker_max_tasks=settings.worker_max_tasks,
-                prestart=_workers_to_prestart(settings, dagbag),
-            ) as executor,
-            anyio.create_task_group() as tg,
-        ):
-            engine = cls(
-                settings=settings,
-                dagbag=dagbag,
-                store=store,
-                executor=executor,
-                clock=clock or SystemClock(),
-                task_group=tg,
-            )
-            await engine._record_dags()
-            tg.start_soon(engine._schedule_forever)
-            tg.start_soon(engine._time_forever)
-            try:
-                yield engine
-            finally:
-                tg.cancel_scope.cancel()
+        try:
+            async with (
+                open_store(settings.state_dir, synchronous=settings.synchronous) as store,
+                Executor.open(
+                    slots=settings.slots,
+                    worker_max_tasks=settings.worker_max_tasks,
+                    prestart=_workers_to_prestart(settings, dagbag),
+                ) as executor,
+                anyio.create_task_group() as tg,
+            ):
+                engine = cls(
+                    settings=settings,
+                    dagbag=dagbag,
+                    store=store,
+                    executor=executor,
+                    clock=clock or SystemClock(),
+                    task_group=tg,
+                )
+                await engine._record_dags()
+                tg.start_soon(engine._schedule_forever)
+                tg.start_soon(engine._time_forever)
+                try:
+                    yield engine
+                finally:
+                    tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _lone_error(group) from None
 
     # -- the public surface ---------------------------------------------------------------------
 
@@ -399,6 +402,23 @@ async def _call_safely(callback: Callable[[Any], Any], argument: Any, hook: str)
             await anyio.to_thread.run_sync(callback, argument)
     except Exception:
         logger.exception("%s callback %r raised", hook, callback)
+
+
+def _lone_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one real error inside a task group's exception group, so callers can catch it.
+
+    A `StoreError` from a commit or a `DagNotFoundError` from the caller's block is what the
+    user must see, not an `ExceptionGroup` around it; several errors stay grouped.
+    """
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    return leaves[0] if len(leaves) == 1 else group
 
 
 def _checked_conf(conf: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -45,17 +45,11 @@ class TaskInstance:
         return self.task.task_id
 
     def context(self, log_path: str) -> TaskContext:
-        run = self.run
-        return TaskContext(
-            dag_id=run.dag.dag_id,
-            run_id=run.run_id,
+        return self.run.context(
             task_id=self.task_id,
             map_index=self.map_index,
             try_number=self.try_number,
             max_tries=self.max_tries,
-            conf=run.conf,
-            params=run.params,
-            logical_date=run.logical_date,
             log_path=log_path,
         )
 
@@ -94,6 +88,18 @@ class ActiveRun:
         self.cancelling = False
         self._dirty: list[tuple[int, str]] = []
         self._dirty_set: set[str] = set()
+
+    def context(self, **task_fields: Any) -> TaskContext:
+        """The run's part of a task context; without `task_fields`, one for the run itself."""
+        fields: dict[str, Any] = {"task_id": "", **task_fields}
+        return TaskContext(
+            dag_id=self.dag.dag_id,
+            run_id=self.run_id,
+            conf=self.conf,
+            params=self.params,
+            logical_date=self.logical_date,
+            **fields,
+        )
 
     def mark_dirty(self, task_ids: set[str] | list[str]) -> None:
         """Ask for these tasks' trigger rules to be evaluated again."""

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.context import TaskContext
 from orchestrator.errors import UnknownTaskError
 from orchestrator.jobs import Outcome, TaskOutcome
 from orchestrator.results import decode_result
@@ -179,7 +178,7 @@ class Scheduler:
             self._placeholder(run, task, priority, _VERDICT_STATE[verdict], None, tx)
             return
         try:
-            expand = resolve_refs(task.expand_inputs, run.result_view(), run_context(run))
+            expand = resolve_refs(task.expand_inputs, run.result_view(), run.context())
             combos = map_combinations(task.task_id, expand)
         except (TypeError, KeyError, IndexError) as error:
             message = f"cannot expand: {type(error).__name__}: {error}"
@@ -397,15 +396,3 @@ class Scheduler:
             state = RunState.SUCCESS
         tx.move_run(run, state)
         del self.runs[run.run_id]
-
-
-def run_context(run: ActiveRun) -> TaskContext:
-    """A context for resolving references outside any one task (expansion inputs)."""
-    return TaskContext(
-        dag_id=run.dag.dag_id,
-        run_id=run.run_id,
-        task_id="",
-        conf=run.conf,
-        params=run.params,
-        logical_date=run.logical_date,
-    )

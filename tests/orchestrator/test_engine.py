@@ -514,3 +514,13 @@ async def test_every_change_is_announced_after_it_is_committed(
         ("add", "running"),
         ("add", "success"),
     ]
+
+
+async def test_an_error_in_the_callers_block_reaches_it_unwrapped(
+    make_settings: SettingsFactory,
+) -> None:
+    with DAG("unwrapped") as dag:
+        one()
+    with pytest.raises(DagNotFoundError):
+        async with Engine.open(make_settings(), dagbag=bag_of(dag)) as engine:
+            await engine.trigger("not_there")

@@ -431,10 +431,7 @@ def hang(fifo):
     assert (statistics.workers_killed, statistics.workers_alive, statistics.tasks_run) == (1, 0, 0)
 
 
-async def test_an_async_task_past_its_timeout_is_cancelled(tmp_path: Path) -> None:
-    dag_file = DagFile(
-        tmp_path,
-        """
+WAITS_FOREVER = """
 import anyio
 
 cleaned_up = []
@@ -445,7 +442,13 @@ async def wait_forever():
         await anyio.sleep_forever()
     finally:
         cleaned_up.append(True)
-""",
+"""
+
+
+async def test_an_async_task_past_its_timeout_is_cancelled(tmp_path: Path) -> None:
+    dag_file = DagFile(
+        tmp_path,
+        WAITS_FOREVER,
     )
     task = dag_file.task("wait_forever")
     async with Executor.open(slots=1) as executor:
@@ -459,18 +462,7 @@ async def wait_forever():
 async def test_cancelling_an_async_task_cancels_its_code(tmp_path: Path) -> None:
     dag_file = DagFile(
         tmp_path,
-        """
-import anyio
-
-cleaned_up = []
-
-@task
-async def wait_forever():
-    try:
-        await anyio.sleep_forever()
-    finally:
-        cleaned_up.append(True)
-""",
+        WAITS_FOREVER,
     )
     task = dag_file.task("wait_forever")
     async with Executor.open(slots=1) as executor:
