@@ -120,3 +120,13 @@ def is_running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+#: A task that writes its worker's pid to the FIFO it is given, then blocks for good.
+HANGS_AFTER_WRITING_PID = """
+@task
+def hang(fifo):
+    with open(fifo, "w") as pipe:
+        pipe.write(f"{os.getpid()}\\n")
+    threading.Event().wait()
+"""

@@ -11,7 +11,14 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
-from taskjobs import DagFile, is_running, open_fifo, read_fifo_line, wait_until_exited
+from taskjobs import (
+    HANGS_AFTER_WRITING_PID,
+    DagFile,
+    is_running,
+    open_fifo,
+    read_fifo_line,
+    wait_until_exited,
+)
 
 from orchestrator.errors import ConfigError
 from orchestrator.executor import Executor
@@ -401,13 +408,7 @@ def hang(fifo):
 async def test_cancelling_execute_kills_the_worker(tmp_path: Path) -> None:
     dag_file = DagFile(
         tmp_path,
-        """
-@task
-def hang(fifo):
-    with open(fifo, "w") as pipe:
-        pipe.write(f"{os.getpid()}\\n")
-    threading.Event().wait()
-""",
+        HANGS_AFTER_WRITING_PID,
     )
     fifo = open_fifo(tmp_path / "fifo")
     try:

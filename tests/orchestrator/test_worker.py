@@ -15,7 +15,14 @@ import anyio
 import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
-from taskjobs import DagFile, is_running, open_fifo, read_fifo_line, wait_until_exited
+from taskjobs import (
+    HANGS_AFTER_WRITING_PID,
+    DagFile,
+    is_running,
+    open_fifo,
+    read_fifo_line,
+    wait_until_exited,
+)
 
 from orchestrator.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.worker import (
@@ -317,13 +324,7 @@ anyio.run(main)
 async def test_a_worker_dies_with_its_engine_even_on_kill_9(tmp_path: Path) -> None:
     dag_file = DagFile(
         tmp_path,
-        """
-@task
-def hang(fifo):
-    with open(fifo, "w") as pipe:
-        pipe.write(f"{os.getpid()}\\n")
-    threading.Event().wait()
-""",
+        HANGS_AFTER_WRITING_PID,
     )
     fifo = open_fifo(tmp_path / "fifo")
     job = json.dumps(job_to_json(dag_file.job("hang", str(tmp_path / "fifo"))))
