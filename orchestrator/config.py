@@ -65,6 +65,11 @@ class Settings:
     worker_max_tasks: int | None = None  # recycle a worker process after this many tasks
     synchronous: str = "FULL"  # SQLite `PRAGMA synchronous`: NORMAL | FULL | EXTRA
     log_format: str = "text"  # text | json
+    triggerer_capacity: int = 200_000  # triggers hosted at once; more wait for a free place
+    # Untrusted input (run conf, payloads) may name files only under these folders ...
+    allowed_roots: tuple[Path, ...] = ()
+    # ... and URLs on loopback, private, link-local or metadata addresses only if this is true.
+    allow_private_urls: bool = False
     config_file: Path | None = None  # the TOML file these settings came from, if any
 
     def __post_init__(self) -> None:
@@ -212,6 +217,8 @@ def _absolute_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
     for name in ("state_dir", "dags_folder"):
         if name in values:
             values[name] = _absolute(values[name], base)
+    if "allowed_roots" in values:
+        values["allowed_roots"] = tuple(_absolute(root, base) for root in values["allowed_roots"])
     return values
 
 
@@ -221,13 +228,15 @@ def _absolute_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
 def _from_text(name: str, text: str, label: str) -> Any:
     """An environment variable's or flag's text as the setting's type."""
     text = text.strip()
-    if name in ("slots", "result_max_bytes", "worker_max_tasks"):
+    if name in ("slots", "result_max_bytes", "worker_max_tasks", "triggerer_capacity"):
         try:
             return int(text)
         except ValueError:
             raise ConfigError(f"{label} must be a whole number, got {text!r}") from None
-    if name == "in_process":
+    if name in ("in_process", "allow_private_urls"):
         return _boolean_from_text(text, label)
+    if name == "allowed_roots":
+        return [part for part in text.split(os.pathsep) if part.strip()]
     return text
 
 
@@ -280,6 +289,15 @@ def _check_worker_max_tasks(value: Any, label: Label) -> int | None:
         raise ConfigError(f"{error} (leave it out to never recycle workers)") from None
 
 
+def _check_roots(value: Any, label: Label) -> tuple[Path, ...]:
+    if isinstance(value, str | os.PathLike) or not isinstance(value, list | tuple):
+        raise ConfigError(
+            f"{label('allowed_roots')} must be a list of folders, got {value!r}"
+            f" (in the environment: folders separated by {os.pathsep!r})"
+        )
+    return tuple(_check_path(root, label, "allowed_roots") for root in value)
+
+
 def _check_pools(value: Any, label: Label) -> dict[str, int]:
     if not isinstance(value, Mapping):
         raise ConfigError(
@@ -306,6 +324,9 @@ _CHECKS: dict[str, Callable[[Any, Label], Any]] = {
         value, label, "synchronous", SYNCHRONOUS_MODES
     ),
     "log_format": lambda value, label: _check_choice(value, label, "log_format", LOG_FORMATS),
+    "triggerer_capacity": lambda value, label: _check_count(value, label, "triggerer_capacity"),
+    "allowed_roots": _check_roots,
+    "allow_private_urls": lambda value, label: _check_boolean(value, label, "allow_private_urls"),
 }
 
 _ENVIRON_VARIABLES = {
@@ -319,5 +340,8 @@ _ENVIRON_VARIABLES = {
         "worker_max_tasks",
         "synchronous",
         "log_format",
+        "triggerer_capacity",
+        "allowed_roots",
+        "allow_private_urls",
     )
 }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import inspect
+import itertools
 import json
 import logging
 import math
@@ -35,9 +36,12 @@ from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings
 from orchestrator.dagbag import DagBag, load_dag_bag
 from orchestrator.dags import DAG
+from orchestrator.deferring import Timer
 from orchestrator.errors import RunError
 from orchestrator.executor import Executor
 from orchestrator.jobs import Outcome, TaskJob, TaskOutcome
+from orchestrator.policy import InputPolicy
+from orchestrator.recovery import rebuild_run
 from orchestrator.runstate import ActiveRun, DagPlan, TaskInstance, Transitions
 from orchestrator.scheduler import Scheduler
 from orchestrator.state import RunState
@@ -45,6 +49,9 @@ from orchestrator.store import Store, open_store
 from orchestrator.store.base import WriteBatch
 from orchestrator.store.records import DagRecord, ImportErrorRecord, RunRecord
 from orchestrator.tasks import resolve_refs
+from orchestrator.triggerer import Fired, Triggerer, TriggerOutcome
+from orchestrator.watchdog import LoopWatchdog
+from triggers.base import TriggerRuntime, set_runtime
 
 logger = logging.getLogger("orchestrator.engine")
 
@@ -61,11 +68,17 @@ class _Cancel:
 
 
 @dataclass(frozen=True)
-class _RetryDue:
+class _TimerDue:
+    timer: Timer
+
+
+@dataclass(frozen=True)
+class _TriggerEnded:
     key: tuple[str, str, int]
+    outcome: TriggerOutcome
 
 
-_Message = _Finished | _Cancel | _RetryDue
+_Message = _Finished | _Cancel | _TimerDue | _TriggerEnded
 
 
 class Engine:
@@ -87,12 +100,31 @@ class Engine:
         self.executor = executor
         self.clock = clock
         self.scheduler = Scheduler(
-            slots=settings.slots, pools=settings.pool_slots(), log_dir=str(settings.logs_dir)
+            slots=settings.slots,
+            pools=settings.pool_slots(),
+            log_dir=str(settings.logs_dir),
+            result_max_bytes=settings.result_max_bytes,
         )
         self._tg = task_group
         self._inbox: list[_Message] = []
         self._wake = anyio.Event()
-        self._timers: list[tuple[float, tuple[str, str, int]]] = []
+        self.watchdog = LoopWatchdog()
+        self.runtime = TriggerRuntime(
+            clock=clock,
+            policy=InputPolicy.from_settings(settings),
+            state=store,
+            changes=self.subscribe,
+        )
+        self.triggerer = Triggerer(
+            task_group,
+            capacity=settings.triggerer_capacity,
+            report=lambda key, outcome: self._post(_TriggerEnded(key, outcome)),
+            runtime=self.runtime,
+            save_cursor=self._save_cursor,
+            watchdog=self.watchdog,
+        )
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._timer_order = itertools.count()
         self._timer_added = anyio.Event()
         self._timer_scope: anyio.CancelScope | None = None
         self._done: dict[str, anyio.Event] = {}
@@ -108,8 +140,13 @@ class Engine:
         *,
         dagbag: DagBag | None = None,
         clock: Clock | None = None,
+        recover: bool = True,
     ) -> AsyncIterator[Engine]:
-        """Load the DAGs, open the store and the executor, and start scheduling."""
+        """Load the DAGs, open the store and the executor, and start scheduling.
+
+        With `recover` (the default), runs left unfinished by an earlier process are picked
+        up: deferred tasks wait on their triggers again, interrupted tries fail or retry.
+        """
         if dagbag is None:
             dagbag = load_dag_bag(settings.dags_folder, pools=settings.pool_slots())
         try:
@@ -131,11 +168,15 @@ class Engine:
                     task_group=tg,
                 )
                 await engine._record_dags()
+                if recover:
+                    await engine._recover()
                 tg.start_soon(engine._schedule_forever)
                 tg.start_soon(engine._time_forever)
+                engine.watchdog.start()
                 try:
                     yield engine
                 finally:
+                    engine.watchdog.stop()
                     tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             raise _lone_error(group) from None
@@ -234,7 +275,7 @@ class Engine:
         started = self.scheduler.allocate(tx)
         await self.store.commit(tx.batch)
         self._publish(tx.changes)
-        self._arm_retry_timers()
+        self._after_commit(tx)
         for ti in to_kill:
             if ti.key in self._scopes:
                 self._scopes[ti.key].cancel()
@@ -256,12 +297,39 @@ class Engine:
             hook = self.scheduler.finish(message.ti, message.outcome, tx)
             if hook:
                 callbacks.append((message.ti, hook))
-        elif isinstance(message, _RetryDue):
-            self.scheduler.retry(message.key, tx)
+        elif isinstance(message, _TimerDue | _TriggerEnded):
+            key, hook = self._handle_wait_ended(message, tx)
+            ti = self.scheduler.instance(key)
+            if hook and ti is not None:
+                callbacks.append((ti, hook))
         else:
             run = self.scheduler.runs.get(message.run_id)
             if run is not None and not run.cancelling:
                 to_kill.extend(self.scheduler.cancel(run, tx))
+
+    def _handle_wait_ended(
+        self, message: _TimerDue | _TriggerEnded, tx: Transitions
+    ) -> tuple[tuple[str, str, int], str | None]:
+        """A timer came due or a trigger ended: retry, resume, time out or fail."""
+        if isinstance(message, _TimerDue):
+            timer = message.timer
+            if timer.kind == "retry":
+                self.scheduler.retry(timer.key, tx)
+                return timer.key, None
+            return timer.key, self.scheduler.time_out(timer.key, timer.due, tx)
+        outcome = message.outcome
+        if isinstance(outcome, Fired):
+            return message.key, self.scheduler.fire(message.key, outcome.event.payload, tx)
+        return message.key, self.scheduler.fail_deferral(message.key, outcome.error, tx)
+
+    def _after_commit(self, tx: Transitions) -> None:
+        """Act on what is now durable: stop and start hosting triggers, set timers."""
+        for key in tx.disarmed:
+            self.triggerer.disarm(key)
+        armings, self.scheduler.armings = self.scheduler.armings, []
+        for arming in armings:
+            self.triggerer.arm(arming.key, arming.trigger, arming.cursor)
+        self._arm_timers()
 
     def _settle_runs(self, tx: Transitions) -> list[ActiveRun]:
         """Admit queued runs and settle readiness until nothing more changes."""
@@ -285,6 +353,7 @@ class Engine:
     # -- executing ------------------------------------------------------------------------------
 
     async def _execute(self, ti: TaskInstance) -> None:
+        set_runtime(self.runtime)  # async tasks (poking sensors) run in this task
         outcome = TaskOutcome(status=Outcome.FAILED, error="cancelled")
         with anyio.CancelScope() as scope:
             self._scopes[ti.key] = scope
@@ -310,6 +379,7 @@ class Engine:
         if ti.map_index >= 0:
             inputs = {**inputs, "mapped": ti.mapped_inputs}
         in_process = ti.task.options.in_process
+        resume = ti.next_call if ti.resuming else None
         return TaskJob(
             dag_id=ti.run.dag.dag_id,
             task_id=ti.task_id,
@@ -319,15 +389,16 @@ class Engine:
             timeout=ti.task.options.timeout_seconds,
             in_process=self.settings.in_process if in_process is None else in_process,
             result_max_bytes=self.settings.result_max_bytes,
+            resume=resume,
         )
 
     # -- timers ---------------------------------------------------------------------------------
 
-    def _arm_retry_timers(self) -> None:
-        timers, self.scheduler.retry_timers = self.scheduler.retry_timers, []
+    def _arm_timers(self) -> None:
+        timers, self.scheduler.timers = self.scheduler.timers, []
         for timer in timers:
             earlier = not self._timers or timer.due < self._timers[0][0]
-            heapq.heappush(self._timers, (timer.due, timer.key))
+            heapq.heappush(self._timers, (timer.due, next(self._timer_order), timer))
             if earlier and self._timer_scope is not None:
                 self._timer_scope.cancel()
         if timers:
@@ -346,7 +417,40 @@ class Engine:
             self._timer_scope = None
             now = self.clock.now()
             while self._timers and self._timers[0][0] <= now:
-                self._post(_RetryDue(heapq.heappop(self._timers)[1]))
+                self._post(_TimerDue(heapq.heappop(self._timers)[2]))
+
+    # -- triggers -------------------------------------------------------------------------------
+
+    async def _save_cursor(self, key: tuple[str, str, int], cursor: Any) -> None:
+        batch = WriteBatch()
+        batch.save_trigger_cursor(key, cursor)
+        await self.store.commit(batch)
+
+    async def _recover(self) -> None:
+        """Pick up the runs an earlier process left unfinished (see orchestrator/recovery.py)."""
+        records = await self.store.list_unfinished_runs()
+        if not records:
+            return
+        triggers = {row.key: row for row in await self.store.list_triggers()}
+        tx = Transitions(self.clock.now())
+        for record in records:
+            dag = self.dagbag.dags.get(record.dag_id)
+            if dag is None:
+                logger.warning(
+                    "run %s of DAG %s is unfinished, but the DAG is not loaded",
+                    record.run_id,
+                    record.dag_id,
+                )
+                continue
+            instances = await self.store.list_task_instances(record.run_id)
+            results = await self.store.get_results(record.run_id)
+            run = rebuild_run(record, dag, self._plan(dag), instances, results)
+            self.scheduler.recover(run, triggers, tx)
+            self._done[record.run_id] = anyio.Event()
+        await self.store.commit(tx.batch)
+        self._publish(tx.changes)
+        self._after_commit(tx)
+        self._wake.set()
 
     # -- callbacks ------------------------------------------------------------------------------
 

@@ -13,6 +13,10 @@ OrchestratorError
 │   ├── TaskTimeoutError    the task ran past its execution timeout
 │   ├── WorkerCrashedError  the worker process died (exit code or signal)
 │   └── ResultError         a result that is not JSON or is over the size limit
+├── TriggerError            a trigger that cannot be built or run
+│   ├── TriggerLoadError    an unknown classpath, not a Trigger, bad or non-JSON arguments
+│   └── TriggerTimeoutError a deferral waited past its timeout
+├── PolicyError             untrusted input (run conf, a payload) names a blocked URL or path
 ├── RunError                a run request that cannot be honoured (bad conf, unknown run)
 └── StoreError              the durable state cannot be used
     ├── StoreCorruptedError the database file fails its integrity check
@@ -93,6 +97,26 @@ class WorkerCrashedError(TaskError):
 
 class ResultError(TaskError):
     """A task result that cannot be stored: not JSON-serialisable, or over the size limit."""
+
+
+class TriggerError(OrchestratorError):
+    """A trigger that cannot be built, or that failed while it waited."""
+
+
+class TriggerLoadError(TriggerError):
+    """A trigger cannot be rebuilt: unknown classpath, not a `Trigger`, or bad arguments."""
+
+
+class TriggerTimeoutError(TriggerError):
+    """A deferral waited longer than its timeout without an event."""
+
+
+class PolicyError(OrchestratorError):
+    """A URL or path that came from untrusted input is not allowed by the input policy.
+
+    URLs and paths written in DAG code are trusted; ones taken from a run's `conf`, a webhook
+    payload or an event must pass the policy (see `orchestrator.policy`).
+    """
 
 
 class RunError(OrchestratorError):

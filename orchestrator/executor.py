@@ -33,7 +33,8 @@ import anyio
 import anyio.to_thread
 
 from orchestrator.context import task_context
-from orchestrator.errors import ConfigError
+from orchestrator.deferral import invoke, invoke_async, is_async_job
+from orchestrator.errors import ConfigError, TaskError
 from orchestrator.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.logcapture import append_to_log, capture
 from orchestrator.results import one_line, outcome_of_call, outcome_of_error, outcome_of_value
@@ -105,7 +106,11 @@ class Executor:
         Cancelling the caller stops the task's code (kills its worker, cancels its coroutine,
         abandons its thread) before the cancellation propagates.
         """
-        if task.is_async:
+        try:
+            is_async = is_async_job(task, job)
+        except TaskError as error:
+            return _failed(job, str(error))
+        if is_async:
             outcome = await self._run_in_loop(job, task)
         elif job.in_process:
             outcome = await self._run_in_thread(job, task)
@@ -121,7 +126,7 @@ class Executor:
             with capture(job.context.log_path) as log, task_context(job.context):
                 with anyio.move_on_after(job.timeout) as deadline:
                     try:
-                        value = await task.run(job.inputs, job.context)
+                        value = await invoke_async(task, job)
                     except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
                         raise
                     except BaseException as error:
@@ -138,7 +143,7 @@ class Executor:
         def run() -> TaskOutcome:
             try:
                 with capture(job.context.log_path) as log, task_context(job.context):
-                    return outcome_of_call(lambda: task.run(job.inputs, job.context), job, log)
+                    return outcome_of_call(lambda: invoke(task, job), job, log)
             except OSError as error:
                 return _log_unusable(job, error)
 

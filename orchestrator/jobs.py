@@ -21,12 +21,16 @@ class TaskJob:
     timeout: float | None  # seconds; the try is stopped (its worker killed) after it
     in_process: bool  # run in the engine process: a thread for sync code
     result_max_bytes: int
+    # Set when the try resumes after a deferral: {"target": name or None, "kwargs": {...},
+    # "event": the trigger event's payload}. Then the resume target runs instead of the task.
+    resume: dict[str, Any] | None = None
 
 
 class Outcome(StrEnum):
     SUCCESS = "success"
     FAILED = "failed"
     SKIPPED = "skipped"  # the task raised `Skip`
+    DEFERRED = "deferred"  # the task returned `Defer(...)`: wait on a trigger without a slot
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,3 +40,4 @@ class TaskOutcome:
     status: Outcome
     result_json: str | None = None  # on success: the result as JSON text, already size-checked
     error: str | None = None  # one line for the user: "ValueError: bad row", "timed out after 5s"
+    deferral_json: str | None = None  # when deferred: the `Deferral` as JSON text

@@ -17,8 +17,8 @@ import inspect
 import json
 import os
 import subprocess
-from collections.abc import Mapping
-from typing import IO, Any
+from collections.abc import Callable, Mapping
+from typing import IO, Any, cast
 
 from orchestrator.context import TaskContext
 from orchestrator.errors import TaskError
@@ -37,6 +37,30 @@ class BaseOperator(Task):
 
     def run(self, inputs: dict[str, Any], context: TaskContext) -> Any:
         return self.execute(context)
+
+    # Resuming after `Defer(trigger, resume="execute_complete")`: a method of the operator,
+    # called as `method(context, event, **kwargs)`, Airflow's convention.
+
+    def resume_name(self, target: str | Callable[..., Any]) -> str:
+        name = target if isinstance(target, str) else getattr(target, "__name__", "")
+        if isinstance(target, str) or getattr(target, "__self__", None) is self:
+            if callable(getattr(self, name, None)):
+                return name
+        raise TaskError(
+            f"{type(self).__name__} cannot resume in {target!r}: give the name of one of its "
+            "methods (or the bound method itself)"
+        )
+
+    def resume_target(self, name: str) -> Callable[..., Any]:
+        method = getattr(self, name, None)
+        if not callable(method):
+            raise TaskError(f"{type(self).__name__} has no method {name!r} to resume in")
+        return cast(Callable[..., Any], method)
+
+    def call_resume(
+        self, target: Callable[..., Any], context: TaskContext, event: Any, **kwargs: Any
+    ) -> Any:
+        return target(context, event, **kwargs)
 
 
 class Shell(BaseOperator):

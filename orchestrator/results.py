@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from orchestrator.deferral import Deferral
 from orchestrator.errors import ResultError
 from orchestrator.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.tasks import Skip
@@ -58,7 +59,13 @@ def one_line(error: BaseException) -> str:
 
 
 def outcome_of_value(value: Any, job: TaskJob, log: TextIO) -> TaskOutcome:
-    """A success carrying `value` as JSON, or a failure if the value cannot be stored."""
+    """A success carrying `value` as JSON, or a failure if the value cannot be stored.
+
+    A `Deferral` (what `invoke` makes of a returned `Defer`) is not a result: the try defers.
+    """
+    if isinstance(value, Deferral):
+        log.write(f"deferred: waiting on {value.classpath} {value.kwargs}\n")
+        return TaskOutcome(status=Outcome.DEFERRED, deferral_json=value.to_json())
     try:
         text = encode_result(value, task_id=job.task_id, limit=job.result_max_bytes)
     except ResultError as error:

@@ -35,10 +35,20 @@ class TaskInstance:
     mapped_inputs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     log_path: str = ""
+    # While deferred or resuming: the resume target, its kwargs, what a timeout does, and
+    # (once the trigger fired) the event. None otherwise.
+    next_call: dict[str, Any] | None = None
+    timeout_at: float | None = None  # when the current deferral times out
+    next_retry_at: float | None = None  # read back after a restart: when its backoff ends
 
     @property
     def key(self) -> tuple[str, str, int]:
         return (self.run.run_id, self.task.task_id, self.map_index)
+
+    @property
+    def resuming(self) -> bool:
+        """Scheduled (or running) to resume after its trigger fired, in the same try."""
+        return self.next_call is not None and "event" in self.next_call
 
     @property
     def task_id(self) -> str:
@@ -157,6 +167,9 @@ class ResultView(Mapping[str, Any]):
         return len(self._results)
 
 
+_STILL_DEFERRING = (TaskState.DEFERRED, TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING)
+
+
 class Transitions:
     """Records every state change three ways at once: memory, the write batch, the change feed."""
 
@@ -164,8 +177,16 @@ class Transitions:
         self.now = now
         self.batch = WriteBatch()
         self.changes: list[Change] = []
+        #: Task instances that stopped waiting on their trigger: the engine stops hosting it.
+        self.disarmed: list[tuple[str, str, int]] = []
 
     def move(self, ti: TaskInstance, new: TaskState, **fields: Any) -> None:
+        if ti.state is TaskState.DEFERRED and new is not TaskState.DEFERRED:
+            self.batch.delete_trigger(ti.key)  # in the same transaction as the move
+            self.disarmed.append(ti.key)
+        if ti.next_call is not None and new not in _STILL_DEFERRING:
+            ti.next_call = None  # finished, or retrying from the start
+            fields["next_call"] = None
         self.batch.set_task_state(ti.key, ti.state, new, **fields)
         ti.state = new
         if "error" in fields:

@@ -13,11 +13,12 @@ import itertools
 import random
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.deferring import Arming, DeferralDecisions, Timer
 from orchestrator.errors import UnknownTaskError
 from orchestrator.jobs import Outcome, TaskOutcome
+from orchestrator.recovery import RecoveryDecisions
 from orchestrator.results import decode_result
 from orchestrator.runstate import ActiveRun, TaskInstance, Transitions
 from orchestrator.state import RunState, TaskState
@@ -40,16 +41,8 @@ _VERDICT_STATE = {
 }
 
 
-@dataclass(frozen=True)
-class RetryTimer:
-    """A task instance that may try again at `due`."""
-
-    due: float
-    key: tuple[str, str, int]
-
-
-class Scheduler:
-    """Readiness, slots and pools, retries, run admission and run completion."""
+class Scheduler(DeferralDecisions, RecoveryDecisions):
+    """Readiness, slots and pools, retries, deferrals, run admission and run completion."""
 
     def __init__(
         self,
@@ -58,8 +51,10 @@ class Scheduler:
         pools: Mapping[str, int],
         log_dir: str,
         rng: random.Random | None = None,
+        result_max_bytes: int = 65536,
     ) -> None:
         self.slots = slots
+        self.result_max_bytes = result_max_bytes
         self.pools = dict(pools)
         self.log_dir = log_dir
         self.rng = rng or random.Random()
@@ -68,8 +63,10 @@ class Scheduler:
         self.slots_used = 0
         self._ready: list[tuple[int, float, int, int, str, str, int]] = []
         self._tie = itertools.count()
-        #: Retry backoffs started since the engine last collected them (it owns the timers).
-        self.retry_timers: list[RetryTimer] = []
+        #: Timers started since the engine last collected them (it owns the clock).
+        self.timers: list[Timer] = []
+        #: Triggers to host since the engine last collected them (after the commit).
+        self.armings: list[Arming] = []
 
     # -- runs -----------------------------------------------------------------------------------
 
@@ -159,7 +156,7 @@ class Scheduler:
         ti = instances[-1]
         if verdict is Verdict.RUN:
             tx.move(ti, TaskState.SCHEDULED)
-            self._push_ready(ti)
+            self._make_ready(ti, tx)
         else:
             self._settle(ti, _VERDICT_STATE[verdict], tx)
 
@@ -195,7 +192,7 @@ class Scheduler:
             ti.mapped_inputs = combo
             records.append(self._record(ti))
             tx.announce(ti)
-            self._push_ready(ti)
+            self._make_ready(ti, tx)
         tx.batch.add_task_instances(records)
 
     def _placeholder(
@@ -216,6 +213,13 @@ class Scheduler:
         run.mark_dirty(task.downstream_task_ids)
 
     # -- slots ----------------------------------------------------------------------------------
+
+    def _make_ready(self, ti: TaskInstance, tx: Transitions) -> None:
+        """A scheduled instance waits for a slot, or (a deferrable sensor) defers at once."""
+        if ti.task.defers_at_start and ti.next_call is None:
+            self._defer_at_start(ti, tx)
+        else:
+            self._push_ready(ti)
 
     def _push_ready(self, ti: TaskInstance) -> None:
         entry = (
@@ -247,6 +251,10 @@ class Scheduler:
             heapq.heappush(self._ready, entry)
         return started
 
+    def instance(self, key: tuple[str, str, int]) -> TaskInstance | None:
+        """The task instance with this key, if its run is active."""
+        return self._instance(*key)
+
     def _instance(self, run_id: str, task_id: str, map_index: int) -> TaskInstance | None:
         run = self.runs.get(run_id)
         return None if run is None else run.instances[task_id].get(map_index)
@@ -259,23 +267,35 @@ class Scheduler:
         return ti.run.running < ti.run.dag.max_active_tasks
 
     def _start(self, ti: TaskInstance, tx: Transitions) -> None:
+        if ti.resuming:
+            ti.log_path = self.log_path(ti)
+            tx.move(ti, TaskState.QUEUED, queued_at=tx.now)
+            tx.move(ti, TaskState.RUNNING)
+            tx.batch.reopen_try(ti.key, ti.try_number, at=tx.now)
+            self._take_slot(ti, +1)
+            return
+        self._open_try(ti, TaskState.RUNNING, tx)
+        self._take_slot(ti, +1)
+
+    def _open_try(self, ti: TaskInstance, state: TaskState, tx: Transitions) -> None:
+        """A new try: queued, then `state` (running on a slot, or deferred for a sensor)."""
         ti.try_number += 1
         ti.error = None
         ti.log_path = self.log_path(ti)
-        tx.move(ti, TaskState.QUEUED, queued_at=tx.now)
-        tx.move(ti, TaskState.RUNNING, started_at=tx.now, try_number=ti.try_number, error=None)
+        if state is TaskState.RUNNING:
+            tx.move(ti, TaskState.QUEUED, queued_at=tx.now)
+        tx.move(ti, state, started_at=tx.now, try_number=ti.try_number, error=None)
         tx.batch.start_try(
             TryRecord(
                 run_id=ti.run.run_id,
                 task_id=ti.task_id,
                 map_index=ti.map_index,
                 try_number=ti.try_number,
-                state=TaskState.RUNNING,
+                state=state,
                 started_at=tx.now,
                 log_path=ti.log_path,
             )
         )
-        self._take_slot(ti, +1)
 
     def _take_slot(self, ti: TaskInstance, sign: int) -> None:
         self.slots_used += sign
@@ -302,6 +322,8 @@ class Scheduler:
             self._end_try(ti, TaskState.SKIPPED, outcome.error, tx)
             self._settle(ti, TaskState.SKIPPED, tx, error=outcome.error)
             return None
+        if outcome.status is Outcome.DEFERRED:
+            return self._defer_stored(ti, outcome.deferral_json or "", tx)
         return self._fail(ti, outcome.error or "failed", tx)
 
     def _succeed(self, ti: TaskInstance, result_json: str, tx: Transitions) -> str | None:
@@ -350,7 +372,7 @@ class Scheduler:
             delay = ti.task.options.retry_policy.delay_after(ti.try_number, self.rng)
             self._end_try(ti, TaskState.UP_FOR_RETRY, error, tx)
             tx.move(ti, TaskState.UP_FOR_RETRY, next_retry_at=tx.now + delay, error=error)
-            self.retry_timers.append(RetryTimer(tx.now + delay, ti.key))
+            self.timers.append(Timer(tx.now + delay, ti.key, "retry"))
             return "on_retry"
         self._end_try(ti, TaskState.FAILED, error, tx)
         self._settle(ti, TaskState.FAILED, tx, error=error)
@@ -366,7 +388,7 @@ class Scheduler:
         ti = self._instance(*key)
         if ti is not None and ti.state is TaskState.UP_FOR_RETRY:
             tx.move(ti, TaskState.SCHEDULED, next_retry_at=None)
-            self._push_ready(ti)
+            self._make_ready(ti, tx)
 
     # -- cancel and completion ------------------------------------------------------------------
 
@@ -380,6 +402,8 @@ class Scheduler:
         running = []
         for instances in run.instances.values():
             for ti in instances.values():
+                if ti.state is TaskState.DEFERRED:
+                    self._end_try(ti, TaskState.CANCELLED, "cancelled", tx)
                 if ti.state in _UNFINISHED_FOR_CANCEL:
                     self._settle(ti, TaskState.CANCELLED, tx, error="cancelled")
                 elif ti.state is TaskState.RUNNING:

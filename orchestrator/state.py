@@ -44,8 +44,17 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     _T.NONE: frozenset({_T.SCHEDULED, _T.SKIPPED, _T.UPSTREAM_FAILED, _T.CANCELLED}),
     _T.SCHEDULED: frozenset({_T.QUEUED, _T.DEFERRED, _T.CANCELLED, _T.SKIPPED}),
     _T.QUEUED: frozenset({_T.RUNNING, _T.SCHEDULED, _T.CANCELLED, _T.FAILED, _T.UP_FOR_RETRY}),
+    # running -> scheduled: a resume (after a deferral) caught by a restart runs again.
     _T.RUNNING: frozenset(
-        {_T.SUCCESS, _T.FAILED, _T.UP_FOR_RETRY, _T.DEFERRED, _T.SKIPPED, _T.CANCELLED}
+        {
+            _T.SUCCESS,
+            _T.FAILED,
+            _T.UP_FOR_RETRY,
+            _T.DEFERRED,
+            _T.SKIPPED,
+            _T.CANCELLED,
+            _T.SCHEDULED,
+        }
     ),
     _T.DEFERRED: frozenset(
         {_T.SCHEDULED, _T.SUCCESS, _T.FAILED, _T.UP_FOR_RETRY, _T.CANCELLED, _T.SKIPPED}

@@ -22,7 +22,8 @@ from typing import Any, overload
 
 from orchestrator.context import TaskContext
 from orchestrator.dags import DAG
-from orchestrator.errors import DagError
+from orchestrator.deferral import find_function, function_name
+from orchestrator.errors import DagError, TaskError
 from orchestrator.tasks import Output, Task, caller_site, iter_refs
 
 
@@ -46,11 +47,7 @@ class FunctionTask(Task):
         self.expand_inputs = expand
         self.is_branch = is_branch
         self._wants_context = "context" in inspect.signature(function).parameters
-        for ref in self.input_refs():
-            if isinstance(ref, Output):
-                self.set_upstream(ref.task)  # refuses an output from another DAG
-            for upstream_id in ref.upstream_task_ids():
-                self.dag.add_edge(upstream_id, self.task_id)
+        self.link_input_refs()
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -60,12 +57,24 @@ class FunctionTask(Task):
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.function)
 
+    def resume_name(self, target: str | Callable[..., Any]) -> str:
+        return function_name(target, self.function.__globals__)
+
+    def resume_target(self, name: str) -> Callable[..., Any]:
+        return find_function(name, self.function.__globals__) or _missing(name, self.task_id)
+
     def run(self, inputs: dict[str, Any], context: TaskContext) -> Any:
         kwargs = dict(inputs.get("kwargs", {}))
         kwargs.update(inputs.get("mapped", {}))
         if self._wants_context and "context" not in kwargs:
             kwargs["context"] = context
         return self.function(*inputs.get("args", []), **kwargs)
+
+
+def _missing(name: str, task_id: str) -> Callable[..., Any]:
+    raise TaskError(
+        f"task {task_id!r} deferred to resume in {name!r}, which its DAG file no longer defines"
+    )
 
 
 class TaskFunction:

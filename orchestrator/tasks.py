@@ -18,7 +18,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Union
 
 from orchestrator.context import TaskContext
-from orchestrator.errors import DagError, UnknownTaskError
+from orchestrator.deferral import call_with_context
+from orchestrator.errors import DagError, TaskError, UnknownTaskError
 from orchestrator.retry import Duration, RetryPolicy, seconds
 from orchestrator.trigger_rules import TriggerRule
 
@@ -275,6 +276,31 @@ class Task:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement run()")
 
+    # -- deferral (see orchestrator/deferral.py) ------------------------------------------------
+
+    @property
+    def defers_at_start(self) -> bool:
+        """True for tasks that wait on a trigger from their first moment (deferrable sensors)."""
+        return False
+
+    def first_deferral(self, inputs: dict[str, Any], context: TaskContext) -> Any:
+        """The `Defer` such a task starts with; called in the engine, with no slot taken."""
+        raise TaskError(f"{type(self).__name__} does not defer at start")
+
+    def resume_name(self, target: str | Callable[..., Any]) -> str:
+        """The stored name of a resume target; `TaskError` if this task cannot resume in it."""
+        raise TaskError(f"{type(self).__name__} tasks cannot resume after a deferral")
+
+    def resume_target(self, name: str) -> Callable[..., Any]:
+        """The callable a stored resume name stands for."""
+        raise TaskError(f"{type(self).__name__} tasks cannot resume after a deferral")
+
+    def call_resume(
+        self, target: Callable[..., Any], context: TaskContext, event: Any, **kwargs: Any
+    ) -> Any:
+        """Call the resume target with the event: `target(event, **kwargs)`."""
+        return call_with_context(target, context, event, **kwargs)
+
     @property
     def is_async(self) -> bool:
         """True when the task's code is a coroutine function: it runs in the engine's loop."""
@@ -294,6 +320,14 @@ class Task:
         yield from iter_refs(self.expand_inputs or {})
 
     # -- dependencies ---------------------------------------------------------------------------
+
+    def link_input_refs(self) -> None:
+        """Make an edge from every task whose output or param this task's inputs reference."""
+        for ref in self.input_refs():
+            if isinstance(ref, Output):
+                self.set_upstream(ref.task)  # refuses an output from another DAG
+            for upstream_id in ref.upstream_task_ids():
+                self.dag.add_edge(upstream_id, self.task_id)
 
     def set_downstream(self, other: Dependable) -> None:
         for task in as_tasks(other):

@@ -34,6 +34,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from orchestrator.context import TaskContext, task_context
+from orchestrator.deferral import invoke
 from orchestrator.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.loader import FileResult, load_dag_file
 from orchestrator.logcapture import LOG_FORMAT
@@ -63,23 +64,23 @@ def job_from_json(data: dict[str, Any]) -> TaskJob:
     return TaskJob(**{**data, "context": TaskContext.from_json(data["context"])})
 
 
+_OUTCOME_TEXTS = ("result_json", "error", "deferral_json")
+
+
 def outcome_to_json(outcome: TaskOutcome) -> dict[str, Any]:
     return {
         "status": outcome.status.value,
-        "result_json": outcome.result_json,
-        "error": outcome.error,
+        **{key: getattr(outcome, key) for key in _OUTCOME_TEXTS},
     }
 
 
 def outcome_from_json(data: Any) -> TaskOutcome:
     """The outcome in a worker's reply; `ValueError` if the reply is not one."""
-    if not isinstance(data, dict) or set(data) != {"status", "result_json", "error"}:
-        raise ValueError(f"expected status, result_json and error, got {str(data)[:200]}")
-    if not all(isinstance(data[key], str | None) for key in ("result_json", "error")):
-        raise ValueError("result_json and error must be strings or null")
-    return TaskOutcome(
-        status=Outcome(data["status"]), result_json=data["result_json"], error=data["error"]
-    )
+    if not isinstance(data, dict) or set(data) != {"status", *_OUTCOME_TEXTS}:
+        raise ValueError(f"expected status, {', '.join(_OUTCOME_TEXTS)}; got {str(data)[:200]}")
+    if not all(isinstance(data[key], str | None) for key in _OUTCOME_TEXTS):
+        raise ValueError(f"{', '.join(_OUTCOME_TEXTS)} must be strings or null")
+    return TaskOutcome(status=Outcome(data["status"]), **{key: data[key] for key in _OUTCOME_TEXTS})
 
 
 # -- the worker side ---------------------------------------------------------------------------
@@ -152,7 +153,7 @@ class Runner:
 
 
 def _run_sync(task: Task, job: TaskJob) -> Any:
-    value = task.run(job.inputs, job.context)
+    value = invoke(task, job)
     if inspect.isawaitable(value):
         close = getattr(value, "close", None)
         if close is not None:

@@ -60,7 +60,7 @@ class _Outcome:
 async def _run(
     settings: Settings, dagbag: DagBag, dag: DAG, conf: dict[str, Any], console: Console
 ) -> int:
-    async with Engine.open(settings, dagbag=dagbag) as engine:
+    async with Engine.open(settings, dagbag=dagbag, recover=False) as engine:
         outcome = await _trigger_and_follow(engine, dag, conf, console)
         if outcome.record is None:
             console.print("Stopped without waiting for the run's tasks to end.", style="bold")

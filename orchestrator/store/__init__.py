@@ -14,6 +14,7 @@ from orchestrator.store.records import (
     ImportErrorRecord,
     RunRecord,
     TaskInstanceRecord,
+    TriggerRecord,
     TryRecord,
 )
 from orchestrator.store.sqlite import SqliteStore, open_store
@@ -27,6 +28,7 @@ __all__ = (
     "StoreStatistics",
     "TaskInstanceRecord",
     "TaskKey",
+    "TriggerRecord",
     "TryRecord",
     "WriteBatch",
     "open_store",

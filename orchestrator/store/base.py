@@ -18,6 +18,7 @@ from orchestrator.store.records import (
     ImportErrorRecord,
     RunRecord,
     TaskInstanceRecord,
+    TriggerRecord,
     TryRecord,
 )
 
@@ -26,7 +27,7 @@ TaskKey = tuple[str, str, int]  # (run_id, task_id, map_index)
 # The columns `set_task_state` may set beside the state. Checked here, where the batch is built,
 # so a typo fails at its call site; the SQLite store checks again because they become SQL.
 TASK_STATE_FIELDS = frozenset(
-    {"try_number", "queued_at", "started_at", "ended_at", "next_retry_at", "error"}
+    {"try_number", "queued_at", "started_at", "ended_at", "next_retry_at", "error", "next_call"}
 )
 
 
@@ -82,7 +83,8 @@ class WriteBatch:
     def set_task_state(self, key: TaskKey, old: TaskState, new: TaskState, **fields: Any) -> None:
         """Move a task instance; `fields` sets columns of TaskInstanceRecord on the same row.
 
-        Allowed fields: try_number, queued_at, started_at, ended_at, next_retry_at, error.
+        Allowed fields: try_number, queued_at, started_at, ended_at, next_retry_at, error,
+        next_call.
         """
         check_task_transition(old, new)
         check_task_state_fields(fields)
@@ -102,6 +104,26 @@ class WriteBatch:
                 {"key": key, "try_number": try_number, "state": state, "at": at, "error": error},
             )
         )
+
+    def set_next_call(self, key: TaskKey, next_call_json: str | None) -> None:
+        """Record how a deferred task instance goes on, without moving it."""
+        self.ops.append(Op("set_next_call", {"key": key, "next_call": next_call_json}))
+
+    def reopen_try(self, key: TaskKey, try_number: int, *, at: float) -> None:
+        """A deferred try resumes on a slot: the same try runs again (its log goes on)."""
+        self.ops.append(Op("reopen_try", {"key": key, "try_number": try_number, "at": at}))
+
+    def add_trigger(self, trigger: TriggerRecord) -> None:
+        """Store the trigger a task instance defers on (at most one per task instance)."""
+        self.ops.append(Op("add_trigger", {"trigger": trigger}))
+
+    def delete_trigger(self, key: TaskKey) -> None:
+        """Forget a task instance's trigger: it fired, timed out, failed or was cancelled."""
+        self.ops.append(Op("delete_trigger", {"key": key}))
+
+    def save_trigger_cursor(self, key: TaskKey, cursor: Any) -> None:
+        """Remember where a trigger got to (JSON), so after a restart it goes on from there."""
+        self.ops.append(Op("save_trigger_cursor", {"key": key, "cursor": cursor}))
 
     def save_result(self, key: TaskKey, value_json: str) -> None:
         """Record a task instance's result, already encoded as JSON text (size-checked)."""
@@ -149,6 +171,14 @@ class Store(Protocol):
 
     async def get_results(self, run_id: str) -> dict[tuple[str, int], str]:
         """Every recorded result of a run: (task_id, map_index) -> JSON text."""
+        ...
+
+    async def list_unfinished_runs(self) -> list[RunRecord]:
+        """Runs queued or running (to be picked up again after a restart), oldest first."""
+        ...
+
+    async def list_triggers(self) -> list[TriggerRecord]:
+        """Every stored trigger, oldest first."""
         ...
 
     async def integrity_check(self) -> list[str]:

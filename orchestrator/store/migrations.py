@@ -135,8 +135,20 @@ CREATE TABLE triggers (
 CREATE INDEX triggers_by_task_instance ON triggers (run_id, task_id, map_index);
 """
 
+# Deferral: how a deferred task instance resumes (`next_call`, JSON: the resume target, its
+# kwargs, what a timeout does, and the event once it fired), and per trigger its deadline and
+# the cursor it saved (an S3 listing position, ...). One trigger row per task instance at most.
+_DEFERRAL = """
+ALTER TABLE task_instances ADD COLUMN next_call TEXT;
+ALTER TABLE triggers ADD COLUMN timeout_at REAL;
+ALTER TABLE triggers ADD COLUMN cursor TEXT;
+DROP INDEX triggers_by_task_instance;
+CREATE UNIQUE INDEX triggers_by_task_instance ON triggers (run_id, task_id, map_index);
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "DAGs, runs, task instances, tries, results, events, triggers", _INITIAL_SCHEMA),
+    Migration(2, "deferral: task instances' next call, trigger timeouts and cursors", _DEFERRAL),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].number

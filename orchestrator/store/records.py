@@ -56,6 +56,8 @@ class TaskInstanceRecord:
     ended_at: float | None = None
     next_retry_at: float | None = None
     error: str | None = None  # one line: why it failed, was skipped or cancelled
+    # Deferred or resuming: how it goes on (JSON text: target, kwargs, on_timeout, event).
+    next_call: str | None = None
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -76,3 +78,21 @@ class TryRecord:
     ended_at: float | None = None
     error: str | None = None
     pid: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TriggerRecord:
+    """A trigger a deferred task instance waits on, as stored: rebuilt from it after a restart."""
+
+    run_id: str
+    task_id: str
+    map_index: int
+    classpath: str
+    kwargs: dict[str, Any]
+    created_at: float
+    timeout_at: float | None = None
+    cursor: Any = None  # what the trigger saved with `save_cursor` (JSON)
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.run_id, self.task_id, self.map_index)

@@ -16,6 +16,7 @@ from orchestrator.store.records import (
     ImportErrorRecord,
     RunRecord,
     TaskInstanceRecord,
+    TriggerRecord,
     TryRecord,
 )
 
@@ -29,8 +30,9 @@ RUN_COLUMNS = (
 )
 TASK_INSTANCE_COLUMNS = (
     "run_id, task_id, map_index, state, try_number, max_tries, pool, priority, queued_at,"
-    " started_at, ended_at, next_retry_at, error"
+    " started_at, ended_at, next_retry_at, error, next_call"
 )
+TRIGGER_COLUMNS = "run_id, task_id, map_index, classpath, kwargs, created_at, timeout_at, cursor"
 TRY_COLUMNS = (
     "run_id, task_id, map_index, try_number, state, started_at, ended_at, log_path, error, pid"
 )
@@ -115,6 +117,7 @@ def task_instance_params(ti: TaskInstanceRecord) -> tuple[Any, ...]:
         ti.ended_at,
         ti.next_retry_at,
         ti.error,
+        ti.next_call,
     )
 
 
@@ -133,6 +136,33 @@ def task_instance_from_row(row: Row) -> TaskInstanceRecord:
         ended_at=row[10],
         next_retry_at=row[11],
         error=row[12],
+        next_call=row[13],
+    )
+
+
+def trigger_params(trigger: TriggerRecord) -> tuple[Any, ...]:
+    return (
+        trigger.run_id,
+        trigger.task_id,
+        trigger.map_index,
+        trigger.classpath,
+        encode_json(trigger.kwargs, what=f"the arguments of trigger {trigger.classpath}"),
+        trigger.created_at,
+        trigger.timeout_at,
+        None if trigger.cursor is None else encode_json(trigger.cursor, what="a trigger cursor"),
+    )
+
+
+def trigger_from_row(row: Row) -> TriggerRecord:
+    return TriggerRecord(
+        run_id=row[0],
+        task_id=row[1],
+        map_index=row[2],
+        classpath=row[3],
+        kwargs=json.loads(row[4]),
+        created_at=row[5],
+        timeout_at=row[6],
+        cursor=None if row[7] is None else json.loads(row[7]),
     )
 
 

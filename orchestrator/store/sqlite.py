@@ -26,6 +26,7 @@ from orchestrator.store.records import (
     ImportErrorRecord,
     RunRecord,
     TaskInstanceRecord,
+    TriggerRecord,
     TryRecord,
 )
 from orchestrator.store.rows import (
@@ -33,11 +34,13 @@ from orchestrator.store.rows import (
     IMPORT_ERROR_COLUMNS,
     RUN_COLUMNS,
     TASK_INSTANCE_COLUMNS,
+    TRIGGER_COLUMNS,
     TRY_COLUMNS,
     dag_from_row,
     import_error_from_row,
     run_from_row,
     task_instance_from_row,
+    trigger_from_row,
     try_from_row,
 )
 from orchestrator.store.statedir import prepare_state_dir
@@ -116,6 +119,19 @@ class SqliteStore:
         return {
             (task_id, index): value for task_id, index, value in await self._fetch(sql, (run_id,))
         }
+
+    async def list_unfinished_runs(self) -> list[RunRecord]:
+        """Runs queued or running (to be picked up again after a restart), oldest first."""
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE state IN ('queued', 'running')"
+            " ORDER BY queued_at, rowid"
+        )
+        return [run_from_row(row) for row in await self._fetch(sql)]
+
+    async def list_triggers(self) -> list[TriggerRecord]:
+        """Every stored trigger, oldest first."""
+        sql = f"SELECT {TRIGGER_COLUMNS} FROM triggers ORDER BY trigger_id"
+        return [trigger_from_row(row) for row in await self._fetch(sql)]
 
     async def integrity_check(self) -> list[str]:
         """Problems found by a full check of the file and its foreign keys; empty when sound."""

@@ -26,6 +26,7 @@ from orchestrator.store.records import (
     ImportErrorRecord,
     RunRecord,
     TaskInstanceRecord,
+    TriggerRecord,
     TryRecord,
 )
 from orchestrator.store.rows import (
@@ -33,11 +34,14 @@ from orchestrator.store.rows import (
     IMPORT_ERROR_COLUMNS,
     RUN_COLUMNS,
     TASK_INSTANCE_COLUMNS,
+    TRIGGER_COLUMNS,
     TRY_COLUMNS,
     dag_params,
+    encode_json,
     import_error_params,
     run_params,
     task_instance_params,
+    trigger_params,
     try_params,
 )
 
@@ -54,13 +58,18 @@ _INSERT_IMPORT_ERROR = f"INSERT INTO import_errors ({IMPORT_ERROR_COLUMNS}) VALU
 _INSERT_RUN = f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_TASK_INSTANCE = (
     f"INSERT INTO task_instances ({TASK_INSTANCE_COLUMNS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_TRY = f"INSERT INTO task_tries ({TRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _END_TRY = """
     UPDATE task_tries SET state = ?, ended_at = ?, error = ?
     WHERE run_id = ? AND task_id = ? AND map_index = ? AND try_number = ?
 """
+_REOPEN_TRY = """
+    UPDATE task_tries SET state = 'running', ended_at = NULL, error = NULL
+    WHERE run_id = ? AND task_id = ? AND map_index = ? AND try_number = ?
+"""
+_INSERT_TRIGGER = f"INSERT INTO triggers ({TRIGGER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 # A later result replaces an earlier one, so clearing and re-running a task instance works.
 _SAVE_RESULT = """
     INSERT INTO task_results (run_id, task_id, map_index, value, size) VALUES (?, ?, ?, ?, ?)
@@ -200,6 +209,32 @@ async def _end_try(
         raise StoreError(f"Task instance {_describe_key(key)} has no try {try_number} to end.")
 
 
+async def _reopen_try(connection: Connection, key: TaskKey, try_number: int, at: float) -> None:
+    cursor = await connection.execute(_REOPEN_TRY, (*key, try_number))
+    if cursor.rowcount != 1:
+        raise StoreError(f"Task instance {_describe_key(key)} has no try {try_number} to resume.")
+
+
+async def _set_next_call(connection: Connection, key: TaskKey, next_call: str | None) -> None:
+    sql = f"UPDATE task_instances SET next_call = ? WHERE {_TASK_KEY}"
+    cursor = await connection.execute(sql, (next_call, *key))
+    if cursor.rowcount != 1:
+        raise StoreError(f"There is no task instance {_describe_key(key)}.")
+
+
+async def _add_trigger(connection: Connection, trigger: TriggerRecord) -> None:
+    await connection.execute(_INSERT_TRIGGER, trigger_params(trigger))
+
+
+async def _delete_trigger(connection: Connection, key: TaskKey) -> None:
+    await connection.execute(f"DELETE FROM triggers WHERE {_TASK_KEY}", key)
+
+
+async def _save_trigger_cursor(connection: Connection, key: TaskKey, cursor: Any) -> None:
+    text = encode_json(cursor, what="a trigger cursor")
+    await connection.execute(f"UPDATE triggers SET cursor = ? WHERE {_TASK_KEY}", (text, *key))
+
+
 async def _save_result(connection: Connection, key: TaskKey, value_json: str) -> None:
     size = len(value_json.encode())
     await connection.execute(_SAVE_RESULT, (*key, value_json, size))
@@ -227,4 +262,9 @@ _HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
     "start_try": _start_try,
     "end_try": _end_try,
     "save_result": _save_result,
+    "reopen_try": _reopen_try,
+    "set_next_call": _set_next_call,
+    "add_trigger": _add_trigger,
+    "delete_trigger": _delete_trigger,
+    "save_trigger_cursor": _save_trigger_cursor,
 }

@@ -147,7 +147,7 @@ def test_an_unknown_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
     message = str(caught.value)
     assert f"unknown key `slot` in {config}" in message
     assert "did you mean `slots`?" in message
-    assert "known keys: dags_folder, in_process, log_format, pools" in message
+    assert "known keys: allow_private_urls, allowed_roots, dags_folder, in_process" in message
 
 
 def test_an_unknown_table_is_an_unknown_key(tmp_path: Path) -> None:
@@ -303,7 +303,7 @@ def test_flag_text_is_parsed_like_the_environment(tmp_path: Path) -> None:
         ({"slots": "many"}, "--slots must be a whole number, got 'many'"),
         ({"log_format": "xml"}, "--log-format must be one of text, json"),
         ({"pools": {"gpu": 0}}, "the slots of pool 'gpu' given by --pool must be"),
-        ({"slotz": 3}, "unknown setting 'slotz' given as a flag; known: dags_folder"),
+        ({"slotz": 3}, "unknown setting 'slotz' given as a flag; known: allow_private_urls, allowed_roots, dags_folder"),
     ],
 )
 def test_a_bad_flag_is_named(tmp_path: Path, overrides: dict[str, Any], message: str) -> None:

@@ -1,0 +1,80 @@
+"""A watchdog for the event loop: notices when something blocks it, and names who did.
+
+Thousands of triggers share one loop, so one that calls blocking code (`time.sleep`, a sync
+HTTP client, a big file read) stalls all the others and every downstream task. A thread pings
+the loop; when a ping goes unanswered past `threshold`, it reads which task the loop is
+running (`asyncio.current_task(loop)`, safe to read from another thread) and logs its name:
+the hosting task of each trigger is named after the trigger, so the message says which one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+logger = logging.getLogger("orchestrator.watchdog")
+
+
+class LoopWatchdog:
+    """Start with `start()` from inside the loop; `stop()` ends the thread."""
+
+    def __init__(self, *, threshold: float = 0.2) -> None:
+        self.threshold = threshold
+        self.blocked_seconds = 0.0
+        self.blocks = 0
+        self.blocked_by: str | None = None
+        self._names: dict[asyncio.Task[object], str] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._answered = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def name_current_task(self, name: str) -> None:
+        """Name the task running now (a trigger's host) for the watchdog's messages."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._names[task] = name
+            task.add_done_callback(self._names.pop)
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    # -- the thread -------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        loop = self._loop
+        assert loop is not None  # start() set it
+        while not self._stop.is_set():
+            self._answered.clear()
+            sent = time.monotonic()
+            try:
+                loop.call_soon_threadsafe(self._answered.set)
+            except RuntimeError:  # the loop closed under us
+                return
+            if self._answered.wait(self.threshold) or self._stop.is_set():
+                self._stop.wait(self.threshold)  # ping a few times a second, no more
+                continue
+            self._blocked(loop, sent)
+
+    def _blocked(self, loop: asyncio.AbstractEventLoop, sent: float) -> None:
+        """The loop did not answer in time: name the culprit, then wait until it does."""
+        task = asyncio.current_task(loop)
+        name = self._names.get(task) if task is not None else None
+        culprit = name or (task.get_name() if task is not None else "a callback")
+        self.blocked_by = culprit
+        self.blocks += 1
+        logger.warning("the event loop is blocked by %s (more than %.2fs)", culprit, self.threshold)
+        while not self._answered.wait(self.threshold) and not self._stop.is_set():
+            pass
+        blocked = time.monotonic() - sent
+        self.blocked_seconds += blocked
+        logger.warning("the event loop was blocked for %.2fs by %s", blocked, culprit)

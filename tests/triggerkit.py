@@ -1,0 +1,91 @@
+"""Triggers for tests of the triggerer and of deferral: the test decides when they fire.
+
+A `GateTrigger` waits until the test opens its gate (`open_gate(name, payload)`), so a test
+can fire exactly the trigger it wants, when it wants, without sleeping. The others fail in each
+way a trigger can: raise, end without an event, block the loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from triggers.base import Trigger, TriggerEvent
+
+_gates: dict[str, anyio.Event] = {}
+_payloads: dict[str, Any] = {}
+#: Names of the gate triggers whose cleanup (`finally:`) ran, and of those running now.
+cleaned_up: list[str] = []
+waiting: set[str] = set()
+
+
+def _gate(name: str) -> anyio.Event:
+    if name not in _gates:
+        _gates[name] = anyio.Event()
+    return _gates[name]
+
+
+def open_gate(name: str, payload: Any = None) -> None:
+    _payloads[name] = payload
+    _gate(name).set()
+
+
+def reset() -> None:
+    _gates.clear()
+    _payloads.clear()
+    cleaned_up.clear()
+    waiting.clear()
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateTrigger(Trigger):
+    """Fires with the gate's payload when the test opens the gate `name`."""
+
+    name: str
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        waiting.add(self.name)
+        try:
+            await _gate(self.name).wait()
+            yield TriggerEvent(_payloads.get(self.name), dedup_key=self.name)
+        finally:
+            waiting.discard(self.name)
+            cleaned_up.append(self.name)
+
+    async def poll(self) -> TriggerEvent | None:
+        if _gate(self.name).is_set():
+            return TriggerEvent(_payloads.get(self.name), dedup_key=self.name)
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RaisingTrigger(Trigger):
+    message: str = "the source is gone"
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        raise RuntimeError(self.message)
+        yield  # an async generator, like every trigger
+
+
+@dataclass(frozen=True, kw_only=True)
+class SilentTrigger(Trigger):
+    """Ends without an event."""
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        return
+        yield
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockingTrigger(Trigger):
+    """Blocks the event loop (the mistake the watchdog is there to catch), then fires."""
+
+    seconds: float
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        time.sleep(self.seconds)  # blocking on purpose
+        yield TriggerEvent({"blocked": self.seconds})
