@@ -70,6 +70,8 @@ class Settings:
     allowed_roots: tuple[Path, ...] = ()
     # ... and URLs on loopback, private, link-local or metadata addresses only if this is true.
     allow_private_urls: bool = False
+    # Hosts ("host" or "host:port") untrusted URLs may name even when they are private.
+    allowed_hosts: tuple[str, ...] = ()
     config_file: Path | None = None  # the TOML file these settings came from, if any
 
     def __post_init__(self) -> None:
@@ -237,6 +239,8 @@ def _from_text(name: str, text: str, label: str) -> Any:
         return _boolean_from_text(text, label)
     if name == "allowed_roots":
         return [part for part in text.split(os.pathsep) if part.strip()]
+    if name == "allowed_hosts":  # commas: IPv6 hosts contain colons
+        return [part.strip() for part in text.split(",") if part.strip()]
     return text
 
 
@@ -298,6 +302,17 @@ def _check_roots(value: Any, label: Label) -> tuple[Path, ...]:
     return tuple(_check_path(root, label, "allowed_roots") for root in value)
 
 
+def _check_hosts(value: Any, label: Label) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(host, str) and host.strip() for host in value
+    ):
+        raise ConfigError(
+            f'{label("allowed_hosts")} must be a list of host names ("host" or "host:port"),'
+            f" got {value!r} (in the environment: separated by commas)"
+        )
+    return tuple(host.strip() for host in value)
+
+
 def _check_pools(value: Any, label: Label) -> dict[str, int]:
     if not isinstance(value, Mapping):
         raise ConfigError(
@@ -327,6 +342,7 @@ _CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "triggerer_capacity": lambda value, label: _check_count(value, label, "triggerer_capacity"),
     "allowed_roots": _check_roots,
     "allow_private_urls": lambda value, label: _check_boolean(value, label, "allow_private_urls"),
+    "allowed_hosts": _check_hosts,
 }
 
 _ENVIRON_VARIABLES = {
@@ -343,5 +359,6 @@ _ENVIRON_VARIABLES = {
         "triggerer_capacity",
         "allowed_roots",
         "allow_private_urls",
+        "allowed_hosts",
     )
 }

@@ -30,6 +30,9 @@ class LoopWatchdog:
         self._stop = threading.Event()
         self._answered = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._flagged = False
+        self._sent_at = 0.0
 
     def name_current_task(self, name: str) -> None:
         """Name the task running now (a trigger's host) for the watchdog's messages."""
@@ -55,26 +58,39 @@ class LoopWatchdog:
         assert loop is not None  # start() set it
         while not self._stop.is_set():
             self._answered.clear()
-            sent = time.monotonic()
+            self._sent_at = time.monotonic()
             try:
-                loop.call_soon_threadsafe(self._answered.set)
+                loop.call_soon_threadsafe(self._pong)
             except RuntimeError:  # the loop closed under us
                 return
             if self._answered.wait(self.threshold) or self._stop.is_set():
                 self._stop.wait(self.threshold)  # ping a few times a second, no more
                 continue
-            self._blocked(loop, sent)
+            self._flag(loop)
+            while not self._answered.wait(self.threshold) and not self._stop.is_set():
+                pass
 
-    def _blocked(self, loop: asyncio.AbstractEventLoop, sent: float) -> None:
-        """The loop did not answer in time: name the culprit, then wait until it does."""
+    def _flag(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop did not answer in time: name the task it is running."""
         task = asyncio.current_task(loop)
         name = self._names.get(task) if task is not None else None
         culprit = name or (task.get_name() if task is not None else "a callback")
-        self.blocked_by = culprit
-        self.blocks += 1
+        with self._lock:
+            if self._answered.is_set():
+                return  # it answered just now: not blocked after all
+            self.blocked_by = culprit
+            self.blocks += 1
+            self._flagged = True
         logger.warning("the event loop is blocked by %s (more than %.2fs)", culprit, self.threshold)
-        while not self._answered.wait(self.threshold) and not self._stop.is_set():
-            pass
-        blocked = time.monotonic() - sent
-        self.blocked_seconds += blocked
-        logger.warning("the event loop was blocked for %.2fs by %s", blocked, culprit)
+
+    def _pong(self) -> None:
+        """Runs in the loop: the answer to a ping. Ends (and measures) a flagged block."""
+        with self._lock:
+            if self._flagged:
+                blocked = time.monotonic() - self._sent_at
+                self.blocked_seconds += blocked
+                self._flagged = False
+                logger.warning(
+                    "the event loop was blocked for %.2fs by %s", blocked, self.blocked_by
+                )
+            self._answered.set()

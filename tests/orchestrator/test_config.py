@@ -147,7 +147,7 @@ def test_an_unknown_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
     message = str(caught.value)
     assert f"unknown key `slot` in {config}" in message
     assert "did you mean `slots`?" in message
-    assert "known keys: allow_private_urls, allowed_roots, dags_folder, in_process" in message
+    assert "known keys: allow_private_urls, allowed_hosts, allowed_roots" in message
 
 
 def test_an_unknown_table_is_an_unknown_key(tmp_path: Path) -> None:
@@ -303,7 +303,10 @@ def test_flag_text_is_parsed_like_the_environment(tmp_path: Path) -> None:
         ({"slots": "many"}, "--slots must be a whole number, got 'many'"),
         ({"log_format": "xml"}, "--log-format must be one of text, json"),
         ({"pools": {"gpu": 0}}, "the slots of pool 'gpu' given by --pool must be"),
-        ({"slotz": 3}, "unknown setting 'slotz' given as a flag; known: allow_private_urls, allowed_roots, dags_folder"),
+        (
+            {"slotz": 3},
+            "unknown setting 'slotz' given as a flag; known: allow_private_urls, allowed_hosts",
+        ),
     ],
 )
 def test_a_bad_flag_is_named(tmp_path: Path, overrides: dict[str, Any], message: str) -> None:
@@ -359,3 +362,34 @@ def test_the_module_imports_only_the_standard_library() -> None:
         if name.split(".")[0] not in sys.stdlib_module_names and name != "orchestrator.errors"
     }
     assert third_party == set()
+
+
+def test_the_input_policy_settings_come_from_file_and_environment(tmp_path: Path) -> None:
+    _write(
+        tmp_path / "orchestrator.toml",
+        'allowed_roots = ["data", "/srv/shared"]\nallowed_hosts = ["models.internal:8080"]\n',
+    )
+    settings = load_settings(
+        cwd=tmp_path,
+        environ={
+            "ORCHESTRATOR_ALLOW_PRIVATE_URLS": "yes",
+            "ORCHESTRATOR_ALLOWED_HOSTS": "a, [::1]:9",
+        },
+    )
+    assert settings.allowed_roots == (tmp_path / "data", Path("/srv/shared"))
+    assert settings.allowed_hosts == ("a", "[::1]:9")
+    assert settings.allow_private_urls is True
+
+
+@pytest.mark.parametrize(
+    ("document", "error"),
+    [
+        ('allowed_roots = "data"\n', "must be a list of folders"),
+        ("allowed_hosts = [1]\n", "must be a list of host names"),
+        ('allow_private_urls = "yes"\n', "must be true or false"),
+    ],
+)
+def test_bad_input_policy_settings_are_named(tmp_path: Path, document: str, error: str) -> None:
+    _write(tmp_path / "orchestrator.toml", document)
+    with pytest.raises(ConfigError, match=error):
+        load_settings(cwd=tmp_path, environ={})

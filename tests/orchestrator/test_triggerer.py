@@ -1,0 +1,68 @@
+"""The triggerer's watchdog and statistics, with triggers that misbehave on purpose."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import triggerkit
+from triggerkit import BlockingTrigger, GateTrigger, open_gate
+
+from helpers import bag_of
+from orchestrator import DAG, task
+from orchestrator.config import Settings
+from orchestrator.deferral import Defer
+from orchestrator.engine import Engine
+from orchestrator.state import RunState
+from orchestrator.triggerer import Fired, Triggerer, TriggerOutcome
+from triggers.base import TriggerRuntime
+
+SettingsFactory = Callable[..., Settings]
+
+
+async def test_the_watchdog_names_the_trigger_that_blocks_the_loop(
+    make_settings: SettingsFactory,
+) -> None:
+    with DAG("blocking") as dag:
+
+        @task
+        def wait() -> Defer:
+            return Defer(BlockingTrigger(seconds=1.0))
+
+        wait()
+
+    async with Engine.open(make_settings(), dagbag=bag_of(dag)) as engine:
+        run_id = await engine.trigger("blocking")
+        assert (await engine.wait(run_id)).state is RunState.SUCCESS  # it fired after the block
+        stats = engine.triggerer.statistics()
+    assert stats.blocked_by is not None
+    assert stats.blocked_by.startswith("BlockingTrigger(seconds=1.0) for wait of run")
+    assert stats.blocked_seconds >= 0.2  # at least the watchdog's threshold
+    assert stats.fired == 1
+
+
+async def test_disarming_closes_a_trigger_and_reports_nothing() -> None:
+    reports: list[tuple[Any, TriggerOutcome]] = []
+    async with anyio.create_task_group() as tg:
+        triggerer = Triggerer(
+            tg, capacity=10, report=lambda k, o: reports.append((k, o)), runtime=TriggerRuntime()
+        )
+        triggerer.arm(("r", "a", -1), GateTrigger(name="disarm-a"))
+        triggerer.arm(("r", "b", -1), GateTrigger(name="disarm-b"))
+        triggerer.arm(("r", "c", -1), GateTrigger(name="disarm-c"))
+        triggerer.disarm(("r", "c", -1))  # before it even started: it never runs
+        with anyio.fail_after(10):
+            while "disarm-a" not in triggerkit.waiting:
+                await anyio.sleep(0)
+        triggerer.disarm(("r", "a", -1))  # while it waits: its cleanup runs
+        open_gate("disarm-b", "fired")
+        with anyio.fail_after(10):
+            while not reports or triggerer.statistics().running:
+                await anyio.lowlevel.checkpoint()
+        tg.cancel_scope.cancel()
+    assert [key for key, _ in reports] == [("r", "b", -1)]  # the disarmed one never reports
+    outcome = reports[0][1]
+    assert isinstance(outcome, Fired) and outcome.event.payload == "fired"
+    assert sorted(triggerkit.cleaned_up) == ["disarm-a", "disarm-b"]  # both were closed
