@@ -89,3 +89,17 @@ class BlockingTrigger(Trigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         time.sleep(self.seconds)  # blocking on purpose
         yield TriggerEvent({"blocked": self.seconds})
+
+
+async def until_waiting(*names: str) -> None:
+    """Wait until the gate triggers `names` are all waiting (a deadline, no wall-clock sleep)."""
+    with anyio.fail_after(60):  # generous: a loaded CI machine is slow
+        while not set(names) <= waiting:
+            await anyio.lowlevel.checkpoint()  # let the triggers' tasks run
+
+
+async def until_cleaned_up(name: str) -> None:
+    """Wait until the gate trigger `name` has been closed (its `finally:` ran)."""
+    with anyio.fail_after(60):
+        while name not in cleaned_up:
+            await anyio.lowlevel.checkpoint()

@@ -10,7 +10,13 @@ import anyio
 import anyio.lowlevel
 import pytest
 import triggerkit
-from triggerkit import GateTrigger, RaisingTrigger, SilentTrigger, open_gate
+from triggerkit import (
+    GateTrigger,
+    RaisingTrigger,
+    SilentTrigger,
+    open_gate,
+    until_waiting,
+)
 
 from helpers import bag_of
 from orchestrator import DAG, BaseOperator, TaskContext, task
@@ -55,12 +61,6 @@ async def until_state(engine: Engine, run_id: str, task_id: str, state: TaskStat
             async for change in changes:
                 if getattr(change, "task_id", None) == task_id and change.state is state:
                     return
-
-
-async def until_waiting(*names: str) -> None:
-    with anyio.fail_after(10):
-        while not set(names) <= triggerkit.waiting:
-            await anyio.lowlevel.checkpoint()  # yield to the triggers' tasks: no wall-clock wait
 
 
 # -- resume targets: module-level, so a restarted engine finds them by name ---------------------

@@ -13,7 +13,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 import triggerkit
-from triggerkit import GateTrigger, open_gate
+from triggerkit import GateTrigger, open_gate, until_waiting
 
 from helpers import bag_of
 from orchestrator import DAG, task
@@ -42,12 +42,6 @@ class GateSensor(BaseSensor):
 
     def make_trigger(self, args: SensorArgs) -> Trigger:
         return GateTrigger(name=args["gate"])
-
-
-async def until_waiting(*names: str) -> None:
-    with anyio.fail_after(10):
-        while not set(names) <= triggerkit.waiting:
-            await anyio.lowlevel.checkpoint()
 
 
 async def states_of(engine: Engine, run_id: str) -> dict[str, TaskState]:

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import triggerkit
-from triggerkit import BlockingTrigger, GateTrigger, open_gate
+from triggerkit import BlockingTrigger, GateTrigger, open_gate, until_waiting
 
 from helpers import bag_of
 from orchestrator import DAG, task
@@ -53,9 +53,7 @@ async def test_disarming_closes_a_trigger_and_reports_nothing() -> None:
         triggerer.arm(("r", "b", -1), GateTrigger(name="disarm-b"))
         triggerer.arm(("r", "c", -1), GateTrigger(name="disarm-c"))
         triggerer.disarm(("r", "c", -1))  # before it even started: it never runs
-        with anyio.fail_after(10):
-            while "disarm-a" not in triggerkit.waiting:
-                await anyio.sleep(0)
+        await until_waiting("disarm-a")
         triggerer.disarm(("r", "a", -1))  # while it waits: its cleanup runs
         open_gate("disarm-b", "fired")
         with anyio.fail_after(10):
