@@ -159,8 +159,21 @@ def check_json_safe(value: JSON, *, what: str) -> None:
     """Raise `TriggerLoadError` unless `value` is plain JSON (no NaN, no objects, str keys)."""
     try:
         json.dumps(value, allow_nan=False)
+        _check_keys(value)
     except (TypeError, ValueError) as error:
         raise TriggerLoadError(f"{what} must be JSON-safe: {error}") from None
+
+
+def _check_keys(value: Any) -> None:
+    """`json.dumps` turns `{1: x}` into `{"1": x}`: what is stored would not be what was given."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"keys must be strings, got {key!r}")
+            _check_keys(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_keys(item)
 
 
 def _to_json(value: Any) -> Any:
