@@ -1,6 +1,8 @@
 """Train a classifier end to end: ingest -> validate -> preprocess -> train -> evaluate -> deploy.
 
 Run it with `orchestrator run ml_training --dags-folder examples` (that is what `make run` does).
+`ml_training_on_arrival` is the same pipeline started by data: its first task is a file sensor
+that waits, holding no worker slot, until a CSV lands in `incoming_dir`.
 Pass `--conf '{"path": "my.csv"}'` to train on your own CSV (numeric feature columns and a 0/1
 `target` column); without it, the breast-cancer data set that ships with scikit-learn is used.
 
@@ -19,7 +21,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from orchestrator import DAG, TaskContext, task
+from orchestrator import DAG, TaskContext, dag, task
+from sensors import FileSensor
 
 MIN_ROWS = 50
 
@@ -31,10 +34,13 @@ def _run_dir(context: TaskContext) -> Path:
 
 
 @task
-def ingest(context: TaskContext) -> dict[str, Any]:
-    """Copy the input CSV into the run's folder (or write the sample data set there)."""
+def ingest(landed: dict[str, Any] | None = None, *, context: TaskContext) -> dict[str, Any]:
+    """Copy the input CSV into the run's folder (or write the sample data set there).
+
+    The CSV is the file a sensor saw land (`landed`), else the run's `conf["path"]`.
+    """
     target = _run_dir(context) / "raw.csv"
-    source = context.conf.get("path")
+    source = landed["path"] if landed else context.conf.get("path")
     if source:
         shutil.copyfile(source, target)
     else:
@@ -188,3 +194,22 @@ with DAG(
     max_active_runs=1,
 ):
     deploy(evaluate(train(preprocess(validate(ingest())))))
+
+
+@dag(
+    dag_id="ml_training_on_arrival",
+    description="Wait for a CSV to land, then train, evaluate and (if better) deploy",
+    max_active_runs=1,
+)
+def ml_training_on_arrival(
+    incoming_dir: str = "data/incoming",
+    pattern: str = "*.csv",
+    data_dir: str = "data",
+    registry_dir: str = "models",
+    C: float = 1.0,
+    seed: int = 7,
+    metric: str = "f1",
+) -> None:
+    # Write the CSV elsewhere and `mv` it into incoming_dir: a rename lands it whole.
+    landed = FileSensor(task_id="landed", directory=incoming_dir, pattern=pattern)
+    deploy(evaluate(train(preprocess(validate(ingest(landed.output))))))

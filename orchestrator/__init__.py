@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = (
     "DAG",
     "BaseOperator",
+    "Defer",
     "Engine",
     "Output",
     "RunState",
@@ -38,6 +39,7 @@ __all__ = (
     "TriggerRule",
     "chain",
     "dag",
+    "defer",
     "get_current_context",
     "task",
 )
@@ -48,6 +50,8 @@ _WHERE = {
     "BaseOperator": "orchestrator.operators",
     "Shell": "orchestrator.operators",
     "Engine": "orchestrator.engine",
+    "Defer": "orchestrator.deferral",
+    "defer": "orchestrator.deferral",
     "Output": "orchestrator.tasks",
     "Skip": "orchestrator.tasks",
     "chain": "orchestrator.tasks",
@@ -62,6 +66,7 @@ _WHERE = {
 if TYPE_CHECKING:
     from orchestrator.context import TaskContext, get_current_context
     from orchestrator.dags import DAG, dag
+    from orchestrator.deferral import Defer, defer
     from orchestrator.engine import Engine
     from orchestrator.operators import BaseOperator, Shell
     from orchestrator.state import RunState, TaskState

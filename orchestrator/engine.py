@@ -258,6 +258,7 @@ class Engine:
         self._wake.set()
 
     async def _schedule_forever(self) -> None:
+        set_runtime(self.runtime)  # sensors build their triggers here, on the engine's clock
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()

@@ -20,9 +20,10 @@ Three modes, as in Airflow:
 when the wait times out. `exponential_backoff` doubles the interval after each check, up to
 `max_poke_interval`.
 
-Sensor arguments may be `param("...")` references or upstream outputs: such values come from
-run `conf` or events, so they are untrusted, and the triggers check them against the input
-policy (`untrusted` below). Literal values written in the DAG file are trusted.
+Sensor arguments may be the parameters of a `@dag` function or upstream outputs. A value set
+by a run's `conf`, or taken from an upstream result (an event, a payload), is untrusted: the
+triggers check it against the input policy. Values written in the DAG file, including a
+parameter's default, are trusted.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ from typing import Any, Literal
 
 from orchestrator.context import TaskContext
 from orchestrator.deferral import Defer
-from orchestrator.errors import TaskError
+from orchestrator.errors import DagError, OrchestratorError, TaskError
 from orchestrator.operators import BaseOperator
 from orchestrator.retry import Duration, seconds
-from orchestrator.tasks import Output, Skip, iter_refs
+from orchestrator.tasks import Output, ParamRef, Skip, iter_refs
 from triggers.base import Trigger, current_runtime
 from triggers.time import TimeTrigger
 
@@ -94,12 +95,27 @@ class BaseSensor(BaseOperator):
         self.exponential_backoff = exponential_backoff
         self.soft_fail = soft_fail
         self.fields = dict(fields or {})
-        self.untrusted = frozenset(k for k, v in self.fields.items() if any(iter_refs(v)))
         self.link_input_refs()
 
     def make_trigger(self, args: SensorArgs) -> Trigger:
         """The trigger this sensor waits on, for this run's arguments."""
         raise NotImplementedError(f"{type(self).__name__} must implement make_trigger(args)")
+
+    def check_arguments(self) -> None:
+        """Build the trigger once now, so bad arguments fail the DAG file, at their line.
+
+        Subclasses call this at the end of `__init__`. Arguments that come from params or
+        upstream tasks are only known per run: then the check waits for the run.
+        """
+        if any(iter_refs(self.fields)):
+            return
+        context = TaskContext(dag_id=self.dag.dag_id, run_id="", task_id=self.task_id)
+        try:
+            self.make_trigger(SensorArgs(self.fields, frozenset(), context))
+        except (ValueError, TypeError, OrchestratorError) as error:
+            raise DagError(
+                f"sensor {self.task_id!r}: {error}", file=self.site.file, line=self.site.line
+            ) from None
 
     @property
     def output(self) -> Output:
@@ -214,7 +230,19 @@ class BaseSensor(BaseOperator):
     # -- arguments --------------------------------------------------------------------------------
 
     def _args(self, inputs: dict[str, Any], context: TaskContext) -> SensorArgs:
-        return SensorArgs(inputs.get("kwargs", {}), self.untrusted, context)
+        return SensorArgs(inputs.get("kwargs", {}), self._untrusted(context.conf), context)
+
+    def _untrusted(self, conf: Mapping[str, Any]) -> frozenset[str]:
+        """Arguments set by this run's `conf`, or taken from an upstream task's result.
+
+        A param left at the default written in the DAG file is as trusted as the file.
+        """
+        return frozenset(
+            name
+            for name, value in self.fields.items()
+            for ref in iter_refs(value)
+            if not isinstance(ref, ParamRef) or ref.name in conf
+        )
 
 
 def _positive(task_id: str, name: str, value: Duration) -> float:

@@ -65,3 +65,49 @@ def test_the_config_snippet_is_valid(tmp_path: Path) -> None:
     assert settings.slots == 4
     assert settings.pool_slots() == {"default": 4, "gpu": 1}
     assert settings.state_dir == tmp_path / ".orchestrator"
+    assert settings.allowed_roots == (tmp_path / "data",)
+
+
+def test_the_file_sensor_snippet_waits_for_the_file_then_counts_rows(tmp_path: Path) -> None:
+    """`orchestrator run arrivals` waits, a `mv` into incoming/ finishes it, as the text says."""
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "incoming").mkdir()
+    (tmp_path / "dags" / "arrivals.py").write_text(block("python", "dags/arrivals.py"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    with subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "run", "arrivals"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:  # plain lines (not a TTY): one per state change
+            if "landed" in line and "deferred" in line:
+                break
+        staged = tmp_path / "batch.csv"
+        staged.write_text("a,b\n1,2\n3,4\n5,6\n")
+        os.replace(staged, tmp_path / "incoming" / "batch.csv")
+        rest = process.stdout.read()
+        assert process.wait(timeout=120) == 0, rest
+    assert "3" in rest.split("count_rows")[-1]
+
+
+def test_the_deferral_snippet_resumes_with_the_http_event(tmp_path: Path) -> None:
+    from httpserver import Reply, serve
+
+    with serve() as server:
+        server.script(
+            "/jobs/job-42",
+            Reply.json({"state": "running"}),
+            Reply.json({"state": "done", "model": "s3://models/42"}),
+        )
+        source = block("python", "dags/remote_training.py")
+        source = source.replace("https://trainer.example.com/jobs", f"{server.url}/jobs")
+        source = source.replace("HttpTrigger(url=", "HttpTrigger(poll_interval=0.05, url=")
+        (tmp_path / "dags").mkdir()
+        (tmp_path / "dags" / "remote_training.py").write_text(source)
+        ran = orchestrator(tmp_path, "run", "remote_training")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "job-42: s3://models/42" in ran.stdout

@@ -39,7 +39,9 @@ async def run_example(
 def test_every_example_file_loads_cleanly() -> None:
     bag = load_dag_bag(EXAMPLES)
     assert bag.errors == []
-    assert {"ml_training", "linear_chain", "fan_out_fan_in"} <= set(bag.dags)
+    assert {"ml_training", "ml_training_on_arrival", "linear_chain", "fan_out_fan_in"} <= set(
+        bag.dags
+    )
 
 
 async def test_ml_training_registers_and_promotes_only_better_models(
@@ -125,3 +127,46 @@ def test_the_readme_run_command_trains_and_reports_the_model(tmp_path: Path) -> 
     assert "model_path" in completed.stdout
     assert "f1" in completed.stdout
     assert (tmp_path / "models" / "ml_training" / "v0001" / "model.joblib").is_file()
+
+
+async def test_ml_training_on_arrival_waits_for_a_csv_then_trains(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """The first task is a file sensor: no slot is held until the CSV lands by rename."""
+    from sklearn.datasets import load_breast_cancer
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    # `incoming_dir` comes from the run's conf, so it must be under an allowed root.
+    settings = make_settings(in_process=False, allowed_roots=(tmp_path,))
+    conf = {
+        "incoming_dir": str(incoming),
+        "data_dir": str(tmp_path / "data"),
+        "registry_dir": str(tmp_path / "models"),
+    }
+    async with Engine.open(settings, dagbag=load_dag_bag(EXAMPLES)) as engine:
+        with anyio.fail_after(120):
+            run_id = await engine.trigger("ml_training_on_arrival", conf)
+            async with engine.subscribe() as changes:
+                async for change in changes:
+                    if getattr(change, "task_id", "") == "landed":
+                        assert change.state in (TaskState.SCHEDULED, TaskState.DEFERRED)
+                        if change.state is TaskState.DEFERRED:
+                            break
+            assert engine.scheduler.slots_used == 0
+            data = load_breast_cancer()
+            staging = tmp_path / "batch.csv.tmp"
+            header = [name.replace(" ", "_") for name in data.feature_names]
+            rows = [[*row, label] for row, label in zip(data.data, data.target, strict=True)]
+            staging.write_text(
+                ",".join([*header, "target"])
+                + "\n"
+                + "".join(",".join(map(str, row)) + "\n" for row in rows)
+            )
+            os.replace(staging, incoming / "batch-001.csv")
+            record = await engine.wait(run_id)
+        results = await engine.store.get_results(run_id)
+    assert record.state is RunState.SUCCESS
+    landed = decode_result(results[("landed", -1)])
+    assert landed["name"] == "batch-001.csv"
+    assert decode_result(results[("deploy", -1)])["promoted"] is True

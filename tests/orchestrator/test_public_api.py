@@ -46,3 +46,18 @@ def test_importing_the_package_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_triggers_and_sensors_export_their_concrete_classes() -> None:
+    import sensors
+    import triggers
+    from sensors.base import BaseSensor
+    from triggers.base import Trigger
+
+    for package in (triggers, sensors):
+        assert isinstance(package.__all__, tuple)
+        for name in package.__all__:
+            assert getattr(package, name) is not None, name
+        assert set(dir(package)) == set(package.__all__)
+    assert issubclass(triggers.FileTrigger, Trigger)
+    assert issubclass(sensors.S3KeySensor, BaseSensor)

@@ -1,0 +1,296 @@
+"""The shared directory watch: one OS watch per directory, real watchfiles on tmp_path."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from watchfiles._rust_notify import RustNotify, WatchfilesRustInternalError
+
+import triggers.watch as watch_module
+from orchestrator.errors import TriggerError
+from triggers.watch import (
+    FileState,
+    Subscription,
+    WatchBatch,
+    WatchStatistics,
+    filesystem_type,
+    is_network_filesystem,
+    scan_directory,
+    watch_directory,
+    watch_statistics,
+)
+
+NO_WATCHES = WatchStatistics(os_watches=0, subscribers=0, polling=0)
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Wait for a condition the watch thread makes true, with a deadline."""
+    with anyio.fail_after(10):
+        # Counters moved by other tasks and the watch thread have no event to wait on.
+        while not condition():  # noqa: ASYNC110
+            await anyio.sleep(0.001)
+
+
+async def receive_file(subscription: Subscription, name: str) -> FileState | None:
+    """The state of `name` in the next batches that mention it."""
+    with anyio.fail_after(10):
+        while True:
+            batch = await subscription.receive()
+            if name in batch.files:
+                return batch.files[name]
+
+
+def watch_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("file-watch")]
+
+
+async def test_one_os_watch_is_shared_by_every_spelling_of_a_directory(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (tmp_path / "link").symlink_to(folder)
+    spellings = [str(folder), f"{tmp_path}/in/../in/", str(tmp_path / "link")]
+    async with AsyncExitStack() as stack:
+        subscriptions = [
+            await stack.enter_async_context(watch_directory(spelling)) for spelling in spellings
+        ]
+        assert watch_statistics() == WatchStatistics(os_watches=1, subscribers=3, polling=0)
+        assert {subscription.directory for subscription in subscriptions} == {str(folder)}
+
+        (folder / "a.csv").write_text("hello")
+        for subscription in subscriptions:
+            assert await receive_file(subscription, "a.csv") == FileState(
+                size=5, mtime_ns=(folder / "a.csv").stat().st_mtime_ns
+            )
+
+        # Recursive and not recursive are two different OS watches.
+        await stack.enter_async_context(watch_directory(str(folder), recursive=True))
+        assert watch_statistics() == WatchStatistics(os_watches=2, subscribers=4, polling=0)
+    assert watch_statistics() == NO_WATCHES
+
+
+async def test_the_watch_stops_when_its_last_subscriber_leaves(tmp_path: Path) -> None:
+    async with watch_directory(str(tmp_path)) as first:
+        async with watch_directory(str(tmp_path)):
+            assert len(watch_threads()) == 1
+        # The other subscriber left; this one still gets changes.
+        assert watch_statistics() == WatchStatistics(os_watches=1, subscribers=1, polling=0)
+        (tmp_path / "b.txt").write_text("x")
+        assert await receive_file(first, "b.txt") is not None
+    assert watch_statistics() == NO_WATCHES
+    assert watch_threads() == []
+
+
+async def test_a_deleted_file_is_reported_as_none(tmp_path: Path) -> None:
+    (tmp_path / "old.csv").write_text("x")
+    async with watch_directory(str(tmp_path)) as subscription:
+        (tmp_path / "old.csv").unlink()
+        assert await receive_file(subscription, "old.csv") is None
+
+
+async def test_many_directories_do_not_use_up_the_worker_threads(tmp_path: Path) -> None:
+    # awatch would park one of anyio's 40 worker threads per directory; 50 would starve.
+    folders = [tmp_path / f"d{index}" for index in range(50)]
+    for folder in folders:
+        folder.mkdir()
+    async with AsyncExitStack() as stack:
+        for folder in folders:
+            await stack.enter_async_context(watch_directory(str(folder)))
+        assert watch_statistics().os_watches == 50
+        with anyio.fail_after(10):
+            assert await anyio.to_thread.run_sync(lambda: "a worker is free") == "a worker is free"
+    assert watch_statistics() == NO_WATCHES
+
+
+async def test_a_recursive_watch_lists_a_folder_moved_in_whole(tmp_path: Path) -> None:
+    watched, outside = tmp_path / "watched", tmp_path / "outside"
+    watched.mkdir()
+    (outside / "batch").mkdir(parents=True)
+    (outside / "batch" / "x.csv").write_text("1,2")
+    async with watch_directory(str(watched), recursive=True) as subscription:
+        os.rename(outside / "batch", watched / "batch")
+        assert await receive_file(subscription, "batch/x.csv") is not None
+
+
+async def test_forced_polling_sees_changes(tmp_path: Path) -> None:
+    async with watch_directory(str(tmp_path), polling=True, poll_interval=0.05) as subscription:
+        assert subscription.polling
+        assert watch_statistics() == WatchStatistics(os_watches=1, subscribers=1, polling=1)
+        (tmp_path / "p.csv").write_text("abc")
+        state = await receive_file(subscription, "p.csv")
+    assert state is not None and state.size == 3
+    assert watch_statistics() == NO_WATCHES
+
+
+async def test_a_network_file_system_is_polled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watch_module, "filesystem_type", lambda path: "nfs4")
+    async with watch_directory(str(tmp_path), poll_interval=0.05) as subscription:
+        assert subscription.polling
+    async with watch_directory(str(tmp_path), polling=False) as subscription:
+        assert not subscription.polling  # forcing wins over detection
+
+
+async def test_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(TriggerError, match=r"the directory .*nowhere does not exist"):
+        async with watch_directory(str(tmp_path / "nowhere")):
+            pass
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(TriggerError, match=r"file\.txt is not a directory"):
+        async with watch_directory(str(tmp_path / "file.txt")):
+            pass
+    assert watch_statistics() == NO_WATCHES
+
+
+@pytest.mark.parametrize("polling", [False, True])
+@pytest.mark.parametrize("how", ["deleted", "moved"])
+async def test_a_directory_deleted_while_watched_fails_the_subscription(
+    tmp_path: Path, polling: bool, how: str
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    async with watch_directory(str(folder), polling=polling, poll_interval=0.05) as subscription:
+        if how == "deleted":
+            shutil.rmtree(folder)
+        else:
+            folder.rename(tmp_path / "elsewhere")
+        with pytest.raises(TriggerError, match=r"watched directory .*in was deleted or moved"):
+            await receive_file(subscription, "never")
+        assert watch_statistics().os_watches == 0  # a new subscriber would get a new watch
+    assert watch_statistics() == NO_WATCHES
+    assert watch_threads() == []
+
+
+async def test_the_watch_limit_falls_back_to_polling_and_says_how_to_fix_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def limited(paths: list[str], debug: bool, force_polling: bool, *rest: Any) -> RustNotify:
+        if not force_polling:  # what notify says when inotify_add_watch fails with ENOSPC
+            raise OSError("OS file watch limit reached. (Error { kind: MaxFilesWatch })")
+        return RustNotify(paths, debug, force_polling, *rest)
+
+    monkeypatch.setattr(watch_module, "RustNotify", limited)
+    with caplog.at_level(logging.WARNING, logger="triggers.watch"):
+        async with watch_directory(str(tmp_path), poll_interval=0.05) as subscription:
+            assert subscription.polling
+            assert watch_statistics().polling == 1
+            (tmp_path / "late.csv").write_text("x")
+            assert await receive_file(subscription, "late.csv") is not None
+    assert "fs.inotify.max_user_watches=" in caplog.text
+    assert "Polling it every 0.1 s" in caplog.text
+
+
+async def test_a_watcher_error_is_logged_and_subscribers_rescan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    opened: list[_FailingOnce] = []
+
+    def failing_once(*args: Any) -> _FailingOnce:
+        opened.append(_FailingOnce(RustNotify(*args), fail=not opened))
+        return opened[-1]
+
+    monkeypatch.setattr(watch_module, "RustNotify", failing_once)
+    with caplog.at_level(logging.WARNING, logger="triggers.watch"):
+        async with watch_directory(str(tmp_path)) as subscription:
+            with anyio.fail_after(10):
+                batch = await subscription.receive()
+            assert batch == WatchBatch(rescan=True)
+            # The watch was re-opened and works.
+            (tmp_path / "after.csv").write_text("x")
+            assert await receive_file(subscription, "after.csv") is not None
+    assert len(opened) == 2
+    assert "re-opening the watch and rescanning" in caplog.text
+
+
+class _FailingOnce:
+    """A RustNotify whose first watch() fails the way a broken underlying watcher does."""
+
+    def __init__(self, notify: RustNotify, *, fail: bool) -> None:
+        self._notify = notify
+        self._fail = fail
+
+    def watch(self, *args: Any) -> Any:
+        if self._fail:
+            self._fail = False
+            raise WatchfilesRustInternalError("error in underlying watcher: simulated")
+        return self._notify.watch(*args)
+
+    def __enter__(self) -> _FailingOnce:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._notify.close()
+
+
+async def test_a_subscriber_that_falls_behind_is_told_to_rescan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watch_module, "MAX_PENDING_FILES", 3)
+    async with watch_directory(str(tmp_path)) as subscription:
+        for index in range(10):  # never taken: batches pile up
+            (tmp_path / f"{index}.csv").write_text("x")
+        await wait_until(lambda: subscription.pending is not None and subscription.pending.rescan)
+        assert subscription.take() == WatchBatch(rescan=True)
+
+
+def test_merged_batches_keep_the_latest_state_of_each_path() -> None:
+    first = WatchBatch(files={"a": FileState(1, 1), "b": FileState(2, 2)})
+    later = WatchBatch(files={"a": None, "c": FileState(3, 3)})
+    assert first.merged(later) == WatchBatch(
+        files={"a": None, "b": FileState(2, 2), "c": FileState(3, 3)}
+    )
+    assert first.merged(WatchBatch(rescan=True)) == WatchBatch(rescan=True)
+
+
+def test_scan_lists_files_and_skips_folders_unless_recursive(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("12")
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    (tmp_path / "sub" / "deeper" / "b.csv").write_text("123")
+    (tmp_path / "loop").symlink_to(tmp_path)  # a link loop is not followed
+    assert set(scan_directory(str(tmp_path), recursive=False)) == {"a.csv"}
+    found = scan_directory(str(tmp_path), recursive=True)
+    assert set(found) == {"a.csv", "sub/deeper/b.csv"}
+    assert found["sub/deeper/b.csv"].size == 3
+
+
+MOUNTINFO = """\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+30 22 0:40 / /mnt/share rw,relatime shared:5 - nfs4 server:/export rw,vers=4.2
+31 30 0:41 / /mnt/share/local rw - tmpfs tmpfs rw
+32 22 0:42 / /mnt/my\\040files rw - fuse.sshfs user@host:/ rw
+33 22 0:43 / /data rw - ext4 /dev/sdb1 rw
+34 22 0:44 / /data rw - cifs //nas/data rw
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/home/user", "ext4"),
+        ("/mnt/share", "nfs4"),
+        ("/mnt/share/in/coming", "nfs4"),
+        ("/mnt/share/local/x", "tmpfs"),  # the longest mount point wins
+        ("/mnt/shared", "ext4"),  # a prefix of a name is not a parent folder
+        ("/mnt/my files/in", "fuse.sshfs"),  # mountinfo escapes the space
+        ("/data/x", "cifs"),  # the later mount on one point hides the earlier
+    ],
+)
+def test_filesystem_type_from_mountinfo(path: str, expected: str) -> None:
+    assert filesystem_type(path, MOUNTINFO) == expected
+
+
+def test_network_file_systems_are_recognised(tmp_path: Path) -> None:
+    for fstype in ("nfs", "nfs4", "cifs", "smb3", "fuse.sshfs", "9p", "ceph", "lustre"):
+        assert is_network_filesystem(fstype), fstype
+    for fstype in ("ext4", "xfs", "btrfs", "tmpfs", "overlay", "fuse.portal", None):
+        assert not is_network_filesystem(fstype), fstype
+    assert filesystem_type(str(tmp_path)) is not None  # read from this machine's mountinfo
