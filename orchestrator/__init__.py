@@ -20,8 +20,9 @@ Names are imported on first use, so `orchestrator --help` and worker processes s
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from orchestrator.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -75,14 +76,4 @@ if TYPE_CHECKING:
     from orchestrator.trigger_rules import TriggerRule
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted((*__all__, "__version__"))
+__getattr__, __dir__ = lazy_exports("orchestrator", globals(), _WHERE, ("__version__",))

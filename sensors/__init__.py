@@ -9,8 +9,9 @@ Names are imported on first use, so a DAG file that uses one sensor loads only i
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from orchestrator.lazy import lazy_exports
 
 __all__ = (
     "BaseSensor",
@@ -45,14 +46,4 @@ if TYPE_CHECKING:
     from sensors.time import DateTimeSensor, TimeDeltaSensor
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sensors' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("sensors", globals(), _WHERE)

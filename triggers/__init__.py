@@ -10,8 +10,9 @@ pull in aiobotocore or httpx.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from orchestrator.lazy import lazy_exports
 
 __all__ = (
     "ExternalRunTrigger",
@@ -44,14 +45,4 @@ if TYPE_CHECKING:
     from triggers.time import TimeTrigger
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'triggers' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("triggers", globals(), _WHERE)
