@@ -58,6 +58,7 @@ class SensorArgs:
     values: Mapping[str, Any]
     untrusted: frozenset[str]  # names whose value came from conf, params or an upstream task
     context: TaskContext
+    started_at: float | None = None  # when the sensor began waiting (its first check)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -89,9 +90,9 @@ class BaseSensor(BaseOperator):
         self.mode = mode
         self.timeout = _positive(task_id, "timeout", timeout)
         self.poke_interval = _positive(task_id, "poke_interval", poke_interval)
-        self.max_poke_interval = _positive(
-            task_id, "max_poke_interval", max_poke_interval or max(self.poke_interval, 3600.0)
-        )
+        if max_poke_interval is None:
+            max_poke_interval = max(self.poke_interval, 3600.0)
+        self.max_poke_interval = _positive(task_id, "max_poke_interval", max_poke_interval)
         self.exponential_backoff = exponential_backoff
         self.soft_fail = soft_fail
         self.fields = dict(fields or {})
@@ -172,7 +173,7 @@ class BaseSensor(BaseOperator):
     ) -> Any:
         clock = current_runtime().clock
         started_at = clock.now() if started_at is None else started_at
-        trigger = self.make_trigger(self._args(inputs, context))
+        trigger = self.make_trigger(self._args(inputs, context, started_at))
         while True:
             found = await trigger.poll()
             if found is not None:
@@ -229,8 +230,11 @@ class BaseSensor(BaseOperator):
 
     # -- arguments --------------------------------------------------------------------------------
 
-    def _args(self, inputs: dict[str, Any], context: TaskContext) -> SensorArgs:
-        return SensorArgs(inputs.get("kwargs", {}), self._untrusted(context.conf), context)
+    def _args(
+        self, inputs: dict[str, Any], context: TaskContext, started_at: float | None = None
+    ) -> SensorArgs:
+        values = inputs.get("kwargs", {})
+        return SensorArgs(values, self._untrusted(context.conf), context, started_at)
 
     def _untrusted(self, conf: Mapping[str, Any]) -> frozenset[str]:
         """Arguments set by this run's `conf`, or taken from an upstream task's result.

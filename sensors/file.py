@@ -41,7 +41,7 @@ class FileSensor(BaseSensor):
         fields = {"directory": directory, "pattern": pattern}
         super().__init__(task_id=task_id, fields=fields, poke_interval=poke_interval, **options)
         self.recursive = recursive
-        self.stable_for = seconds(stable_for) or 0.0
+        self.stable_for = stable_for  # checked with the other arguments, at the sensor's line
         self.polling = polling
         self.check_arguments()
         if isinstance(pattern, str) and (problem := pattern_warning(pattern, recursive)):
@@ -53,7 +53,7 @@ class FileSensor(BaseSensor):
             directory=str(args["directory"]),
             pattern=str(args["pattern"]),
             recursive=self.recursive,
-            stable_for=self.stable_for,
+            stable_for=seconds(self.stable_for) or 0.0,
             polling=self.polling,
             poll_interval=self.poke_interval,
             trusted=args.trusted("directory", "pattern"),

@@ -45,6 +45,6 @@ class TimeDeltaSensor(BaseSensor):
 
     def make_trigger(self, args: SensorArgs) -> Trigger:
         start = args.context.logical_date
-        if start is None:
-            start = current_runtime().clock.now()
+        if start is None:  # from the first check: a rescheduled check must not move the goal
+            start = args.started_at or current_runtime().clock.now()
         return TimeTrigger(moment=start + self.delta)

@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from sensors.base import BaseSensor, SensorArgs
 from triggers.base import Trigger, TriggerEvent
 
 _gates: dict[str, anyio.Event] = {}
@@ -60,6 +61,16 @@ class GateTrigger(Trigger):
         if _gate(self.name).is_set():
             return TriggerEvent(_payloads.get(self.name), dedup_key=self.name)
         return None
+
+
+class GateSensor(BaseSensor):
+    """Waits for the gate `gate`: checks it with `poll()` in reschedule and poke modes."""
+
+    def __init__(self, *, task_id: str, gate: Any, **options: Any) -> None:
+        super().__init__(task_id=task_id, fields={"gate": gate}, **options)
+
+    def make_trigger(self, args: SensorArgs) -> Trigger:
+        return GateTrigger(name=args["gate"])
 
 
 @dataclass(frozen=True, kw_only=True)

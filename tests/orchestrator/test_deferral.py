@@ -11,6 +11,7 @@ import anyio.lowlevel
 import pytest
 import triggerkit
 from triggerkit import (
+    GateSensor,
     GateTrigger,
     RaisingTrigger,
     SilentTrigger,
@@ -27,7 +28,7 @@ from orchestrator.engine import Engine
 from orchestrator.state import RunState, TaskState
 from orchestrator.store import open_store
 from orchestrator.store.records import TaskInstanceRecord
-from sensors.base import BaseSensor, SensorArgs
+from sensors.base import SensorArgs
 from triggers.base import Trigger
 from triggers.time import TimeTrigger
 
@@ -174,14 +175,6 @@ async def test_a_resume_into_an_async_function(make_settings: SettingsFactory) -
         open_gate("a", {"model": "m"})
         await engine.wait(run_id)
         assert (await engine.store.get_results(run_id))[("submit", -1)] == '"j:m"'
-
-
-class GateSensor(BaseSensor):
-    def __init__(self, *, task_id: str, gate: Any, **options: Any) -> None:
-        super().__init__(task_id=task_id, fields={"gate": gate}, **options)
-
-    def make_trigger(self, args: SensorArgs) -> Trigger:
-        return GateTrigger(name=args["gate"])
 
 
 async def test_a_thousand_deferrable_sensors_hold_no_slot(make_settings: SettingsFactory) -> None:

@@ -13,7 +13,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 import triggerkit
-from triggerkit import GateTrigger, open_gate, until_waiting
+from triggerkit import GateSensor, GateTrigger, open_gate, until_waiting
 
 from helpers import bag_of
 from orchestrator import DAG, task
@@ -22,8 +22,6 @@ from orchestrator.config import Settings
 from orchestrator.deferral import Defer
 from orchestrator.engine import Engine
 from orchestrator.state import RunState, TaskState
-from sensors.base import BaseSensor, SensorArgs
-from triggers.base import Trigger
 from triggers.time import TimeTrigger
 
 SettingsFactory = Callable[..., Settings]
@@ -34,14 +32,6 @@ def fresh_gates() -> Iterator[None]:
     triggerkit.reset()
     yield
     triggerkit.reset()
-
-
-class GateSensor(BaseSensor):
-    def __init__(self, *, task_id: str, gate: str, **options: Any) -> None:
-        super().__init__(task_id=task_id, fields={"gate": gate}, **options)
-
-    def make_trigger(self, args: SensorArgs) -> Trigger:
-        return GateTrigger(name=args["gate"])
 
 
 async def states_of(engine: Engine, run_id: str) -> dict[str, TaskState]:
