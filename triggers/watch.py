@@ -1,16 +1,19 @@
-"""One OS watch per directory, shared by every trigger that waits on it.
+"""Watched directories, shared by every trigger that waits on one, on one thread for all.
 
-A thousand `FileTrigger`s on one folder cost one inotify watch and one thread, not a thousand:
+A thousand `FileTrigger`s on one folder cost one watched directory, not a thousand:
 `watch_directory()` hands out a `Subscription` to a watch keyed by the directory's real path,
-`recursive` and polling, ref-counted per event loop; the last subscriber to leave stops it.
+`recursive` and polling, ref-counted per event loop; the last subscriber to leave ends it.
+And a hundred folders cost one inotify instance and one thread, not a hundred: every directory of
+an event loop with the same `recursive` and polling shares one `RustNotify` (see
+`triggers.notifier`), re-opened without a gap when directories come and go.
 
 Why not `watchfiles.awatch` per trigger: it parks one anyio worker thread per watch in
 `RustNotify.watch`, and those threads come from the default limiter of 40, so the 41st watched
-directory (and every `to_thread` call in the process) would wait. Each watched directory gets
-its own daemon `threading.Thread` instead, which drives `RustNotify` the way `awatch` does, with a
-1 ms debounce and step (watchfiles then reports in ~2 ms instead of ~80 ms; the price is a wake-up
-per millisecond, about 0.6 % of a core per watched directory while idle), and hands each batch
-to the loop with `loop.call_soon_threadsafe` (so this needs asyncio, which the engine runs on).
+directory (and every `to_thread` call in the process) would wait. A daemon `threading.Thread`
+drives each shared `RustNotify` instead, the way `awatch` does but with a 1 ms debounce and step
+(watchfiles then reports in ~2 ms instead of ~80 ms; the price is a wake-up per millisecond, about
+0.6 % of a core per thread while idle), and hands each batch to the loop with
+`loop.call_soon_threadsafe` (so this needs asyncio, which the engine runs on).
 
 What a subscriber gets: `WatchBatch`es mapping each changed path (relative to the directory,
 `/`-separated) to its `FileState` now, stat'ed once in the watch thread for all subscribers,
@@ -27,7 +30,7 @@ Nothing is dropped silently:
   notify reports it as an event with a rescan flag and no path, and watchfiles drops path-less
   events. The 1 ms step drains the kernel queue (16384 events by default) long before it fills.
 - The OS watch limit (`fs.inotify.max_user_watches` or `max_user_instances`) is logged with the
-  fix and that directory falls back to polling.
+  fix and the directories that did not fit fall back to polling.
 - The watched directory deleted or moved away ends every subscription with a `TriggerError`.
 
 Network and FUSE file systems deliver no inotify events for changes made elsewhere, so a watch
@@ -44,21 +47,19 @@ import stat
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import anyio
-from watchfiles._rust_notify import RustNotify, WatchfilesRustInternalError
 
 from orchestrator.errors import TriggerError
+from triggers.notifier import NotifierGroup
 
 logger = logging.getLogger(__name__)
 
-DEBOUNCE_MS = 1
-STEP_MS = 1
 MAX_PENDING_FILES = 10_000
 _CTIME_CLOCK = getattr(time, "CLOCK_REALTIME_COARSE", time.CLOCK_REALTIME)
 _ADDED = 1  # watchfiles.Change.added
@@ -111,9 +112,12 @@ class WatchBatch:
 class WatchStatistics:
     """A snapshot of the watches of this process (every event loop)."""
 
-    os_watches: int  # watched directories, each one OS watch and one thread
+    os_watches: int  # watched directories (roots)
     subscribers: int  # subscriptions sharing them
     polling: int  # watches that poll (forced, a network file system, or the watch limit)
+    # RustNotify instances, each one thread (and one inotify instance unless it polls). Left out
+    # of `==`: how directories are spread over threads is not what a subscriber sees.
+    notifiers: int = field(default=0, compare=False)
 
 
 class Subscription:
@@ -128,7 +132,7 @@ class Subscription:
     @property
     def directory(self) -> str:
         """The real path of the watched directory (paths in batches are relative to it)."""
-        return self._watch.key.root
+        return self._watch.root
 
     @property
     def polling(self) -> bool:
@@ -176,142 +180,96 @@ class Subscription:
 class _WatchKey(NamedTuple):
     root: str  # the real path, so that two spellings of one folder share a watch
     recursive: bool
-    poll_delay_ms: int | None  # None: OS notifications
+    polling: bool  # asked for (or a network file system); the watch limit may add more
 
 
 class _DirectoryWatch:
-    """One OS watch and the thread that drains it, shared by its subscribers."""
+    """One watched directory and its subscribers: a member of its loop's notifier group."""
 
-    def __init__(
-        self, key: _WatchKey, poll_delay_ms: int, registry: dict[_WatchKey, _DirectoryWatch]
-    ) -> None:
+    def __init__(self, key: _WatchKey, poll_delay_ms: int, watches: _LoopWatches) -> None:
         self.key = key
-        self.polling = key.poll_delay_ms is not None
+        self.polling = key.polling
+        self.poll_delay_ms = poll_delay_ms  # the shortest any subscriber asked for
         self.subscribers: set[Subscription] = set()
         self.started = anyio.Event()
         self.failure: str | None = None
-        self._poll_delay_ms = poll_delay_ms
-        self._registry = registry
-        self._loop = asyncio.get_running_loop()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"file-watch {key.root}", daemon=True
-        )
+        self._watches = watches
+        self.group = watches.group(key.recursive, polling=self.polling)
 
-    def start(self) -> None:
-        self._registry[self.key] = self
-        self._thread.start()
+    @property
+    def root(self) -> str:
+        return self.key.root
+
+    async def ready(self) -> None:
+        """Return once the root is watched or the watch has failed."""
+        while not self.started.is_set():
+            await self.group.settle()  # `group` changes when the watch limit sends it to polling
 
     async def release(self, subscription: Subscription) -> None:
-        """Drop a subscriber; the last one out stops the thread and waits for it to end."""
+        """Drop a subscriber; the last one out takes the root off the notifier."""
         self.subscribers.discard(subscription)
         if self.subscribers:
             return
         self._forget()
-        self._stop.set()
+        self.group.remove(self)
         with anyio.CancelScope(shield=True):  # cleanup must finish even when cancelled
-            await anyio.to_thread.run_sync(self._thread.join)
+            await self.group.settle()
 
-    # -- in the event loop, called from the thread through `_post` ------------------------------
+    # -- called by the group, in the event loop -------------------------------------------------
 
-    def _deliver(self, batch: WatchBatch) -> None:
+    def covered(self) -> None:
+        self.started.set()
+
+    def deliver(self, batch: WatchBatch) -> None:
         for subscription in self.subscribers:
             subscription._push(batch)
 
-    def _fail(self, message: str) -> None:
+    def rescan(self) -> None:
+        self.deliver(WatchBatch(rescan=True))
+
+    def fail(self, message: str) -> None:
         self.failure = message
         self._forget()  # a new subscriber gets a fresh watch (and its own error)
         for subscription in self.subscribers:
             subscription._fail(message)
         self.started.set()
 
+    def poll_instead(self, reason: str) -> None:
+        logger.warning(
+            "cannot watch %s with OS notifications: the OS file watch limit is reached (%s). "
+            "Polling it every %.1f s instead. Raise the limit with `sudo sysctl "
+            "fs.inotify.max_user_watches=524288 fs.inotify.max_user_instances=1024` "
+            "(persist it in /etc/sysctl.d/).",
+            self.root, reason, self.poll_delay_ms / 1000,
+        )  # fmt: skip
+        self.polling = True
+        self.group = self._watches.group(self.key.recursive, polling=True)
+        self.group.add(self)
+
     def _forget(self) -> None:
-        if self._registry.get(self.key) is self:
-            del self._registry[self.key]
+        if self._watches.watches.get(self.key) is self:
+            del self._watches.watches[self.key]
 
-    # -- in the watch thread --------------------------------------------------------------------
 
-    def _run(self) -> None:
-        notify = self._open_or_fail(started=False)
-        if notify is not None:
-            self._post(self.started.set)
-        while notify is not None:
-            notify = self._watch_until_error(notify)
+class _LoopWatches:
+    """The watched directories of one event loop and the notifier groups they share."""
 
-    def _watch_until_error(self, notify: RustNotify) -> RustNotify | None:
-        """Drain `notify` until stopped (None) or it breaks (a fresh one, after a rescan)."""
-        with notify:  # closes it
-            try:
-                while not self._stop.is_set():
-                    changes = notify.watch(DEBOUNCE_MS, STEP_MS, 0, self._stop)
-                    if isinstance(changes, set) and not self._publish(changes):
-                        return None
-                return None
-            except WatchfilesRustInternalError as error:
-                # The error sticks to this RustNotify: every later watch() raises it again.
-                logger.warning(
-                    "watching %s failed (%s); re-opening the watch and rescanning",
-                    self.key.root,
-                    error,
-                )
-        if self._stop.is_set():
-            return None
-        fresh = self._open_or_fail(started=True)
-        if fresh is not None:
-            # Only now that the new watch is in place: a rescan done earlier could miss files.
-            self._post(self._deliver, WatchBatch(rescan=True))
-        return fresh
+    def __init__(self) -> None:
+        self.watches: dict[_WatchKey, _DirectoryWatch] = {}
+        self.groups: dict[tuple[bool, bool], NotifierGroup[WatchBatch]] = {}
 
-    def _publish(self, changes: set[tuple[int, str]]) -> bool:
-        """Hand a batch to the loop; False when the directory itself is gone."""
-        observed_ns = observation_time_ns()
-        files, gone = _describe_changes(changes, self.key.root, self.key.recursive)
-        if files:
-            self._post(self._deliver, WatchBatch(files=files, observed_ns=observed_ns))
-        if gone:
-            self._post(
-                self._fail, f"the watched directory {self.key.root} was deleted or moved away"
+    def group(self, recursive: bool, *, polling: bool) -> NotifierGroup[WatchBatch]:
+        key = (recursive, polling)
+        if key not in self.groups:
+            self.groups[key] = NotifierGroup(
+                recursive=recursive, polling=polling, describe=_describe_changes
             )
-        return not gone
-
-    def _open_or_fail(self, *, started: bool) -> RustNotify | None:
-        try:
-            return self._open()
-        except (OSError, WatchfilesRustInternalError) as error:
-            self._post(self._fail, _open_error_message(self.key.root, error, started=started))
-            return None
-
-    def _open(self) -> RustNotify:
-        try:
-            return self._notify(force_polling=self.polling)
-        except (OSError, WatchfilesRustInternalError) as error:
-            if self.polling or not _is_watch_limit(error):
-                raise
-            logger.warning(
-                "cannot watch %s with OS notifications: the OS file watch limit is reached (%s). "
-                "Polling it every %.1f s instead. Raise the limit with `sudo sysctl "
-                "fs.inotify.max_user_watches=524288 fs.inotify.max_user_instances=1024` "
-                "(persist it in /etc/sysctl.d/).",
-                self.key.root, error, self._poll_delay_ms / 1000,
-            )  # fmt: skip
-            self.polling = True
-            return self._notify(force_polling=True)
-
-    def _notify(self, *, force_polling: bool) -> RustNotify:
-        return RustNotify(
-            [self.key.root], False, force_polling, self._poll_delay_ms, self.key.recursive, False
-        )
-
-    def _post(self, callback: Callable[..., object], *args: object) -> None:
-        try:
-            self._loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self._stop.set()
+        return self.groups[key]
 
 
-_registries: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[_WatchKey, _DirectoryWatch]
-] = weakref.WeakKeyDictionary()
+_registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWatches] = (
+    weakref.WeakKeyDictionary()
+)
 _registries_lock = threading.Lock()  # statistics may be read from another loop's thread
 
 
@@ -335,7 +293,7 @@ async def watch_directory(
     subscription = Subscription(watch)
     watch.subscribers.add(subscription)
     try:
-        await watch.started.wait()
+        await watch.ready()
         if watch.failure is not None:
             raise TriggerError(watch.failure)
         yield subscription
@@ -344,24 +302,29 @@ async def watch_directory(
 
 
 def watch_statistics() -> WatchStatistics:
-    """How many OS watches are open, how many subscribers share them, how many poll."""
+    """How many directories are watched, by how many subscribers and notifier threads."""
     with _registries_lock:
-        watches = [watch for registry in _registries.values() for watch in registry.values()]
+        loops = list(_registries.values())
+        watches = [watch for loop in loops for watch in loop.watches.values()]
+        groups = [group for loop in loops for group in loop.groups.values()]
     return WatchStatistics(
         os_watches=len(watches),
         subscribers=sum(len(watch.subscribers) for watch in watches),
         polling=sum(watch.polling for watch in watches),
+        notifiers=sum(group.running for group in groups),
     )
 
 
 def _joined_watch(key: _WatchKey, poll_delay_ms: int) -> _DirectoryWatch:
     loop = asyncio.get_running_loop()
     with _registries_lock:
-        registry = _registries.setdefault(loop, {})
-        watch = registry.get(key)
+        watches = _registries.setdefault(loop, _LoopWatches())
+        watch = watches.watches.get(key)
         if watch is None:
-            watch = _DirectoryWatch(key, poll_delay_ms, registry)
-            watch.start()
+            watch = watches.watches[key] = _DirectoryWatch(key, poll_delay_ms, watches)
+            watch.group.add(watch)
+    # A shorter interval asked for later: the group re-opens the poller with it on settle().
+    watch.poll_delay_ms = min(watch.poll_delay_ms, poll_delay_ms)
     return watch
 
 
@@ -375,24 +338,7 @@ def _resolve_key(
     if polling is None:
         polling = is_network_filesystem(filesystem_type(root))
     poll_delay_ms = max(1, round(poll_interval * 1000))
-    return _WatchKey(root, recursive, poll_delay_ms if polling else None), poll_delay_ms
-
-
-def _open_error_message(root: str, error: BaseException, *, started: bool) -> str:
-    if isinstance(error, FileNotFoundError) or not os.path.isdir(root):
-        if started:
-            return f"the watched directory {root} was deleted or moved away"
-        return f"the directory {root} does not exist"
-    if isinstance(error, PermissionError):
-        return f"cannot watch the directory {root}: permission denied"
-    return f"cannot watch the directory {root}: {error}"
-
-
-def _is_watch_limit(error: BaseException) -> bool:
-    """True for inotify's ENOSPC (max_user_watches) and EMFILE (max_user_instances)."""
-    text = str(error).lower()
-    markers = ("watch limit", "maxfileswatch", "os error 28", "os error 24", "too many open files")
-    return any(marker in text for marker in markers)
+    return _WatchKey(root, recursive, polling), poll_delay_ms
 
 
 # -- what is on disk --------------------------------------------------------------------------
@@ -442,18 +388,36 @@ def _scan_subfolder(files: dict[str, FileState], directory: str, prefix: str) ->
 
 
 def _describe_changes(
-    changes: set[tuple[int, str]], root: str, recursive: bool
-) -> tuple[dict[str, FileState | None], bool]:
-    """The state now of each changed path, and whether the watched directory itself is gone."""
-    files: dict[str, FileState | None] = {}
-    gone = False
-    prefix = os.path.join(root, "")
+    changes: set[tuple[int, str]], roots: frozenset[str], recursive: bool
+) -> tuple[dict[str, WatchBatch], frozenset[str]]:
+    """A batch per watched root holding changed paths, and the roots that are gone themselves.
+
+    Runs in the notifier thread, so each path is stat'ed once for every subscriber.
+    """
+    observed_ns = observation_time_ns()  # before any stat: see `WatchBatch`
+    files: dict[str, dict[str, FileState | None]] = {}
+    gone: set[str] = set()
     for change, path in changes:
-        if path == root:
-            gone = gone or not os.path.isdir(root)
-        elif path.startswith(prefix):
-            files.update(_changed_path(path, path[len(prefix) :], change, recursive))
-    return files, gone
+        if path in roots and not os.path.isdir(path):
+            gone.add(path)
+        for root, relative in _roots_holding(path, roots, recursive):
+            files.setdefault(root, {}).update(_changed_path(path, relative, change, recursive))
+    batches = {
+        root: WatchBatch(files=found, observed_ns=observed_ns) for root, found in files.items()
+    }
+    return batches, frozenset(gone)
+
+
+def _roots_holding(path: str, roots: frozenset[str], recursive: bool) -> Iterator[tuple[str, str]]:
+    """Each watched root `path` is in, with the path relative to it (roots may nest)."""
+    folder = os.path.dirname(path)
+    while True:
+        if folder in roots:
+            yield folder, path[len(os.path.join(folder, "")) :]
+        parent = os.path.dirname(folder)
+        if not recursive or parent == folder:
+            return
+        folder = parent
 
 
 def _changed_path(

@@ -1,4 +1,4 @@
-"""The shared directory watch: one OS watch per directory, real watchfiles on tmp_path."""
+"""The shared directory watch: one watch per directory, one notifier for all; real watchfiles."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import anyio
 import pytest
 from watchfiles._rust_notify import RustNotify, WatchfilesRustInternalError
 
+import triggers.notifier as notifier_module
 import triggers.watch as watch_module
 from orchestrator.errors import TriggerError
 from triggers.watch import (
@@ -178,7 +179,7 @@ async def test_the_watch_limit_falls_back_to_polling_and_says_how_to_fix_it(
             raise OSError("OS file watch limit reached. (Error { kind: MaxFilesWatch })")
         return RustNotify(paths, debug, force_polling, *rest)
 
-    monkeypatch.setattr(watch_module, "RustNotify", limited)
+    monkeypatch.setattr(notifier_module, "RustNotify", limited)
     with caplog.at_level(logging.WARNING, logger="triggers.watch"):
         async with watch_directory(str(tmp_path), poll_interval=0.05) as subscription:
             assert subscription.polling
@@ -198,7 +199,7 @@ async def test_a_watcher_error_is_logged_and_subscribers_rescan(
         opened.append(_FailingOnce(RustNotify(*args), fail=not opened))
         return opened[-1]
 
-    monkeypatch.setattr(watch_module, "RustNotify", failing_once)
+    monkeypatch.setattr(notifier_module, "RustNotify", failing_once)
     with caplog.at_level(logging.WARNING, logger="triggers.watch"):
         async with watch_directory(str(tmp_path)) as subscription:
             with anyio.fail_after(10):
@@ -294,3 +295,200 @@ def test_network_file_systems_are_recognised(tmp_path: Path) -> None:
     for fstype in ("ext4", "xfs", "btrfs", "tmpfs", "overlay", "fuse.portal", None):
         assert not is_network_filesystem(fstype), fstype
     assert filesystem_type(str(tmp_path)) is not None  # read from this machine's mountinfo
+
+
+# -- one notifier shared by every directory ---------------------------------------------------
+
+
+def inotify_instances() -> int:
+    """The inotify instances this process holds open (Linux: one fd each)."""
+    fds = os.listdir("/proc/self/fd")
+    return sum(_readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify" for fd in fds)
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:  # the fd listing itself, closed meanwhile
+        return ""
+
+
+def make_folders(tmp_path: Path, count: int) -> list[Path]:
+    folders = [tmp_path / f"d{index}" for index in range(count)]
+    for folder in folders:
+        folder.mkdir()
+    return folders
+
+
+async def test_a_hundred_directories_share_one_notifier_and_get_only_their_changes(
+    tmp_path: Path,
+) -> None:
+    folders = make_folders(tmp_path, 100)
+    instances_before = inotify_instances()
+    async with AsyncExitStack() as stack:
+        subscriptions = [
+            await stack.enter_async_context(watch_directory(str(folder))) for folder in folders
+        ]
+        statistics = watch_statistics()
+        assert (statistics.os_watches, statistics.notifiers, statistics.polling) == (100, 1, 0)
+        assert len(watch_threads()) == 1
+        assert inotify_instances() - instances_before == 1  # the old notifiers were closed
+        for index in (0, 57, 99):
+            (folders[index] / f"{index}.csv").write_text("x")
+            batch = await subscriptions[index].receive()
+            assert set(batch.files) == {f"{index}.csv"}
+        assert all(subscription.pending is None for subscription in subscriptions)
+    assert watch_statistics() == NO_WATCHES
+    assert watch_statistics().notifiers == 0
+    assert watch_threads() == []
+
+
+async def test_arming_many_directories_at_once_opens_few_notifiers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folders = make_folders(tmp_path, 100)
+    opened: list[list[str]] = []
+
+    def counting(paths: list[str], *rest: Any) -> RustNotify:
+        opened.append(paths)
+        return RustNotify(paths, *rest)
+
+    monkeypatch.setattr(notifier_module, "RustNotify", counting)
+    async with AsyncExitStack() as stack:
+        armed = anyio.Event()
+
+        async def arm(folder: Path) -> None:
+            await stack.enter_async_context(watch_directory(str(folder)))
+            if watch_statistics().subscribers == len(folders):
+                armed.set()
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                for folder in folders:
+                    group.start_soon(arm, folder)
+            await armed.wait()
+        # Joins are coalesced while a notifier opens, not one notifier per directory.
+        assert len(opened) < 25
+        assert set(opened[-1]) == {str(folder) for folder in folders}
+        assert watch_statistics().notifiers == 1
+
+
+async def test_a_directory_deleted_fails_only_its_own_subscriptions(tmp_path: Path) -> None:
+    doomed, kept = make_folders(tmp_path, 2)
+    async with watch_directory(str(kept)) as survivor:
+        async with watch_directory(str(doomed)) as subscription:
+            shutil.rmtree(doomed)
+            with pytest.raises(TriggerError, match=r"watched directory .*d0 was deleted"):
+                await receive_file(subscription, "never")
+        (kept / "still.csv").write_text("x")
+        assert await receive_file(survivor, "still.csv") is not None
+        # Made again, the directory gets a fresh watch that works.
+        doomed.mkdir()
+        async with watch_directory(str(doomed)) as again:
+            (doomed / "new.csv").write_text("x")
+            assert await receive_file(again, "new.csv") is not None
+        assert watch_statistics().notifiers == 1
+    assert watch_threads() == []
+
+
+async def test_nested_roots_each_get_the_change_relative_to_themselves(tmp_path: Path) -> None:
+    inner = tmp_path / "outer" / "inner"
+    inner.mkdir(parents=True)
+    async with AsyncExitStack() as stack:
+        outer_recursive = await stack.enter_async_context(
+            watch_directory(str(tmp_path / "outer"), recursive=True)
+        )
+        inner_recursive = await stack.enter_async_context(
+            watch_directory(str(inner), recursive=True)
+        )
+        inner_flat = await stack.enter_async_context(watch_directory(str(inner)))
+        outer_flat = await stack.enter_async_context(watch_directory(str(tmp_path / "outer")))
+        assert watch_statistics().notifiers == 2  # recursive or not: two groups
+        (inner / "f.csv").write_text("x")
+        assert await receive_file(outer_recursive, "inner/f.csv") is not None
+        assert await receive_file(inner_recursive, "f.csv") is not None
+        assert await receive_file(inner_flat, "f.csv") is not None
+        assert outer_flat.pending is None or "inner/f.csv" not in outer_flat.pending.files
+
+
+async def test_a_directory_leaving_re_opens_the_notifier_for_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = make_folders(tmp_path, 2)
+    opened: list[list[str]] = []
+
+    def counting(paths: list[str], *rest: Any) -> RustNotify:
+        opened.append(paths)
+        return RustNotify(paths, *rest)
+
+    monkeypatch.setattr(notifier_module, "RustNotify", counting)
+    async with watch_directory(str(first)) as staying:
+        async with watch_directory(str(second)):
+            assert opened[-1] == sorted([str(first), str(second)])
+        assert opened[-1] == [str(first)]
+        (first / "after.csv").write_text("x")
+        assert await receive_file(staying, "after.csv") is not None
+
+
+async def test_polling_directories_share_a_poller_at_the_shortest_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow, fast = make_folders(tmp_path, 2)
+    opened: list[tuple[list[str], int]] = []
+
+    def recording(paths: list[str], debug: bool, polling: bool, delay: int, *rest: Any) -> Any:
+        opened.append((paths, delay))
+        return RustNotify(paths, debug, polling, delay, *rest)
+
+    monkeypatch.setattr(notifier_module, "RustNotify", recording)
+    async with watch_directory(str(slow), polling=True, poll_interval=30) as slow_subscription:
+        async with watch_directory(str(fast), polling=True, poll_interval=0.05):
+            assert opened[-1] == (sorted([str(slow), str(fast)]), 50)
+            assert watch_statistics().notifiers == 1
+            # Polled every 50 ms now, although it asked for 30 s.
+            (slow / "s.csv").write_text("x")
+            assert await receive_file(slow_subscription, "s.csv") is not None
+
+
+async def test_only_directories_past_the_watch_limit_fall_back_to_polling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = make_folders(tmp_path, 2)
+
+    def one_watch(paths: list[str], debug: bool, force_polling: bool, *rest: Any) -> RustNotify:
+        if not force_polling and len(paths) > 1:
+            raise OSError("OS file watch limit reached. (Error { kind: MaxFilesWatch })")
+        return RustNotify(paths, debug, force_polling, *rest)
+
+    monkeypatch.setattr(notifier_module, "RustNotify", one_watch)
+    with caplog.at_level(logging.WARNING, logger="triggers.watch"):
+        async with watch_directory(str(first)) as watched:
+            async with watch_directory(str(second), poll_interval=0.05) as polled:
+                assert (watched.polling, polled.polling) == (False, True)
+                statistics = watch_statistics()
+                assert (statistics.polling, statistics.notifiers) == (1, 2)
+                (second / "p.csv").write_text("x")
+                (first / "o.csv").write_text("x")
+                assert await receive_file(polled, "p.csv") is not None
+                assert await receive_file(watched, "o.csv") is not None
+    assert f"cannot watch {second} with OS notifications" in caplog.text
+    assert f"cannot watch {first} " not in caplog.text
+
+
+def test_opening_leaves_out_the_roots_that_cannot_be_watched(tmp_path: Path) -> None:
+    present, missing, vanished = str(tmp_path), str(tmp_path / "missing"), str(tmp_path / "gone")
+    opened = notifier_module.open_notifier(
+        frozenset({present, missing, vanished}),
+        recursive=False,
+        polling=False,
+        poll_delay_ms=100,
+        known=frozenset({vanished}),
+    )
+    assert opened.handle is not None
+    with opened.handle.notify:
+        assert opened.roots == {present}
+    assert opened.failed == {
+        missing: f"the directory {missing} does not exist",
+        vanished: f"the watched directory {vanished} was deleted or moved away",
+    }
+    assert opened.to_polling == {}
