@@ -33,6 +33,7 @@ lint: $(VENV)/.test-deps
 ## bench: scheduling overhead per task (prints figures; asserts nothing)
 bench: $(VENV)/.test-deps
 	$(BIN)/python bench/scheduling_overhead.py
+	$(BIN)/python bench/deferral.py
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache

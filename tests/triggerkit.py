@@ -8,7 +8,7 @@ way a trigger can: raise, end without an event, block the loop.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from sensors.base import BaseSensor, SensorArgs
 from triggers.base import Trigger, TriggerEvent
 
 _gates: dict[str, anyio.Event] = {}
+_changed: anyio.Event | None = None
 _payloads: dict[str, Any] = {}
 #: Names of the gate triggers whose cleanup (`finally:`) ran, and of those running now.
 cleaned_up: list[str] = []
@@ -36,6 +37,8 @@ def open_gate(name: str, payload: Any = None) -> None:
 
 
 def reset() -> None:
+    global _changed
+    _changed = None
     _gates.clear()
     _payloads.clear()
     cleaned_up.clear()
@@ -50,12 +53,14 @@ class GateTrigger(Trigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         waiting.add(self.name)
+        _announce()
         try:
             await _gate(self.name).wait()
             yield TriggerEvent(_payloads.get(self.name), dedup_key=self.name)
         finally:
             waiting.discard(self.name)
             cleaned_up.append(self.name)
+            _announce()
 
     async def poll(self) -> TriggerEvent | None:
         if _gate(self.name).is_set():
@@ -103,14 +108,24 @@ class BlockingTrigger(Trigger):
 
 
 async def until_waiting(*names: str) -> None:
-    """Wait until the gate triggers `names` are all waiting (a deadline, no wall-clock sleep)."""
-    with anyio.fail_after(60):  # generous: a loaded CI machine is slow
-        while not set(names) <= waiting:
-            await anyio.lowlevel.checkpoint()  # let the triggers' tasks run
+    """Wait until the gate triggers `names` are all waiting (woken by each change, deadline)."""
+    await _until(lambda: set(names) <= waiting)
 
 
 async def until_cleaned_up(name: str) -> None:
     """Wait until the gate trigger `name` has been closed (its `finally:` ran)."""
-    with anyio.fail_after(60):
-        while name not in cleaned_up:
-            await anyio.lowlevel.checkpoint()
+    await _until(lambda: name in cleaned_up)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    global _changed
+    with anyio.fail_after(60):  # generous: a loaded CI machine is slow
+        while not condition():
+            _changed = anyio.Event()
+            await _changed.wait()
+
+
+def _announce() -> None:
+    """Wake whoever waits in `_until`: the gates' state changed."""
+    if _changed is not None:
+        _changed.set()

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import functools
 import importlib
 import json
 import math
@@ -186,15 +187,22 @@ def _to_json(value: Any) -> Any:
 
 def _from_json(cls: type, kwargs: Mapping[str, JSON]) -> dict[str, Any]:
     """JSON has no tuples: give tuple-typed fields their tuples back, so a round trip is equal."""
+    tuple_fields = _tuple_fields(cls)
+    rebuilt = dict(kwargs)
+    for name, value in kwargs.items():
+        if isinstance(value, list) and name in tuple_fields:
+            rebuilt[name] = tuple(value)
+    return rebuilt
+
+
+@functools.cache
+def _tuple_fields(cls: type) -> frozenset[str]:
+    """Once per class: resolving annotations compiles them, too slow for 100,000 re-arms."""
     try:
         hints = typing.get_type_hints(cls)
     except Exception:  # unresolvable annotations: pass the values as stored
-        hints = {}
-    rebuilt = dict(kwargs)
-    for name, value in kwargs.items():
-        if isinstance(value, list) and _is_tuple_type(hints.get(name)):
-            rebuilt[name] = tuple(value)
-    return rebuilt
+        return frozenset()
+    return frozenset(name for name, hint in hints.items() if _is_tuple_type(hint))
 
 
 def _is_tuple_type(hint: Any) -> bool:
