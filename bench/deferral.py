@@ -32,7 +32,6 @@ import argparse
 import cProfile
 import json
 import os
-import platform
 import pstats
 import resource
 import statistics
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from machine import machine  # bench/ is on the path when a script runs
 
 import triggers.file
 from orchestrator import DAG, TaskContext, dag, task
@@ -107,21 +107,6 @@ class ScanCounter:
 SCANS = ScanCounter()
 STARTED: dict[str, float] = {}  # run id -> perf_counter when its downstream task started
 WOKE: list[float] = []  # seconds from a time sensor's moment to its downstream task's start
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
 
 
 def rss_now_mib() -> float:

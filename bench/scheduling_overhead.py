@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,6 +24,8 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from machine import machine  # bench/ is on the path when a script runs
 
 from orchestrator.config import Settings
 from orchestrator.dagbag import load_dag_bag
@@ -65,21 +65,6 @@ FIRST_TASK = textwrap.dedent(
         first()
     """
 )
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{platform.node()}: {model}, {os.cpu_count()} cores, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}"
-    )
 
 
 async def one_run(dags_folder: Path, dag_id: str, in_process: bool) -> tuple[float, int]:

@@ -110,9 +110,6 @@ class Triggerer:
         else:
             self._waiting = deque(entry for entry in self._waiting if entry[0] != key)
 
-    def hosting(self, key: TaskKey) -> bool:
-        return key in self._triggers or any(entry[0] == key for entry in self._waiting)
-
     def statistics(self) -> TriggererStatistics:
         watchdog = self._watchdog
         return TriggererStatistics(
@@ -123,11 +120,6 @@ class Triggerer:
             blocked_seconds=watchdog.blocked_seconds if watchdog else 0.0,
             blocked_by=watchdog.blocked_by if watchdog else None,
         )
-
-    def describe(self, key: TaskKey) -> str | None:
-        """What the trigger of `key` is, for the watchdog's message."""
-        trigger = self._triggers.get(key)
-        return None if trigger is None else trigger.describe()
 
     # -- hosting one trigger ----------------------------------------------------------------------
 

@@ -225,9 +225,6 @@ class BaseSensor(BaseOperator):
         kwargs = {"inputs": inputs, "started_at": started_at, "checks": checks}
         return Defer(TimeTrigger(moment=moment), resume=method, kwargs=kwargs)
 
-    def call_resume(self, target: Any, context: TaskContext, event: Any, **kwargs: Any) -> Any:
-        return target(context, event, **kwargs)
-
     # -- arguments --------------------------------------------------------------------------------
 
     def _args(
