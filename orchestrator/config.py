@@ -66,6 +66,8 @@ class Settings:
     synchronous: str = "FULL"  # SQLite `PRAGMA synchronous`: NORMAL | FULL | EXTRA
     log_format: str = "text"  # text | json
     triggerer_capacity: int = 200_000  # triggers hosted at once; more wait for a free place
+    # The daemon on SIGTERM: seconds running tasks may go on before they are stopped.
+    shutdown_grace: float = 30.0
     # Untrusted input (run conf, payloads) may name files only under these folders ...
     allowed_roots: tuple[Path, ...] = ()
     # ... and URLs on loopback, private, link-local or metadata addresses only if this is true.
@@ -235,6 +237,11 @@ def _from_text(name: str, text: str, label: str) -> Any:
             return int(text)
         except ValueError:
             raise ConfigError(f"{label} must be a whole number, got {text!r}") from None
+    if name == "shutdown_grace":
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{label} must be a number of seconds, got {text!r}") from None
     if name in ("in_process", "allow_private_urls"):
         return _boolean_from_text(text, label)
     if name == "allowed_roots":
@@ -268,6 +275,12 @@ def _check_count(value: Any, label: Label, key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{label(key)} must be a whole number of 1 or more, got {value!r}")
     return value
+
+
+def _check_seconds(value: Any, label: Label, key: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1e6:
+        raise ConfigError(f"{label(key)} must be a number of seconds from 0, got {value!r}")
+    return float(value)
 
 
 def _check_boolean(value: Any, label: Label, key: str) -> bool:
@@ -340,6 +353,7 @@ _CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     ),
     "log_format": lambda value, label: _check_choice(value, label, "log_format", LOG_FORMATS),
     "triggerer_capacity": lambda value, label: _check_count(value, label, "triggerer_capacity"),
+    "shutdown_grace": lambda value, label: _check_seconds(value, label, "shutdown_grace"),
     "allowed_roots": _check_roots,
     "allow_private_urls": lambda value, label: _check_boolean(value, label, "allow_private_urls"),
     "allowed_hosts": _check_hosts,
@@ -357,6 +371,7 @@ _ENVIRON_VARIABLES = {
         "synchronous",
         "log_format",
         "triggerer_capacity",
+        "shutdown_grace",
         "allowed_roots",
         "allow_private_urls",
         "allowed_hosts",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from orchestrator.dags import DAG
 from orchestrator.errors import DagError, DagNotFoundError
-from orchestrator.loader import load_dag_file
+from orchestrator.loader import FileResult, load_dag_file
 
 
 @dataclass
@@ -47,6 +47,40 @@ class DagBag:
             problems = "\n".join(f"  {error}" for error in self.errors)
             message += f"\nProblems found while loading the folder:\n{problems}"
         return message
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """What reloading one file did: DAGs loaded (new or changed) and DAG ids dropped."""
+
+    loaded: list[DAG]
+    removed: list[str]
+    broken: bool  # the file has errors; DAGs it no longer gives keep their last good version
+
+
+def replace_file(bag: DagBag, result: FileResult, *, pools: Collection[str] | None) -> FileChange:
+    """Put a file's new import result into the bag, keeping the last good version when broken.
+
+    A file that now fails keeps serving its DAGs as they were (their schedules and run
+    triggers go on) and its errors are shown; a file that loads cleanly replaces its DAGs, and
+    the DAGs it no longer defines are dropped. A deleted file is a clean result with no DAGs.
+    """
+    path = result.path
+    before = {dag_id for dag_id, file in bag.files.items() if file == path}
+    bag.errors = [error for error in bag.errors if error.file != path]
+    bag.errors.extend(result.errors)
+    first_file = {dag_id: file for dag_id, file in bag.files.items() if file != path}
+    loaded = []
+    for pipeline in result.dags.values():
+        _add_dag(bag, pipeline, path, first_file, pools)
+        if bag.dags.get(pipeline.dag_id) is pipeline:
+            loaded.append(pipeline)
+    broken = bool(result.errors)
+    removed = [] if broken else sorted(before - {dag.dag_id for dag in loaded})
+    for dag_id in removed:
+        del bag.dags[dag_id]
+        del bag.files[dag_id]
+    return FileChange(loaded=loaded, removed=removed, broken=broken)
 
 
 def load_dag_bag(folder: Path, *, pools: Collection[str] | None = None) -> DagBag:

@@ -7,9 +7,11 @@ import heapq
 import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from orchestrator.errors import CycleError, DagError, DuplicateTaskError
+from orchestrator.runstarts import RunStarts, parse_run_starts
 from orchestrator.tasks import ParamRef, Site, Task, TaskOptions, caller_site
 
 _DAG_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
@@ -40,6 +42,14 @@ class DAG:
         tags: tuple[str, ...] | list[str] = (),
         on_success: Callable[[Any], Any] | None = None,
         on_failure: Callable[[Any], Any] | None = None,
+        schedule: str | timedelta | None = None,
+        timezone: str = "UTC",
+        start_date: Any = None,
+        end_date: Any = None,
+        catchup: bool | int = False,
+        run_on: Any = (),
+        batch_window: float | timedelta | None = None,
+        debounce: float | timedelta | None = None,
         site: Site | None = None,
     ) -> None:
         # `site` is where the DAG is defined; found from the call stack unless given.
@@ -62,6 +72,18 @@ class DAG:
         self.tags = tuple(tags)
         self.on_success = on_success
         self.on_failure = on_failure
+        #: How runs start by themselves: the schedule and the run triggers (runstarts.py).
+        self.starts = _run_starts(
+            self.site,
+            schedule=schedule,
+            timezone=timezone,
+            start_date=start_date,
+            end_date=end_date,
+            catchup=catchup,
+            run_on=run_on,
+            batch_window=batch_window,
+            debounce=debounce,
+        )
         self.tasks: dict[str, Task] = {}
         self._auto_ids: dict[str, int] = {}
         if DAG._collector is not None:
@@ -216,6 +238,17 @@ def _positive(name: str, value: int, site: Site) -> None:
             file=site.file,
             line=site.line,
         )
+
+
+def _run_starts(site: Site, **declared: Any) -> RunStarts:
+    """Parse the DAG's schedule and run triggers; a mistake is a DagError at the DAG's line."""
+    try:
+        return parse_run_starts(**declared)
+    except DagError as error:
+        error.file, error.line = error.file or site.file, error.line or site.line
+        raise
+    except (TypeError, ValueError) as error:
+        raise DagError(str(error), file=site.file, line=site.line) from None
 
 
 class DagFactory:

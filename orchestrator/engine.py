@@ -34,14 +34,17 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from orchestrator.changes import Change, RunChanged
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings
-from orchestrator.dagbag import DagBag, load_dag_bag
+from orchestrator.crashpoints import crashpoint
+from orchestrator.dagbag import DagBag, FileChange, load_dag_bag, replace_file
 from orchestrator.dags import DAG
 from orchestrator.deferring import Timer
 from orchestrator.errors import RunError
 from orchestrator.executor import Executor
 from orchestrator.jobs import Outcome, TaskJob, TaskOutcome
+from orchestrator.loader import FileResult
 from orchestrator.policy import InputPolicy
 from orchestrator.recovery import rebuild_run
+from orchestrator.runstarter import DagDue, RunStarter, SourceEvent, StarterMessage
 from orchestrator.runstate import ActiveRun, DagPlan, TaskInstance, Transitions
 from orchestrator.scheduler import Scheduler
 from orchestrator.state import RunState
@@ -49,6 +52,7 @@ from orchestrator.store import Store, open_store
 from orchestrator.store.base import WriteBatch
 from orchestrator.store.records import DagRecord, ImportErrorRecord, RunRecord
 from orchestrator.tasks import resolve_refs
+from orchestrator.ticking import backfill, interval_key
 from orchestrator.triggerer import Fired, Triggerer, TriggerOutcome
 from orchestrator.watchdog import LoopWatchdog
 from triggers.base import TriggerRuntime, set_runtime
@@ -78,7 +82,8 @@ class _TriggerEnded:
     outcome: TriggerOutcome
 
 
-_Message = _Finished | _Cancel | _TimerDue | _TriggerEnded
+_EngineMessage = _Finished | _Cancel | _TimerDue | _TriggerEnded
+_Message = _EngineMessage | StarterMessage
 
 
 class Engine:
@@ -123,6 +128,15 @@ class Engine:
             save_cursor=self._save_cursor,
             watchdog=self.watchdog,
         )
+        self.starter = RunStarter(
+            task_group, runtime=self.runtime, post=self._post, new_run=self._new_run
+        )
+        self._run_dags: dict[str, DAG] = {}  # run_id -> DAG, for the runs this engine drives
+        self._starting_runs = False  # the daemon: schedules and run triggers start runs
+        self._interrupting = False  # shutting down: a cancelled try is interrupted, not failed
+        self._stepping = False
+        self._settled = anyio.Event()
+        self._grace: anyio.CancelScope | None = None
         self._timers: list[tuple[float, int, Timer]] = []
         self._timer_order = itertools.count()
         self._timer_added = anyio.Event()
@@ -141,11 +155,14 @@ class Engine:
         dagbag: DagBag | None = None,
         clock: Clock | None = None,
         recover: bool = True,
+        start_runs: bool = False,
     ) -> AsyncIterator[Engine]:
         """Load the DAGs, open the store and the executor, and start scheduling.
 
         With `recover` (the default), runs left unfinished by an earlier process are picked
         up: deferred tasks wait on their triggers again, interrupted tries fail or retry.
+        With `start_runs` (the daemon), DAGs' schedules and run triggers start runs by
+        themselves; without it, runs start only when asked (`trigger`).
         """
         if dagbag is None:
             dagbag = load_dag_bag(settings.dags_folder, pools=settings.pool_slots())
@@ -168,8 +185,13 @@ class Engine:
                     task_group=tg,
                 )
                 await engine._record_dags()
+                await engine.starter.load(store)
+                for dag_id in engine.starter.paused:
+                    engine.scheduler.set_paused(dag_id, True)
                 if recover:
                     await engine._recover()
+                if start_runs:
+                    await engine._start_runs_starting()
                 tg.start_soon(engine._schedule_forever)
                 tg.start_soon(engine._time_forever)
                 engine.watchdog.start()
@@ -194,25 +216,88 @@ class Engine:
     ) -> str:
         """Create a run of `dag_id` (committed before this returns) and return its id."""
         dag = self.dagbag.get(dag_id)
+        if dag_id in self.starter.paused:
+            raise RunError(
+                f"DAG {dag_id!r} is paused, so no run of it starts; unpause it first "
+                f"(`orchestrator dags unpause {dag_id}`)"
+            )
         conf = _checked_conf(conf)
-        now = self.clock.now()
-        record = RunRecord(
-            run_id=_new_run_id(now),
-            dag_id=dag_id,
-            state=RunState.QUEUED,
-            conf=conf,
-            run_type=run_type,
-            dedup_key=dedup_key,
-            logical_date=logical_date,
-            queued_at=now,
-        )
         batch = WriteBatch()
+        record = self._run_record(
+            dag, conf, run_type=run_type, dedup_key=dedup_key, logical_date=logical_date
+        )
         batch.create_run(record, [])
         await self.store.commit(batch)
-        self._done[record.run_id] = anyio.Event()
-        self.scheduler.add_run(ActiveRun(record, dag, self._plan(dag)))
+        self._adopt(record, dag)
         self._wake.set()
         return record.run_id
+
+    def _new_run(self, dag: DAG, conf: dict[str, Any], batch: WriteBatch, **fields: Any) -> str:
+        """A queued run created in `batch` (the step's), handed to the scheduler at once."""
+        record = self._run_record(dag, conf, **fields)
+        batch.create_run(record, [])
+        self._adopt(record, dag)
+        return record.run_id
+
+    def _run_record(self, dag: DAG, conf: dict[str, Any], **fields: Any) -> RunRecord:
+        now = self.clock.now()
+        return RunRecord(
+            run_id=_new_run_id(now),
+            dag_id=dag.dag_id,
+            state=RunState.QUEUED,
+            conf=conf,
+            queued_at=now,
+            **fields,
+        )
+
+    def _adopt(self, record: RunRecord, dag: DAG) -> None:
+        """Drive this run: the scheduler gets it, and `wait` can wait for it."""
+        self._done[record.run_id] = anyio.Event()
+        self._run_dags[record.run_id] = dag
+        self.scheduler.add_run(ActiveRun(record, dag, self._plan(dag)))
+
+    async def backfill(self, dag_id: str, start: float, end: float) -> tuple[list[str], int]:
+        """Queue a run for every interval of the DAG's schedule from `start` to `end`.
+
+        Intervals that already have a run (scheduled, or an earlier backfill) are skipped:
+        returns the new runs' ids and how many were skipped. `max_active_runs` applies.
+        """
+        dag = self.dagbag.get(dag_id)
+        intervals = backfill(dag, start, end)
+        keys = [interval_key(interval) for interval in intervals]
+        known = await self.store.known_run_keys(dag_id, keys)
+        batch = WriteBatch()
+        records = [
+            self._run_record(
+                dag,
+                {},
+                run_type="backfill",
+                dedup_key=key,
+                logical_date=interval.start,
+                data_interval_end=interval.end,
+            )
+            for interval, key in zip(intervals, keys, strict=True)
+            if key not in known
+        ]
+        for record in records:
+            batch.create_run(record, [])
+        await self.store.commit(batch)
+        for record in records:
+            self._adopt(record, dag)
+        self._wake.set()
+        return [record.run_id for record in records], len(known)
+
+    async def set_paused(self, dag_id: str, paused: bool) -> None:
+        """Pause a DAG (no new run starts; running ones go on) or unpause it."""
+        self.dagbag.get(dag_id)
+        tx = Transitions(self.clock.now())
+        tx.batch.set_dag_paused(dag_id, paused)
+        self.starter.set_paused(dag_id, paused, tx)
+        await self.store.commit(tx.batch)
+        self.scheduler.set_paused(dag_id, paused)
+        self.starter.after_commit()
+        self._arm_timers()
+        self._wake.set()
 
     async def wait(self, run_id: str) -> RunRecord:
         """Wait until the run has finished, and return its final record."""
@@ -239,6 +324,57 @@ class Engine:
             raise RunError(f"run {run_id!r} is not being driven by this engine")
         self._post(_Cancel(run_id))
 
+    async def apply_file(self, result: FileResult) -> FileChange:
+        """Use a DAG file's new import result (the daemon reloads changed files with this)."""
+        change = replace_file(self.dagbag, result, pools=self.settings.pool_slots())
+        tx = Transitions(self.clock.now())
+        for dag_id in change.removed:
+            self.starter.deactivate(dag_id)
+        if self._starting_runs:
+            for dag in change.loaded:
+                self.starter.activate(dag, tx)
+        await self.store.commit(tx.batch)
+        await self._record_dags()
+        self._after_commit(tx)
+        self._wake.set()
+        return change
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop taking work, let running tries finish for `grace` seconds, then interrupt them.
+
+        Run triggers and schedules stop at once and no new task starts. A try still running
+        when the grace period ends is killed and recorded as interrupted: its task instance
+        is scheduled again (without using up a retry) and runs when the daemon starts again.
+        """
+        self.starter.stop()
+        self.scheduler.draining = True
+        self._wake.set()
+        with anyio.move_on_after(grace) as self._grace:
+            await self._until_settled()
+        if self._scopes:
+            logger.warning(
+                "%d task(s) still running after the %g s grace period: stopping them",
+                len(self._scopes),
+                grace,
+            )
+            crashpoint("shutdown_grace")
+            self._interrupting = True
+            for scope in list(self._scopes.values()):
+                scope.cancel()
+            with anyio.move_on_after(30):
+                await self._until_settled()
+
+    def hurry(self) -> None:
+        """End the shutdown's grace period now (a second SIGTERM or Ctrl-C)."""
+        if self._grace is not None:
+            self._grace.cancel()
+
+    async def _until_settled(self) -> None:
+        """Wait until no try runs and every message so far is committed."""
+        while self._scopes or self._inbox or self._stepping:
+            self._settled = anyio.Event()
+            await self._settled.wait()
+
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[MemoryObjectReceiveStream[Change]]:
         """A stream of every state change, each sent after the store committed it."""
@@ -262,19 +398,31 @@ class Engine:
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
-            await self._step()
+            self._stepping = True
+            try:
+                await self._step()
+            finally:
+                self._stepping = False
+                self._settled.set()
 
     async def _step(self) -> None:
         """Handle everything that arrived, decide, commit once, then act."""
-        tx = Transitions(self.clock.now())
         callbacks: list[tuple[TaskInstance, str]] = []
         to_kill: list[TaskInstance] = []
         inbox, self._inbox = self._inbox, []
+        prepared = await self.starter.prepare(inbox, self.store, self.clock.now())
+        tx = Transitions(self.clock.now())
+        self.starter.runs_created = 0
         for message in inbox:
-            self._handle(message, tx, callbacks, to_kill)
+            if isinstance(message, StarterMessage):
+                self.starter.apply(message, prepared, tx)
+            else:
+                self._handle(message, tx, callbacks, to_kill)
         finished = self._settle_runs(tx)
         started = self.scheduler.allocate(tx)
+        _crash_before_commit(inbox)
         await self.store.commit(tx.batch)
+        _crash_after_commit(inbox, self.starter.runs_created)
         self._publish(tx.changes)
         self._after_commit(tx)
         for ti in to_kill:
@@ -289,12 +437,16 @@ class Engine:
 
     def _handle(
         self,
-        message: _Message,
+        message: _EngineMessage,
         tx: Transitions,
         callbacks: list[tuple[TaskInstance, str]],
         to_kill: list[TaskInstance],
     ) -> None:
         if isinstance(message, _Finished):
+            if self._interrupting and message.outcome.error == "cancelled":
+                reason = "interrupted: the daemon stopped and its grace period ended"
+                self.scheduler.interrupt(message.ti, reason, tx)
+                return
             hook = self.scheduler.finish(message.ti, message.outcome, tx)
             if hook:
                 callbacks.append((message.ti, hook))
@@ -330,21 +482,30 @@ class Engine:
         armings, self.scheduler.armings = self.scheduler.armings, []
         for arming in armings:
             self.triggerer.arm(arming.key, arming.trigger, arming.cursor)
+        self.starter.after_commit()
         self._arm_timers()
 
     def _settle_runs(self, tx: Transitions) -> list[ActiveRun]:
-        """Admit queued runs and settle readiness until nothing more changes."""
+        """Admit queued runs and settle readiness until nothing more changes.
+
+        Successes and finished runs may be events for other DAGs (assets, `DagFinished`):
+        their runs are created in this same transaction, and admitted too.
+        """
         finished: list[ActiveRun] = []
+        followed = 0
         while True:
             self.scheduler.admit_runs(tx)
             done = self.scheduler.advance(tx)
-            if not done:
-                return finished
             finished.extend(done)
+            created = self.starter.runs_created
+            followed = self.starter.follow(tx, followed, self._run_dags.get)
+            if not done and self.starter.runs_created == created:
+                return finished
 
     def _publish(self, changes: list[Change]) -> None:
         for change in changes:
             if isinstance(change, RunChanged) and change.state.finished:
+                self._run_dags.pop(change.run_id, None)
                 done = self._done.pop(change.run_id, None)
                 if done is not None:
                     done.set()
@@ -365,6 +526,7 @@ class Engine:
         self._post(_Finished(ti, outcome))
 
     async def _run_try(self, ti: TaskInstance) -> TaskOutcome:
+        crashpoint("task_dispatched")
         try:
             job = self._job(ti)
         except (KeyError, IndexError, TypeError) as error:
@@ -396,7 +558,8 @@ class Engine:
     # -- timers ---------------------------------------------------------------------------------
 
     def _arm_timers(self) -> None:
-        timers, self.scheduler.timers = self.scheduler.timers, []
+        timers = [*self.scheduler.timers, *self.starter.timers]
+        self.scheduler.timers, self.starter.timers = [], []
         for timer in timers:
             earlier = not self._timers or timer.due < self._timers[0][0]
             heapq.heappush(self._timers, (timer.due, next(self._timer_order), timer))
@@ -418,7 +581,8 @@ class Engine:
             self._timer_scope = None
             now = self.clock.now()
             while self._timers and self._timers[0][0] <= now:
-                self._post(_TimerDue(heapq.heappop(self._timers)[2]))
+                timer = heapq.heappop(self._timers)[2]
+                self._post(DagDue(timer.key[0], "dag") if timer.kind == "dag" else _TimerDue(timer))
 
     # -- triggers -------------------------------------------------------------------------------
 
@@ -448,8 +612,20 @@ class Engine:
             run = rebuild_run(record, dag, self._plan(dag), instances, results)
             self.scheduler.recover(run, triggers, tx)
             self._done[record.run_id] = anyio.Event()
+            self._run_dags[record.run_id] = dag
+            self.starter.note_unfinished(record)
         await self.store.commit(tx.batch)
         self._publish(tx.changes)
+        self._after_commit(tx)
+        self._wake.set()
+
+    async def _start_runs_starting(self) -> None:
+        """Hand every loaded DAG's schedule and run triggers to the run starter."""
+        self._starting_runs = True
+        tx = Transitions(self.clock.now())
+        for dag in self.dagbag.dags.values():
+            self.starter.activate(dag, tx)
+        await self.store.commit(tx.batch)
         self._after_commit(tx)
         self._wake.set()
 
@@ -524,6 +700,29 @@ def _lone_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
         else:
             leaves.append(error)
     return leaves[0] if len(leaves) == 1 else group
+
+
+def _crash_before_commit(inbox: list[_Message]) -> None:
+    """Crash points of the crash tests (no-ops unless ORCHESTRATOR_CRASH_AT names one)."""
+    if any(isinstance(message, SourceEvent) for message in inbox):
+        crashpoint("event_received")
+    if any(
+        isinstance(message, _Finished) and message.outcome.status is Outcome.SUCCESS
+        for message in inbox
+    ):
+        crashpoint("task_succeeded")
+
+
+def _crash_after_commit(inbox: list[_Message], runs_created: int) -> None:
+    if runs_created and any(isinstance(message, SourceEvent) for message in inbox):
+        crashpoint("run_committed")
+    if runs_created and any(isinstance(message, DagDue) for message in inbox):
+        crashpoint("schedule_tick")
+    if any(
+        isinstance(message, _Finished) and message.outcome.status is Outcome.SUCCESS
+        for message in inbox
+    ):
+        crashpoint("success_committed")
 
 
 def _checked_conf(conf: Mapping[str, Any] | None) -> dict[str, Any]:

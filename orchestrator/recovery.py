@@ -11,6 +11,10 @@ mid-flight (`RecoveryDecisions.recover`), all in one transaction:
   while it ran") and retried if it has retries left: at-least-once execution.
 - `scheduled`: ready again (a deferrable sensor defers again).
 - `up_for_retry`: its backoff timer is set again for the stored moment.
+
+A daemon that shuts down first lets running tries finish for a grace period, then kills the
+rest: `RecoveryDecisions.interrupt` records those as failed tries and schedules the task
+instances again without using up a try, since the task did nothing wrong.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.dags import DAG
 from orchestrator.deferring import Arming, Timer
 from orchestrator.errors import TriggerLoadError
+from orchestrator.jobs import Outcome, TaskOutcome
 from orchestrator.results import decode_result
 from orchestrator.runstate import ActiveRun, DagPlan, TaskInstance, Transitions
 from orchestrator.state import TaskState
@@ -99,6 +104,12 @@ class RecoveryDecisions:
         armings: list[Arming]
 
         def add_run(self, run: ActiveRun) -> None: ...
+        def finish(self, ti: TaskInstance, outcome: TaskOutcome, tx: Transitions) -> str | None: ...
+        def _recheck(self, run: ActiveRun) -> None: ...
+        def _take_slot(self, ti: TaskInstance, sign: int) -> None: ...
+        def _end_try(
+            self, ti: TaskInstance, state: TaskState, error: str | None, tx: Transitions
+        ) -> None: ...
         def _fail(self, ti: TaskInstance, error: str, tx: Transitions) -> str: ...
         def _make_ready(self, ti: TaskInstance, tx: Transitions) -> None: ...
         def _push_ready(self, ti: TaskInstance) -> None: ...
@@ -113,6 +124,7 @@ class RecoveryDecisions:
             for ti in instances.values():
                 ti.log_path = self.log_path(ti) if ti.try_number else ""
                 self._recover_instance(ti, triggers.get(ti.key), tx)
+        self._recheck(run)  # it may have nothing left to do but finish
 
     def _recover_instance(
         self, ti: TaskInstance, trigger: TriggerRecord | None, tx: Transitions
@@ -144,3 +156,26 @@ class RecoveryDecisions:
         self.armings.append(Arming(ti.key, trigger, row.cursor))
         if row.timeout_at is not None:
             self.timers.append(Timer(row.timeout_at, ti.key, "timeout"))
+
+    def interrupt(self, ti: TaskInstance, reason: str, tx: Transitions) -> None:
+        """A running try was killed at shutdown: it failed, but the task instance runs again.
+
+        The try ends `failed` with `reason` and the instance goes back to `scheduled` (the run
+        goes on), its slot and pool freed. The kill was the daemon's doing, not the task's, so
+        the try is given back: `max_tries` grows by one. A resume keeps its event and runs
+        again in the same try, so it needs no extra one. In a run being cancelled the instance
+        is cancelled instead. Anything not running (it ended meanwhile) is left alone.
+        """
+        if ti.state is not TaskState.RUNNING:
+            return
+        if ti.run.cancelling:
+            self.finish(ti, TaskOutcome(status=Outcome.FAILED, error=reason), tx)
+            return
+        self._take_slot(ti, -1)
+        self._end_try(ti, TaskState.FAILED, reason, tx)
+        fields: dict[str, Any] = {"error": reason}
+        if not ti.resuming:
+            ti.max_tries += 1
+            fields["max_tries"] = ti.max_tries
+        tx.move(ti, TaskState.SCHEDULED, **fields)
+        self._push_ready(ti)

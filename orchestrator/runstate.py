@@ -8,7 +8,9 @@ announced as a `Change`, by `Transitions`.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Mapping
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +100,8 @@ class ActiveRun:
         self.cancelling = False
         self._dirty: list[tuple[int, str]] = []
         self._dirty_set: set[str] = set()
+        #: Told when a task is marked dirty, so the scheduler visits only runs with work to do.
+        self.on_dirty: Callable[[ActiveRun], None] = _ignore
 
     def context(self, **task_fields: Any) -> TaskContext:
         """The run's part of a task context; without `task_fields`, one for the run itself."""
@@ -112,11 +116,13 @@ class ActiveRun:
         )
 
     def mark_dirty(self, task_ids: set[str] | list[str]) -> None:
-        """Ask for these tasks' trigger rules to be evaluated again."""
+        """Ask for these tasks' trigger rules to be evaluated again (and tell `on_dirty`)."""
         for task_id in task_ids:
             if task_id not in self._dirty_set:
                 self._dirty_set.add(task_id)
                 heapq.heappush(self._dirty, (self.order[task_id], task_id))
+        if self._dirty:
+            self.on_dirty(self)
 
     def pop_dirty(self) -> str | None:
         """The dirty task that comes first in topological order (so cascades settle in one pass)."""
@@ -146,6 +152,85 @@ class ActiveRun:
 
     def leaf_states(self) -> list[TaskState]:
         return [ti.state for leaf in self.dag.leaves for ti in self.instances[leaf].values()]
+
+
+def _ignore(run: ActiveRun) -> None:
+    """The `on_dirty` of a run no scheduler has adopted yet (being rebuilt after a restart)."""
+
+
+class RunQueue:
+    """Queued runs per DAG, oldest first, and how many of each DAG's runs are running.
+
+    Admission must cost what changed, not the number of active runs: with a thousand event runs
+    queued behind `max_active_runs`, every finished run would otherwise sort them all again.
+    Only DAGs in `_candidates` (something changed that may let them admit) are looked at, and
+    each gives up its oldest runs until it is full. A cancelled queued run is dropped lazily,
+    when it reaches the head of its queue.
+    """
+
+    def __init__(self) -> None:
+        self.paused: set[str] = set()
+        self._queued: dict[str, list[tuple[float, int, ActiveRun]]] = {}
+        self._running: Counter[str] = Counter()
+        self._candidates: set[str] = set()
+        self._order = itertools.count()  # ties on queued_at go in insertion order
+
+    def queue(self, run: ActiveRun) -> None:
+        dag_id = run.dag.dag_id
+        heapq.heappush(self._queued.setdefault(dag_id, []), (run.queued_at, next(self._order), run))
+        self._candidates.add(dag_id)
+
+    def count_running(self, run: ActiveRun) -> None:
+        """A run already running (picked up after a restart) holds one of its DAG's places."""
+        self._running[run.dag.dag_id] += 1
+
+    def ended(self, run: ActiveRun) -> None:
+        """A running run finished: its place goes to the DAG's next queued run."""
+        dag_id = run.dag.dag_id
+        self._running[dag_id] -= 1
+        if self._running[dag_id] <= 0:
+            del self._running[dag_id]
+        if dag_id in self._queued:
+            self._candidates.add(dag_id)
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        if paused:
+            self.paused.add(dag_id)
+        else:
+            self.paused.discard(dag_id)
+            self._candidates.add(dag_id)
+
+    def running(self, dag_id: str) -> int:
+        """How many runs of the DAG are running."""
+        return self._running[dag_id]
+
+    def admit(self) -> list[ActiveRun]:
+        """Take the runs that may start now, oldest first across DAGs, counting them running."""
+        heads = [head for dag_id in self._candidates if (head := self._head(dag_id)) is not None]
+        self._candidates.clear()  # full, paused or empty now: only a change brings one back
+        heapq.heapify(heads)
+        admitted = []
+        while heads:
+            _, _, dag_id = heapq.heappop(heads)
+            run = heapq.heappop(self._queued[dag_id])[2]
+            self._running[dag_id] += 1
+            admitted.append(run)
+            if (head := self._head(dag_id)) is not None:
+                heapq.heappush(heads, head)
+        return admitted
+
+    def _head(self, dag_id: str) -> tuple[float, int, str] | None:
+        """The DAG's oldest queued run's (queued_at, order, dag_id), if it may start now."""
+        queue = self._queued.get(dag_id)
+        while queue and queue[0][2].state is not RunState.QUEUED:
+            heapq.heappop(queue)  # cancelled while queued
+        if not queue:
+            self._queued.pop(dag_id, None)
+            return None
+        queued_at, order, run = queue[0]
+        if dag_id in self.paused or self._running[dag_id] >= run.dag.max_active_runs:
+            return None
+        return (queued_at, order, dag_id)
 
 
 class ResultView(Mapping[str, Any]):

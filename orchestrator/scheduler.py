@@ -20,7 +20,7 @@ from orchestrator.errors import UnknownTaskError
 from orchestrator.jobs import Outcome, TaskOutcome
 from orchestrator.recovery import RecoveryDecisions
 from orchestrator.results import decode_result
-from orchestrator.runstate import ActiveRun, TaskInstance, Transitions
+from orchestrator.runstate import ActiveRun, RunQueue, TaskInstance, Transitions
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.records import TaskInstanceRecord, TryRecord
 from orchestrator.tasks import Task, map_combinations, resolve_refs
@@ -63,6 +63,11 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         self.slots_used = 0
         self._ready: list[tuple[int, float, int, int, str, str, int]] = []
         self._tie = itertools.count()
+        self._queue = RunQueue()
+        #: Runs with something to settle (dirty tasks, or one that may let the run finish).
+        self._dirty_runs: dict[str, ActiveRun] = {}
+        #: Shutting down: running tasks finish, no queued run is admitted, no task starts.
+        self.draining = False
         #: Timers started since the engine last collected them (it owns the clock).
         self.timers: list[Timer] = []
         #: Triggers to host since the engine last collected them (after the commit).
@@ -70,23 +75,49 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
 
     # -- runs -----------------------------------------------------------------------------------
 
+    @property
+    def paused(self) -> set[str]:
+        """DAG ids whose queued runs are not admitted (their running runs go on).
+
+        Change it with `set_paused` (or by assigning a whole set): a DAG removed from the set
+        by hand is admitted only when something else changes for it.
+        """
+        return self._queue.paused
+
+    @paused.setter
+    def paused(self, dag_ids: set[str]) -> None:
+        for dag_id in self._queue.paused - dag_ids:
+            self._queue.set_paused(dag_id, False)
+        for dag_id in dag_ids:
+            self._queue.set_paused(dag_id, True)
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        """Pause or unpause a DAG; once unpaused, the next `admit_runs` admits its queued runs."""
+        self._queue.set_paused(dag_id, paused)
+
+    def running_runs(self, dag_id: str) -> int:
+        """How many runs of the DAG are running (what `max_active_runs` limits)."""
+        return self._queue.running(dag_id)
+
     def add_run(self, run: ActiveRun) -> None:
+        """Drive a queued run (or a running one, picked up after a restart)."""
         self.runs[run.run_id] = run
+        run.on_dirty = self._recheck
+        if run.state is RunState.QUEUED:
+            self._queue.queue(run)
+        elif run.state is RunState.RUNNING:
+            self._queue.count_running(run)
 
     def admit_runs(self, tx: Transitions) -> None:
         """Start queued runs while their DAG is under `max_active_runs`, oldest first."""
-        running = Counter(r.dag.dag_id for r in self.runs.values() if r.state is RunState.RUNNING)
-        queued = sorted(
-            (r for r in self.runs.values() if r.state is RunState.QUEUED),
-            key=lambda r: r.queued_at,
-        )
-        for run in queued:
-            if running[run.dag.dag_id] < run.dag.max_active_runs:
-                running[run.dag.dag_id] += 1
-                tx.move_run(run, RunState.RUNNING)
-                run.started_at = tx.now
-                self._create_instances(run, tx)
-                run.mark_dirty(run.dag.roots)
+        if self.draining:
+            return
+        for run in self._queue.admit():
+            tx.move_run(run, RunState.RUNNING)
+            run.started_at = tx.now
+            self._create_instances(run, tx)
+            run.mark_dirty(run.dag.roots)
+            self._recheck(run)  # a DAG without tasks finishes at once
 
     def _create_instances(self, run: ActiveRun, tx: Transitions) -> None:
         """Rows for every task that is not expanded; expanded tasks get theirs when they expand."""
@@ -129,17 +160,32 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
     # -- readiness ------------------------------------------------------------------------------
 
     def advance(self, tx: Transitions) -> list[ActiveRun]:
-        """Settle every dirty task of every running run; return the runs that finished."""
-        finished = []
-        for run in list(self.runs.values()):
-            if run.state is not RunState.RUNNING:
-                continue
-            while (task_id := run.pop_dirty()) is not None:
-                self._evaluate(run, run.dag.tasks[task_id], tx)
-            if not run.unfinished and not run.running:
-                self._finish_run(run, tx)
-                finished.append(run)
+        """Settle every dirty task of every running run; return the runs that finished.
+
+        Only runs that asked (`_recheck`) are visited, so a step costs what changed, not the
+        number of active runs.
+        """
+        finished: list[ActiveRun] = []
+        while self._dirty_runs:
+            dirty, self._dirty_runs = self._dirty_runs, {}
+            finished.extend(run for run in dirty.values() if self._advance_run(run, tx))
         return finished
+
+    def _advance_run(self, run: ActiveRun, tx: Transitions) -> bool:
+        """Settle the run's dirty tasks; finish it if nothing is left. True if it finished."""
+        if run.state is not RunState.RUNNING or self.runs.get(run.run_id) is not run:
+            return False  # queued (admission marks it again) or already gone
+        while (task_id := run.pop_dirty()) is not None:
+            self._evaluate(run, run.dag.tasks[task_id], tx)
+        self._dirty_runs.pop(run.run_id, None)  # what it marked itself is settled already
+        if run.unfinished or run.running:
+            return False
+        self._finish_run(run, tx)
+        return True
+
+    def _recheck(self, run: ActiveRun) -> None:
+        """Visit the run in the next `advance`: it has dirty tasks, or may be able to finish."""
+        self._dirty_runs[run.run_id] = run
 
     def _evaluate(self, run: ActiveRun, task: Task, tx: Transitions) -> None:
         instances = run.instances[task.task_id]
@@ -167,6 +213,7 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         if run.task_finished(ti.task_id):
             run.unfinished.discard(ti.task_id)
             run.mark_dirty(ti.task.downstream_task_ids)
+            self._recheck(run)  # a leaf has nothing downstream, but the run may be done
 
     def _expand(self, run: ActiveRun, task: Task, verdict: Verdict, tx: Transitions) -> None:
         """Turn a mapped task into one instance per element of its (now known) input lists."""
@@ -211,6 +258,7 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         tx.announce(ti)
         run.unfinished.discard(task.task_id)
         run.mark_dirty(task.downstream_task_ids)
+        self._recheck(run)
 
     # -- slots ----------------------------------------------------------------------------------
 
@@ -237,7 +285,7 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         """Give free slots to scheduled instances, highest priority first, within pool limits."""
         started: list[TaskInstance] = []
         blocked = []
-        while self._ready and self.slots_used < self.slots:
+        while self._ready and self.slots_used < self.slots and not self.draining:
             entry = heapq.heappop(self._ready)
             ti = self._instance(entry[4], entry[5], entry[6])
             if ti is None or ti.state is not TaskState.SCHEDULED:
@@ -301,6 +349,8 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         self.slots_used += sign
         self.pool_used[ti.task.options.pool] += sign * ti.task.options.pool_slots
         ti.run.running += sign
+        if sign < 0:
+            self._recheck(ti.run)  # its last running task may have been all that was left
 
     def log_path(self, ti: TaskInstance) -> str:
         name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}.{ti.map_index}"
@@ -310,7 +360,13 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
     # -- outcomes -------------------------------------------------------------------------------
 
     def finish(self, ti: TaskInstance, outcome: TaskOutcome, tx: Transitions) -> str | None:
-        """Record how a try ended. Returns the callback to call: success, failure or retry."""
+        """Record how a try ended. Returns the callback to call: success, failure or retry.
+
+        A try the scheduler already ended (`interrupt`) is not running any more: its late
+        outcome changes nothing.
+        """
+        if ti.state is not TaskState.RUNNING:
+            return None
         self._take_slot(ti, -1)
         if ti.run.cancelling and outcome.status is not Outcome.SUCCESS:
             self._end_try(ti, TaskState.CANCELLED, "cancelled", tx)
@@ -409,6 +465,7 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
                 elif ti.state is TaskState.RUNNING:
                     running.append(ti)
         run.unfinished.clear()
+        self._recheck(run)  # with nothing running, it is cancelled in this very step
         return running
 
     def _finish_run(self, run: ActiveRun, tx: Transitions) -> None:
@@ -420,3 +477,4 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
             state = RunState.SUCCESS
         tx.move_run(run, state)
         del self.runs[run.run_id]
+        self._queue.ended(run)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Union
 
+from orchestrator.assets import Asset, as_assets
 from orchestrator.context import TaskContext
 from orchestrator.deferral import call_with_context
 from orchestrator.errors import DagError, TaskError, UnknownTaskError
@@ -84,8 +85,10 @@ class TaskOptions:
     on_failure: Callback | None = None
     on_retry: Callback | None = None
     in_process: bool | None = None  # None: the engine's default executor mode
+    outlets: tuple[Asset, ...] = ()  # assets this task updates when it succeeds
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "outlets", as_assets(self.outlets, what="outlets"))
         object.__setattr__(self, "trigger_rule", _trigger_rule(self.trigger_rule))
         for name in ("retries", "pool_slots", "priority_weight"):
             _whole_number(name, getattr(self, name))

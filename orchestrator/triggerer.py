@@ -151,7 +151,7 @@ class Triggerer:
             logger.warning("trigger %s failed", trigger.describe(), exc_info=True)
             return Failed(f"trigger {type(trigger).__name__} failed: {one_line(error)}")
         finally:
-            await _close(events)
+            await close_events(events)
         return Failed(f"trigger {trigger.describe()} ended without an event")
 
     def _deliver(self, key: TaskKey, outcome: TriggerOutcome) -> None:
@@ -178,7 +178,7 @@ class Triggerer:
             self._tg.start_soon(self._host, key, trigger, cursor)
 
 
-async def _close(events: AsyncIterator[TriggerEvent]) -> None:
+async def close_events(events: AsyncIterator[TriggerEvent]) -> None:
     """Close the generator now (its `finally:` runs here, not whenever it is collected)."""
     aclose = getattr(events, "aclose", None)
     if aclose is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from orchestrator.cli.daemon import daemon_command
 from orchestrator.cli.dags import dags_group
 from orchestrator.cli.db import db_group
 from orchestrator.cli.exit_codes import EXIT_INTERRUPTED, exit_code_for
@@ -65,7 +66,15 @@ def cli() -> None:
     """
 
 
-for _command in (init_command, run_command, dags_group, runs_group, tasks_group, db_group):
+for _command in (
+    init_command,
+    run_command,
+    daemon_command,
+    dags_group,
+    runs_group,
+    tasks_group,
+    db_group,
+):
     cli.add_command(_command)
 
 

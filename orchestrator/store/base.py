@@ -15,8 +15,10 @@ from typing import Any, Protocol
 from orchestrator.state import RunState, TaskState, check_run_transition, check_task_transition
 from orchestrator.store.records import (
     DagRecord,
+    EventRecord,
     ImportErrorRecord,
     RunRecord,
+    RunSourceRecord,
     TaskInstanceRecord,
     TriggerRecord,
     TryRecord,
@@ -27,7 +29,16 @@ TaskKey = tuple[str, str, int]  # (run_id, task_id, map_index)
 # The columns `set_task_state` may set beside the state. Checked here, where the batch is built,
 # so a typo fails at its call site; the SQLite store checks again because they become SQL.
 TASK_STATE_FIELDS = frozenset(
-    {"try_number", "queued_at", "started_at", "ended_at", "next_retry_at", "error", "next_call"}
+    {
+        "try_number",
+        "max_tries",
+        "queued_at",
+        "started_at",
+        "ended_at",
+        "next_retry_at",
+        "error",
+        "next_call",
+    }
 )
 
 
@@ -83,8 +94,8 @@ class WriteBatch:
     def set_task_state(self, key: TaskKey, old: TaskState, new: TaskState, **fields: Any) -> None:
         """Move a task instance; `fields` sets columns of TaskInstanceRecord on the same row.
 
-        Allowed fields: try_number, queued_at, started_at, ended_at, next_retry_at, error,
-        next_call.
+        Allowed fields: try_number, max_tries, queued_at, started_at, ended_at, next_retry_at,
+        error, next_call.
         """
         check_task_transition(old, new)
         check_task_state_fields(fields)
@@ -124,6 +135,40 @@ class WriteBatch:
     def save_trigger_cursor(self, key: TaskKey, cursor: Any) -> None:
         """Remember where a trigger got to (JSON), so after a restart it goes on from there."""
         self.ops.append(Op("save_trigger_cursor", {"key": key, "cursor": cursor}))
+
+    def set_dag_paused(self, dag_id: str, paused: bool) -> None:
+        """Pause (no new runs start) or unpause a DAG; fails the batch if there is no such DAG."""
+        self.ops.append(Op("set_dag_paused", {"dag_id": dag_id, "paused": paused}))
+
+    def add_events(self, events: list[EventRecord]) -> None:
+        """Record events; one already recorded (same DAG and dedup key) fails the batch."""
+        self.ops.append(Op("add_events", {"events": events}))
+
+    def assign_events(self, dag_id: str, dedup_keys: list[str], run_id: str) -> None:
+        """Mark waiting events (batch window, debounce) as started by `run_id`."""
+        self.ops.append(
+            Op("assign_events", {"dag_id": dag_id, "dedup_keys": dedup_keys, "run_id": run_id})
+        )
+
+    def put_run_source(self, source: RunSourceRecord) -> None:
+        """Record a DAG's run trigger as hosted now; keeps the saved cursor of the same trigger."""
+        self.ops.append(Op("put_run_source", {"source": source}))
+
+    def delete_run_sources(self, dag_id: str, keep: list[str]) -> None:
+        """Forget a DAG's run triggers other than `keep` (it no longer declares them)."""
+        self.ops.append(Op("delete_run_sources", {"dag_id": dag_id, "keep": keep}))
+
+    def save_source_cursor(self, dag_id: str, source: str, cursor: Any) -> None:
+        """Remember where a run trigger got to (JSON), so a restart goes on from there."""
+        self.ops.append(
+            Op("save_source_cursor", {"dag_id": dag_id, "source": source, "cursor": cursor})
+        )
+
+    def set_source_error(self, dag_id: str, source: str, error: str | None) -> None:
+        """Say why a run trigger is not watching (None: it is watching again)."""
+        self.ops.append(
+            Op("set_source_error", {"dag_id": dag_id, "source": source, "error": error})
+        )
 
     def save_result(self, key: TaskKey, value_json: str) -> None:
         """Record a task instance's result, already encoded as JSON text (size-checked)."""
@@ -184,6 +229,32 @@ class Store(Protocol):
     async def list_triggers(self) -> list[TriggerRecord]:
         """Every stored trigger, oldest first."""
         ...
+
+    async def get_dag(self, dag_id: str) -> DagRecord | None: ...
+
+    async def list_events(
+        self, *, dag_id: str | None = None, run_id: str | None = None, limit: int = 50
+    ) -> list[EventRecord]:
+        """Newest first."""
+        ...
+
+    async def list_pending_events(self) -> list[EventRecord]:
+        """Events that wait for their batch window or debounce (no run yet), oldest first."""
+        ...
+
+    async def known_event_keys(self, dag_id: str, dedup_keys: list[str]) -> set[str]:
+        """Which of these dedup keys the DAG has already recorded an event for."""
+        ...
+
+    async def known_run_keys(self, dag_id: str, dedup_keys: list[str]) -> set[str]:
+        """Which of these dedup keys the DAG already has a run for."""
+        ...
+
+    async def latest_logical_dates(self, run_type: str) -> dict[str, float]:
+        """Per DAG, the latest logical date of its runs of this type."""
+        ...
+
+    async def list_run_sources(self) -> list[RunSourceRecord]: ...
 
     async def integrity_check(self) -> list[str]:
         """Problems found by a full check; empty when the database is sound."""

@@ -146,9 +146,33 @@ DROP INDEX triggers_by_task_instance;
 CREATE UNIQUE INDEX triggers_by_task_instance ON triggers (run_id, task_id, map_index);
 """
 
+# Runs that start themselves. Scheduled runs keep their data interval's end beside its start
+# (`logical_date`). Events say which of the DAG's run triggers saw them; an event whose run_id
+# is NULL waits for its batch window or debounce. `run_sources` holds each DAG's run triggers
+# as the daemon hosts them (a separate table rather than `triggers` rows with NULL task
+# columns, as migration 1 planned: a run trigger belongs to a DAG and has its own key).
+_RUN_TRIGGERS = """
+ALTER TABLE runs ADD COLUMN data_interval_end REAL;
+CREATE INDEX runs_by_logical_date ON runs (dag_id, logical_date) WHERE logical_date IS NOT NULL;
+ALTER TABLE events ADD COLUMN source TEXT NOT NULL DEFAULT '';
+CREATE INDEX events_pending ON events (dag_id, event_id) WHERE run_id IS NULL;
+CREATE INDEX events_by_received_at ON events (received_at);
+CREATE TABLE run_sources (
+    dag_id    TEXT NOT NULL,
+    source    TEXT NOT NULL,
+    classpath TEXT NOT NULL,
+    kwargs    TEXT NOT NULL,
+    armed_at  REAL NOT NULL,
+    cursor    TEXT,
+    error     TEXT,
+    PRIMARY KEY (dag_id, source)
+);
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "DAGs, runs, task instances, tries, results, events, triggers", _INITIAL_SCHEMA),
     Migration(2, "deferral: task instances' next call, trigger timeouts and cursors", _DEFERRAL),
+    Migration(3, "run triggers: data intervals, event sources, run sources", _RUN_TRIGGERS),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].number

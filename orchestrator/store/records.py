@@ -35,10 +35,11 @@ class RunRecord:
     conf: dict[str, Any]
     run_type: str = "manual"  # manual | scheduled | event | backfill
     dedup_key: str | None = None  # UNIQUE per DAG when set: one event, one run
-    logical_date: float | None = None
+    logical_date: float | None = None  # scheduled and backfill runs: their data interval's start
     queued_at: float = 0.0
     started_at: float | None = None
     ended_at: float | None = None
+    data_interval_end: float | None = None  # ... and its end
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,3 +97,33 @@ class TriggerRecord:
     @property
     def key(self) -> tuple[str, str, int]:
         return (self.run_id, self.task_id, self.map_index)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventRecord:
+    """Something that happened for a DAG (a file landed, an asset was updated, ...).
+
+    `run_id` is the run it started; None while it waits for its batch window or debounce.
+    UNIQUE (dag_id, dedup_key) in the store makes a redelivered event a no-op.
+    """
+
+    dag_id: str
+    dedup_key: str
+    payload: dict[str, Any]
+    received_at: float
+    source: str = ""  # which of the DAG's run triggers saw it
+    run_id: str | None = None
+    event_id: int | None = None  # assigned by the store
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSourceRecord:
+    """A DAG's run trigger as the daemon hosts it: what it waits on, since when, where it got to."""
+
+    dag_id: str
+    source: str  # the trigger's one-line description, unique per DAG
+    classpath: str
+    kwargs: dict[str, Any]
+    armed_at: float
+    cursor: Any = None
+    error: str | None = None  # why it is not watching right now (it is retried)

@@ -13,8 +13,10 @@ from typing import Any
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.records import (
     DagRecord,
+    EventRecord,
     ImportErrorRecord,
     RunRecord,
+    RunSourceRecord,
     TaskInstanceRecord,
     TriggerRecord,
     TryRecord,
@@ -26,13 +28,15 @@ DAG_COLUMNS = "dag_id, fileloc, description, is_paused, updated_at"
 IMPORT_ERROR_COLUMNS = "fileloc, line, message, recorded_at"
 RUN_COLUMNS = (
     "run_id, dag_id, state, conf, run_type, dedup_key, logical_date, queued_at, started_at,"
-    " ended_at"
+    " ended_at, data_interval_end"
 )
 TASK_INSTANCE_COLUMNS = (
     "run_id, task_id, map_index, state, try_number, max_tries, pool, priority, queued_at,"
     " started_at, ended_at, next_retry_at, error, next_call"
 )
 TRIGGER_COLUMNS = "run_id, task_id, map_index, classpath, kwargs, created_at, timeout_at, cursor"
+EVENT_COLUMNS = "dag_id, dedup_key, payload, received_at, source, run_id, event_id"
+RUN_SOURCE_COLUMNS = "dag_id, source, classpath, kwargs, armed_at, cursor, error"
 TRY_COLUMNS = (
     "run_id, task_id, map_index, try_number, state, started_at, ended_at, log_path, error, pid"
 )
@@ -83,11 +87,14 @@ def run_params(run: RunRecord) -> tuple[Any, ...]:
         run.queued_at,
         run.started_at,
         run.ended_at,
+        run.data_interval_end,
     )
 
 
 def run_from_row(row: Row) -> RunRecord:
-    run_id, dag_id, state, conf, run_type, dedup_key, logical_date, queued, started, ended = row
+    run_id, dag_id, state, conf, run_type, dedup_key, logical_date, queued, started, ended = row[
+        :10
+    ]
     return RunRecord(
         run_id=run_id,
         dag_id=dag_id,
@@ -99,6 +106,7 @@ def run_from_row(row: Row) -> RunRecord:
         queued_at=queued,
         started_at=started,
         ended_at=ended,
+        data_interval_end=row[10],
     )
 
 
@@ -194,4 +202,55 @@ def try_from_row(row: Row) -> TryRecord:
         log_path=log_path,
         error=error,
         pid=pid,
+    )
+
+
+def event_params(event: EventRecord) -> tuple[Any, ...]:
+    payload = encode_json(event.payload, what=f"the payload of event {event.dedup_key!r}")
+    return (
+        event.dag_id,
+        event.dedup_key,
+        payload,
+        event.received_at,
+        event.source,
+        event.run_id,
+        event.event_id,
+    )
+
+
+def event_from_row(row: Row) -> EventRecord:
+    dag_id, dedup_key, payload, received_at, source, run_id, event_id = row
+    return EventRecord(
+        dag_id=dag_id,
+        dedup_key=dedup_key,
+        payload=json.loads(payload),
+        received_at=received_at,
+        source=source,
+        run_id=run_id,
+        event_id=event_id,
+    )
+
+
+def run_source_params(source: RunSourceRecord) -> tuple[Any, ...]:
+    return (
+        source.dag_id,
+        source.source,
+        source.classpath,
+        encode_json(source.kwargs, what=f"the arguments of run trigger {source.source}"),
+        source.armed_at,
+        None if source.cursor is None else encode_json(source.cursor, what="a trigger cursor"),
+        source.error,
+    )
+
+
+def run_source_from_row(row: Row) -> RunSourceRecord:
+    dag_id, source, classpath, kwargs, armed_at, cursor, error = row
+    return RunSourceRecord(
+        dag_id=dag_id,
+        source=source,
+        classpath=classpath,
+        kwargs=json.loads(kwargs),
+        armed_at=armed_at,
+        cursor=None if cursor is None else json.loads(cursor),
+        error=error,
     )

@@ -23,22 +23,28 @@ from orchestrator.store.connection import check_synchronous, connect_reader, con
 from orchestrator.store.migrations import check_version, migrate, read_version
 from orchestrator.store.records import (
     DagRecord,
+    EventRecord,
     ImportErrorRecord,
     RunRecord,
+    RunSourceRecord,
     TaskInstanceRecord,
     TriggerRecord,
     TryRecord,
 )
 from orchestrator.store.rows import (
     DAG_COLUMNS,
+    EVENT_COLUMNS,
     IMPORT_ERROR_COLUMNS,
     RUN_COLUMNS,
+    RUN_SOURCE_COLUMNS,
     TASK_INSTANCE_COLUMNS,
     TRIGGER_COLUMNS,
     TRY_COLUMNS,
     dag_from_row,
+    event_from_row,
     import_error_from_row,
     run_from_row,
+    run_source_from_row,
     task_instance_from_row,
     trigger_from_row,
     try_from_row,
@@ -132,6 +138,54 @@ class SqliteStore:
         """Every stored trigger, oldest first."""
         sql = f"SELECT {TRIGGER_COLUMNS} FROM triggers ORDER BY trigger_id"
         return [trigger_from_row(row) for row in await self._fetch(sql)]
+
+    async def get_dag(self, dag_id: str) -> DagRecord | None:
+        rows = await self._fetch(f"SELECT {DAG_COLUMNS} FROM dags WHERE dag_id = ?", (dag_id,))
+        return dag_from_row(rows[0]) if rows else None
+
+    async def list_events(
+        self, *, dag_id: str | None = None, run_id: str | None = None, limit: int = 50
+    ) -> list[EventRecord]:
+        """Newest first."""
+        filters = {"dag_id": dag_id, "run_id": run_id}
+        chosen = {column: value for column, value in filters.items() if value is not None}
+        where = " AND ".join(f"{column} = ?" for column in chosen) or "1"
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY event_id DESC LIMIT ?"
+        return [event_from_row(row) for row in await self._fetch(sql, (*chosen.values(), limit))]
+
+    async def list_pending_events(self) -> list[EventRecord]:
+        """Events that wait for their batch window or debounce (no run yet), oldest first."""
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id IS NULL ORDER BY event_id"
+        return [event_from_row(row) for row in await self._fetch(sql)]
+
+    async def known_event_keys(self, dag_id: str, dedup_keys: list[str]) -> set[str]:
+        """Which of these dedup keys the DAG has already recorded an event for."""
+        return await self._known_keys("events", dag_id, dedup_keys)
+
+    async def known_run_keys(self, dag_id: str, dedup_keys: list[str]) -> set[str]:
+        """Which of these dedup keys the DAG already has a run for."""
+        return await self._known_keys("runs", dag_id, dedup_keys)
+
+    async def _known_keys(self, table: str, dag_id: str, dedup_keys: list[str]) -> set[str]:
+        known: set[str] = set()
+        for start in range(0, len(dedup_keys), 500):  # under SQLite's limit of bound variables
+            chunk = dedup_keys[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            sql = f"SELECT dedup_key FROM {table} WHERE dag_id = ? AND dedup_key IN ({marks})"
+            known.update(row[0] for row in await self._fetch(sql, (dag_id, *chunk)))
+        return known
+
+    async def latest_logical_dates(self, run_type: str) -> dict[str, float]:
+        """Per DAG, the latest logical date of its runs of this type."""
+        sql = (
+            "SELECT dag_id, MAX(logical_date) FROM runs"
+            " WHERE run_type = ? AND logical_date IS NOT NULL GROUP BY dag_id"
+        )
+        return dict(await self._fetch(sql, (run_type,)))
+
+    async def list_run_sources(self) -> list[RunSourceRecord]:
+        sql = f"SELECT {RUN_SOURCE_COLUMNS} FROM run_sources ORDER BY dag_id, source"
+        return [run_source_from_row(row) for row in await self._fetch(sql)]
 
     async def integrity_check(self) -> list[str]:
         """Problems found by a full check of the file and its foreign keys; empty when sound."""

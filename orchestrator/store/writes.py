@@ -21,6 +21,7 @@ import aiosqlite
 from orchestrator.errors import DuplicateRunError, StateConflictError, StoreError
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.base import Op, TaskKey, check_task_state_fields
+from orchestrator.store.eventwrites import EVENT_HANDLERS
 from orchestrator.store.records import (
     DagRecord,
     ImportErrorRecord,
@@ -55,7 +56,7 @@ _UPSERT_DAG = f"""
         updated_at = excluded.updated_at
 """
 _INSERT_IMPORT_ERROR = f"INSERT INTO import_errors ({IMPORT_ERROR_COLUMNS}) VALUES (?, ?, ?, ?)"
-_INSERT_RUN = f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_RUN = f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_TASK_INSTANCE = (
     f"INSERT INTO task_instances ({TASK_INSTANCE_COLUMNS})"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -267,4 +268,5 @@ _HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
     "add_trigger": _add_trigger,
     "delete_trigger": _delete_trigger,
     "save_trigger_cursor": _save_trigger_cursor,
+    **EVENT_HANDLERS,
 }

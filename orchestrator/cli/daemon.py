@@ -1,0 +1,40 @@
+"""`orchestrator daemon`: run everything in one long-lived process (see orchestrator/daemon.py)."""
+
+from __future__ import annotations
+
+import click
+
+from orchestrator.cli.options import load_cli_settings, settings_options
+
+
+@click.command("daemon")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="Log lines for people (text) or for log collectors (json) [default: `log_format`].",
+)
+@click.option(
+    "--shutdown-grace",
+    type=click.FloatRange(min=0),
+    help="Seconds running tasks may go on after SIGTERM [default: `shutdown_grace`, 30].",
+)
+@settings_options
+def daemon_command(log_format: str | None, shutdown_grace: float | None) -> None:
+    """Run the scheduler, triggers and workers until stopped (SIGTERM or Ctrl-C).
+
+    DAGs start runs by themselves from their schedules and run triggers; DAG files are
+    reloaded when they change; `orchestrator trigger`, `dags pause` and `backfill` reach it at
+    once. One daemon per state directory: a second one is refused.
+
+    \b
+    Example:
+      orchestrator daemon --dags-folder examples/
+    """
+    settings = load_cli_settings(log_format=log_format, shutdown_grace=shutdown_grace)
+    import anyio
+
+    from orchestrator.daemon import serve
+    from orchestrator.logsetup import configure_logging
+
+    configure_logging(settings.log_format)
+    anyio.run(serve, settings)
