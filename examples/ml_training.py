@@ -3,6 +3,8 @@
 Run it with `orchestrator run ml_training --dags-folder examples` (that is what `make run` does).
 `ml_training_on_arrival` is the same pipeline started by data: its first task is a file sensor
 that waits, holding no worker slot, until a CSV lands in `incoming_dir`.
+`ml_retrain_on_new_data` needs no sensor: under `orchestrator daemon`, each CSV that lands in
+`data/incoming` starts a run of its own, with the file's path in `conf["path"]`.
 Pass `--conf '{"path": "my.csv"}'` to train on your own CSV (numeric feature columns and a 0/1
 `target` column); without it, the breast-cancer data set that ships with scikit-learn is used.
 
@@ -23,6 +25,7 @@ from typing import Any
 
 from orchestrator import DAG, TaskContext, dag, task
 from sensors import FileSensor
+from triggers import FileTrigger
 
 MIN_ROWS = 50
 
@@ -202,7 +205,7 @@ with DAG(
     max_active_runs=1,
 )
 def ml_training_on_arrival(
-    incoming_dir: str = "data/incoming",
+    incoming_dir: str = "data/arrivals",
     pattern: str = "*.csv",
     data_dir: str = "data",
     registry_dir: str = "models",
@@ -213,3 +216,16 @@ def ml_training_on_arrival(
     # Write the CSV elsewhere and `mv` it into incoming_dir: a rename lands it whole.
     landed = FileSensor(task_id="landed", directory=incoming_dir, pattern=pattern)
     deploy(evaluate(train(preprocess(validate(ingest(landed.output))))))
+
+
+# Under `orchestrator daemon`, every CSV copied into data/incoming starts one training run with
+# that file as its input (`conf["path"]`); a burst of files queues behind max_active_runs=1.
+# `stable_for` lets a plain `cp` finish writing before the run starts (a `mv` lands at once).
+with DAG(
+    "ml_retrain_on_new_data",
+    description="Train, evaluate and (if better) deploy on every CSV that lands in data/incoming",
+    params={"data_dir": "data", "registry_dir": "models", "C": 1.0, "seed": 7, "metric": "f1"},
+    run_on=FileTrigger(directory="data/incoming", pattern="*.csv", stable_for=0.5),
+    max_active_runs=1,
+):
+    deploy(evaluate(train(preprocess(validate(ingest())))))

@@ -28,7 +28,9 @@ __version__ = "0.1.0"
 
 __all__ = (
     "DAG",
+    "Asset",
     "BaseOperator",
+    "DagFinished",
     "Defer",
     "Engine",
     "Output",
@@ -47,6 +49,8 @@ __all__ = (
 
 _WHERE = {
     "DAG": "orchestrator.dags",
+    "Asset": "orchestrator.assets",
+    "DagFinished": "orchestrator.runstarts",
     "dag": "orchestrator.dags",
     "BaseOperator": "orchestrator.operators",
     "Shell": "orchestrator.operators",
@@ -65,11 +69,13 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
+    from orchestrator.assets import Asset
     from orchestrator.context import TaskContext, get_current_context
     from orchestrator.dags import DAG, dag
     from orchestrator.deferral import Defer, defer
     from orchestrator.engine import Engine
     from orchestrator.operators import BaseOperator, Shell
+    from orchestrator.runstarts import DagFinished
     from orchestrator.state import RunState, TaskState
     from orchestrator.taskflow import task
     from orchestrator.tasks import Output, Skip, chain

@@ -31,4 +31,15 @@ class RunChanged:
     at: float
 
 
-Change = TaskChanged | RunChanged
+@dataclass(frozen=True, kw_only=True)
+class EventRecorded:
+    """An event for a DAG was recorded: `run_id` is the run it started, None while it waits."""
+
+    dag_id: str
+    source: str
+    dedup_key: str
+    run_id: str | None
+    at: float
+
+
+Change = TaskChanged | RunChanged | EventRecorded

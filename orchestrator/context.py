@@ -23,7 +23,8 @@ class TaskContext:
     max_tries: int = 1
     conf: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
-    logical_date: float | None = None  # seconds since the epoch; set for scheduled runs
+    logical_date: float | None = None  # scheduled and backfill runs: their data interval's start
+    data_interval_end: float | None = None  # ... and its end (seconds since the epoch)
     log_path: str = ""
 
     def to_json(self) -> dict[str, Any]:

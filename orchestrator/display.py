@@ -22,7 +22,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.changes import Change, RunChanged
+from orchestrator.changes import Change, RunChanged, TaskChanged
 from orchestrator.state import RunState, TaskState
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ class RunDisplay:
 
     def apply(self, change: Change) -> None:
         """Follow one change; changes of other runs are ignored."""
-        if change.run_id != self.run_id:
+        if not isinstance(change, TaskChanged | RunChanged) or change.run_id != self.run_id:
             return
         if isinstance(change, RunChanged):
             self.run_state = change.state

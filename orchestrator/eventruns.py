@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.assets import Asset
-from orchestrator.changes import Change, RunChanged, TaskChanged
+from orchestrator.changes import Change, EventRecorded, RunChanged, TaskChanged
 from orchestrator.dags import DAG
 from orchestrator.runstarts import DagFinished, source_name
+from orchestrator.runstate import Transitions
 from orchestrator.state import TaskState
-from orchestrator.store.base import WriteBatch
 from orchestrator.store.records import EventRecord
 
 #: Creates a queued run in the batch and hands it to the scheduler; returns its id.
@@ -69,21 +69,25 @@ class EventRuns:
         for event in events:
             self.pending[event.dag_id].append(event)
 
-    def accept(self, dag: DAG, incoming: Incoming, now: float, batch: WriteBatch) -> float | None:
+    def accept(self, dag: DAG, incoming: Incoming, tx: Transitions) -> float | None:
         """Record the event; start its run now, or return when its DAG's window ends."""
         record = EventRecord(
             dag_id=dag.dag_id,
             dedup_key=incoming.dedup_key,
             payload=incoming.payload,
-            received_at=now,
+            received_at=tx.now,
             source=incoming.source,
         )
         if not dag.starts.gathers:
             conf = event_conf([incoming.payload], single=True)
-            run_id = self._new_run(dag, conf, batch, run_type="event", dedup_key=incoming.dedup_key)
-            batch.add_events([replace(record, run_id=run_id)])
+            run_id = self._new_run(
+                dag, conf, tx.batch, run_type="event", dedup_key=incoming.dedup_key
+            )
+            record = replace(record, run_id=run_id)
+        tx.batch.add_events([record])
+        tx.changes.append(_recorded(record, tx.now))
+        if record.run_id is not None:
             return None
-        batch.add_events([record])
         self.pending[dag.dag_id].append(record)
         return self.due(dag)
 
@@ -100,7 +104,7 @@ class EventRuns:
             candidates.append(waiting[-1].received_at + starts.debounce)
         return min(candidates) if candidates else waiting[0].received_at
 
-    def flush(self, dag: DAG, batch: WriteBatch) -> str | None:
+    def flush(self, dag: DAG, tx: Transitions) -> str | None:
         """Start one run with every waiting event of the DAG; return its id."""
         waiting = self.pending.pop(dag.dag_id, [])
         if not waiting:
@@ -108,9 +112,10 @@ class EventRuns:
         conf = event_conf([event.payload for event in waiting], single=False)
         first = waiting[0].dedup_key
         run_id = self._new_run(
-            dag, conf, batch, run_type="event", dedup_key=f"batch:{len(waiting)}:{first}"
+            dag, conf, tx.batch, run_type="event", dedup_key=f"batch:{len(waiting)}:{first}"
         )
-        batch.assign_events(dag.dag_id, [event.dedup_key for event in waiting], run_id)
+        tx.batch.assign_events(dag.dag_id, [event.dedup_key for event in waiting], run_id)
+        tx.changes.extend(_recorded(replace(event, run_id=run_id), tx.now) for event in waiting)
         return run_id
 
     def forget(self, dag_id: str) -> None:
@@ -154,6 +159,16 @@ class EventRuns:
                 key = f"dag:{change.dag_id}:{change.run_id}"
                 found.append(Incoming(consumer, source_name(finished), key, payload))
         return found
+
+
+def _recorded(event: EventRecord, now: float) -> EventRecorded:
+    return EventRecorded(
+        dag_id=event.dag_id,
+        source=event.source,
+        dedup_key=event.dedup_key,
+        run_id=event.run_id,
+        at=now,
+    )
 
 
 def _asset_payload(asset: Asset, dag_id: str, change: TaskChanged) -> dict[str, Any]:

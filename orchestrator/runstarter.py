@@ -258,7 +258,7 @@ class RunStarter:
         self._accept(dag, Incoming(dag_id, source, key, dict(message.event.payload)), tx)
 
     def _accept(self, dag: DAG, incoming: Incoming, tx: Transitions) -> None:
-        due = self.events.accept(dag, incoming, tx.now, tx.batch)
+        due = self.events.accept(dag, incoming, tx)
         if due is None:
             self.runs_created += 1
         elif len(self.events.pending[dag.dag_id]) == 1 or dag.starts.debounce is not None:
@@ -277,7 +277,7 @@ class RunStarter:
             return
         due = self.events.due(dag)
         if due is not None and due <= tx.now:
-            self.runs_created += self.events.flush(dag, tx.batch) is not None
+            self.runs_created += self.events.flush(dag, tx) is not None
         elif due is not None:
             self.timers.append(Timer(due, (dag_id, "", -1), "dag"))
         for interval, known in prepared.intervals.pop(dag_id, []):

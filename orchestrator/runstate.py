@@ -90,6 +90,7 @@ class ActiveRun:
         self.queued_at = record.queued_at
         self.started_at = record.started_at
         self.logical_date = record.logical_date
+        self.data_interval_end = record.data_interval_end
         self.params = {**dag.params, **{k: v for k, v in record.conf.items() if k in dag.params}}
         self.order = plan.order
         self.priorities = plan.priorities
@@ -112,6 +113,7 @@ class ActiveRun:
             conf=self.conf,
             params=self.params,
             logical_date=self.logical_date,
+            data_interval_end=self.data_interval_end,
             **fields,
         )
 

@@ -111,3 +111,53 @@ def test_the_deferral_snippet_resumes_with_the_http_event(tmp_path: Path) -> Non
         ran = orchestrator(tmp_path, "run", "remote_training")
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "job-42: s3://models/42" in ran.stdout
+
+
+async def test_the_daemon_snippet_runs_on_a_schedule_an_asset_and_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The schedule ticks once (catchup off), the asset starts `train`, files join its batch."""
+    import anyio
+
+    from orchestrator.changes import EventRecorded, RunChanged
+    from orchestrator.clock import FakeClock
+    from orchestrator.config import Settings
+    from orchestrator.dagbag import load_dag_bag
+    from orchestrator.engine import Engine
+    from orchestrator.results import decode_result
+    from orchestrator.state import RunState
+
+    monkeypatch.chdir(tmp_path)  # `data/labels` is relative to the daemon's folder
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "data" / "labels").mkdir(parents=True)
+    (tmp_path / "dags" / "features.py").write_text(block("python", "dags/features.py"))
+    bag = load_dag_bag(tmp_path / "dags")
+    assert not bag.errors, bag.errors
+    clock = FakeClock(1_780_000_000.0)  # 2026-05-28, long after start_date
+    settings = Settings(state_dir=tmp_path / "state", dags_folder=tmp_path / "dags", slots=2)
+    settings = Settings(**{**settings.__dict__, "in_process": True})
+    finished: dict[str, list[str]] = {"features": [], "train": []}
+    async with Engine.open(settings, dagbag=bag, clock=clock, start_runs=True) as engine:
+        async with engine.subscribe() as changes:
+            with anyio.fail_after(30):
+                async for change in changes:
+                    if isinstance(change, RunChanged) and change.state is RunState.SUCCESS:
+                        finished[change.dag_id].append(change.run_id)
+                        if change.dag_id == "features":
+                            break
+                # The asset update waits for `train`'s debounce; a label file joins it.
+                (tmp_path / "data" / "labels" / "batch.json").write_text("{}")
+                async for change in changes:
+                    if isinstance(change, EventRecorded) and change.source.startswith("File"):
+                        break
+                clock.advance(61)
+                async for change in changes:
+                    if isinstance(change, RunChanged) and change.state is RunState.SUCCESS:
+                        finished[change.dag_id].append(change.run_id)
+                        if change.dag_id == "train":
+                            break
+        results = await engine.store.get_results(finished["train"][0])
+        features = await engine.store.get_run(finished["features"][0])
+    assert len(finished["features"]) == 1  # catchup=False: only the latest interval ran
+    assert features is not None and features.run_type == "scheduled"
+    assert decode_result(results[("train", -1)]) == 2  # the asset update and the label file

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from orchestrator.changes import Change, RunChanged, TaskChanged
+from orchestrator.changes import Change, EventRecorded, RunChanged, TaskChanged
 from orchestrator.clock import Clock
 from orchestrator.errors import TriggerError
 from orchestrator.state import RunState, TaskState
@@ -250,7 +250,7 @@ class _Watch:
         if self.run_id is None:
             if self.trigger._may_reveal_run(change):
                 await self.check_store()
-        elif self.trigger._is_target(change, self.run_id):
+        elif self.trigger._is_target(change, self.run_id) and not isinstance(change, EventRecorded):
             self.settle(change.state)  # the change's own state: no store read needed
         elif isinstance(change, RunChanged) and change.run_id == self.run_id:
             if change.state.finished:  # the task instance waited on may never have been made
