@@ -30,10 +30,12 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## bench: scheduling overhead per task (prints figures; asserts nothing)
+## bench: scheduling overhead, deferral, a daemon's file burst and idle cost (prints figures)
 bench: $(VENV)/.test-deps
 	$(BIN)/python bench/scheduling_overhead.py
 	$(BIN)/python bench/deferral.py
+	$(BIN)/python bench/burst.py
+	$(BIN)/python bench/idle_daemon.py
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache

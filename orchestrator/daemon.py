@@ -48,7 +48,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[Engine], None] | None
                     serve_control(control_path(settings.state_dir), control.handle),
                     anyio.create_task_group() as tg,
                 ):
-                    tg.start_soon(follow_dag_folder, engine)
+                    await tg.start(follow_dag_folder, engine)
                     _log_ready(engine)
                     if on_ready is not None:
                         on_ready(engine)

@@ -25,6 +25,9 @@ class DagBag:
     dags: dict[str, DAG] = field(default_factory=dict)  # dag_id -> DAG
     files: dict[str, str] = field(default_factory=dict)  # dag_id -> absolute path of its file
     errors: list[DagError] = field(default_factory=list)  # each with file and line
+    # dag_id -> (file, DAG, its error) of a definition ignored because another file had the id
+    # first; it takes over when that file drops the DAG (a DAG moved from one file to another).
+    shadowed: dict[str, tuple[str, DAG, DagError]] = field(default_factory=dict)
 
     def get(self, dag_id: str) -> DAG:
         """The DAG with this id; else a `DagNotFoundError` listing what there is instead."""
@@ -67,6 +70,7 @@ def replace_file(bag: DagBag, result: FileResult, *, pools: Collection[str] | No
     """
     path = result.path
     before = {dag_id for dag_id, file in bag.files.items() if file == path}
+    bag.shadowed = {key: value for key, value in bag.shadowed.items() if value[0] != path}
     bag.errors = [error for error in bag.errors if error.file != path]
     bag.errors.extend(result.errors)
     first_file = {dag_id: file for dag_id, file in bag.files.items() if file != path}
@@ -80,7 +84,24 @@ def replace_file(bag: DagBag, result: FileResult, *, pools: Collection[str] | No
     for dag_id in removed:
         del bag.dags[dag_id]
         del bag.files[dag_id]
+    loaded.extend(_promote_shadowed(bag, removed, pools))
+    removed = [dag_id for dag_id in removed if dag_id not in bag.dags]
     return FileChange(loaded=loaded, removed=removed, broken=broken)
+
+
+def _promote_shadowed(bag: DagBag, dag_ids: list[str], pools: Collection[str] | None) -> list[DAG]:
+    """The definitions ignored as duplicates of these DAG ids, now that their first file
+    dropped them: a reload in the other order (new file first) must not lose the DAG."""
+    promoted = []
+    for dag_id in dag_ids:
+        if dag_id not in bag.shadowed:
+            continue
+        path, pipeline, duplicate = bag.shadowed.pop(dag_id)
+        bag.errors = [error for error in bag.errors if error is not duplicate]
+        _add_dag(bag, pipeline, path, {}, pools)
+        if bag.dags.get(dag_id) is pipeline:
+            promoted.append(pipeline)
+    return promoted
 
 
 def load_dag_bag(folder: Path, *, pools: Collection[str] | None = None) -> DagBag:
@@ -126,14 +147,14 @@ def _add_dag(
 ) -> None:
     first = first_file.setdefault(pipeline.dag_id, path)
     if first != path:
-        bag.errors.append(
-            DagError(
-                f"DAG id {pipeline.dag_id!r} is already defined in {first}; DAG ids must be "
-                "unique in the DAGs folder, so this one is ignored",
-                file=pipeline.site.file,
-                line=pipeline.site.line,
-            )
+        duplicate = DagError(
+            f"DAG id {pipeline.dag_id!r} is already defined in {first}; DAG ids must be "
+            "unique in the DAGs folder, so this one is ignored",
+            file=pipeline.site.file,
+            line=pipeline.site.line,
         )
+        bag.errors.append(duplicate)
+        bag.shadowed[pipeline.dag_id] = (path, pipeline, duplicate)
         return
     pool_errors = [] if pools is None else list(_unknown_pool_errors(pipeline, pools))
     if pool_errors:

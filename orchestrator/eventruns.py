@@ -118,10 +118,6 @@ class EventRuns:
         tx.changes.extend(_recorded(replace(event, run_id=run_id), tx.now) for event in waiting)
         return run_id
 
-    def forget(self, dag_id: str) -> None:
-        """The DAG is gone: its waiting events stay in the store for when it comes back."""
-        self.pending.pop(dag_id, None)
-
     # -- events from inside the engine -----------------------------------------------------------
 
     def follow(

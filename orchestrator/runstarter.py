@@ -112,6 +112,7 @@ class RunStarter:
         self.runs_created = 0  # runs this step created from events or ticks (for crash points)
         self._cursors: dict[SourceKey, Any] = {}
         self._armings: list[tuple[SourceKey, Trigger]] = []
+        self._wakeups: dict[str, set[float]] = {}  # dag_id -> when its DAG timers are set for
 
     async def _post_cursor(self, key: SourceKey, cursor: Any) -> None:
         self._cursors[key] = cursor
@@ -151,10 +152,13 @@ class RunStarter:
         self._look_soon(dag.dag_id, tx.now)
 
     def deactivate(self, dag_id: str) -> None:
-        """The DAG is gone (its file was deleted): stop its triggers and timers."""
+        """The DAG is gone (its file was deleted): stop its triggers and timers.
+
+        Its events waiting for a window stay pending, here as in the store (which is read only
+        at start-up): if the DAG comes back, its first look starts their run.
+        """
         self.dags.pop(dag_id, None)
         self.events.index(self.dags.values())
-        self.events.forget(dag_id)
         self._disarm_dag(dag_id)
 
     def set_paused(self, dag_id: str, paused: bool, tx: Transitions) -> None:
@@ -206,7 +210,18 @@ class RunStarter:
 
     def _look_soon(self, dag_id: str, now: float) -> None:
         """Check the DAG's schedule and waiting events in the next step."""
-        self.timers.append(Timer(now, (dag_id, "", -1), "dag"))
+        self._wake_at(dag_id, now)
+
+    def _wake_at(self, dag_id: str, due: float) -> None:
+        """A DAG timer at `due`, unless one is set for that moment already.
+
+        Every look sets the next one, so without this each extra look (a run ended, a window
+        checked) would add a timer that lives on, tick after tick, for as long as the daemon.
+        """
+        wakeups = self._wakeups.setdefault(dag_id, set())
+        if due not in wakeups:
+            wakeups.add(due)
+            self.timers.append(Timer(due, (dag_id, "", -1), "dag"))
 
     # -- each step ------------------------------------------------------------------------------
 
@@ -262,7 +277,7 @@ class RunStarter:
         if due is None:
             self.runs_created += 1
         elif len(self.events.pending[dag.dag_id]) == 1 or dag.starts.debounce is not None:
-            self.timers.append(Timer(due, (dag.dag_id, "", -1), "dag"))
+            self._wake_at(dag.dag_id, due)
 
     def _record_status(self, message: SourceStatus, tx: Transitions) -> None:
         dag_id, source = message.key
@@ -272,6 +287,7 @@ class RunStarter:
 
     def _look(self, dag_id: str, prepared: Prepared, tx: Transitions) -> None:
         """A DAG timer came due: start the runs its window or schedule says are due now."""
+        self._wakeups[dag_id] = {due for due in self._wakeups.get(dag_id, ()) if due > tx.now}
         dag = self.dags.get(dag_id)
         if dag is None or self.stopped:
             return
@@ -279,13 +295,23 @@ class RunStarter:
         if due is not None and due <= tx.now:
             self.runs_created += self.events.flush(dag, tx) is not None
         elif due is not None:
-            self.timers.append(Timer(due, (dag_id, "", -1), "dag"))
-        for interval, known in prepared.intervals.pop(dag_id, []):
-            self._start_interval(dag, interval, known, tx)
+            self._wake_at(dag_id, due)
+        if self._start_intervals(dag, prepared.intervals.pop(dag_id, []), tx):
+            # Intervals that already had a run (a backfill made it) took none of the DAG's
+            # room: look at the ones after them now, not at the next tick.
+            self._look_soon(dag_id, tx.now)
         if dag.starts.schedule is not None and dag_id not in self.paused:
             look = self.ticks.next_look(dag, tx.now)
             if look is not None:
-                self.timers.append(Timer(look, (dag_id, "", -1), "dag"))
+                self._wake_at(dag_id, look)
+
+    def _start_intervals(
+        self, dag: DAG, intervals: list[tuple[Interval, bool]], tx: Transitions
+    ) -> bool:
+        """Start a run for each interval that has none; True if some already had one."""
+        for interval, known in intervals:
+            self._start_interval(dag, interval, known, tx)
+        return any(known for _, known in intervals)
 
     def _start_interval(self, dag: DAG, interval: Interval, known: bool, tx: Transitions) -> None:
         run_id = None

@@ -87,25 +87,33 @@ class SourceHost:
         with scope:
             while True:
                 set_runtime(self._runtime_for(key))
-                error = await self._follow(key, trigger)
+                started = self.clock.now()
+                error, delivered = await self._follow(key, trigger)
+                if delivered or self.clock.now() - started >= MAX_BACKOFF:
+                    # It worked for a while: a failure months later starts the backoff over
+                    # rather than waiting as long as the last of a string of failures did.
+                    failures = 0
                 failures += 1
                 delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (failures - 1))
                 self._on_status(key, f"{error}; trying again in {delay:g} s")
                 await self.clock.sleep_until(self.clock.now() + delay)
 
-    async def _follow(self, key: SourceKey, trigger: Trigger) -> str:
-        """Pass on every event until the trigger fails or ends; return why it stopped."""
+    async def _follow(self, key: SourceKey, trigger: Trigger) -> tuple[str, bool]:
+        """Pass on every event until the trigger fails or ends: why it stopped, and whether
+        it passed on any event."""
         events = trigger.run()
+        delivered = False
         self._on_status(key, None)
         try:
             async for event in events:
                 self._on_event(key, event)
+                delivered = True
         except Exception as error:
             logger.warning("run trigger %s of DAG %s failed", key[1], key[0], exc_info=True)
-            return f"failed: {one_line(error)}"
+            return f"failed: {one_line(error)}", delivered
         finally:
             await close_events(events)
-        return "ended without being asked to"
+        return "ended without being asked to", delivered
 
     def _runtime_for(self, key: SourceKey) -> TriggerRuntime:
         async def save_cursor(value: Any) -> None:

@@ -17,12 +17,15 @@ import click
 from orchestrator.cli.daemon import daemon_command
 from orchestrator.cli.dags import dags_group
 from orchestrator.cli.db import db_group
+from orchestrator.cli.events import events_group
 from orchestrator.cli.exit_codes import EXIT_INTERRUPTED, exit_code_for
 from orchestrator.cli.init import init_command
 from orchestrator.cli.options import settings_options
 from orchestrator.cli.run import run_command
 from orchestrator.cli.runs import runs_group
 from orchestrator.cli.tasks import tasks_group
+from orchestrator.cli.trigger import backfill_command, trigger_command
+from orchestrator.cli.triggers import triggers_group
 from orchestrator.errors import OrchestratorError
 
 
@@ -70,9 +73,13 @@ for _command in (
     init_command,
     run_command,
     daemon_command,
+    trigger_command,
+    backfill_command,
     dags_group,
     runs_group,
     tasks_group,
+    triggers_group,
+    events_group,
     db_group,
 ):
     cli.add_command(_command)

@@ -1,21 +1,27 @@
-"""`orchestrator dags ...`: the DAGs the DAGs folder defines."""
+"""`orchestrator dags ...`: the DAGs the DAGs folder defines, and pausing them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from orchestrator.cli.options import load_cli_settings, settings_options
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
+
     from orchestrator.config import Settings
     from orchestrator.dagbag import DagBag
+    from orchestrator.dags import DAG
+    from orchestrator.statelock import Holder
+
+_SOURCE_CHARS = 40  # a run trigger's name in the table; `--json` has it whole
 
 
 @click.group("dags")
 def dags_group() -> None:
-    """Look at the DAGs in the DAGs folder."""
+    """Look at the DAGs in the DAGs folder, pause and unpause them."""
 
 
 @dags_group.command("list")
@@ -24,22 +30,27 @@ def dags_group() -> None:
 def list_dags(as_json: bool) -> None:
     """List the DAGs of the DAGs folder, and the files that fail to import.
 
-    Each DAG with its file, number of tasks and description; then every import error
-    as file:line: message. Import errors do not change the exit code (0): the other
+    Each DAG with its file, number of tasks, whether it is paused, its schedule, what else
+    starts its runs (run triggers, assets, other DAGs) and its description; then every import
+    error as file:line: message. Import errors do not change the exit code (0): the other
     DAGs still work.
 
     \b
     Example:
       orchestrator dags list --dags-folder examples
     """
-    from orchestrator.cli.output import echo_json
-    from orchestrator.cli.views import dags_json, dags_view, make_console
+    import anyio
 
-    bag = load_bag_quietly(load_cli_settings())
+    from orchestrator.cli.output import echo_json
+    from orchestrator.cli.views import make_console
+
+    settings = load_cli_settings()
+    bag = load_bag_quietly(settings)
+    paused = anyio.run(_paused_dags, settings)
     if as_json:
-        echo_json(dags_json(bag))
+        echo_json(_dags_json(bag, paused))
     else:
-        make_console().print(dags_view(bag))
+        make_console().print(_dags_view(bag, paused))
 
 
 def load_bag_quietly(settings: Settings) -> DagBag:
@@ -51,3 +62,169 @@ def load_bag_quietly(settings: Settings) -> DagBag:
 
     with contextlib.redirect_stdout(sys.stderr):
         return load_dag_bag(settings.dags_folder, pools=settings.pool_slots())
+
+
+async def _paused_dags(settings: Settings) -> set[str]:
+    """The DAG ids paused in the store (none before anything was recorded)."""
+    from orchestrator.cli.lookup import has_state, open_state
+
+    if not has_state(settings):
+        return set()
+    async with open_state(settings) as store:
+        return {dag.dag_id for dag in await store.list_dags() if dag.is_paused}
+
+
+def schedule_text(dag: DAG) -> str:
+    """The DAG's schedule as people say it, or "-" when it has none."""
+    schedule = dag.starts.schedule
+    return schedule.description if schedule is not None else "-"
+
+
+def source_names(dag: DAG) -> list[str]:
+    """What starts the DAG's runs besides its schedule: one name per run trigger."""
+    from orchestrator.runstarts import source_name
+
+    return [source_name(source) for source in dag.starts.sources]
+
+
+def _dags_json(bag: DagBag, paused: set[str]) -> dict[str, Any]:
+    from orchestrator.cli.views import dags_json
+
+    listing = dags_json(bag)
+    for entry in listing["dags"]:
+        dag = bag.dags[entry["dag_id"]]
+        entry["paused"] = dag.dag_id in paused
+        entry["schedule"] = None if dag.starts.schedule is None else schedule_text(dag)
+        entry["runs_on"] = source_names(dag)
+    return listing
+
+
+def _dags_view(bag: DagBag, paused: set[str]) -> RenderableType:
+    """The DAGs of the folder, then the import errors, counted and in red."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from orchestrator.cli.output import describe_dag_error, display_path
+
+    parts: list[RenderableType] = []
+    if bag.dags:
+        parts.append(_dags_table(bag, paused))
+    else:
+        parts.append(Text(f"No DAGs in {display_path(bag.folder)}.", style="yellow"))
+    if bag.errors:
+        parts.append(Text(f"Import errors ({len(bag.errors)}):", style="bold red"))
+        parts.extend(Text(f"  {describe_dag_error(error)}", style="red") for error in bag.errors)
+    return Group(*parts)
+
+
+def _dags_table(bag: DagBag, paused: set[str]) -> RenderableType:
+    import os
+
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from orchestrator.cli.output import one_line
+
+    table = Table(box=box.SIMPLE_HEAD)
+    for name in ("dag", "file", "tasks", "paused", "schedule", "runs on", "description"):
+        table.add_column(name, overflow="fold")
+    for dag_id in sorted(bag.dags):
+        dag = bag.dags[dag_id]
+        file = bag.files.get(dag_id, "")
+        relative = os.path.relpath(file, bag.folder) if file else ""
+        table.add_row(
+            dag_id,
+            file if relative.startswith("..") else relative,
+            str(len(dag.tasks)),
+            Text("paused", style="yellow") if dag_id in paused else Text("no"),
+            schedule_text(dag),
+            ", ".join(_shorten(name) for name in source_names(dag)) or "-",
+            one_line(dag.description),
+        )
+    return table
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= _SOURCE_CHARS else text[: _SOURCE_CHARS - 3] + "..."
+
+
+# -- pause / unpause ---------------------------------------------------------------------------
+
+
+@dags_group.command("pause")
+@click.argument("dag_id")
+@settings_options
+def pause_dag(dag_id: str) -> None:
+    """Pause a DAG: no new run of it starts; runs already running go on.
+
+    Its schedule, run triggers and `orchestrator trigger` start nothing until it is
+    unpaused (its run triggers then look for what came meanwhile). Reaches the daemon at
+    once, or is recorded for when it starts.
+
+    \b
+    Example:
+      orchestrator dags pause retrain
+    """
+    _set_paused(dag_id, paused=True)
+    click.echo(f"paused {dag_id}: no new runs start; running runs go on")
+
+
+@dags_group.command("unpause")
+@click.argument("dag_id")
+@settings_options
+def unpause_dag(dag_id: str) -> None:
+    """Unpause a DAG: its schedule and run triggers start runs again.
+
+    Runs queued while it was paused start too.
+
+    \b
+    Example:
+      orchestrator dags unpause retrain
+    """
+    _set_paused(dag_id, paused=False)
+    click.echo(f"unpaused {dag_id}: its runs start again")
+
+
+def _set_paused(dag_id: str, *, paused: bool) -> None:
+    """Through the daemon when one runs, else straight into the store (under the state lock)."""
+    from orchestrator.cli.trigger import ask_daemon, daemon_or_locally, load_dag
+
+    settings = load_cli_settings()
+    verb = "pause" if paused else "unpause"
+
+    def ask(holder: Holder) -> None:
+        ask_daemon(settings, holder, {"op": verb, "dag_id": dag_id})
+
+    def locally(loaded: tuple[DagBag, DAG]) -> None:
+        _record_paused(settings, *loaded, paused=paused)
+
+    daemon_or_locally(
+        settings,
+        command=f"orchestrator dags {verb} {dag_id}",
+        ask=ask,
+        prepare=lambda: load_dag(settings, dag_id),
+        locally=locally,
+    )
+
+
+def _record_paused(settings: Settings, bag: DagBag, dag: DAG, *, paused: bool) -> None:
+    import anyio
+
+    anyio.run(_write_paused, settings, bag.files.get(dag.dag_id, dag.site.file), dag, paused)
+
+
+async def _write_paused(settings: Settings, fileloc: str, dag: DAG, paused: bool) -> None:
+    """Record the pause; the DAG's row is made first, as the daemon would on start."""
+    import time
+
+    from orchestrator.store import DagRecord, WriteBatch, open_store
+
+    record = DagRecord(
+        dag_id=dag.dag_id, fileloc=fileloc, description=dag.description, updated_at=time.time()
+    )
+    batch = WriteBatch()
+    batch.upsert_dag(record)  # keeps is_paused of an existing row
+    batch.set_dag_paused(dag.dag_id, paused)
+    async with open_store(settings.state_dir, synchronous=settings.synchronous) as store:
+        await store.commit(batch)

@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -20,6 +21,7 @@ from orchestrator.changes import Change
 from orchestrator.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from orchestrator.cli.output import describe_dag_error, warn
 from orchestrator.cli.summary import print_summary
+from orchestrator.cli.trigger import is_daemon
 from orchestrator.config import Settings
 from orchestrator.dagbag import DagBag, load_dag_bag
 from orchestrator.dags import DAG
@@ -27,6 +29,7 @@ from orchestrator.display import RunDisplay
 from orchestrator.engine import Engine
 from orchestrator.errors import RunError
 from orchestrator.state import RunState
+from orchestrator.statelock import StateDirLock, StateDirLockedError
 from orchestrator.store.records import RunRecord
 
 
@@ -58,6 +61,32 @@ class _Outcome:
 
 
 async def _run(
+    settings: Settings, dagbag: DagBag, dag: DAG, conf: dict[str, Any], console: Console
+) -> int:
+    with await _lock_state_dir(settings, dag.dag_id):
+        return await _run_locked(settings, dagbag, dag, conf, console)
+
+
+async def _lock_state_dir(settings: Settings, dag_id: str) -> StateDirLock:
+    """Hold the state directory for the run's life, as the daemon does for its own.
+
+    The engine must be the store's only writer, and recovery relies on the lock to know that
+    no live process owns a running try. A daemon holding it can run the DAG itself.
+    """
+    command = f"orchestrator run {dag_id}"
+    acquire = partial(StateDirLock.acquire, settings.state_dir, command=command)
+    try:
+        return await anyio.to_thread.run_sync(acquire)
+    except StateDirLockedError as error:
+        if not is_daemon(error.holder):
+            raise
+        raise RunError(
+            f"a daemon is running on {settings.state_dir} ({error.holder.describe()}); "
+            f"use `orchestrator trigger {dag_id}` instead, and the daemon runs it at once"
+        ) from None
+
+
+async def _run_locked(
     settings: Settings, dagbag: DagBag, dag: DAG, conf: dict[str, Any], console: Console
 ) -> int:
     async with Engine.open(settings, dagbag=dagbag, recover=False) as engine:

@@ -170,3 +170,49 @@ async def test_ml_training_on_arrival_waits_for_a_csv_then_trains(
     landed = decode_result(results[("landed", -1)])
     assert landed["name"] == "batch-001.csv"
     assert decode_result(results[("deploy", -1)])["promoted"] is True
+
+
+def test_ml_retrain_on_new_data_under_the_daemon_trains_on_a_copied_csv(tmp_path: Path) -> None:
+    """The README's promise: `orchestrator daemon`, then `cp batch.csv data/incoming/`."""
+    import shutil
+    import sqlite3
+
+    from crashkit import DaemonProcess, new_marker, wait_until
+    from sklearn.datasets import load_breast_cancer
+
+    (tmp_path / "data" / "incoming").mkdir(parents=True)
+    data = load_breast_cancer()
+    header = [name.replace(" ", "_") for name in data.feature_names]
+    batch = tmp_path / "new_batch.csv"
+    batch.write_text(
+        ",".join([*header, "target"])
+        + "\n"
+        + "".join(
+            ",".join(map(str, [*row, label])) + "\n"
+            for row, label in zip(data.data, data.target, strict=True)
+        )
+    )
+    state = tmp_path / "state"
+    database = state / "orchestrator.db"
+
+    def runs() -> list[tuple[str, str, str]]:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
+            sql = "SELECT run_id, state, conf FROM runs WHERE dag_id = 'ml_retrain_on_new_data'"
+            return list(connection.execute(sql))
+
+    with DaemonProcess(state, EXAMPLES, marker=new_marker(), cwd=tmp_path) as daemon:
+        daemon.wait_ready(60)
+        shutil.copy(batch, tmp_path / "data" / "incoming" / "new_batch.csv")  # a plain `cp`
+        finished = wait_until(
+            lambda: [run for run in runs() if run[1] in ("success", "failed")],
+            120,
+            "the training run started by the copied CSV to finish",
+        )
+        daemon.terminate()
+        assert daemon.wait_exit(60) == 0, daemon.log_text()
+    assert len(finished) == 1 and finished[0][1] == "success", daemon.log_text()
+    conf = json.loads(finished[0][2])
+    assert conf["path"] == str(tmp_path / "data" / "incoming" / "new_batch.csv")
+    assert conf["size"] == batch.stat().st_size
+    current = json.loads((tmp_path / "models" / "ml_retrain_on_new_data" / "current.json").read_text())
+    assert current["run_id"] == finished[0][0]

@@ -1,0 +1,379 @@
+"""`orchestrator trigger` and `orchestrator backfill`: start runs, through the daemon if one runs.
+
+While a daemon runs it is the only writer of the store, so a command that changes state asks it
+over its control socket, and the daemon acts at once. With no daemon, the command does the work
+itself while holding the state directory's lock: a daemon starting meanwhile cannot load the
+store half-way through the write, and would miss nothing. The helpers for that choice live here
+(`daemon_or_locally`, `ask_daemon`) and `dags pause`, `triggers list` use them too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from orchestrator.cli.options import load_cli_settings, settings_options
+from orchestrator.cli.run import parse_conf
+
+if TYPE_CHECKING:
+    from orchestrator.config import Settings
+    from orchestrator.dagbag import DagBag
+    from orchestrator.dags import DAG
+    from orchestrator.statelock import Holder
+    from orchestrator.store.records import RunRecord
+
+Prepared = TypeVar("Prepared")
+Result = TypeVar("Result")
+
+_DAEMON_COMMAND = "orchestrator daemon"  # what the daemon writes into the lock file
+
+
+# -- the daemon, or the store ------------------------------------------------------------------
+
+
+def is_daemon(holder: Holder) -> bool:
+    """True if the lock's holder is a daemon (or did not say what it is: assume one)."""
+    return holder.command is None or holder.command.startswith(_DAEMON_COMMAND)
+
+
+def running_daemon(settings: Settings) -> Holder | None:
+    """The daemon that holds the state directory now, or None when no daemon runs."""
+    from orchestrator.statelock import read_holder
+
+    holder = read_holder(settings.state_dir)
+    return holder if holder is not None and is_daemon(holder) else None
+
+
+def ask_daemon(settings: Settings, holder: Holder, request: dict[str, Any]) -> dict[str, Any]:
+    """Send `request` to the daemon that `holder` describes and return its result.
+
+    Raises `DaemonError` with the daemon's own message when it refuses; a holder that is not a
+    daemon (a foreground `orchestrator run`) or a daemon not listening yet is an error too.
+    """
+    from orchestrator.control import DaemonError, DaemonUnavailableError, control_path, request_sync
+    from orchestrator.errors import RunError
+
+    if not is_daemon(holder):
+        raise RunError(
+            f"the state directory {settings.state_dir} is in use by {holder.describe()}, "
+            "not by a daemon; wait for it to end (or stop it), then try again"
+        )
+    try:
+        return request_sync(control_path(settings.state_dir), request)
+    except DaemonUnavailableError:
+        pid = f"pid {holder.pid}" if holder.pid is not None else "pid unknown"
+        raise DaemonError(f"the daemon ({pid}) is starting or not answering; try again") from None
+
+
+def daemon_or_locally(
+    settings: Settings,
+    *,
+    command: str,
+    ask: Callable[[Holder], Result],
+    prepare: Callable[[], Prepared],
+    locally: Callable[[Prepared], Result],
+) -> Result:
+    """`ask(holder)` the running daemon; with none, `locally(prepare())` under the state lock.
+
+    `prepare` (loading DAG files, which may be slow) runs before the lock is taken, so a daemon
+    starting meanwhile is not refused for it. If a daemon took the lock in between, it is asked.
+    `command` names this process in the lock file, for the messages of those who find it held.
+    """
+    from orchestrator.statelock import StateDirLock, StateDirLockedError, read_holder
+
+    holder = read_holder(settings.state_dir)
+    if holder is None:
+        prepared = prepare()
+        try:
+            lock = StateDirLock.acquire(settings.state_dir, command=command)
+        except StateDirLockedError as error:
+            holder = error.holder
+        else:
+            with lock:
+                return locally(prepared)
+    return ask(holder)
+
+
+def load_dag(settings: Settings, dag_id: str) -> tuple[DagBag, DAG]:
+    """The DAGs folder and the DAG `dag_id` in it; `DagNotFoundError` lists the known ones."""
+    from orchestrator.cli.dags import load_bag_quietly
+
+    bag = load_bag_quietly(settings)
+    return bag, bag.get(dag_id)
+
+
+def _paused_message(dag_id: str) -> str:
+    return (
+        f"DAG {dag_id!r} is paused, so no run of it starts; unpause it first "
+        f"(`orchestrator dags unpause {dag_id}`)"
+    )
+
+
+# -- trigger -----------------------------------------------------------------------------------
+
+
+@click.command("trigger")
+@click.argument("dag_id")
+@click.option(
+    "--conf",
+    "conf_text",
+    metavar="JSON",
+    help="The run's conf, a JSON object the tasks can read (context.conf).",
+)
+@click.option(
+    "--dedup-key",
+    metavar="KEY",
+    help="Start at most one run per KEY: a second trigger with it is refused, naming the run.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@settings_options
+def trigger_command(
+    dag_id: str, conf_text: str | None, dedup_key: str | None, as_json: bool
+) -> None:
+    """Start a run of a DAG and return at once (the daemon runs it).
+
+    With a daemon running, the run starts now. Without one, the run is queued in the state
+    directory and starts when `orchestrator daemon` does (`orchestrator run DAG_ID` runs one
+    in the foreground instead). A paused DAG refuses new runs.
+
+    \b
+    Example:
+      orchestrator trigger retrain --conf '{"path": "data/new.csv"}' --dedup-key new.csv
+    """
+    from orchestrator.cli.output import echo_json
+
+    conf = parse_conf(conf_text)
+    settings = load_cli_settings()
+    run_id, via = daemon_or_locally(
+        settings,
+        command=f"orchestrator trigger {dag_id}",
+        ask=lambda holder: _trigger_through(settings, holder, dag_id, conf, dedup_key),
+        prepare=lambda: load_dag(settings, dag_id),
+        locally=lambda _: (_queue_locally(settings, dag_id, conf, dedup_key), "store"),
+    )
+    if as_json:
+        echo_json({"run_id": run_id, "via": via})
+    elif via == "daemon":
+        click.echo(f"run {run_id} started")
+    else:
+        click.echo(
+            f"run {run_id} queued: no daemon is running; it starts when `orchestrator daemon` "
+            f"starts (or use `orchestrator run {dag_id}` to run it now)"
+        )
+
+
+def _trigger_through(
+    settings: Settings, holder: Holder, dag_id: str, conf: dict[str, Any], dedup_key: str | None
+) -> tuple[str, str]:
+    request = {"op": "trigger", "dag_id": dag_id, "conf": conf, "dedup_key": dedup_key}
+    return str(ask_daemon(settings, holder, request)["run_id"]), "daemon"
+
+
+def _queue_locally(
+    settings: Settings, dag_id: str, conf: dict[str, Any], dedup_key: str | None
+) -> str:
+    import anyio
+
+    return anyio.run(_queue_run, settings, dag_id, conf, dedup_key)
+
+
+async def _queue_run(
+    settings: Settings, dag_id: str, conf: dict[str, Any], dedup_key: str | None
+) -> str:
+    """Write a queued run into the store; the next daemon picks it up with the unfinished runs."""
+    from orchestrator.errors import DuplicateRunError, RunError
+    from orchestrator.store import WriteBatch, open_store
+
+    record = _queued_run(dag_id, conf, dedup_key)
+    async with open_store(settings.state_dir, synchronous=settings.synchronous) as store:
+        dag = await store.get_dag(dag_id)
+        if dag is not None and dag.is_paused:
+            raise RunError(_paused_message(dag_id))
+        batch = WriteBatch()
+        batch.create_run(record, [])
+        try:
+            await store.commit(batch)
+        except DuplicateRunError as error:
+            raise RunError(
+                f"DAG {dag_id} already has run {error.existing_run_id} for dedup key "
+                f"{dedup_key!r}, so no second run was queued "
+                f"(`orchestrator runs show {error.existing_run_id}`)"
+            ) from None
+    return record.run_id
+
+
+def _queued_run(dag_id: str, conf: dict[str, Any], dedup_key: str | None) -> RunRecord:
+    import time
+
+    from orchestrator.engine import _new_run_id
+    from orchestrator.state import RunState
+    from orchestrator.store.records import RunRecord
+
+    now = time.time()
+    return RunRecord(
+        run_id=_new_run_id(now),
+        dag_id=dag_id,
+        state=RunState.QUEUED,
+        conf=conf,
+        run_type="manual",
+        dedup_key=dedup_key,
+        queued_at=now,
+    )
+
+
+# -- backfill ----------------------------------------------------------------------------------
+
+
+@click.command("backfill")
+@click.argument("dag_id")
+@click.option(
+    "--start",
+    "start_text",
+    required=True,
+    metavar="DATE",
+    help="The first interval's start: '2024-01-01' or '2024-01-01T03:00' in the DAG's timezone.",
+)
+@click.option(
+    "--end",
+    "end_text",
+    required=True,
+    metavar="DATE",
+    help="The last interval's start (inclusive), in the same form.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@settings_options
+@click.pass_context
+def backfill_command(
+    ctx: click.Context, dag_id: str, start_text: str, end_text: str, as_json: bool
+) -> None:
+    """Queue a run for every interval of a DAG's schedule between two dates.
+
+    Intervals that already have a run (scheduled, or an earlier backfill) are skipped. With a
+    daemon running, the runs are handed to it and the command returns at once. Without one,
+    they run here in the foreground and a summary follows: exit code 0 when every run
+    succeeded, 1 otherwise.
+
+    \b
+    Example:
+      orchestrator backfill nightly_report --start 2024-01-01 --end 2024-01-31
+    """
+    from orchestrator.ticking import backfill
+
+    settings = load_cli_settings()
+    bag, dag = load_dag(settings, dag_id)
+    start, end = _parse_range(dag, start_text, end_text)
+    backfill(dag, start, end)  # a DAG without a schedule, or end before start, fails here
+    code = daemon_or_locally(
+        settings,
+        command=f"orchestrator backfill {dag_id}",
+        ask=lambda holder: _backfill_through(settings, holder, dag_id, start, end, as_json),
+        prepare=lambda: None,
+        locally=lambda _: _backfill_here(settings, bag, dag, start, end, as_json),
+    )
+    ctx.exit(code)
+
+
+def _parse_range(dag: DAG, start_text: str, end_text: str) -> tuple[float, float]:
+    """`--start` and `--end` as epoch seconds; a date without an offset is in the DAG's zone."""
+    timezone = dag.starts.timezone
+    return _moment(start_text, timezone, "--start"), _moment(end_text, timezone, "--end")
+
+
+def _moment(text: str, timezone: str, what: str) -> float:
+    from orchestrator.errors import RunError
+    from orchestrator.schedules import parse_moment
+
+    moment = parse_moment(text, timezone=timezone, what=what)
+    if moment is None:  # only for a missing value, which click already refuses
+        raise RunError(f"{what} needs a date")
+    return moment
+
+
+def _backfill_through(
+    settings: Settings, holder: Holder, dag_id: str, start: float, end: float, as_json: bool
+) -> int:
+    from orchestrator.cli.exit_codes import EXIT_OK
+    from orchestrator.cli.output import echo_json
+
+    request = {"op": "backfill", "dag_id": dag_id, "start": start, "end": end}
+    reply = ask_daemon(settings, holder, request)
+    run_ids, skipped = list(reply["run_ids"]), int(reply["skipped"])
+    if as_json:
+        echo_json({"via": "daemon", "run_ids": run_ids, "skipped": skipped})
+    else:
+        click.echo(_queued_line(len(run_ids), skipped) + "; the daemon runs them")
+    return EXIT_OK
+
+
+def _queued_line(queued: int, skipped: int) -> str:
+    return f"queued {queued} runs ({skipped} intervals already had a run)"
+
+
+def _backfill_here(
+    settings: Settings, bag: DagBag, dag: DAG, start: float, end: float, as_json: bool
+) -> int:
+    """Run the backfill in this process (no daemon runs) and print how each run ended."""
+    import anyio
+
+    from orchestrator.cli.exit_codes import EXIT_FAILED, EXIT_OK
+    from orchestrator.cli.output import echo_json
+    from orchestrator.cli.views import make_console, run_json
+    from orchestrator.state import RunState
+
+    records, skipped = anyio.run(_run_backfill, settings, bag, dag.dag_id, start, end, as_json)
+    if as_json:
+        run_ids = [record.run_id for record in records]
+        runs = [run_json(record) for record in records]
+        echo_json({"via": "foreground", "run_ids": run_ids, "skipped": skipped, "runs": runs})
+    elif records:
+        make_console().print(_backfill_table(records, dag.starts.timezone))
+    succeeded = all(record.state is RunState.SUCCESS for record in records)
+    return EXIT_OK if succeeded else EXIT_FAILED
+
+
+async def _run_backfill(
+    settings: Settings, bag: DagBag, dag_id: str, start: float, end: float, as_json: bool
+) -> tuple[list[RunRecord], int]:
+    from orchestrator.engine import Engine
+
+    async with Engine.open(settings, dagbag=bag, recover=True) as engine:
+        run_ids, skipped = await engine.backfill(dag_id, start, end)
+        if not as_json:
+            where = "; running them here (no daemon is running)" if run_ids else ""
+            click.echo(_queued_line(len(run_ids), skipped) + where)
+        records = [await engine.wait(run_id) for run_id in run_ids]
+    return records, skipped
+
+
+def _backfill_table(records: list[RunRecord], timezone: str) -> Any:
+    """Each backfilled run: its id, the interval it covers, how it ended and how long it took."""
+    from rich import box
+    from rich.table import Table
+
+    from orchestrator.cli.views import run_duration
+    from orchestrator.display import format_duration, state_text
+
+    table = Table(box=box.SIMPLE_HEAD)
+    for name in ("run", "logical date", "state", "duration"):
+        table.add_column(name, no_wrap=True)
+    for record in records:
+        table.add_row(
+            record.run_id,
+            format_moment(record.logical_date, timezone),
+            state_text(record.state),
+            format_duration(run_duration(record)),
+        )
+    return table
+
+
+def format_moment(moment: float | None, timezone: str) -> str:
+    """`2024-01-01 00:00 UTC`: a logical date as the DAG's schedule sees it; empty when None."""
+    from datetime import datetime
+
+    from orchestrator.schedules import load_timezone
+
+    if moment is None:
+        return ""
+    return datetime.fromtimestamp(moment, load_timezone(timezone)).strftime("%Y-%m-%d %H:%M %Z")
