@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python bench/deferral.py
 	$(BIN)/python bench/burst.py
 	$(BIN)/python bench/idle_daemon.py
+
+## soak: the random kill -9 crash test for 30 rounds (300 files) instead of 3
+soak: $(VENV)/.test-deps
+	CRASH_ROUNDS=30 CRASH_SEED=$${CRASH_SEED:-$$RANDOM} $(BIN)/pytest tests/daemon/test_crash.py -k random -p no:randomly
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache

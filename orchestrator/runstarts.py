@@ -17,6 +17,7 @@ event starts one run, unless `batch_window` or `debounce` gathers the events int
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,7 +25,7 @@ from typing import Any
 
 from orchestrator.assets import Asset
 from orchestrator.retry import seconds
-from orchestrator.schedules import Schedule, parse_moment, parse_schedule
+from orchestrator.schedules import Schedule, load_timezone, parse_moment, parse_schedule
 from orchestrator.state import RunState
 from triggers.base import Trigger, classpath_of
 
@@ -99,6 +100,7 @@ def parse_run_starts(
     debounce: float | timedelta | None,
 ) -> RunStarts:
     """Check everything a DAG says about how its runs start; raises ValueError or TypeError."""
+    load_timezone(timezone)  # a typo is an error before a schedule ever uses it
     if schedule is None and start_date is None and end_date is None:
         start = end = None
     else:
@@ -185,6 +187,6 @@ def _window(name: str, value: float | timedelta | None) -> float | None:
         result = seconds(value)
     except (TypeError, ValueError) as error:
         raise type(error)(f"{name}: {error}") from None
-    if result is not None and result <= 0:
-        raise ValueError(f"{name} must be more than 0 seconds, got {value!r}")
+    if result is not None and not 0 < result < math.inf:  # NaN fails both
+        raise ValueError(f"{name} must be a finite number of seconds above 0, got {value!r}")
     return result

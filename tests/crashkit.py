@@ -81,7 +81,9 @@ def orphans(marker: str) -> list[int]:
     """The live processes (zombies aside) whose environment has `MARK_VARIABLE=marker`.
 
     A daemon started with the marker passes it on to its workers, their guardians and the
-    tasks' own subprocesses, so once the daemon is dead this must become empty.
+    tasks' own subprocesses, so once the daemon is dead this must become empty. A process
+    still inside `exec` shows an empty environment for a moment (even after `Popen` returned
+    in its parent), so to see a process appear, wait for it with `wait_until`.
     """
     wanted = f"{MARK_VARIABLE}={marker}".encode()
     return sorted(pid for pid in _pids() if _is_alive(pid) and wanted in _environment(pid))

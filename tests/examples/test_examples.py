@@ -214,5 +214,6 @@ def test_ml_retrain_on_new_data_under_the_daemon_trains_on_a_copied_csv(tmp_path
     conf = json.loads(finished[0][2])
     assert conf["path"] == str(tmp_path / "data" / "incoming" / "new_batch.csv")
     assert conf["size"] == batch.stat().st_size
-    current = json.loads((tmp_path / "models" / "ml_retrain_on_new_data" / "current.json").read_text())
+    registry = tmp_path / "models" / "ml_retrain_on_new_data"
+    current = json.loads((registry / "current.json").read_text())
     assert current["run_id"] == finished[0][0]

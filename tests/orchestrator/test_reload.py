@@ -268,7 +268,7 @@ BAD_DAGS = {
     ),
     "empty batch window": (
         'DAG("bad", run_on=Asset("x"), batch_window=0)',
-        "batch_window must be more than 0 seconds, got 0",
+        "batch_window must be a finite number of seconds above 0, got 0",
     ),
     "catchup as text": (
         'DAG("bad", schedule="@daily", catchup="yes")',

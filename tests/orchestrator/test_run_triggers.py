@@ -34,6 +34,7 @@ from orchestrator import DAG, Asset, DagFinished, TaskContext, task
 from orchestrator.changes import RunChanged
 from orchestrator.config import Settings
 from orchestrator.state import RunState
+from orchestrator.store.records import RunRecord
 from triggers.file import FileTrigger
 from triggers.s3 import S3Trigger
 
@@ -65,7 +66,7 @@ def file_dag(dag_id: str, inbox: Path, **options: Any) -> DAG:
     return dag
 
 
-def names(runs: list[Any]) -> list[str]:
+def names(runs: list[RunRecord]) -> list[str]:
     return sorted(run.conf["name"] for run in runs)
 
 
@@ -159,7 +160,7 @@ async def test_max_active_runs_holds_back_a_burst_of_fifty_files_and_drops_none(
                     ended.add(change.run_id)
                 peak = max(peak, len(running))
                 if len(running) == 2 and not release.is_set():
-                    await until_pending_runs(engine, "burst", 50)
+                    await until_runs(engine, "burst", 50, finished=False)  # 48 queued
                     release.set()
                 if len(ended) == 50:
                     break
@@ -170,11 +171,6 @@ async def test_max_active_runs_holds_back_a_burst_of_fifty_files_and_drops_none(
     assert {run.state for run in runs} == {RunState.SUCCESS}
     assert len(events) == 50
     assert {event.run_id for event in events} == {run.run_id for run in runs}
-
-
-async def until_pending_runs(engine: Any, dag_id: str, count: int) -> None:
-    """Wait until `count` runs of the DAG exist (queued or running)."""
-    await until_runs(engine, dag_id, count, finished=False)
 
 
 async def test_a_paused_dag_starts_no_run_and_unpausing_finds_the_files_landed_meanwhile(
