@@ -54,6 +54,11 @@ def crashpoint(name: str) -> None:
             _die(name)
 
 
+def crash_armed() -> bool:
+    """True if a crash point is asked for: callers skip working out which points they pass."""
+    return bool(_countdown if _countdown is not None else _load())
+
+
 def check_crash_setting() -> None:
     """Raise `ConfigError` if ORCHESTRATOR_CRASH_AT is set to something that cannot crash."""
     parse_crash_setting(os.environ.get(CRASH_AT_VARIABLE, ""))

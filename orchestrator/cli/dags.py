@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from orchestrator.cli.options import load_cli_settings, settings_options
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
-
     from orchestrator.config import Settings
     from orchestrator.dagbag import DagBag
     from orchestrator.dags import DAG
     from orchestrator.statelock import Holder
-
-_SOURCE_CHARS = 40  # a run trigger's name in the table; `--json` has it whole
 
 
 @click.group("dags")
@@ -42,15 +38,15 @@ def list_dags(as_json: bool) -> None:
     import anyio
 
     from orchestrator.cli.output import echo_json
-    from orchestrator.cli.views import make_console
+    from orchestrator.cli.views import dags_json, dags_view, make_console
 
     settings = load_cli_settings()
     bag = load_bag_quietly(settings)
     paused = anyio.run(_paused_dags, settings)
     if as_json:
-        echo_json(_dags_json(bag, paused))
+        echo_json(dags_json(bag, paused))
     else:
-        make_console().print(_dags_view(bag, paused))
+        make_console().print(dags_view(bag, paused))
 
 
 def load_bag_quietly(settings: Settings) -> DagBag:
@@ -72,81 +68,6 @@ async def _paused_dags(settings: Settings) -> set[str]:
         return set()
     async with open_state(settings) as store:
         return {dag.dag_id for dag in await store.list_dags() if dag.is_paused}
-
-
-def schedule_text(dag: DAG) -> str:
-    """The DAG's schedule as people say it, or "-" when it has none."""
-    schedule = dag.starts.schedule
-    return schedule.description if schedule is not None else "-"
-
-
-def source_names(dag: DAG) -> list[str]:
-    """What starts the DAG's runs besides its schedule: one name per run trigger."""
-    from orchestrator.runstarts import source_name
-
-    return [source_name(source) for source in dag.starts.sources]
-
-
-def _dags_json(bag: DagBag, paused: set[str]) -> dict[str, Any]:
-    from orchestrator.cli.views import dags_json
-
-    listing = dags_json(bag)
-    for entry in listing["dags"]:
-        dag = bag.dags[entry["dag_id"]]
-        entry["paused"] = dag.dag_id in paused
-        entry["schedule"] = None if dag.starts.schedule is None else schedule_text(dag)
-        entry["runs_on"] = source_names(dag)
-    return listing
-
-
-def _dags_view(bag: DagBag, paused: set[str]) -> RenderableType:
-    """The DAGs of the folder, then the import errors, counted and in red."""
-    from rich.console import Group
-    from rich.text import Text
-
-    from orchestrator.cli.output import describe_dag_error, display_path
-
-    parts: list[RenderableType] = []
-    if bag.dags:
-        parts.append(_dags_table(bag, paused))
-    else:
-        parts.append(Text(f"No DAGs in {display_path(bag.folder)}.", style="yellow"))
-    if bag.errors:
-        parts.append(Text(f"Import errors ({len(bag.errors)}):", style="bold red"))
-        parts.extend(Text(f"  {describe_dag_error(error)}", style="red") for error in bag.errors)
-    return Group(*parts)
-
-
-def _dags_table(bag: DagBag, paused: set[str]) -> RenderableType:
-    import os
-
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    from orchestrator.cli.output import one_line
-
-    table = Table(box=box.SIMPLE_HEAD)
-    for name in ("dag", "file", "tasks", "paused", "schedule", "runs on", "description"):
-        table.add_column(name, overflow="fold")
-    for dag_id in sorted(bag.dags):
-        dag = bag.dags[dag_id]
-        file = bag.files.get(dag_id, "")
-        relative = os.path.relpath(file, bag.folder) if file else ""
-        table.add_row(
-            dag_id,
-            file if relative.startswith("..") else relative,
-            str(len(dag.tasks)),
-            Text("paused", style="yellow") if dag_id in paused else Text("no"),
-            schedule_text(dag),
-            ", ".join(_shorten(name) for name in source_names(dag)) or "-",
-            one_line(dag.description),
-        )
-    return table
-
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= _SOURCE_CHARS else text[: _SOURCE_CHARS - 3] + "..."
 
 
 # -- pause / unpause ---------------------------------------------------------------------------
@@ -188,7 +109,7 @@ def unpause_dag(dag_id: str) -> None:
 
 def _set_paused(dag_id: str, *, paused: bool) -> None:
     """Through the daemon when one runs, else straight into the store (under the state lock)."""
-    from orchestrator.cli.trigger import ask_daemon, daemon_or_locally, load_dag
+    from orchestrator.cli.daemonlink import ask_daemon, daemon_or_locally, load_dag
 
     settings = load_cli_settings()
     verb = "pause" if paused else "unpause"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from orchestrator.cli.options import load_cli_settings, settings_options
+from orchestrator.cli.output import shorten
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -96,10 +97,6 @@ def shorten_key(key: str) -> str:
     return f"{key[:half]}...{key[-half:]}"
 
 
-def _shorten_source(source: str) -> str:
-    return source if len(source) <= _SOURCE_CHARS else source[: _SOURCE_CHARS - 3] + "..."
-
-
 def _events_table(events: list[EventRecord]) -> Table:
     from rich import box
     from rich.table import Table
@@ -114,7 +111,7 @@ def _events_table(events: list[EventRecord]) -> Table:
         table.add_row(
             str(event.event_id),
             event.dag_id,
-            _shorten_source(event.source),
+            shorten(event.source, _SOURCE_CHARS),
             shorten_key(event.dedup_key),
             format_time(event.received_at),
             event.run_id or Text(WAITING, style="yellow"),

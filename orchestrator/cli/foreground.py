@@ -18,10 +18,10 @@ import anyio
 from rich.console import Console
 
 from orchestrator.changes import Change
+from orchestrator.cli.daemonlink import is_daemon
 from orchestrator.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from orchestrator.cli.output import describe_dag_error, warn
 from orchestrator.cli.summary import print_summary
-from orchestrator.cli.trigger import is_daemon
 from orchestrator.config import Settings
 from orchestrator.dagbag import DagBag, load_dag_bag
 from orchestrator.dags import DAG

@@ -19,6 +19,11 @@ def one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with "..." when longer (tables; `--json` has it whole)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def warn(message: str) -> None:
     """Print `warning: <message>` on stderr: something is wrong but the command goes on."""
     click.echo(f"{click.style('warning:', fg='yellow', bold=True)} {one_line(message)}", err=True)

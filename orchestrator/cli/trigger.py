@@ -1,19 +1,16 @@
 """`orchestrator trigger` and `orchestrator backfill`: start runs, through the daemon if one runs.
 
-While a daemon runs it is the only writer of the store, so a command that changes state asks it
-over its control socket, and the daemon acts at once. With no daemon, the command does the work
-itself while holding the state directory's lock: a daemon starting meanwhile cannot load the
-store half-way through the write, and would miss nothing. The helpers for that choice live here
-(`daemon_or_locally`, `ask_daemon`) and `dags pause`, `triggers list` use them too.
+Through the running daemon, or with none, by this process under the state directory's lock
+(see `orchestrator.cli.daemonlink`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from orchestrator.cli.daemonlink import ask_daemon, daemon_or_locally, load_dag
 from orchestrator.cli.options import load_cli_settings, settings_options
 from orchestrator.cli.run import parse_conf
 
@@ -23,85 +20,6 @@ if TYPE_CHECKING:
     from orchestrator.dags import DAG
     from orchestrator.statelock import Holder
     from orchestrator.store.records import RunRecord
-
-Prepared = TypeVar("Prepared")
-Result = TypeVar("Result")
-
-_DAEMON_COMMAND = "orchestrator daemon"  # what the daemon writes into the lock file
-
-
-# -- the daemon, or the store ------------------------------------------------------------------
-
-
-def is_daemon(holder: Holder) -> bool:
-    """True if the lock's holder is a daemon (or did not say what it is: assume one)."""
-    return holder.command is None or holder.command.startswith(_DAEMON_COMMAND)
-
-
-def running_daemon(settings: Settings) -> Holder | None:
-    """The daemon that holds the state directory now, or None when no daemon runs."""
-    from orchestrator.statelock import read_holder
-
-    holder = read_holder(settings.state_dir)
-    return holder if holder is not None and is_daemon(holder) else None
-
-
-def ask_daemon(settings: Settings, holder: Holder, request: dict[str, Any]) -> dict[str, Any]:
-    """Send `request` to the daemon that `holder` describes and return its result.
-
-    Raises `DaemonError` with the daemon's own message when it refuses; a holder that is not a
-    daemon (a foreground `orchestrator run`) or a daemon not listening yet is an error too.
-    """
-    from orchestrator.control import DaemonError, DaemonUnavailableError, control_path, request_sync
-    from orchestrator.errors import RunError
-
-    if not is_daemon(holder):
-        raise RunError(
-            f"the state directory {settings.state_dir} is in use by {holder.describe()}, "
-            "not by a daemon; wait for it to end (or stop it), then try again"
-        )
-    try:
-        return request_sync(control_path(settings.state_dir), request)
-    except DaemonUnavailableError:
-        pid = f"pid {holder.pid}" if holder.pid is not None else "pid unknown"
-        raise DaemonError(f"the daemon ({pid}) is starting or not answering; try again") from None
-
-
-def daemon_or_locally(
-    settings: Settings,
-    *,
-    command: str,
-    ask: Callable[[Holder], Result],
-    prepare: Callable[[], Prepared],
-    locally: Callable[[Prepared], Result],
-) -> Result:
-    """`ask(holder)` the running daemon; with none, `locally(prepare())` under the state lock.
-
-    `prepare` (loading DAG files, which may be slow) runs before the lock is taken, so a daemon
-    starting meanwhile is not refused for it. If a daemon took the lock in between, it is asked.
-    `command` names this process in the lock file, for the messages of those who find it held.
-    """
-    from orchestrator.statelock import StateDirLock, StateDirLockedError, read_holder
-
-    holder = read_holder(settings.state_dir)
-    if holder is None:
-        prepared = prepare()
-        try:
-            lock = StateDirLock.acquire(settings.state_dir, command=command)
-        except StateDirLockedError as error:
-            holder = error.holder
-        else:
-            with lock:
-                return locally(prepared)
-    return ask(holder)
-
-
-def load_dag(settings: Settings, dag_id: str) -> tuple[DagBag, DAG]:
-    """The DAGs folder and the DAG `dag_id` in it; `DagNotFoundError` lists the known ones."""
-    from orchestrator.cli.dags import load_bag_quietly
-
-    bag = load_bag_quietly(settings)
-    return bag, bag.get(dag_id)
 
 
 def _paused_message(dag_id: str) -> str:
@@ -207,13 +125,13 @@ async def _queue_run(
 def _queued_run(dag_id: str, conf: dict[str, Any], dedup_key: str | None) -> RunRecord:
     import time
 
-    from orchestrator.engine import _new_run_id
+    from orchestrator.engine import new_run_id
     from orchestrator.state import RunState
     from orchestrator.store.records import RunRecord
 
     now = time.time()
     return RunRecord(
-        run_id=_new_run_id(now),
+        run_id=new_run_id(now),
         dag_id=dag_id,
         state=RunState.QUEUED,
         conf=conf,
@@ -233,14 +151,15 @@ def _queued_run(dag_id: str, conf: dict[str, Any], dedup_key: str | None) -> Run
     "start_text",
     required=True,
     metavar="DATE",
-    help="The first interval's start: '2024-01-01' or '2024-01-01T03:00' in the DAG's timezone.",
+    help="Cover the intervals starting at or after DATE: '2024-01-01' or '2024-01-01T03:00', "
+    "in the DAG's timezone unless it has an offset ('+01:00').",
 )
 @click.option(
     "--end",
     "end_text",
     required=True,
     metavar="DATE",
-    help="The last interval's start (inclusive), in the same form.",
+    help="... and at or before DATE (inclusive), in the same form.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @settings_options

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from orchestrator.cli.options import load_cli_settings, settings_options
+from orchestrator.cli.output import shorten
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -56,8 +57,8 @@ def list_triggers(as_json: bool) -> None:
     """
     import anyio
 
+    from orchestrator.cli.daemonlink import running_daemon
     from orchestrator.cli.output import echo_json
-    from orchestrator.cli.trigger import running_daemon
     from orchestrator.cli.views import make_console
 
     settings = load_cli_settings()
@@ -94,15 +95,13 @@ def trigger_text(classpath: str, kwargs: dict[str, Any]) -> str:
     """
     name = classpath.rsplit(".", 1)[-1]
     shown = [
-        f"{key}={_shorten(value)!r}" for key, value in kwargs.items() if isinstance(value, str)
+        f"{key}={shorten(value, _VALUE_CHARS)!r}"
+        for key, value in kwargs.items()
+        if isinstance(value, str)
     ]
     if len(shown) < len(kwargs):
         shown.append("...")
     return f"{name}({', '.join(shown)})"
-
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= _VALUE_CHARS else text[: _VALUE_CHARS - 3] + "..."
 
 
 # -- JSON --------------------------------------------------------------------------------------

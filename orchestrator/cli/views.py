@@ -18,10 +18,14 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cli.output import describe_dag_error, display_path, one_line
+from orchestrator.cli.output import describe_dag_error, display_path, one_line, shorten
 from orchestrator.dagbag import DagBag
+from orchestrator.dags import DAG
 from orchestrator.display import format_duration, state_text, task_label
+from orchestrator.runstarts import source_name
 from orchestrator.store.records import RunRecord, TaskInstanceRecord
+
+_SOURCE_CHARS = 40  # a run trigger's name in the `dags list` table; `--json` has it whole
 
 
 def make_console() -> Console:
@@ -57,21 +61,11 @@ def task_duration(ti: TaskInstanceRecord) -> float | None:
 # -- dags list ----------------------------------------------------------------------------------
 
 
-def dags_view(bag: DagBag) -> RenderableType:
+def dags_view(bag: DagBag, paused: set[str]) -> RenderableType:
     """The DAGs of the folder, then the import errors, counted and in red."""
     parts: list[RenderableType] = []
     if bag.dags:
-        table = Table(box=box.SIMPLE_HEAD)
-        for name in ("dag", "file", "tasks", "description"):
-            table.add_column(name, overflow="fold")
-        for dag_id in sorted(bag.dags):
-            table.add_row(
-                dag_id,
-                _relative_to(bag.files.get(dag_id, ""), str(bag.folder)),
-                str(len(bag.dags[dag_id].tasks)),
-                one_line(bag.dags[dag_id].description),
-            )
-        parts.append(table)
+        parts.append(_dags_table(bag, paused))
     else:
         parts.append(Text(f"No DAGs in {display_path(bag.folder)}.", style="yellow"))
     if bag.errors:
@@ -80,16 +74,48 @@ def dags_view(bag: DagBag) -> RenderableType:
     return Group(*parts)
 
 
-def dags_json(bag: DagBag) -> dict[str, Any]:
+def _dags_table(bag: DagBag, paused: set[str]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD)
+    for name in ("dag", "file", "tasks", "paused", "schedule", "runs on", "description"):
+        table.add_column(name, overflow="fold")
+    for dag_id in sorted(bag.dags):
+        dag = bag.dags[dag_id]
+        table.add_row(
+            dag_id,
+            _relative_to(bag.files.get(dag_id, ""), str(bag.folder)),
+            str(len(dag.tasks)),
+            Text("paused", style="yellow") if dag_id in paused else Text("no"),
+            schedule_text(dag),
+            ", ".join(shorten(name, _SOURCE_CHARS) for name in source_names(dag)) or "-",
+            one_line(dag.description),
+        )
+    return table
+
+
+def schedule_text(dag: DAG) -> str:
+    """The DAG's schedule as people say it, or "-" when it has none."""
+    schedule = dag.starts.schedule
+    return schedule.description if schedule is not None else "-"
+
+
+def source_names(dag: DAG) -> list[str]:
+    """What starts the DAG's runs besides its schedule: one name per run trigger."""
+    return [source_name(source) for source in dag.starts.sources]
+
+
+def dags_json(bag: DagBag, paused: set[str]) -> dict[str, Any]:
     return {
         "dags": [
             {
                 "dag_id": dag_id,
                 "file": bag.files.get(dag_id),
-                "tasks": len(bag.dags[dag_id].tasks),
-                "description": bag.dags[dag_id].description,
+                "tasks": len(dag.tasks),
+                "description": dag.description,
+                "paused": dag_id in paused,
+                "schedule": None if dag.starts.schedule is None else schedule_text(dag),
+                "runs_on": source_names(dag),
             }
-            for dag_id in sorted(bag.dags)
+            for dag_id, dag in sorted(bag.dags.items())
         ],
         "import_errors": [
             {"file": error.file, "line": error.line, "message": error.message}

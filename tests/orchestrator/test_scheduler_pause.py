@@ -12,29 +12,25 @@ import itertools
 from collections.abc import Callable
 
 import anyio
+from schedulerkit import SUCCESS, DrivenScheduler, admitted
 
 from helpers import bag_of
 from orchestrator import DAG, task
-from orchestrator.changes import RunChanged
 from orchestrator.config import Settings
 from orchestrator.engine import Engine
-from orchestrator.jobs import Outcome, TaskOutcome
 from orchestrator.runstate import ActiveRun, DagPlan, TaskInstance, Transitions
-from orchestrator.scheduler import Scheduler
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.records import RunRecord
 
 SettingsFactory = Callable[..., Settings]
-SUCCESS = TaskOutcome(status=Outcome.SUCCESS, result_json="null")
 REASON = "the daemon stopped it after the 30s shutdown grace period"
 
 
-class Harness:
-    """A scheduler, driven the way the engine's step drives it, without a store."""
+class Harness(DrivenScheduler):
+    """The scheduler with 8 slots; runs queued one after the other."""
 
     def __init__(self, *, pools: dict[str, int] | None = None) -> None:
-        self.scheduler = Scheduler(slots=8, pools=pools or {}, log_dir="logs")
-        self.running: list[TaskInstance] = []
+        super().__init__(slots=8, pools=pools, now=100.0)
         self._ids = itertools.count()
 
     def queue(self, dag: DAG) -> ActiveRun:
@@ -48,18 +44,6 @@ class Harness:
         run = ActiveRun(record, dag, DagPlan.of(dag))
         self.scheduler.add_run(run)
         return run
-
-    def step(self, *finished: TaskInstance) -> Transitions:
-        tx = Transitions(100.0)
-        for ti in finished:
-            self.scheduler.finish(ti, SUCCESS, tx)
-            self.running.remove(ti)
-        while True:
-            self.scheduler.admit_runs(tx)
-            if not self.scheduler.advance(tx):
-                break
-        self.running.extend(self.scheduler.allocate(tx))
-        return tx
 
 
 def chain_dag(dag_id: str, *, max_active_runs: int = 16, pool: str = "default") -> DAG:
@@ -76,11 +60,6 @@ def chain_dag(dag_id: str, *, max_active_runs: int = 16, pool: str = "default") 
 
         first() >> second()
     return dag
-
-
-def admitted(tx: Transitions) -> list[str]:
-    changes = [c for c in tx.changes if isinstance(c, RunChanged)]
-    return [c.run_id for c in changes if c.state is RunState.RUNNING]
 
 
 def instance(run: ActiveRun, task_id: str) -> TaskInstance:

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import itertools
 
+from schedulerkit import DrivenScheduler, admitted
+
 from orchestrator import DAG, task
 from orchestrator.changes import RunChanged
-from orchestrator.jobs import Outcome, TaskOutcome
 from orchestrator.recovery import rebuild_run
 from orchestrator.runstate import ActiveRun, DagPlan, TaskInstance, Transitions
-from orchestrator.scheduler import Scheduler
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.records import RunRecord, TaskInstanceRecord
-
-SUCCESS = TaskOutcome(status=Outcome.SUCCESS, result_json="null")
 
 
 class CountingRun(ActiveRun):
@@ -45,12 +43,11 @@ class CountingRun(ActiveRun):
         cls.looks = cls.pops = 0
 
 
-class Harness:
-    """A scheduler, driven the way the engine's step drives it, without a store."""
+class Harness(DrivenScheduler):
+    """The scheduler with room for every task; runs that count how often they are looked at."""
 
     def __init__(self, *, slots: int = 1000) -> None:
-        self.scheduler = Scheduler(slots=slots, pools={}, log_dir="logs")
-        self.running: list[TaskInstance] = []
+        super().__init__(slots=slots, now=5000.0)
         self._ids = itertools.count()
         self._plans: dict[str, DagPlan] = {}
 
@@ -68,19 +65,6 @@ class Harness:
     def plan(self, dag: DAG) -> DagPlan:
         return self._plans.setdefault(dag.dag_id, DagPlan.of(dag))
 
-    def step(self, *finished: TaskInstance) -> Transitions:
-        """One engine step: outcomes, then admit and settle until nothing changes, then slots."""
-        tx = Transitions(5000.0)
-        for ti in finished:
-            self.scheduler.finish(ti, SUCCESS, tx)
-            self.running.remove(ti)
-        while True:
-            self.scheduler.admit_runs(tx)
-            if not self.scheduler.advance(tx):
-                break
-        self.running.extend(self.scheduler.allocate(tx))
-        return tx
-
     def running_of(self, run_id: str) -> TaskInstance:
         return next(ti for ti in self.running if ti.run.run_id == run_id)
 
@@ -94,12 +78,6 @@ def one_task_dag(dag_id: str, max_active_runs: int) -> DAG:
 
         work()
     return dag
-
-
-def admitted(tx: Transitions) -> list[str]:
-    return [
-        c.run_id for c in tx.changes if isinstance(c, RunChanged) and c.state is RunState.RUNNING
-    ]
 
 
 def ended(tx: Transitions) -> list[str]:

@@ -7,12 +7,9 @@ runs. The daemon is another process, so waiting for what it does polls under a d
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import subprocess
-import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import crashkit
 import pytest
 from click.testing import CliRunner, Result
 from crashkit import DaemonProcess, new_marker, wait_until
@@ -121,27 +117,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     return project
 
 
-@pytest.fixture
-def daemon_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Start crashkit's daemons with `python -m orchestrator.cli` while `-m orchestrator` fails.
-
-    crashkit runs `python -m orchestrator daemon`, which needs an `orchestrator/__main__.py`;
-    until the package has one, the CLI package's own entry point is the same command.
-    """
-    if importlib.util.find_spec("orchestrator.__main__") is not None:
-        return
-
-    def popen(argv: Sequence[str], *args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
-        if list(argv[1:3]) == ["-m", "orchestrator"]:
-            argv = [argv[0], "-m", "orchestrator.cli", *argv[3:]]
-        return subprocess.Popen(argv, *args, **kwargs)
-
-    fake = types.SimpleNamespace(
-        Popen=popen, DEVNULL=subprocess.DEVNULL, TimeoutExpired=subprocess.TimeoutExpired
-    )
-    monkeypatch.setattr(crashkit, "subprocess", fake)
-
-
 @contextmanager
 def daemon(project: Project) -> Iterator[DaemonProcess]:
     """A daemon on the project, ready; stopped with SIGTERM at the end."""
@@ -181,7 +156,6 @@ def test_every_new_command_has_a_summary_and_an_example(command: list[str]) -> N
 # -- trigger ------------------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("daemon_module")
 def test_a_run_triggered_without_a_daemon_waits_queued_and_the_daemon_runs_it(
     project: Project,
 ) -> None:
@@ -361,7 +335,6 @@ def test_backfill_refuses_bad_input(project: Project, args: tuple[str, ...], mes
 # -- with a daemon ------------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("daemon_module")
 def test_with_a_daemon_trigger_pause_and_unpause_go_through_it(project: Project) -> None:
     with daemon(project) as process:
         started = project.ok("trigger", "hello", "--conf", '{"name": "Bob"}')
@@ -385,7 +358,6 @@ def test_with_a_daemon_trigger_pause_and_unpause_go_through_it(project: Project)
         assert "use `orchestrator trigger hello` instead" in foreground.stderr
 
 
-@pytest.mark.usefixtures("daemon_module")
 def test_with_a_daemon_backfill_hands_the_runs_to_it(project: Project) -> None:
     args = ("backfill", "nightly", "--start", "2024-01-01", "--end", "2024-01-02")
     with daemon(project):
@@ -402,7 +374,6 @@ def test_with_a_daemon_backfill_hands_the_runs_to_it(project: Project) -> None:
             project.wait_for_state(run["run_id"], "success")
 
 
-@pytest.mark.usefixtures("daemon_module")
 def test_triggers_and_events_list_what_waits_and_what_started_runs(project: Project) -> None:
     with daemon(project) as process:
         waiting = project.json("trigger", "waits")["run_id"]
