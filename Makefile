@@ -36,6 +36,7 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python bench/deferral.py
 	$(BIN)/python bench/burst.py
 	$(BIN)/python bench/idle_daemon.py
+	$(BIN)/python bench/webhooks.py
 
 ## soak: the random kill -9 crash test for 30 rounds (300 files) instead of 3
 soak: $(VENV)/.test-deps

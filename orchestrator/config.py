@@ -74,6 +74,18 @@ class Settings:
     allow_private_urls: bool = False
     # Hosts ("host" or "host:port") untrusted URLs may name even when they are private.
     allowed_hosts: tuple[str, ...] = ()
+    # The daemon's HTTP API and webhooks: on by default, on loopback only.
+    api_enabled: bool = True
+    api_host: str = "127.0.0.1"
+    api_port: int = 8686  # 0: any free port (the daemon logs and reports the one it got)
+    api_max_body: int = 1_048_576  # bytes a request body may have; more is refused (413)
+    api_max_json_depth: int = 32  # nesting a JSON body may have; deeper is refused (400)
+    # Rate limits (requests per second, with a burst of as many): per webhook, and per DAG
+    # for runs started through the API or webhooks. Beyond: 429 with Retry-After.
+    webhook_rate: float = 50.0
+    dag_trigger_rate: float = 100.0
+    # Runs of one DAG waiting to start; an API or webhook trigger beyond it is refused (429).
+    max_queued_runs: int = 1000
     config_file: Path | None = None  # the TOML file these settings came from, if any
 
     def __post_init__(self) -> None:
@@ -232,17 +244,17 @@ def _absolute_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
 def _from_text(name: str, text: str, label: str) -> Any:
     """An environment variable's or flag's text as the setting's type."""
     text = text.strip()
-    if name in ("slots", "result_max_bytes", "worker_max_tasks", "triggerer_capacity"):
+    if name in _WHOLE_NUMBERS:
         try:
             return int(text)
         except ValueError:
             raise ConfigError(f"{label} must be a whole number, got {text!r}") from None
-    if name == "shutdown_grace":
+    if name in ("shutdown_grace", "webhook_rate", "dag_trigger_rate"):
         try:
             return float(text)
         except ValueError:
-            raise ConfigError(f"{label} must be a number of seconds, got {text!r}") from None
-    if name in ("in_process", "allow_private_urls"):
+            raise ConfigError(f"{label} must be a number, got {text!r}") from None
+    if name in ("in_process", "allow_private_urls", "api_enabled"):
         return _boolean_from_text(text, label)
     if name == "allowed_roots":
         return [part for part in text.split(os.pathsep) if part.strip()]
@@ -251,6 +263,16 @@ def _from_text(name: str, text: str, label: str) -> Any:
     return text
 
 
+_WHOLE_NUMBERS = (
+    "slots",
+    "result_max_bytes",
+    "worker_max_tasks",
+    "triggerer_capacity",
+    "api_port",
+    "api_max_body",
+    "api_max_json_depth",
+    "max_queued_runs",
+)
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -281,6 +303,31 @@ def _check_seconds(value: Any, label: Label, key: str) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1e6:
         raise ConfigError(f"{label(key)} must be a number of seconds from 0, got {value!r}")
     return float(value)
+
+
+def _check_rate(value: Any, label: Label, key: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1e9:
+        raise ConfigError(
+            f"{label(key)} must be a number of requests per second above 0, got {value!r}"
+        )
+    return float(value)
+
+
+def _check_port(value: Any, label: Label) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+        raise ConfigError(
+            f"{label('api_port')} must be a TCP port from 1 to 65535 (or 0 for any free port), "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _check_host(value: Any, label: Label) -> str:
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
+        raise ConfigError(
+            f"{label('api_host')} must be an address to listen on, such as 127.0.0.1, got {value!r}"
+        )
+    return value.strip()
 
 
 def _check_boolean(value: Any, label: Label, key: str) -> bool:
@@ -357,6 +404,14 @@ _CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "allowed_roots": _check_roots,
     "allow_private_urls": lambda value, label: _check_boolean(value, label, "allow_private_urls"),
     "allowed_hosts": _check_hosts,
+    "api_enabled": lambda value, label: _check_boolean(value, label, "api_enabled"),
+    "api_host": _check_host,
+    "api_port": _check_port,
+    "api_max_body": lambda value, label: _check_count(value, label, "api_max_body"),
+    "api_max_json_depth": lambda value, label: _check_count(value, label, "api_max_json_depth"),
+    "webhook_rate": lambda value, label: _check_rate(value, label, "webhook_rate"),
+    "dag_trigger_rate": lambda value, label: _check_rate(value, label, "dag_trigger_rate"),
+    "max_queued_runs": lambda value, label: _check_count(value, label, "max_queued_runs"),
 }
 
 _ENVIRON_VARIABLES = {
@@ -375,5 +430,13 @@ _ENVIRON_VARIABLES = {
         "allowed_roots",
         "allow_private_urls",
         "allowed_hosts",
+        "api_enabled",
+        "api_host",
+        "api_port",
+        "api_max_body",
+        "api_max_json_depth",
+        "webhook_rate",
+        "dag_trigger_rate",
+        "max_queued_runs",
     )
 }

@@ -38,6 +38,7 @@ CRASH_POINTS: dict[str, str] = {
     "task_dispatched": "a task was handed to a worker, before it finishes",
     "schedule_tick": "a schedule tick's run committed",
     "shutdown_grace": "during a SIGTERM grace period",
+    "webhook_committed": "a webhook delivery's run committed, before the 2xx is sent",
 }
 
 # None until the variable is read; then the armed point -> how many more passes until the

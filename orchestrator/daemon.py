@@ -6,10 +6,11 @@ orchestrator daemon --dags-folder examples/
 
 It holds the state directory's lock for its whole life (a second daemon is refused with who
 holds it), checks the store's integrity, picks up what an earlier process left (recovery),
-then starts runs from schedules and run triggers, reloads DAG files as they change, and
-answers the CLI on its control socket. SIGTERM or SIGINT stops it cleanly: no new work, running
-tasks get `shutdown_grace` seconds, then are stopped and recorded to run again; a second
-signal ends the grace period at once.
+then starts runs from schedules and run triggers, reloads DAG files as they change, serves
+the HTTP API and webhooks (127.0.0.1:8686 by default, in this same event loop) and answers
+the CLI on its control socket. SIGTERM or SIGINT stops it cleanly: no new work (the API's
+health says "stopping" and new runs get a 503), running tasks get `shutdown_grace` seconds,
+then are stopped and recorded to run again; a second signal ends the grace period at once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from typing import Any
 
 import anyio
 
+from orchestrator.api.app import create_app
+from orchestrator.api.context import ApiContext
+from orchestrator.api.registry import ApiRegistry
+from orchestrator.api.registryops import RegistryOps
+from orchestrator.api.server import serve_api
 from orchestrator.config import Settings
 from orchestrator.control import control_path, serve_control
 from orchestrator.crashpoints import check_crash_setting
@@ -43,18 +49,24 @@ async def serve(settings: Settings, *, on_ready: Callable[[Engine], None] | None
         await _check_integrity(settings)
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with Engine.open(settings, start_runs=True) as engine:
-                control = DaemonControl(engine)
+                api = ApiContext(engine, await ApiRegistry.load(engine.store))
+                control = DaemonControl(engine, api)
                 async with (
                     serve_control(control_path(settings.state_dir), control.handle),
                     anyio.create_task_group() as tg,
                 ):
                     await tg.start(follow_dag_folder, engine)
+                    if settings.api_enabled:
+                        app = create_app(api)
+                        port = settings.api_port
+                        control.api_url = await tg.start(serve_api, app, settings.api_host, port)
                     _log_ready(engine)
                     if on_ready is not None:
                         on_ready(engine)
                     async for signum in signals:
                         logger.info("%s: stopping", signal.Signals(signum).name)
                         break
+                    api.stopping = True  # health says so; new runs are refused with a 503
                     tg.start_soon(_hurry_on_second_signal, signals, engine)
                     await engine.shutdown(settings.shutdown_grace)
                     tg.cancel_scope.cancel()
@@ -92,11 +104,17 @@ def _log_ready(engine: Engine) -> None:
         logger.error("%s", error)
 
 
-class DaemonControl:
-    """Answers the control socket: what the CLI asks a running daemon to do."""
+class DaemonControl(RegistryOps):
+    """Answers the control socket: what the CLI asks a running daemon to do.
 
-    def __init__(self, engine: Engine) -> None:
+    The socket is the local twin of the HTTP API: the same engine calls, for the user who
+    owns the state directory (the socket is mode 0600), with no token to manage.
+    """
+
+    def __init__(self, engine: Engine, api: ApiContext) -> None:
         self.engine = engine
+        self.registry = api.registry
+        self.api_url: str | None = None  # where the HTTP API listens, once it does
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -107,7 +125,7 @@ class DaemonControl:
         return result
 
     async def _op_ping(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"pid": os.getpid(), "dags": len(self.engine.dagbag.dags)}
+        return {"pid": os.getpid(), "dags": len(self.engine.dagbag.dags), "api": self.api_url}
 
     async def _op_status(self, request: dict[str, Any]) -> dict[str, Any]:
         """Counters for monitoring and benchmarks: runs driven, triggers, store writes."""
@@ -141,6 +159,16 @@ class DaemonControl:
     async def _op_cancel(self, request: dict[str, Any]) -> dict[str, Any]:
         await self.engine.cancel(_text(request, "run_id"))
         return {}
+
+    async def _op_clear(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Clear task instances (and, unless `downstream` is false, what is downstream)."""
+        task_ids, downstream = request.get("task_ids"), request.get("downstream", True)
+        if not isinstance(task_ids, list) or not all(isinstance(t, str) for t in task_ids):
+            raise RunError("the request needs `task_ids` as a list of task ids (strings)")
+        if not isinstance(downstream, bool):
+            raise RunError("the request's `downstream` must be true or false")
+        keys = await self.engine.clear(_text(request, "run_id"), task_ids, downstream=downstream)
+        return {"cleared": [[task_id, map_index] for _, task_id, map_index in keys]}
 
     async def _op_backfill(self, request: dict[str, Any]) -> dict[str, Any]:
         start, end = request.get("start"), request.get("end")

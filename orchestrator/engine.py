@@ -22,9 +22,10 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -38,19 +39,28 @@ from orchestrator.crashpoints import crash_armed, crashpoint
 from orchestrator.dagbag import DagBag, FileChange, load_dag_bag, replace_file
 from orchestrator.dags import DAG
 from orchestrator.deferring import Timer
-from orchestrator.errors import RunError
+from orchestrator.errors import DagPausedError, RunError, RunLimitError
 from orchestrator.executor import Executor
 from orchestrator.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.loader import FileResult
 from orchestrator.policy import InputPolicy
 from orchestrator.recovery import rebuild_run
+from orchestrator.runedits import (
+    cancel_stored_run,
+    clear_instances,
+    clear_stored_run,
+    clear_targets,
+    dag_of_run,
+    load_run,
+    stored_run,
+)
 from orchestrator.runstarter import DagDue, RunStarter, SourceEvent, StarterMessage
 from orchestrator.runstate import ActiveRun, DagPlan, TaskInstance, Transitions
 from orchestrator.scheduler import Scheduler
 from orchestrator.state import RunState
 from orchestrator.store import Store, open_store
-from orchestrator.store.base import WriteBatch
-from orchestrator.store.records import DagRecord, ImportErrorRecord, RunRecord
+from orchestrator.store.base import TaskKey, WriteBatch
+from orchestrator.store.records import DagRecord, EventRecord, ImportErrorRecord, RunRecord
 from orchestrator.tasks import resolve_refs
 from orchestrator.ticking import backfill, interval_key
 from orchestrator.triggerer import Fired, Triggerer, TriggerOutcome
@@ -71,6 +81,23 @@ class _Cancel:
     run_id: str
 
 
+@dataclass(eq=False)
+class _Clear:
+    """A clear, applied in a step and answered (`done`) once the step committed or refused it.
+
+    `stored` is the finished run as the store has it, when the scheduler does not hold it.
+    """
+
+    run_id: str
+    task_ids: tuple[str, ...]
+    downstream: bool
+    stored: tuple[RunRecord, ActiveRun] | None
+    done: anyio.Event = field(default_factory=anyio.Event)
+    cleared: list[TaskKey] = field(default_factory=list)
+    error: RunError | None = None
+    missed: bool = False  # the run finished before the step: read it from the store, again
+
+
 @dataclass(frozen=True)
 class _TimerDue:
     timer: Timer
@@ -82,7 +109,7 @@ class _TriggerEnded:
     outcome: TriggerOutcome
 
 
-_EngineMessage = _Finished | _Cancel | _TimerDue | _TriggerEnded
+_EngineMessage = _Finished | _Cancel | _Clear | _TimerDue | _TriggerEnded
 _Message = _EngineMessage | StarterMessage
 
 
@@ -145,6 +172,9 @@ class Engine:
         self._scopes: dict[tuple[str, str, int], anyio.CancelScope] = {}
         self._plans: dict[int, DagPlan] = {}
         self._subscribers: list[MemoryObjectSendStream[Change]] = []
+        self._editing = anyio.Lock()  # clears (and store-only cancels) one at a time
+        self._cleared: list[_Clear] = []  # applied in this step: answered after its commit
+        self._committing: Counter[str] = Counter()  # triggers on their way to the store, per DAG
 
     @classmethod
     @asynccontextmanager
@@ -213,24 +243,49 @@ class Engine:
         run_type: str = "manual",
         dedup_key: str | None = None,
         logical_date: float | None = None,
+        event: EventRecord | None = None,
     ) -> str:
-        """Create a run of `dag_id` (committed before this returns) and return its id."""
+        """Create a run of `dag_id` (committed before this returns) and return its id.
+
+        `event` (a webhook delivery) is recorded with the run, in the same transaction.
+        Concurrent calls share transactions (the store's group commit), so a burst of API
+        triggers costs one fsync per group, not one per run.
+        """
         dag = self.dagbag.get(dag_id)
         if dag_id in self.starter.paused:
-            raise RunError(
+            raise DagPausedError(
                 f"DAG {dag_id!r} is paused, so no run of it starts; unpause it first "
-                f"(`orchestrator dags unpause {dag_id}`)"
+                f"(`orchestrator dags unpause {dag_id}`)",
+                dag_id=dag_id,
             )
         conf = _checked_conf(conf)
+        self._check_queue_room(dag_id)
         batch = WriteBatch()
         record = self._run_record(
             dag, conf, run_type=run_type, dedup_key=dedup_key, logical_date=logical_date
         )
         batch.create_run(record, [])
-        await self.store.commit(batch)
+        if event is not None:
+            batch.add_events([replace(event, dag_id=dag_id, run_id=record.run_id)])
+        self._committing[dag_id] += 1
+        try:
+            await self.store.commit(batch)
+        finally:
+            self._committing[dag_id] -= 1
         self._adopt(record, dag)
         self._wake.set()
         return record.run_id
+
+    def _check_queue_room(self, dag_id: str) -> None:
+        """Refuse a trigger when the DAG's queue is full: a flood must not grow it without end."""
+        waiting = self.scheduler.queued_runs(dag_id) + self._committing[dag_id]
+        if waiting >= self.settings.max_queued_runs:
+            raise RunLimitError(
+                f"DAG {dag_id!r} has {waiting} runs waiting to start, the most "
+                f"`max_queued_runs` allows ({self.settings.max_queued_runs}); try again "
+                "when some have started",
+                retry_after=1.0,
+            )
 
     def _new_run(self, dag: DAG, conf: dict[str, Any], batch: WriteBatch, **fields: Any) -> str:
         """A queued run created in `batch` (the step's), handed to the scheduler at once."""
@@ -313,16 +368,97 @@ class Engine:
             )
         return record
 
-    async def cancel(self, run_id: str) -> None:
-        """Cancel a run: its running tasks are killed, the others marked cancelled."""
-        if run_id not in self.scheduler.runs:
-            record = await self.store.get_run(run_id)
-            if record is None:
-                raise RunError(f"there is no run with id {run_id!r}")
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel a run: its running tasks are killed, the others marked cancelled.
+
+        Returns False if the run had already finished (nothing to do). A run this engine does
+        not drive but that is unfinished in the store (no daemon runs it; its DAG is not
+        loaded) is cancelled in the store alone, at once. Raises `RunNotFoundError`.
+        """
+        if run_id in self.scheduler.runs:
+            self._post(_Cancel(run_id))
+            return True
+        async with self._editing:
+            record = await stored_run(self.store, run_id)
             if record.state.finished:
+                return False
+            self._publish(await cancel_stored_run(self.store, record, now=self.clock.now()))
+            return True
+
+    async def clear(
+        self, run_id: str, task_ids: Sequence[str], *, downstream: bool = True
+    ) -> list[TaskKey]:
+        """Clear task instances so that they run again; returns their keys once committed.
+
+        Airflow's "clear" (see orchestrator/runedits.py): the tasks (every element of an
+        expanded one) and, with `downstream`, everything downstream of them go back to `none`,
+        their results forgotten, their try numbers going on, their retries given back. A
+        finished run is queued again and driven by this engine; in a run still going, an
+        instance in flight is refused with a `RunError`, as are unknown task ids.
+        """
+        task_ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
+        async with self._editing:  # a finished run is read, then queued again: one at a time
+            while True:
+                stored = None
+                if run_id not in self.scheduler.runs:
+                    record = await stored_run(self.store, run_id)
+                    if not record.state.finished:
+                        return await self._clear_undriven(record, task_ids, downstream)
+                    stored = (record, await self._load_run(record))
+                request = _Clear(run_id, tuple(task_ids), downstream, stored)
+                self._post(request)
+                await request.done.wait()
+                if not request.missed:
+                    break
+        if request.error is not None:
+            raise request.error
+        return request.cleared
+
+    async def _load_run(self, record: RunRecord) -> ActiveRun:
+        dag = dag_of_run(self.dagbag, record)
+        return await load_run(self.store, record, dag, self._plan(dag))
+
+    async def _clear_undriven(
+        self, record: RunRecord, task_ids: Sequence[str], downstream: bool
+    ) -> list[TaskKey]:
+        """An unfinished run nobody here drives: cleared in the store, for whoever drives it."""
+        keys, changes = await clear_stored_run(
+            self.store, self.dagbag, record, task_ids, downstream=downstream, now=self.clock.now()
+        )
+        self._publish(changes)
+        return keys
+
+    def _clear_in_step(self, request: _Clear, tx: Transitions) -> None:
+        """Apply a clear in this step's transaction; `request` is answered after the commit."""
+        self._cleared.append(request)
+        run = self.scheduler.runs.get(request.run_id)
+        stored = None
+        if run is None:
+            if request.stored is None:
+                request.missed = True  # it finished since `clear` looked: read it again
                 return
-            raise RunError(f"run {run_id!r} is not being driven by this engine")
-        self._post(_Cancel(run_id))
+            stored = request.stored
+            run = stored[1]
+        try:
+            clearing = clear_targets(run, request.task_ids, downstream=request.downstream)
+        except RunError as error:
+            request.error = error
+            return
+        request.cleared = clear_instances(run, clearing, tx)
+        if stored is not None and run.state is RunState.QUEUED:
+            self._adopt_cleared(stored[0], run)
+
+    def _adopt_cleared(self, record: RunRecord, run: ActiveRun) -> None:
+        """Drive a finished run a clear queued again, as if it had just been triggered."""
+        self._done[run.run_id] = anyio.Event()
+        self._run_dags[run.run_id] = run.dag
+        self.scheduler.add_run(run)
+        self.starter.note_unfinished(record)  # a scheduled run holds its DAG's place again
+
+    def _answer_clears(self) -> None:
+        for request in self._cleared:
+            request.done.set()
+        self._cleared = []
 
     async def apply_file(self, result: FileResult) -> FileChange:
         """Use a DAG file's new import result (the daemon reloads changed files with this)."""
@@ -425,6 +561,7 @@ class Engine:
         _crash_after_commit(inbox, self.starter.runs_created)
         self._publish(tx.changes)
         self._after_commit(tx)
+        self._answer_clears()
         for ti in to_kill:
             if ti.key in self._scopes:
                 self._scopes[ti.key].cancel()
@@ -455,6 +592,8 @@ class Engine:
             ti = self.scheduler.instance(key)
             if hook and ti is not None:
                 callbacks.append((ti, hook))
+        elif isinstance(message, _Clear):
+            self._clear_in_step(message, tx)
         else:
             run = self.scheduler.runs.get(message.run_id)
             if run is not None and not run.cancelling:

@@ -18,6 +18,13 @@ OrchestratorError
 │   └── TriggerTimeoutError a deferral waited past its timeout
 ├── PolicyError             untrusted input (run conf, a payload) names a blocked URL or path
 ├── RunError                a run request that cannot be honoured (bad conf, unknown run)
+│   ├── DagPausedError      the DAG is paused, so no run of it starts
+│   ├── RunNotFoundError    no run has this id
+│   └── RunLimitError       the DAG has too many queued runs, or is triggered too fast
+├── ApiError                an HTTP request refused: `status` and a stable `code`
+│   ├── AuthError           no token, a bad, expired or revoked one, or too small a scope
+│   ├── SignatureError      a webhook delivery whose signature does not verify
+│   └── PayloadError        a body too large, not JSON, too deeply nested, or not an object
 └── StoreError              the durable state cannot be used
     ├── StoreCorruptedError the database file fails its integrity check
     ├── StateDirError       the state directory cannot be created or written
@@ -121,6 +128,71 @@ class PolicyError(OrchestratorError):
 
 class RunError(OrchestratorError):
     """A run request that cannot be honoured: bad `conf`, an unknown run id, a paused DAG."""
+
+
+class DagPausedError(RunError):
+    """The DAG is paused: no new run of it starts until it is unpaused."""
+
+    def __init__(self, message: str, *, dag_id: str) -> None:
+        super().__init__(message)
+        self.dag_id = dag_id
+
+
+class RunNotFoundError(RunError):
+    """No run has this id (in this state directory)."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class RunLimitError(RunError):
+    """A run refused to protect the daemon: too many queued runs, or triggers too fast.
+
+    `retry_after` is how many seconds the caller should wait before trying again.
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ApiError(OrchestratorError):
+    """An HTTP request the API refuses; `status` is the HTTP status, `code` a stable word.
+
+    The message is safe to send back: it never holds a secret or a token.
+    """
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
+
+class AuthError(ApiError):
+    """No bearer token, a wrong, expired or revoked one (401), or too small a scope (403)."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class SignatureError(ApiError):
+    """A webhook delivery that is unsigned, signed with another secret, tampered or stale."""
+
+    status = 401
+    code = "bad_signature"
+
+
+class PayloadError(ApiError):
+    """A request body that is too large (413), not JSON, too deeply nested, or of the wrong type."""
+
+    status = 400
+    code = "bad_payload"
 
 
 class StoreError(OrchestratorError):

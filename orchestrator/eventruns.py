@@ -138,7 +138,11 @@ class EventRuns:
         found = []
         for asset in dag.tasks[change.task_id].options.outlets:
             payload = _asset_payload(asset, dag.dag_id, change)
-            key = f"asset:{asset.uri}:{change.run_id}:{change.task_id}:{change.map_index}"
+            # The try number: a cleared task that succeeds again updates the asset again.
+            key = (
+                f"asset:{asset.uri}:{change.run_id}:{change.task_id}:{change.map_index}"
+                f":{change.try_number}"
+            )
             for consumer in self._by_asset.get(asset.uri, ()):
                 found.append(Incoming(consumer, source_name(asset), key, payload))
         return found
@@ -152,7 +156,8 @@ class EventRuns:
                     "run_id": change.run_id,
                     "state": change.state.value,
                 }
-                key = f"dag:{change.dag_id}:{change.run_id}"
+                # When it ended: a cleared run that ends again is a new event, not a replay.
+                key = f"dag:{change.dag_id}:{change.run_id}:{change.at!r}"
                 found.append(Incoming(consumer, source_name(finished), key, payload))
         return found
 

@@ -11,6 +11,8 @@ mid-flight (`RecoveryDecisions.recover`), all in one transaction:
   while it ran") and retried if it has retries left: at-least-once execution.
 - `scheduled`: ready again (a deferrable sensor defers again).
 - `up_for_retry`: its backoff timer is set again for the stored moment.
+- `none`: waits for its upstream tasks as usual. A run cleared while no daemon ran is queued
+  with some instances finished and the cleared ones `none`: once admitted, only those run.
 
 A daemon that shuts down first lets running tries finish for a grace period, then kills the
 rest: `RecoveryDecisions.interrupt` records those as failed tries and schedules the task
@@ -84,16 +86,26 @@ def _waiting_for_upstream(instances: dict[int, TaskInstance]) -> bool:
 
 
 def _restore_mapped_inputs(run: ActiveRun) -> None:
-    """An expanded instance's own inputs are recomputed from its (stored) upstream results."""
+    """An expanded instance's own inputs are recomputed from its (stored) upstream results.
+
+    Only instances that may still run need them. A cleared expanded task (every instance
+    `none`) gets its inputs when it expands again, from upstream results that may not exist
+    yet: its upstream tasks may have been cleared too.
+    """
     for task_id, instances in run.instances.items():
         task = run.dag.tasks[task_id]
-        if not task.is_mapped or not any(index >= 0 for index in instances):
+        if not task.is_mapped or not any(_may_run(index, ti) for index, ti in instances.items()):
             continue
         expand = resolve_refs(task.expand_inputs, run.result_view(), run.context())
         combos = map_combinations(task_id, expand)
         for index, ti in instances.items():
             if 0 <= index < len(combos):
                 ti.mapped_inputs = combos[index]
+
+
+def _may_run(index: int, ti: TaskInstance) -> bool:
+    """An expanded element that is scheduled, running, deferred or up for retry."""
+    return index >= 0 and ti.state is not TaskState.NONE and not ti.state.finished
 
 
 class RecoveryDecisions:

@@ -152,6 +152,11 @@ class ActiveRun:
         instances = self.instances[task_id]
         return bool(instances) and all(ti.state.finished for ti in instances.values())
 
+    def each_instance(self) -> Iterator[TaskInstance]:
+        """Every task instance of the run, task by task."""
+        for instances in self.instances.values():
+            yield from instances.values()
+
     def leaf_states(self) -> list[TaskState]:
         return [ti.state for leaf in self.dag.leaves for ti in self.instances[leaf].values()]
 
@@ -205,6 +210,10 @@ class RunQueue:
     def running(self, dag_id: str) -> int:
         """How many runs of the DAG are running."""
         return self._running[dag_id]
+
+    def queued(self, dag_id: str) -> int:
+        """How many runs of the DAG wait to start (a run cancelled while queued may count)."""
+        return len(self._queued.get(dag_id, ()))
 
     def admit(self) -> list[ActiveRun]:
         """Take the runs that may start now, oldest first across DAGs, counting them running."""

@@ -99,6 +99,10 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         """How many runs of the DAG are running (what `max_active_runs` limits)."""
         return self._queue.running(dag_id)
 
+    def queued_runs(self, dag_id: str) -> int:
+        """How many runs of the DAG wait for `max_active_runs` (or for an unpause)."""
+        return self._queue.queued(dag_id)
+
     def add_run(self, run: ActiveRun) -> None:
         """Drive a queued run (or a running one, picked up after a restart)."""
         self.runs[run.run_id] = run
@@ -115,20 +119,29 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         for run in self._queue.admit():
             tx.move_run(run, RunState.RUNNING)
             run.started_at = tx.now
-            self._create_instances(run, tx)
-            run.mark_dirty(run.dag.roots)
+            cleared = self._create_instances(run, tx)
+            # A cleared run (queued again) goes on where its cleared tasks are, not at its roots.
+            run.mark_dirty(run.unfinished if cleared else run.dag.roots)
             self._recheck(run)  # a DAG without tasks finishes at once
 
-    def _create_instances(self, run: ActiveRun, tx: Transitions) -> None:
-        """Rows for every task that is not expanded; expanded tasks get theirs when they expand."""
+    def _create_instances(self, run: ActiveRun, tx: Transitions) -> bool:
+        """Rows for every task that is not expanded; expanded tasks get theirs when they expand.
+
+        A run queued again by a clear has its rows already: returns True for such a run.
+        """
         priorities = run.priorities
         records = []
+        cleared = False
         for task in run.dag.tasks.values():
+            if run.instances[task.task_id]:
+                cleared = True
+                continue
             if task.is_mapped:
                 continue
             ti = self._new_instance(run, task, -1, TaskState.NONE, priorities[task.task_id])
             records.append(self._record(ti))
         tx.batch.add_task_instances(records)
+        return cleared
 
     def _new_instance(
         self, run: ActiveRun, task: Task, map_index: int, state: TaskState, priority: int
@@ -218,6 +231,10 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
     def _expand(self, run: ActiveRun, task: Task, verdict: Verdict, tx: Transitions) -> None:
         """Turn a mapped task into one instance per element of its (now known) input lists."""
         priority = run.priorities[task.task_id]
+        if verdict is not Verdict.RUN and run.instances[task.task_id]:
+            for ti in list(run.instances[task.task_id].values()):  # cleared: keep their tries
+                self._settle(ti, _VERDICT_STATE[verdict], tx)
+            return
         if verdict is not Verdict.RUN:
             self._placeholder(run, task, priority, _VERDICT_STATE[verdict], None, tx)
             return
@@ -233,14 +250,45 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
                 run, task, priority, TaskState.SKIPPED, "expanded over an empty list", tx
             )
             return
+        self._expand_into(run, task, combos, priority, tx)
+
+    def _expand_into(
+        self,
+        run: ActiveRun,
+        task: Task,
+        combos: list[dict[str, Any]],
+        priority: int,
+        tx: Transitions,
+    ) -> None:
+        """One scheduled instance per element; a clear's kept rows are reused by index."""
+        instances = run.instances[task.task_id]
+        self._drop_instances(run, task, [i for i in instances if not 0 <= i < len(combos)], tx)
         records = []
         for index, combo in enumerate(combos):
-            ti = self._new_instance(run, task, index, TaskState.SCHEDULED, priority)
+            ti = instances.get(index)
+            if ti is None:
+                ti = self._new_instance(run, task, index, TaskState.SCHEDULED, priority)
+                records.append(self._record(ti))
+                tx.announce(ti)
+            else:  # kept by a clear: its tries go on from where they were
+                tx.move(ti, TaskState.SCHEDULED)
             ti.mapped_inputs = combo
-            records.append(self._record(ti))
-            tx.announce(ti)
             self._make_ready(ti, tx)
-        tx.batch.add_task_instances(records)
+        if records:
+            tx.batch.add_task_instances(records)
+
+    @staticmethod
+    def _drop_instances(run: ActiveRun, task: Task, indexes: list[int], tx: Transitions) -> None:
+        """Remove the rows of a cleared expanded task that its new expansion does not have.
+
+        Clearing keeps an expanded task's rows so that each element's tries go on; when the
+        upstream list is now shorter (or the task no longer expands), the extra elements no
+        longer exist in this run, and go with their tries.
+        """
+        if indexes:
+            tx.batch.delete_task_instances([(run.run_id, task.task_id, i) for i in indexes])
+            for index in indexes:
+                del run.instances[task.task_id][index]
 
     def _placeholder(
         self,
@@ -252,6 +300,7 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         tx: Transitions,
     ) -> None:
         """One row (map index -1) recording that a mapped task never expanded, and why."""
+        self._drop_instances(run, task, list(run.instances[task.task_id]), tx)
         ti = self._new_instance(run, task, -1, state, priority)
         ti.error = error
         tx.batch.add_task_instances([self._record(ti, ended_at=tx.now, error=error)])
@@ -452,6 +501,9 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         """Cancel a run: unfinished instances are marked, running ones returned to be killed."""
         run.cancelling = True
         if run.state is RunState.QUEUED:
+            for ti in run.each_instance():  # a cleared run, queued again, has some
+                if ti.state is TaskState.NONE:
+                    tx.move(ti, TaskState.CANCELLED, ended_at=tx.now, error="cancelled")
             tx.move_run(run, RunState.CANCELLED)
             del self.runs[run.run_id]
             return []

@@ -60,11 +60,14 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
         {_T.SCHEDULED, _T.SUCCESS, _T.FAILED, _T.UP_FOR_RETRY, _T.CANCELLED, _T.SKIPPED}
     ),
     _T.UP_FOR_RETRY: frozenset({_T.SCHEDULED, _T.CANCELLED}),
-    _T.SUCCESS: frozenset(),
-    _T.FAILED: frozenset(),
-    _T.SKIPPED: frozenset(),
-    _T.UPSTREAM_FAILED: frozenset(),
-    _T.CANCELLED: frozenset(),
+    # The "clear" transitions: a user clears a finished task instance (`orchestrator tasks
+    # clear`, `Engine.clear`) so that it runs again. The scheduler itself never leaves a
+    # finished state; only `orchestrator.runedits` does, on a user's request.
+    _T.SUCCESS: frozenset({_T.NONE}),
+    _T.FAILED: frozenset({_T.NONE}),
+    _T.SKIPPED: frozenset({_T.NONE}),
+    _T.UPSTREAM_FAILED: frozenset({_T.NONE}),
+    _T.CANCELLED: frozenset({_T.NONE}),
 }
 
 
@@ -86,9 +89,11 @@ _R = RunState
 RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     _R.QUEUED: frozenset({_R.RUNNING, _R.CANCELLED}),
     _R.RUNNING: frozenset({_R.SUCCESS, _R.FAILED, _R.CANCELLED}),
-    _R.SUCCESS: frozenset(),
-    _R.FAILED: frozenset(),
-    _R.CANCELLED: frozenset(),
+    # The "clear" transitions: a finished run whose task instances a user cleared is queued
+    # again, and admitted under `max_active_runs` like any other run.
+    _R.SUCCESS: frozenset({_R.QUEUED}),
+    _R.FAILED: frozenset({_R.QUEUED}),
+    _R.CANCELLED: frozenset({_R.QUEUED}),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,10 @@ from typing import Any
 import pytest
 
 from orchestrator.config import Settings
+
+# Every daemon a test starts (in-process or as a subprocess) serves its API on a free port:
+# tests run side by side, and a developer's own daemon may hold the default 8686.
+os.environ.setdefault("ORCHESTRATOR_API_PORT", "0")
 
 
 @pytest.fixture
@@ -21,6 +26,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "dags_folder": tmp_path / "dags",
             "slots": 2,
             "in_process": True,
+            "api_port": 0,
         }
         return Settings(**{**values, **overrides})
 

@@ -66,6 +66,11 @@ def test_the_config_snippet_is_valid(tmp_path: Path) -> None:
     assert settings.pool_slots() == {"default": 4, "gpu": 1}
     assert settings.state_dir == tmp_path / ".orchestrator"
     assert settings.allowed_roots == (tmp_path / "data",)
+    assert (settings.api_host, settings.api_port, settings.max_queued_runs) == (
+        "127.0.0.1",
+        8686,
+        1000,
+    )
 
 
 def test_the_file_sensor_snippet_waits_for_the_file_then_counts_rows(tmp_path: Path) -> None:

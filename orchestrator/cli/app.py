@@ -24,8 +24,10 @@ from orchestrator.cli.options import settings_options
 from orchestrator.cli.run import run_command
 from orchestrator.cli.runs import runs_group
 from orchestrator.cli.tasks import tasks_group
+from orchestrator.cli.tokens import tokens_group
 from orchestrator.cli.trigger import backfill_command, trigger_command
 from orchestrator.cli.triggers import triggers_group
+from orchestrator.cli.webhooks import webhooks_group
 from orchestrator.errors import OrchestratorError
 
 
@@ -80,6 +82,8 @@ for _command in (
     tasks_group,
     triggers_group,
     events_group,
+    webhooks_group,
+    tokens_group,
     db_group,
 ):
     cli.add_command(_command)

@@ -1,4 +1,4 @@
-"""`orchestrator runs ...`: the runs recorded in the state directory."""
+"""`orchestrator runs ...`: the runs recorded in the state directory, and cancelling one."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from orchestrator.state import RunState
 if TYPE_CHECKING:
     from orchestrator.cli.views import TaskDetail
     from orchestrator.config import Settings
+    from orchestrator.statelock import Holder
     from orchestrator.store.records import RunRecord
 
 
 @click.group("runs")
 def runs_group() -> None:
-    """Look at runs and their tasks."""
+    """Look at runs and their tasks, or cancel a run."""
 
 
 @runs_group.command("list")
@@ -121,3 +122,85 @@ async def _fetch_run(settings: Settings, run_id: str) -> tuple[RunRecord, list[T
             tries = await store.list_tries(run_id, ti.task_id, ti.map_index)
             details.append(TaskDetail(ti, tries[-1].log_path if tries else None))
         return run, details
+
+
+# -- cancel -------------------------------------------------------------------------------------
+
+
+@runs_group.command("cancel")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@settings_options
+def cancel_run(run_id: str, as_json: bool) -> None:
+    """Cancel a run: its running tasks are stopped, the ones not started are marked cancelled.
+
+    With a daemon running, the daemon stops the run's tasks now. Without one, the run is
+    marked cancelled in the state directory. A run that has already finished is left as it
+    is. `orchestrator tasks clear` runs a cancelled run's tasks again.
+
+    \b
+    Example:
+      orchestrator runs cancel 20240601T120000Z-3fa2c1
+    """
+    import anyio
+
+    from orchestrator.cli.daemonlink import daemon_or_locally
+    from orchestrator.cli.output import echo_json
+
+    settings = load_cli_settings()
+    record = anyio.run(read_run, settings, run_id)
+    if record.state.finished:
+        via = "none"
+    else:
+        via = daemon_or_locally(
+            settings,
+            command=f"orchestrator runs cancel {run_id}",
+            ask=lambda holder: _cancel_through(settings, holder, run_id),
+            prepare=lambda: None,
+            locally=lambda _: anyio.run(_cancel_in_store, settings, run_id),
+        )
+    if as_json:
+        echo_json({"run_id": run_id, "via": via, "cancelled": via != "none", "was": record.state})
+    else:
+        click.echo(_cancel_message(record, via))
+
+
+def _cancel_through(settings: Settings, holder: Holder, run_id: str) -> str:
+    from orchestrator.cli.daemonlink import ask_daemon
+
+    ask_daemon(settings, holder, {"op": "cancel", "run_id": run_id})
+    return "daemon"
+
+
+def _cancel_message(record: RunRecord, via: str) -> str:
+    if via == "daemon":
+        return f"run {record.run_id} cancelled: the daemon is stopping its running tasks"
+    if via == "store":
+        return f"run {record.run_id} cancelled in the state directory (no daemon is running)"
+    return f"run {record.run_id} had already finished ({record.state}): nothing to cancel"
+
+
+async def _cancel_in_store(settings: Settings, run_id: str) -> str:
+    """No daemon runs: mark the run and its unfinished tasks cancelled in the store."""
+    import time
+
+    from orchestrator.runedits import cancel_stored_run, stored_run
+    from orchestrator.store import open_store
+
+    async with open_store(settings.state_dir, synchronous=settings.synchronous) as store:
+        record = await stored_run(store, run_id)
+        if record.state.finished:
+            return "none"  # it ended between our look and the lock
+        await cancel_stored_run(store, record, now=time.time())
+    return "store"
+
+
+async def read_run(settings: Settings, run_id: str) -> RunRecord:
+    """The run from the store (read-only), or a `RunError` naming close matches."""
+    from orchestrator.cli.lookup import find_run, has_state, open_state, unknown_run_message
+    from orchestrator.errors import RunError
+
+    if not has_state(settings):
+        raise RunError(unknown_run_message(run_id, [], where=str(settings.state_dir)))
+    async with open_state(settings) as store:
+        return await find_run(store, run_id)

@@ -1,4 +1,4 @@
-"""`orchestrator tasks ...`: one task of one run."""
+"""`orchestrator tasks ...`: the tasks of one run: their logs, and clearing them to run again."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ from orchestrator.cli.options import load_cli_settings, settings_options
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings
+    from orchestrator.dagbag import DagBag
+    from orchestrator.statelock import Holder
     from orchestrator.store.records import TryRecord
+
+Cleared = list[tuple[str, int]]  # (task_id, map_index) of each cleared task instance
 
 
 @click.group("tasks")
 def tasks_group() -> None:
-    """Look at the tasks of a run."""
+    """Look at the tasks of a run, or clear them to run again."""
 
 
 @tasks_group.command("logs")
@@ -91,3 +95,103 @@ def copy_log(path: Path) -> None:
         raise OrchestratorError(
             f"the log file {path} does not exist any more (was the logs folder cleaned?)"
         ) from None
+
+
+# -- clear --------------------------------------------------------------------------------------
+
+
+@tasks_group.command("clear")
+@click.argument("run_id")
+@click.argument("task_ids", metavar="TASK_ID...", nargs=-1, required=True)
+@click.option(
+    "--no-downstream",
+    "only_named",
+    is_flag=True,
+    help="Clear only the named tasks, not the tasks downstream of them.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@settings_options
+def clear_tasks(run_id: str, task_ids: tuple[str, ...], only_named: bool, as_json: bool) -> None:
+    """Run tasks of a run again (Airflow's "clear"), and the tasks downstream of them.
+
+    The tasks go back to `none`: their results are forgotten, their tries are kept (the next
+    try number goes on) and their retries given back. A finished run is queued again. A task
+    that is still running, waiting or up for retry is refused: cancel the run or wait.
+    With a daemon running, it runs them now; without one, when `orchestrator daemon` starts.
+
+    \b
+    Example:
+      orchestrator tasks clear 20240601T120000Z-3fa2c1 train
+    """
+    import anyio
+
+    from orchestrator.cli.daemonlink import daemon_or_locally
+    from orchestrator.cli.dags import load_bag_quietly
+    from orchestrator.cli.output import echo_json
+    from orchestrator.cli.runs import read_run
+
+    settings = load_cli_settings()
+    downstream = not only_named
+    anyio.run(read_run, settings, run_id)  # an unknown run id gets the close matches
+    cleared, via = daemon_or_locally(
+        settings,
+        command=f"orchestrator tasks clear {run_id}",
+        ask=lambda holder: _clear_through(settings, holder, run_id, task_ids, downstream),
+        prepare=lambda: load_bag_quietly(settings),
+        locally=lambda bag: _clear_locally(settings, bag, run_id, task_ids, downstream),
+    )
+    if as_json:
+        listed = [{"task_id": task_id, "map_index": index} for task_id, index in cleared]
+        echo_json({"run_id": run_id, "via": via, "downstream": downstream, "cleared": listed})
+    else:
+        click.echo(clear_message(run_id, cleared, via))
+
+
+def _clear_through(
+    settings: Settings, holder: Holder, run_id: str, task_ids: tuple[str, ...], downstream: bool
+) -> tuple[Cleared, str]:
+    from orchestrator.cli.daemonlink import ask_daemon
+
+    request = {"op": "clear", "run_id": run_id, "task_ids": list(task_ids)}
+    reply = ask_daemon(settings, holder, {**request, "downstream": downstream})
+    return [(str(task_id), int(index)) for task_id, index in reply["cleared"]], "daemon"
+
+
+def _clear_locally(
+    settings: Settings, bag: DagBag, run_id: str, task_ids: tuple[str, ...], downstream: bool
+) -> tuple[Cleared, str]:
+    import anyio
+
+    return anyio.run(_clear_in_store, settings, bag, run_id, task_ids, downstream), "store"
+
+
+async def _clear_in_store(
+    settings: Settings, bag: DagBag, run_id: str, task_ids: tuple[str, ...], downstream: bool
+) -> Cleared:
+    """No daemon runs: clear in the store; the next daemon picks the run up and runs them."""
+    import time
+
+    from orchestrator.runedits import clear_stored_run, stored_run
+    from orchestrator.store import open_store
+
+    async with open_store(settings.state_dir, synchronous=settings.synchronous) as store:
+        record = await stored_run(store, run_id)
+        keys, _ = await clear_stored_run(
+            store, bag, record, task_ids, downstream=downstream, now=time.time()
+        )
+    return [(task_id, index) for _, task_id, index in keys]
+
+
+def clear_message(run_id: str, cleared: Cleared, via: str) -> str:
+    """What was cleared, and when it runs."""
+    from orchestrator.display import task_label
+
+    if not cleared:
+        return f"nothing to clear in run {run_id}: none of those tasks has finished yet"
+    names = ", ".join(task_label(task_id, index) for task_id, index in cleared)
+    what = f"cleared {len(cleared)} task instance{'s' if len(cleared) > 1 else ''} of run "
+    if via == "daemon":
+        return f"{what}{run_id}: {names}\nthe daemon runs them now"
+    return (
+        f"{what}{run_id}: {names}\nno daemon is running: they run when `orchestrator daemon` starts"
+    )

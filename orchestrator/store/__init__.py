@@ -14,8 +14,10 @@ from orchestrator.store.records import (
     ImportErrorRecord,
     RunRecord,
     TaskInstanceRecord,
+    TokenRecord,
     TriggerRecord,
     TryRecord,
+    WebhookRecord,
 )
 from orchestrator.store.sqlite import SqliteStore, open_store
 
@@ -28,8 +30,10 @@ __all__ = (
     "StoreStatistics",
     "TaskInstanceRecord",
     "TaskKey",
+    "TokenRecord",
     "TriggerRecord",
     "TryRecord",
+    "WebhookRecord",
     "WriteBatch",
     "open_store",
 )

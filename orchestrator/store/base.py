@@ -20,8 +20,10 @@ from orchestrator.store.records import (
     RunRecord,
     RunSourceRecord,
     TaskInstanceRecord,
+    TokenRecord,
     TriggerRecord,
     TryRecord,
+    WebhookRecord,
 )
 
 TaskKey = tuple[str, str, int]  # (run_id, task_id, map_index)
@@ -83,9 +85,13 @@ class WriteBatch:
         self.ops.append(Op("create_run", {"run": run, "task_instances": task_instances}))
 
     def set_run_state(self, run_id: str, old: RunState, new: RunState, *, at: float) -> None:
-        """Move a run; `at` becomes started_at (for running) or ended_at (when finished)."""
+        """Move a run; `at` becomes started_at (for running) or ended_at (when finished).
+
+        Back to queued (a clear: it runs again), its ended_at is forgotten instead.
+        """
         check_run_transition(old, new)
-        self.ops.append(Op("set_run_state", {"run_id": run_id, "old": old, "new": new, "at": at}))
+        kind = "requeue_run" if new is RunState.QUEUED else "set_run_state"
+        self.ops.append(Op(kind, {"run_id": run_id, "old": old, "new": new, "at": at}))
 
     def add_task_instances(self, task_instances: list[TaskInstanceRecord]) -> None:
         """New rows for an existing run (the instances of an expanded task)."""
@@ -174,6 +180,34 @@ class WriteBatch:
         """Record a task instance's result, already encoded as JSON text (size-checked)."""
         self.ops.append(Op("save_result", {"key": key, "value_json": value_json}))
 
+    def delete_results(self, keys: list[TaskKey]) -> None:
+        """Forget these task instances' results (cleared: downstream must not read stale ones)."""
+        self.ops.append(Op("delete_results", {"keys": keys}))
+
+    def delete_task_instances(self, keys: list[TaskKey]) -> None:
+        """Remove task instances with their tries, results and triggers.
+
+        Only for the rows of an expanded task that a clear made obsolete: the placeholder of a
+        task that never expanded, or elements its new list no longer has.
+        """
+        self.ops.append(Op("delete_task_instances", {"keys": keys}))
+
+    def put_token(self, token: TokenRecord) -> None:
+        """Record a new API token (its secret's hash only); an existing id fails the batch."""
+        self.ops.append(Op("put_token", {"token": token}))
+
+    def revoke_token(self, token_id: str, at: float) -> None:
+        """Refuse a token from `at` on; an unknown id fails the batch, a second revoke keeps it."""
+        self.ops.append(Op("revoke_token", {"token_id": token_id, "at": at}))
+
+    def put_webhook(self, webhook: WebhookRecord, *, replace: bool = False) -> None:
+        """Record a webhook definition; an existing name fails the batch unless `replace`."""
+        self.ops.append(Op("put_webhook", {"webhook": webhook, "replace": replace}))
+
+    def delete_webhook(self, name: str) -> None:
+        """Forget a webhook definition; an unknown name fails the batch."""
+        self.ops.append(Op("delete_webhook", {"name": name}))
+
 
 @dataclass(frozen=True)
 class StoreStatistics:
@@ -207,9 +241,14 @@ class Store(Protocol):
     async def get_run(self, run_id: str) -> RunRecord | None: ...
 
     async def list_runs(
-        self, *, dag_id: str | None = None, state: RunState | None = None, limit: int = 50
+        self,
+        *,
+        dag_id: str | None = None,
+        state: RunState | None = None,
+        limit: int = 50,
+        before: str | None = None,
     ) -> list[RunRecord]:
-        """Newest first."""
+        """Newest first; `before` (a run id) starts the page after that run."""
         ...
 
     async def list_task_instances(self, run_id: str) -> list[TaskInstanceRecord]: ...
@@ -233,9 +272,14 @@ class Store(Protocol):
     async def get_dag(self, dag_id: str) -> DagRecord | None: ...
 
     async def list_events(
-        self, *, dag_id: str | None = None, run_id: str | None = None, limit: int = 50
+        self,
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
     ) -> list[EventRecord]:
-        """Newest first."""
+        """Newest first; `before` (an event id) starts the page after that event."""
         ...
 
     async def list_pending_events(self) -> list[EventRecord]:
@@ -255,6 +299,14 @@ class Store(Protocol):
         ...
 
     async def list_run_sources(self) -> list[RunSourceRecord]: ...
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        """Every API token, revoked and expired ones too, oldest first."""
+        ...
+
+    async def list_webhooks(self) -> list[WebhookRecord]:
+        """Every webhook definition, by name."""
+        ...
 
     async def integrity_check(self) -> list[str]:
         """Problems found by a full check; empty when the database is sound."""

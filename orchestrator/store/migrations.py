@@ -169,10 +169,39 @@ CREATE TABLE run_sources (
 );
 """
 
+# The HTTP API: bearer tokens (only the SHA-256 of each secret, so a copy of the database
+# grants nothing) and webhook definitions (where the daemon reads each secret, never the
+# secret itself). `filters` and `conf_map` are JSON.
+_API = """
+CREATE TABLE api_tokens (
+    token_id    TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    scope       TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    expires_at  REAL,
+    revoked_at  REAL
+);
+CREATE TABLE webhooks (
+    name             TEXT PRIMARY KEY,
+    dag_id           TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    secret_env       TEXT,
+    secret_file      TEXT,
+    filters          TEXT NOT NULL DEFAULT '[]',
+    conf_map         TEXT NOT NULL DEFAULT '{}',
+    signature_header TEXT NOT NULL,
+    delivery_header  TEXT NOT NULL,
+    rate             REAL,
+    created_at       REAL NOT NULL
+);
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "DAGs, runs, task instances, tries, results, events, triggers", _INITIAL_SCHEMA),
     Migration(2, "deferral: task instances' next call, trigger timeouts and cursors", _DEFERRAL),
     Migration(3, "run triggers: data intervals, event sources, run sources", _RUN_TRIGGERS),
+    Migration(4, "HTTP API: bearer tokens and webhook definitions", _API),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].number

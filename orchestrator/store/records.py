@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.state import RunState, TaskState
@@ -127,3 +127,41 @@ class RunSourceRecord:
     armed_at: float
     cursor: Any = None
     error: str | None = None  # why it is not watching right now (it is retried)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenRecord:
+    """An API bearer token as stored: the SHA-256 of its secret, never the secret itself.
+
+    `token_id` is public (lists show it, `tokens revoke` takes it); the secret is shown once,
+    when the token is created, and cannot be recovered from the store.
+    """
+
+    token_id: str
+    name: str
+    scope: str  # read | trigger | admin (see orchestrator.api.tokens.SCOPES)
+    secret_hash: str  # hex SHA-256 of the secret part of the token
+    created_at: float
+    expires_at: float | None = None  # None: never expires
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookRecord:
+    """A webhook definition: deliveries to `POST /hooks/<name>` start runs of `dag_id`.
+
+    The secret is never stored: `secret_env` or `secret_file` (exactly one) says where the
+    daemon reads it, each time, so rotating a file needs no restart.
+    """
+
+    name: str
+    dag_id: str
+    kind: str = "github"  # github | standard | hmac
+    secret_env: str | None = None
+    secret_file: str | None = None  # absolute; one secret per line (several: rotation)
+    filters: list[tuple[str, str]] = field(default_factory=list)  # (path, glob) pairs
+    conf_map: dict[str, str] = field(default_factory=dict)  # run conf key -> path
+    signature_header: str = "X-Signature"  # kind hmac: where the signature is
+    delivery_header: str = "Idempotency-Key"  # kind hmac: the delivery id (optional)
+    rate: float | None = None  # deliveries per second; None: Settings.webhook_rate
+    created_at: float = 0.0

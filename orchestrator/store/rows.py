@@ -18,8 +18,10 @@ from orchestrator.store.records import (
     RunRecord,
     RunSourceRecord,
     TaskInstanceRecord,
+    TokenRecord,
     TriggerRecord,
     TryRecord,
+    WebhookRecord,
 )
 
 Row = Sequence[Any]
@@ -39,6 +41,11 @@ EVENT_COLUMNS = "dag_id, dedup_key, payload, received_at, source, run_id, event_
 RUN_SOURCE_COLUMNS = "dag_id, source, classpath, kwargs, armed_at, cursor, error"
 TRY_COLUMNS = (
     "run_id, task_id, map_index, try_number, state, started_at, ended_at, log_path, error, pid"
+)
+TOKEN_COLUMNS = "token_id, name, scope, secret_hash, created_at, expires_at, revoked_at"
+WEBHOOK_COLUMNS = (
+    "name, dag_id, kind, secret_env, secret_file, filters, conf_map, signature_header,"
+    " delivery_header, rate, created_at"
 )
 
 
@@ -253,4 +260,63 @@ def run_source_from_row(row: Row) -> RunSourceRecord:
         armed_at=armed_at,
         cursor=None if cursor is None else json.loads(cursor),
         error=error,
+    )
+
+
+def token_params(token: TokenRecord) -> tuple[Any, ...]:
+    return (
+        token.token_id,
+        token.name,
+        token.scope,
+        token.secret_hash,
+        token.created_at,
+        token.expires_at,
+        token.revoked_at,
+    )
+
+
+def token_from_row(row: Row) -> TokenRecord:
+    token_id, name, scope, secret_hash, created_at, expires_at, revoked_at = row
+    return TokenRecord(
+        token_id=token_id,
+        name=name,
+        scope=scope,
+        secret_hash=secret_hash,
+        created_at=created_at,
+        expires_at=expires_at,
+        revoked_at=revoked_at,
+    )
+
+
+def webhook_params(webhook: WebhookRecord) -> tuple[Any, ...]:
+    what = f"the {{}} of webhook {webhook.name}"
+    return (
+        webhook.name,
+        webhook.dag_id,
+        webhook.kind,
+        webhook.secret_env,
+        webhook.secret_file,
+        encode_json([list(pair) for pair in webhook.filters], what=what.format("filters")),
+        encode_json(webhook.conf_map, what=what.format("conf mapping")),
+        webhook.signature_header,
+        webhook.delivery_header,
+        webhook.rate,
+        webhook.created_at,
+    )
+
+
+def webhook_from_row(row: Row) -> WebhookRecord:
+    name, dag_id, kind, secret_env, secret_file, filters, conf_map = row[:7]
+    return WebhookRecord(
+        name=name,
+        dag_id=dag_id,
+        kind=kind,
+        secret_env=secret_env,
+        secret_file=secret_file,
+        filters=[(path, pattern) for path, pattern in json.loads(filters)],
+        conf_map=json.loads(conf_map),
+        signature_header=row[7],
+        delivery_header=row[8],
+        rate=row[9],
+        created_at=row[10],
     )

@@ -28,8 +28,10 @@ from orchestrator.store.records import (
     RunRecord,
     RunSourceRecord,
     TaskInstanceRecord,
+    TokenRecord,
     TriggerRecord,
     TryRecord,
+    WebhookRecord,
 )
 from orchestrator.store.rows import (
     DAG_COLUMNS,
@@ -38,16 +40,20 @@ from orchestrator.store.rows import (
     RUN_COLUMNS,
     RUN_SOURCE_COLUMNS,
     TASK_INSTANCE_COLUMNS,
+    TOKEN_COLUMNS,
     TRIGGER_COLUMNS,
     TRY_COLUMNS,
+    WEBHOOK_COLUMNS,
     dag_from_row,
     event_from_row,
     import_error_from_row,
     run_from_row,
     run_source_from_row,
     task_instance_from_row,
+    token_from_row,
     trigger_from_row,
     try_from_row,
+    webhook_from_row,
 )
 from orchestrator.store.statedir import prepare_state_dir
 from orchestrator.store.writer import GroupCommitWriter
@@ -94,19 +100,35 @@ class SqliteStore:
         return run_from_row(rows[0]) if rows else None
 
     async def list_runs(
-        self, *, dag_id: str | None = None, state: RunState | None = None, limit: int = 50
+        self,
+        *,
+        dag_id: str | None = None,
+        state: RunState | None = None,
+        limit: int = 50,
+        before: str | None = None,
     ) -> list[RunRecord]:
-        """Newest first (by queued_at; runs queued at the same moment, last created first)."""
+        """Newest first (by queued_at; runs queued at the same moment, last created first).
+
+        `before` is a run id: only runs listed after it are returned (the next page). An
+        unknown `before` returns nothing.
+        """
         if limit < 0:
             raise ValueError(f"limit must be 0 or more, not {limit}")
         filters = {"dag_id": dag_id, "state": state.value if state else None}
         chosen = {column: value for column, value in filters.items() if value is not None}
-        where = " AND ".join(f"{column} = ?" for column in chosen) or "1"
+        clauses = [f"{column} = ?" for column in chosen]
+        params: list[Any] = list(chosen.values())
+        if before is not None:
+            clauses.append(
+                "(queued_at, rowid) < (SELECT queued_at, rowid FROM runs WHERE run_id = ?)"
+            )
+            params.append(before)
+        where = " AND ".join(clauses) or "1"
         sql = (
             f"SELECT {RUN_COLUMNS} FROM runs WHERE {where}"
             " ORDER BY queued_at DESC, rowid DESC LIMIT ?"
         )
-        return [run_from_row(row) for row in await self._fetch(sql, (*chosen.values(), limit))]
+        return [run_from_row(row) for row in await self._fetch(sql, (*params, limit))]
 
     async def list_task_instances(self, run_id: str) -> list[TaskInstanceRecord]:
         """In the order they were created (the order of the DAG's tasks, then expansions)."""
@@ -144,14 +166,24 @@ class SqliteStore:
         return dag_from_row(rows[0]) if rows else None
 
     async def list_events(
-        self, *, dag_id: str | None = None, run_id: str | None = None, limit: int = 50
+        self,
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
     ) -> list[EventRecord]:
-        """Newest first."""
+        """Newest first; `before` is an event id: only older events (the next page)."""
         filters = {"dag_id": dag_id, "run_id": run_id}
         chosen = {column: value for column, value in filters.items() if value is not None}
-        where = " AND ".join(f"{column} = ?" for column in chosen) or "1"
+        clauses = [f"{column} = ?" for column in chosen]
+        params: list[Any] = list(chosen.values())
+        if before is not None:
+            clauses.append("event_id < ?")
+            params.append(before)
+        where = " AND ".join(clauses) or "1"
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY event_id DESC LIMIT ?"
-        return [event_from_row(row) for row in await self._fetch(sql, (*chosen.values(), limit))]
+        return [event_from_row(row) for row in await self._fetch(sql, (*params, limit))]
 
     async def list_pending_events(self) -> list[EventRecord]:
         """Events that wait for their batch window or debounce (no run yet), oldest first."""
@@ -186,6 +218,16 @@ class SqliteStore:
     async def list_run_sources(self) -> list[RunSourceRecord]:
         sql = f"SELECT {RUN_SOURCE_COLUMNS} FROM run_sources ORDER BY dag_id, source"
         return [run_source_from_row(row) for row in await self._fetch(sql)]
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        """Every API token, revoked and expired ones too, oldest first."""
+        sql = f"SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, token_id"
+        return [token_from_row(row) for row in await self._fetch(sql)]
+
+    async def list_webhooks(self) -> list[WebhookRecord]:
+        """Every webhook definition, by name."""
+        sql = f"SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY name"
+        return [webhook_from_row(row) for row in await self._fetch(sql)]
 
     async def integrity_check(self) -> list[str]:
         """Problems found by a full check of the file and its foreign keys; empty when sound."""

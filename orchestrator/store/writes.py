@@ -20,6 +20,7 @@ import aiosqlite
 
 from orchestrator.errors import DuplicateRunError, StateConflictError, StoreError
 from orchestrator.state import RunState, TaskState
+from orchestrator.store.apiwrites import API_HANDLERS
 from orchestrator.store.base import Op, TaskKey, check_task_state_fields
 from orchestrator.store.eventwrites import EVENT_HANDLERS
 from orchestrator.store.records import (
@@ -78,6 +79,13 @@ _SAVE_RESULT = """
         value = excluded.value, size = excluded.size
 """
 _TASK_KEY = "run_id = ? AND task_id = ? AND map_index = ?"
+# A cleared run runs again: it has not ended. started_at is set anew when it is admitted.
+_REQUEUE_RUN = "UPDATE runs SET state = ?, ended_at = NULL WHERE run_id = ? AND state = ?"
+# Children first: the foreign keys cascade too, but a store must not depend on that pragma.
+_DELETE_TASK_INSTANCE = [
+    f"DELETE FROM {table} WHERE {_TASK_KEY}"
+    for table in ("triggers", "task_results", "task_tries", "task_instances")
+]
 
 
 async def apply_op(connection: Connection, op: Op) -> None:
@@ -150,6 +158,15 @@ async def _set_run_state(
     connection: Connection, run_id: str, old: RunState, new: RunState, at: float
 ) -> None:
     cursor = await connection.execute(_run_state_sql(new), (new.value, at, run_id, old.value))
+    if cursor.rowcount != 1:
+        found = await _fetch_value(connection, "SELECT state FROM runs WHERE run_id = ?", (run_id,))
+        raise _conflict(f"run {run_id}", old, new, found)
+
+
+async def _requeue_run(
+    connection: Connection, run_id: str, old: RunState, new: RunState, at: float
+) -> None:
+    cursor = await connection.execute(_REQUEUE_RUN, (new.value, run_id, old.value))
     if cursor.rowcount != 1:
         found = await _fetch_value(connection, "SELECT state FROM runs WHERE run_id = ?", (run_id,))
         raise _conflict(f"run {run_id}", old, new, found)
@@ -241,6 +258,15 @@ async def _save_result(connection: Connection, key: TaskKey, value_json: str) ->
     await connection.execute(_SAVE_RESULT, (*key, value_json, size))
 
 
+async def _delete_results(connection: Connection, keys: list[TaskKey]) -> None:
+    await connection.executemany(f"DELETE FROM task_results WHERE {_TASK_KEY}", keys)
+
+
+async def _delete_task_instances(connection: Connection, keys: list[TaskKey]) -> None:
+    for sql in _DELETE_TASK_INSTANCE:
+        await connection.executemany(sql, keys)
+
+
 async def _fetch_value(connection: Connection, sql: str, params: Sequence[Any]) -> Any:
     """The first column of the first row, or None when there is no row."""
     rows = list(await connection.execute_fetchall(sql, params))
@@ -263,10 +289,14 @@ _HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
     "start_try": _start_try,
     "end_try": _end_try,
     "save_result": _save_result,
+    "delete_results": _delete_results,
+    "delete_task_instances": _delete_task_instances,
+    "requeue_run": _requeue_run,
     "reopen_try": _reopen_try,
     "set_next_call": _set_next_call,
     "add_trigger": _add_trigger,
     "delete_trigger": _delete_trigger,
     "save_trigger_cursor": _save_trigger_cursor,
     **EVENT_HANDLERS,
+    **API_HANDLERS,
 }

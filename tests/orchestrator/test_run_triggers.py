@@ -513,3 +513,28 @@ async def test_a_directory_deleted_while_watched_is_reported_and_followed_again_
     assert names(runs) == ["a.csv", "b.csv"]
     assert again is not None
     assert "trying again in 1 s" in again
+
+
+async def test_a_cleared_producer_that_succeeds_again_starts_its_consumers_again(
+    make_settings: SettingsFactory,
+) -> None:
+    """A re-run is new data: its asset update and its run's end are new events, not replays."""
+    dags = [
+        producer_dag(),
+        consumer_dag("train", FEATURES),
+        consumer_dag("audit", DagFinished("producer")),
+    ]
+    async with starting_engine(make_settings(), *dags) as engine:
+        first = await engine.trigger("producer")
+        await engine.wait(first)
+        await until_runs(engine, "train", 1)
+        await until_runs(engine, "audit", 1)
+        await engine.clear(first, ["build"])
+        train = await until_runs(engine, "train", 2)
+        audit = await until_runs(engine, "audit", 2)
+        await settle(engine)
+        again = await engine.store.get_run(first)
+    assert again is not None and again.state is RunState.SUCCESS
+    assert [run.conf["run_id"] for run in train] == [first, first]
+    assert [run.conf["run_id"] for run in audit] == [first, first]
+    assert {run.state for run in train + audit} == {RunState.SUCCESS}

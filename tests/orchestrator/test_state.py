@@ -22,18 +22,18 @@ def test_every_state_has_a_row() -> None:
 
 
 @pytest.mark.parametrize("state", sorted(FINISHED_TASK_STATES))
-def test_a_finished_task_state_has_no_exits(state: TaskState) -> None:
+def test_a_finished_task_state_leaves_only_by_a_clear(state: TaskState) -> None:
     assert state.finished
-    assert TASK_TRANSITIONS[state] == frozenset()
-    for target in TaskState:
+    assert TASK_TRANSITIONS[state] == frozenset({TaskState.NONE})
+    for target in set(TaskState) - {TaskState.NONE}:
         with pytest.raises(TransitionError, match=f"from {state} to {target}"):
             check_task_transition(state, target)
 
 
 @pytest.mark.parametrize("state", [state for state in RunState if state.finished])
-def test_a_finished_run_state_has_no_exits(state: RunState) -> None:
-    assert RUN_TRANSITIONS[state] == frozenset()
-    for target in RunState:
+def test_a_finished_run_state_leaves_only_by_a_clear(state: RunState) -> None:
+    assert RUN_TRANSITIONS[state] == frozenset({RunState.QUEUED})
+    for target in set(RunState) - {RunState.QUEUED}:
         with pytest.raises(TransitionError, match=f"run cannot move from {state} to {target}"):
             check_run_transition(state, target)
 

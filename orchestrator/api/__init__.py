@@ -1,0 +1,1 @@
+"""The daemon's HTTP API: REST routes, bearer tokens and signed webhooks."""

@@ -1,0 +1,85 @@
+"""The ASGI app: every `Endpoint` as a Starlette route, behind its auth decision.
+
+```
+create_app(ApiContext(engine, registry))   # served by `orchestrator.api.server`
+```
+
+Each route is wrapped once: refuse a token in the query string, check the bearer token's
+scope (or leave it to the webhook's signature check), call the handler, and turn what it
+returns into JSON. Errors become the one JSON shape of `problems.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from orchestrator.api import adminroutes, dagroutes, hooks, inforoutes, runroutes, taskroutes
+from orchestrator.api.endpoints import Endpoint
+from orchestrator.api.inputs import refuse_token_in_query
+from orchestrator.api.openapi import openapi_document
+from orchestrator.api.problems import http_error, orchestrator_error, unexpected_error
+from orchestrator.errors import OrchestratorError
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from orchestrator.api.context import ApiContext
+
+OPENAPI_PATH = "/api/v1/openapi.json"
+
+
+async def openapi(api: ApiContext, request: Request) -> dict[str, Any]:
+    return openapi_document(ENDPOINTS)
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    *inforoutes.ENDPOINTS,
+    Endpoint(
+        method="GET",
+        path=OPENAPI_PATH,
+        handler=openapi,
+        auth="read",
+        summary="This API's OpenAPI 3.1 document",
+        tag="daemon",
+    ),
+    *dagroutes.ENDPOINTS,
+    *runroutes.ENDPOINTS,
+    *taskroutes.ENDPOINTS,
+    *adminroutes.ENDPOINTS,
+    *hooks.ENDPOINTS,
+)
+
+
+def create_app(api: ApiContext) -> Starlette:
+    routes = [
+        Route(endpoint.path, _bind(endpoint, api), methods=[endpoint.method])
+        for endpoint in ENDPOINTS
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={
+            OrchestratorError: orchestrator_error,
+            HTTPException: http_error,
+            Exception: unexpected_error,
+        },
+    )
+
+
+def _bind(endpoint: Endpoint, api: ApiContext) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        refuse_token_in_query(request)
+        if endpoint.auth not in ("public", "signature"):
+            api.authenticate(request.headers.get("authorization"), endpoint.auth)
+        result = await endpoint.handler(api, request)
+        if isinstance(result, Response):
+            return result
+        return JSONResponse(result, status_code=endpoint.status)
+
+    handle.__name__ = endpoint.operation_id
+    return handle

@@ -1,0 +1,100 @@
+"""Health, version, what waits (triggers) and what happened (events)."""
+
+from __future__ import annotations
+
+import platform
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import JSONResponse
+
+from orchestrator.api.endpoints import Endpoint, Param
+from orchestrator.api.inputs import query_int
+from orchestrator.api.views import event_json, run_source_json, trigger_json
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from orchestrator.api.context import ApiContext
+
+
+async def health(api: ApiContext, request: Request) -> JSONResponse:
+    """Unauthenticated, for load balancers and systemd checks: 200 while the daemon serves."""
+    if api.stopping:
+        return JSONResponse({"status": "stopping"}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+async def show_version(api: ApiContext, request: Request) -> dict[str, Any]:
+    return {
+        "version": version("orchestrator"),
+        "api": "v1",
+        "python": platform.python_version(),
+    }
+
+
+async def list_triggers(api: ApiContext, request: Request) -> dict[str, Any]:
+    """Deferred tasks' triggers and the DAGs' run triggers: what the daemon waits on."""
+    deferred = await api.store.list_triggers()
+    sources = await api.store.list_run_sources()
+    return {
+        "deferred": [trigger_json(trigger) for trigger in deferred],
+        "run_triggers": [run_source_json(source) for source in sources],
+    }
+
+
+async def list_events(api: ApiContext, request: Request) -> dict[str, Any]:
+    """Events newest first (files, objects, assets, webhook deliveries) and the run each started."""
+    limit = query_int(request, "limit", default=50, low=1, high=500)
+    before = query_int(request, "before", default=0, low=0, high=2**62)
+    events = await api.store.list_events(
+        dag_id=request.query_params.get("dag_id") or None,
+        run_id=request.query_params.get("run_id") or None,
+        limit=limit + 1,
+        before=before or None,
+    )
+    page = events[:limit]
+    following = page[-1].event_id if len(events) > limit else None
+    return {"events": [event_json(event) for event in page], "next": following}
+
+
+ENDPOINTS = (
+    Endpoint(
+        method="GET",
+        path="/api/v1/health",
+        handler=health,
+        auth="public",
+        summary="Is the daemon serving? (no token needed)",
+        tag="daemon",
+    ),
+    Endpoint(
+        method="GET",
+        path="/api/v1/version",
+        handler=show_version,
+        auth="read",
+        summary="The orchestrator's version and the API's",
+        tag="daemon",
+    ),
+    Endpoint(
+        method="GET",
+        path="/api/v1/triggers",
+        handler=list_triggers,
+        auth="read",
+        summary="What the daemon waits on: deferred tasks' triggers and DAGs' run triggers",
+        tag="daemon",
+    ),
+    Endpoint(
+        method="GET",
+        path="/api/v1/events",
+        handler=list_events,
+        auth="read",
+        summary="Events, newest first, with the run each started",
+        tag="daemon",
+        query=(
+            Param(name="dag_id", description="Only this DAG's events"),
+            Param(name="run_id", description="Only the events that started this run"),
+            Param(name="limit", description="Events per page (1-500, default 50)", type="integer"),
+            Param(name="before", description="The `next` of the previous page", type="integer"),
+        ),
+    ),
+)
