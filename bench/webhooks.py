@@ -41,6 +41,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -56,7 +57,6 @@ from urllib.parse import urlsplit
 
 from burst import (
     Daemon,
-    _clean_environment,
     connect_readonly,
     load_average,
     poll_until,
@@ -99,7 +99,12 @@ DAEMON_SETTINGS = {
 
 
 class HookDaemon(Daemon):
-    """`Daemon` with the API settings in its environment, optionally under cProfile."""
+    """`Daemon` with the API settings in its environment, optionally under cProfile.
+
+    `Daemon.__init__` starts the process with the caller's ORCHESTRATOR_* settings removed
+    and no way to add ours, so this one starts it itself and sets what the inherited
+    methods (`ask`, `wait_ready`, `stop`, `log`) read.
+    """
 
     def __init__(self, root: Path, *, profile: Path | None = None) -> None:
         self.state_dir = root / "state"
@@ -112,7 +117,11 @@ class HookDaemon(Daemon):
             argv += ["-m", "cProfile", "-o", str(profile)]
         argv += ["-m", "orchestrator.cli", "daemon", "--state-dir", str(self.state_dir)]
         argv += ["--dags-folder", str(self.dags_folder), "--shutdown-grace", "5"]
-        environment = _clean_environment() | DAEMON_SETTINGS | {SECRET_VARIABLE: SECRET}
+        # Not the caller's ORCHESTRATOR_* settings (an orchestrator.toml in `root` is none).
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+        environment = (
+            inherited | DAEMON_SETTINGS | {SECRET_VARIABLE: SECRET, "PYTHONUNBUFFERED": "1"}
+        )
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 argv, cwd=root, env=environment, stdin=subprocess.DEVNULL, stdout=log,
@@ -132,7 +141,9 @@ class HookDaemon(Daemon):
                 "conf_map": {"sha": "after", "branch": "ref"},
             },
         )
-        return f"{self.ask('ping')['api']}/hooks/{HOOK}"
+        # The control socket answers before the API listens: wait for its address.
+        api = poll_until(lambda: self.ask("ping")["api"], 30, "the API to listen", every=0.02)
+        return f"{api}/hooks/{HOOK}"
 
     def unfinished_runs(self) -> int:
         with closing(connect_readonly(self.db_path)) as connection:
@@ -143,7 +154,7 @@ class HookDaemon(Daemon):
 # -- the deliveries -------------------------------------------------------------------------------
 
 
-def delivery(url: str, delivery_id: str, index: int) -> bytes:
+def delivery(url: str, delivery_id: str) -> bytes:
     """One signed GitHub push delivery as the bytes of an HTTP/1.1 request."""
     parts = urlsplit(url)
     sha = hashlib.sha1(delivery_id.encode()).hexdigest()
@@ -188,7 +199,10 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 async def raw_sender(host: str, port: int, requests: Iterator[bytes], tally: Tally) -> None:
-    """One keep-alive connection sending requests until none are left; 0 for a broken one."""
+    """One keep-alive connection sending requests until none are left.
+
+    A connection that breaks counts as an answer with status 0 and is opened again.
+    """
     reader, writer = await asyncio.open_connection(host, port)
     try:
         for request in requests:
@@ -248,7 +262,7 @@ def one_round(
     daemon: HookDaemon, url: str, senders: int, round_id: str, options: argparse.Namespace
 ) -> dict[str, Any]:
     """Send one level's deliveries, then wait for their runs to finish; the round's figures."""
-    requests = [delivery(url, f"{round_id}-{i}", i) for i in range(options.deliveries)]
+    requests = [delivery(url, f"{round_id}-{i}") for i in range(options.deliveries)]
     sending = send_all(url, requests, senders, options.client, options.round_seconds)
     before = Snapshot.take(daemon)
     tally = asyncio.run(sending)

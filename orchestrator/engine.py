@@ -880,8 +880,10 @@ def _checked_conf(conf: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def new_run_id(now: float) -> str:
+    """The queue time to the second, then 48 random bits: readable, sortable, and unique even
+    at thousands of runs a second (24 bits collided in a webhook benchmark)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    return f"{stamp}-{secrets.token_hex(3)}"
+    return f"{stamp}-{secrets.token_hex(6)}"
 
 
 def _workers_to_prestart(settings: Settings, dagbag: DagBag) -> int:

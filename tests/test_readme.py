@@ -50,7 +50,7 @@ def test_the_first_pipeline_runs_as_the_readme_says(tmp_path: Path) -> None:
     ran = orchestrator(tmp_path, "run", "numbers", "--conf", '{"n": 10}')
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "285" in ran.stdout  # 0² + 1² + ... + 9²
-    run_id = re.search(r"\b(\d{8}T\d{6}Z-[0-9a-f]{6})\b", ran.stdout)
+    run_id = re.search(r"\b(\d{8}T\d{6}Z-[0-9a-f]{12})\b", ran.stdout)
     assert run_id, ran.stdout
     listed = orchestrator(tmp_path, "runs", "list")
     assert listed.returncode == 0 and run_id.group(1) in listed.stdout
