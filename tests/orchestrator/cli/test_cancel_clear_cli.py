@@ -7,7 +7,6 @@ it, and the test polls the store under a deadline, since the daemon is another p
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
+from clikit import CliCalls
 from crashkit import DaemonProcess, new_marker, wait_until
 
 from orchestrator.cli import cli
@@ -66,24 +66,12 @@ DEADLINE = 30.0
 
 
 @dataclass(frozen=True)
-class Project:
+class Project(CliCalls):
     """A DAGs folder, a state directory, and the file whose existence fixes the tasks."""
 
     dags: Path
     state: Path
     fixed: Path
-
-    def invoke(self, *args: str) -> Result:
-        where = ["--state-dir", str(self.state), "--dags-folder", str(self.dags)]
-        return CliRunner().invoke(cli, [*args, *where], prog_name="orchestrator")
-
-    def ok(self, *args: str) -> Result:
-        result = self.invoke(*args)
-        assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args, "--json").stdout)
 
     def tasks(self, run_id: str) -> dict[str, dict[str, Any]]:
         shown = self.json("runs", "show", run_id)["task_instances"]

@@ -7,7 +7,6 @@ runs. The daemon is another process, so waiting for what it does polls under a d
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
+from clikit import CliCalls
 from crashkit import DaemonProcess, new_marker, wait_until
 
 from orchestrator.cli import cli
@@ -63,7 +63,7 @@ PARIS = ZoneInfo("Europe/Paris")
 
 
 @dataclass(frozen=True)
-class Project:
+class Project(CliCalls):
     """A DAGs folder written by the test, a state directory, and the folders DAGs watch."""
 
     root: Path
@@ -71,20 +71,6 @@ class Project:
     state: Path
     inbox: Path
     waiting: Path
-
-    def invoke(self, *args: str) -> Result:
-        """`orchestrator ARGS` in this process, on this project's folders."""
-        where = ["--state-dir", str(self.state), "--dags-folder", str(self.dags)]
-        return CliRunner().invoke(cli, [*args, *where], prog_name="orchestrator")
-
-    def ok(self, *args: str) -> Result:
-        """`invoke`, which must exit 0."""
-        result = self.invoke(*args)
-        assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args, "--json").stdout)
 
     def run(self, run_id: str) -> dict[str, Any]:
         run: dict[str, Any] = self.json("runs", "show", run_id)["run"]

@@ -7,17 +7,16 @@ tried on the API itself.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
+from clikit import CliCalls
 from crashkit import DaemonProcess, new_marker, wait_until
 
 from orchestrator.cli import cli
@@ -35,21 +34,9 @@ DEADLINE = 30.0
 
 
 @dataclass(frozen=True)
-class Project:
+class Project(CliCalls):
     dags: Path
     state: Path
-
-    def invoke(self, *args: str) -> Result:
-        where = ["--state-dir", str(self.state), "--dags-folder", str(self.dags)]
-        return CliRunner().invoke(cli, [*args, *where], prog_name="orchestrator")
-
-    def ok(self, *args: str) -> Result:
-        result = self.invoke(*args)
-        assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args, "--json").stdout)
 
     def database_bytes(self) -> bytes:
         return b"".join(path.read_bytes() for path in self.state.rglob("orchestrator.db*"))

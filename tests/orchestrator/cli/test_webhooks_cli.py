@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
+from clikit import CliCalls
 from crashkit import DaemonProcess, new_marker, wait_until
 
 from orchestrator.api.signatures import sign_github
@@ -43,22 +44,10 @@ SECRET = "daemon-only-secret"
 
 
 @dataclass(frozen=True)
-class Project:
+class Project(CliCalls):
     root: Path
     dags: Path
     state: Path
-
-    def invoke(self, *args: str) -> Result:
-        where = ["--state-dir", str(self.state), "--dags-folder", str(self.dags)]
-        return CliRunner().invoke(cli, [*args, *where], prog_name="orchestrator")
-
-    def ok(self, *args: str) -> Result:
-        result = self.invoke(*args)
-        assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args, "--json").stdout)
 
     def refused(self, *args: str) -> str:
         """The one-line error of a command that must fail as a user mistake (exit 2)."""
