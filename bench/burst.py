@@ -46,7 +46,7 @@ from urllib.parse import quote
 
 from machine import machine  # bench/ is on the path when a script runs
 
-from orchestrator.control import control_path, request_sync
+from orchestrator.daemon.control import control_path, request_sync
 from orchestrator.errors import OrchestratorError
 
 T = TypeVar("T")

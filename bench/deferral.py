@@ -52,8 +52,8 @@ import triggers.file
 from orchestrator import DAG, TaskContext, dag, task
 from orchestrator.clock import SystemClock
 from orchestrator.config import Settings
-from orchestrator.dagbag import DagBag
-from orchestrator.engine import Engine
+from orchestrator.loading.dagbag import DagBag
+from orchestrator.scheduling.engine import Engine
 from orchestrator.state import TaskState
 from orchestrator.store import SqliteStore
 from sensors.file import FileSensor

@@ -34,7 +34,7 @@ import anyio
 from burst import Daemon, load_average, proc_status_kib, stop_on_signals, verdict
 from machine import machine  # bench/ is on the path when a script runs
 
-from orchestrator.control import control_path, request
+from orchestrator.daemon.control import control_path, request
 
 WATCHED_DAGS = 10
 WAITING_RUNS = 1_000

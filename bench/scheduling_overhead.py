@@ -28,8 +28,8 @@ from pathlib import Path
 from machine import machine  # bench/ is on the path when a script runs
 
 from orchestrator.config import Settings
-from orchestrator.dagbag import load_dag_bag
-from orchestrator.engine import Engine
+from orchestrator.loading.dagbag import load_dag_bag
+from orchestrator.scheduling.engine import Engine
 
 DAGS = textwrap.dedent(
     """

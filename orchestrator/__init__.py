@@ -48,38 +48,38 @@ __all__ = (
 )
 
 _WHERE = {
-    "DAG": "orchestrator.dags",
-    "Asset": "orchestrator.assets",
-    "DagFinished": "orchestrator.runstarts",
-    "dag": "orchestrator.dags",
-    "BaseOperator": "orchestrator.operators",
-    "Shell": "orchestrator.operators",
-    "Engine": "orchestrator.engine",
-    "Defer": "orchestrator.deferral",
-    "defer": "orchestrator.deferral",
-    "Output": "orchestrator.tasks",
-    "Skip": "orchestrator.tasks",
-    "chain": "orchestrator.tasks",
+    "DAG": "orchestrator.authoring.dag",
+    "Asset": "orchestrator.authoring.assets",
+    "DagFinished": "orchestrator.authoring.run_sources",
+    "dag": "orchestrator.authoring.dag",
+    "BaseOperator": "orchestrator.authoring.operators",
+    "Shell": "orchestrator.authoring.operators",
+    "Engine": "orchestrator.scheduling.engine",
+    "Defer": "orchestrator.authoring.defer",
+    "defer": "orchestrator.authoring.defer",
+    "Output": "orchestrator.authoring.tasks",
+    "Skip": "orchestrator.authoring.tasks",
+    "chain": "orchestrator.authoring.tasks",
     "RunState": "orchestrator.state",
     "TaskState": "orchestrator.state",
-    "TaskContext": "orchestrator.context",
-    "get_current_context": "orchestrator.context",
-    "TriggerRule": "orchestrator.trigger_rules",
-    "task": "orchestrator.taskflow",
+    "TaskContext": "orchestrator.authoring.context",
+    "get_current_context": "orchestrator.authoring.context",
+    "TriggerRule": "orchestrator.authoring.trigger_rules",
+    "task": "orchestrator.authoring.taskflow",
 }
 
 if TYPE_CHECKING:
-    from orchestrator.assets import Asset
-    from orchestrator.context import TaskContext, get_current_context
-    from orchestrator.dags import DAG, dag
-    from orchestrator.deferral import Defer, defer
-    from orchestrator.engine import Engine
-    from orchestrator.operators import BaseOperator, Shell
-    from orchestrator.runstarts import DagFinished
+    from orchestrator.authoring.assets import Asset
+    from orchestrator.authoring.context import TaskContext, get_current_context
+    from orchestrator.authoring.dag import DAG, dag
+    from orchestrator.authoring.defer import Defer, defer
+    from orchestrator.authoring.operators import BaseOperator, Shell
+    from orchestrator.authoring.run_sources import DagFinished
+    from orchestrator.authoring.taskflow import task
+    from orchestrator.authoring.tasks import Output, Skip, chain
+    from orchestrator.authoring.trigger_rules import TriggerRule
+    from orchestrator.scheduling.engine import Engine
     from orchestrator.state import RunState, TaskState
-    from orchestrator.taskflow import task
-    from orchestrator.tasks import Output, Skip, chain
-    from orchestrator.trigger_rules import TriggerRule
 
 
 __getattr__, __dir__ = lazy_exports("orchestrator", globals(), _WHERE, ("__version__",))

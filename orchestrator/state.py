@@ -62,7 +62,7 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     _T.UP_FOR_RETRY: frozenset({_T.SCHEDULED, _T.CANCELLED}),
     # The "clear" transitions: a user clears a finished task instance (`orchestrator tasks
     # clear`, `Engine.clear`) so that it runs again. The scheduler itself never leaves a
-    # finished state; only `orchestrator.runedits` does, on a user's request.
+    # finished state; only `orchestrator.scheduling.run_edits` does, on a user's request.
     _T.SUCCESS: frozenset({_T.NONE}),
     _T.FAILED: frozenset({_T.NONE}),
     _T.SKIPPED: frozenset({_T.NONE}),

@@ -33,12 +33,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from orchestrator.context import TaskContext
-from orchestrator.deferral import Defer
+from orchestrator.authoring.context import TaskContext
+from orchestrator.authoring.defer import Defer
+from orchestrator.authoring.operators import BaseOperator
+from orchestrator.authoring.retry import Duration, seconds
+from orchestrator.authoring.tasks import Output, ParamRef, Skip, iter_refs
 from orchestrator.errors import DagError, OrchestratorError, TaskError
-from orchestrator.operators import BaseOperator
-from orchestrator.retry import Duration, seconds
-from orchestrator.tasks import Output, ParamRef, Skip, iter_refs
 from triggers.base import Trigger, current_runtime
 from triggers.time import TimeTrigger
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from orchestrator.retry import Duration, seconds
+from orchestrator.authoring.retry import Duration, seconds
 from sensors.base import BaseSensor, SensorArgs
 from triggers.base import Trigger
 from triggers.file import FileTrigger, pattern_warning

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.retry import Duration
+from orchestrator.authoring.retry import Duration
 from sensors.base import BaseSensor, SensorArgs
 from triggers.base import Trigger
 from triggers.s3 import S3Trigger

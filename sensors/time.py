@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from orchestrator.retry import Duration, seconds
+from orchestrator.authoring.retry import Duration, seconds
 from sensors.base import BaseSensor, SensorArgs
 from triggers.base import Trigger, current_runtime
 from triggers.time import TimeTrigger, moment_of

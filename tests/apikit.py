@@ -27,7 +27,7 @@ from orchestrator.api.registry import ApiRegistry
 from orchestrator.api.server import serve_api
 from orchestrator.clock import Clock
 from orchestrator.config import Settings
-from orchestrator.engine import Engine
+from orchestrator.scheduling.engine import Engine
 from orchestrator.store.records import WebhookRecord
 
 SCOPES = ("read", "trigger", "admin")

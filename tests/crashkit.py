@@ -39,8 +39,8 @@ from types import TracebackType
 from typing import IO, Any, TypeVar
 from urllib.parse import quote
 
-from orchestrator.control import control_path
 from orchestrator.crashpoints import CRASH_AT_VARIABLE
+from orchestrator.daemon.control import control_path
 from orchestrator.state import FINISHED_TASK_STATES, RunState
 
 T = TypeVar("T")

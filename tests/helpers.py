@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.dagbag import DagBag
-from orchestrator.dags import DAG
+from orchestrator.authoring.dag import DAG
+from orchestrator.loading.dagbag import DagBag
 
 
 def bag_of(*dags: DAG) -> DagBag:

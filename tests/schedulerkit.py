@@ -7,9 +7,9 @@ queueing runs, and reads what a step did from its `Transitions`.
 from __future__ import annotations
 
 from orchestrator.changes import RunChanged
-from orchestrator.jobs import Outcome, TaskOutcome
-from orchestrator.runstate import TaskInstance, Transitions
-from orchestrator.scheduler import Scheduler
+from orchestrator.execution.jobs import Outcome, TaskOutcome
+from orchestrator.scheduling.active_runs import TaskInstance, Transitions
+from orchestrator.scheduling.scheduler import Scheduler
 from orchestrator.state import RunState
 
 SUCCESS = TaskOutcome(status=Outcome.SUCCESS, result_json="null")

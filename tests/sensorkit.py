@@ -14,10 +14,10 @@ from typing import Any
 import anyio
 
 from helpers import bag_of
+from orchestrator.authoring.dag import DAG
 from orchestrator.clock import FakeClock
 from orchestrator.config import Settings
-from orchestrator.dags import DAG
-from orchestrator.engine import Engine
+from orchestrator.scheduling.engine import Engine
 from orchestrator.state import TaskState
 from orchestrator.store.records import TaskInstanceRecord, TriggerRecord
 

@@ -29,7 +29,7 @@ from helpers import bag_of
 from orchestrator import DAG, task
 from orchestrator.clock import FakeClock
 from orchestrator.config import Settings
-from orchestrator.engine import Engine
+from orchestrator.scheduling.engine import Engine
 from orchestrator.store.records import EventRecord, RunRecord, RunSourceRecord
 
 T = TypeVar("T")

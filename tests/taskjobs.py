@@ -13,22 +13,22 @@ from typing import Any
 
 import anyio
 
-from orchestrator.context import TaskContext
-from orchestrator.jobs import TaskJob
-from orchestrator.loader import load_dag_file
-from orchestrator.tasks import Task
+from orchestrator.authoring.context import TaskContext
+from orchestrator.authoring.tasks import Task
+from orchestrator.execution.jobs import TaskJob
+from orchestrator.loading.importer import load_dag_file
 
 DAG_ID = "jobs"
 
 _HEADER = """\
 import logging, os, subprocess, sys, threading, time
-from orchestrator.dags import DAG
-from orchestrator.tasks import Skip
-from orchestrator.taskflow import task
+from orchestrator.authoring.dag import DAG
+from orchestrator.authoring.tasks import Skip
+from orchestrator.authoring.taskflow import task
 """
 
 _FOOTER = """
-from orchestrator.taskflow import TaskFunction as _TaskFunction
+from orchestrator.authoring.taskflow import TaskFunction as _TaskFunction
 
 with DAG("jobs"):
     for _function in [v for v in list(globals().values()) if isinstance(v, _TaskFunction)]:

@@ -127,9 +127,9 @@ async def test_the_daemon_snippet_runs_on_a_schedule_an_asset_and_files(
     from orchestrator.changes import EventRecorded, RunChanged
     from orchestrator.clock import FakeClock
     from orchestrator.config import Settings
-    from orchestrator.dagbag import load_dag_bag
-    from orchestrator.engine import Engine
-    from orchestrator.results import decode_result
+    from orchestrator.execution.results import decode_result
+    from orchestrator.loading.dagbag import load_dag_bag
+    from orchestrator.scheduling.engine import Engine
     from orchestrator.state import RunState
 
     monkeypatch.chdir(tmp_path)  # `data/labels` is relative to the daemon's folder

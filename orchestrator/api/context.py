@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from orchestrator.api.registry import ApiRegistry
     from orchestrator.clock import Clock
     from orchestrator.config import Settings
-    from orchestrator.engine import Engine
+    from orchestrator.scheduling.engine import Engine
     from orchestrator.store import Store
     from orchestrator.store.records import TokenRecord
 

@@ -21,8 +21,8 @@ from orchestrator.errors import RunError
 if TYPE_CHECKING:
     from orchestrator.api.registry import ApiRegistry
     from orchestrator.clock import Clock
-    from orchestrator.dagbag import DagBag
-    from orchestrator.engine import Engine
+    from orchestrator.loading.dagbag import DagBag
+    from orchestrator.scheduling.engine import Engine
     from orchestrator.store.base import Store
 
 

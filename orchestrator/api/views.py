@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.cli.views import schedule_text, source_names
 
 if TYPE_CHECKING:
-    from orchestrator.dags import DAG
+    from orchestrator.authoring.dag import DAG
     from orchestrator.store.records import (
         EventRecord,
         ImportErrorRecord,

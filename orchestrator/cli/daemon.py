@@ -1,4 +1,4 @@
-"""`orchestrator daemon`: run everything in one long-lived process (see orchestrator/daemon.py)."""
+"""`orchestrator daemon`: everything in one long-lived process (see orchestrator/daemon/)."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ def daemon_command(log_format: str | None, shutdown_grace: float | None) -> None
     settings = load_cli_settings(log_format=log_format, shutdown_grace=shutdown_grace)
     import anyio
 
-    from orchestrator.daemon import serve
-    from orchestrator.logsetup import configure_logging
+    from orchestrator.daemon.lifecycle import serve
+    from orchestrator.daemon.log_setup import configure_logging
 
     configure_logging(settings.log_format)
     anyio.run(serve, settings)

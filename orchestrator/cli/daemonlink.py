@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from orchestrator.authoring.dag import DAG
     from orchestrator.config import Settings
-    from orchestrator.dagbag import DagBag
-    from orchestrator.dags import DAG
-    from orchestrator.statelock import Holder
+    from orchestrator.daemon.state_lock import Holder
+    from orchestrator.loading.dagbag import DagBag
 
 Prepared = TypeVar("Prepared")
 Result = TypeVar("Result")
@@ -31,7 +31,7 @@ def is_daemon(holder: Holder) -> bool:
 
 def running_daemon(settings: Settings) -> Holder | None:
     """The daemon that holds the state directory now, or None when no daemon runs."""
-    from orchestrator.statelock import read_holder
+    from orchestrator.daemon.state_lock import read_holder
 
     holder = read_holder(settings.state_dir)
     return holder if holder is not None and is_daemon(holder) else None
@@ -43,7 +43,12 @@ def ask_daemon(settings: Settings, holder: Holder, request: dict[str, Any]) -> d
     Raises `DaemonError` with the daemon's own message when it refuses; a holder that is not a
     daemon (a foreground `orchestrator run`) or a daemon not listening yet is an error too.
     """
-    from orchestrator.control import DaemonError, DaemonUnavailableError, control_path, request_sync
+    from orchestrator.daemon.control import (
+        DaemonError,
+        DaemonUnavailableError,
+        control_path,
+        request_sync,
+    )
     from orchestrator.errors import RunError
 
     if not is_daemon(holder):
@@ -72,7 +77,7 @@ def daemon_or_locally(
     starting meanwhile is not refused for it. If a daemon took the lock in between, it is asked.
     `command` names this process in the lock file, for the messages of those who find it held.
     """
-    from orchestrator.statelock import StateDirLock, StateDirLockedError, read_holder
+    from orchestrator.daemon.state_lock import StateDirLock, StateDirLockedError, read_holder
 
     holder = read_holder(settings.state_dir)
     if holder is None:

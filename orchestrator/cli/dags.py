@@ -9,10 +9,10 @@ import click
 from orchestrator.cli.options import load_cli_settings, settings_options
 
 if TYPE_CHECKING:
+    from orchestrator.authoring.dag import DAG
     from orchestrator.config import Settings
-    from orchestrator.dagbag import DagBag
-    from orchestrator.dags import DAG
-    from orchestrator.statelock import Holder
+    from orchestrator.daemon.state_lock import Holder
+    from orchestrator.loading.dagbag import DagBag
 
 
 @click.group("dags")
@@ -54,7 +54,7 @@ def load_bag_quietly(settings: Settings) -> DagBag:
     import contextlib
     import sys
 
-    from orchestrator.dagbag import load_dag_bag
+    from orchestrator.loading.dagbag import load_dag_bag
 
     with contextlib.redirect_stdout(sys.stderr):
         return load_dag_bag(settings.dags_folder, pools=settings.pool_slots())

@@ -17,19 +17,19 @@ from typing import Any
 import anyio
 from rich.console import Console
 
+from orchestrator.authoring.dag import DAG
 from orchestrator.changes import Change
 from orchestrator.cli.daemonlink import is_daemon
+from orchestrator.cli.display import RunDisplay
 from orchestrator.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from orchestrator.cli.output import describe_dag_error, warn
 from orchestrator.cli.summary import print_summary
 from orchestrator.config import Settings
-from orchestrator.dagbag import DagBag, load_dag_bag
-from orchestrator.dags import DAG
-from orchestrator.display import RunDisplay
-from orchestrator.engine import Engine
+from orchestrator.daemon.state_lock import StateDirLock, StateDirLockedError
 from orchestrator.errors import RunError
+from orchestrator.loading.dagbag import DagBag, load_dag_bag
+from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState
-from orchestrator.statelock import StateDirLock, StateDirLockedError
 from orchestrator.store.records import RunRecord
 
 

@@ -10,8 +10,8 @@ import difflib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+from orchestrator.cli.display import task_label
 from orchestrator.config import Settings
-from orchestrator.display import task_label
 from orchestrator.errors import RunError
 from orchestrator.store import open_store
 from orchestrator.store.base import Store

@@ -12,7 +12,7 @@ from orchestrator.state import RunState
 if TYPE_CHECKING:
     from orchestrator.cli.views import TaskDetail
     from orchestrator.config import Settings
-    from orchestrator.statelock import Holder
+    from orchestrator.daemon.state_lock import Holder
     from orchestrator.store.records import RunRecord
 
 
@@ -184,7 +184,7 @@ async def _cancel_in_store(settings: Settings, run_id: str) -> str:
     """No daemon runs: mark the run and its unfinished tasks cancelled in the store."""
     import time
 
-    from orchestrator.runedits import cancel_stored_run, stored_run
+    from orchestrator.scheduling.run_edits import cancel_stored_run, stored_run
     from orchestrator.store import open_store
 
     async with open_store(settings.state_dir, synchronous=settings.synchronous) as store:

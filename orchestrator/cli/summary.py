@@ -17,8 +17,8 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from orchestrator.dags import DAG
-from orchestrator.display import format_duration, state_text, task_label
+from orchestrator.authoring.dag import DAG
+from orchestrator.cli.display import format_duration, state_text, task_label
 from orchestrator.state import TaskState
 from orchestrator.store.base import Store
 from orchestrator.store.records import RunRecord, TaskInstanceRecord

@@ -11,8 +11,8 @@ from orchestrator.cli.options import load_cli_settings, settings_options
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings
-    from orchestrator.dagbag import DagBag
-    from orchestrator.statelock import Holder
+    from orchestrator.daemon.state_lock import Holder
+    from orchestrator.loading.dagbag import DagBag
     from orchestrator.store.records import TryRecord
 
 Cleared = list[tuple[str, int]]  # (task_id, map_index) of each cleared task instance
@@ -171,7 +171,7 @@ async def _clear_in_store(
     """No daemon runs: clear in the store; the next daemon picks the run up and runs them."""
     import time
 
-    from orchestrator.runedits import clear_stored_run, stored_run
+    from orchestrator.scheduling.run_edits import clear_stored_run, stored_run
     from orchestrator.store import open_store
 
     async with open_store(settings.state_dir, synchronous=settings.synchronous) as store:
@@ -184,7 +184,7 @@ async def _clear_in_store(
 
 def clear_message(run_id: str, cleared: Cleared, via: str) -> str:
     """What was cleared, and when it runs."""
-    from orchestrator.display import task_label
+    from orchestrator.cli.display import task_label
 
     if not cleared:
         return f"nothing to clear in run {run_id}: none of those tasks has finished yet"

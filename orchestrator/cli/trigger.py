@@ -15,10 +15,10 @@ from orchestrator.cli.options import load_cli_settings, settings_options
 from orchestrator.cli.run import parse_conf
 
 if TYPE_CHECKING:
+    from orchestrator.authoring.dag import DAG
     from orchestrator.config import Settings
-    from orchestrator.dagbag import DagBag
-    from orchestrator.dags import DAG
-    from orchestrator.statelock import Holder
+    from orchestrator.daemon.state_lock import Holder
+    from orchestrator.loading.dagbag import DagBag
     from orchestrator.store.records import RunRecord
 
 
@@ -125,7 +125,7 @@ async def _queue_run(
 def _queued_run(dag_id: str, conf: dict[str, Any], dedup_key: str | None) -> RunRecord:
     import time
 
-    from orchestrator.engine import new_run_id
+    from orchestrator.scheduling.engine import new_run_id
     from orchestrator.state import RunState
     from orchestrator.store.records import RunRecord
 
@@ -178,7 +178,7 @@ def backfill_command(
     Example:
       orchestrator backfill nightly_report --start 2024-01-01 --end 2024-01-31
     """
-    from orchestrator.ticking import backfill
+    from orchestrator.scheduling.schedule_ticks import backfill
 
     settings = load_cli_settings()
     bag, dag = load_dag(settings, dag_id)
@@ -201,8 +201,8 @@ def _parse_range(dag: DAG, start_text: str, end_text: str) -> tuple[float, float
 
 
 def _moment(text: str, timezone: str, what: str) -> float:
+    from orchestrator.authoring.schedules import parse_moment
     from orchestrator.errors import RunError
-    from orchestrator.schedules import parse_moment
 
     moment = parse_moment(text, timezone=timezone, what=what)
     if moment is None:  # only for a missing value, which click already refuses
@@ -255,7 +255,7 @@ def _backfill_here(
 async def _run_backfill(
     settings: Settings, bag: DagBag, dag_id: str, start: float, end: float, as_json: bool
 ) -> tuple[list[RunRecord], int]:
-    from orchestrator.engine import Engine
+    from orchestrator.scheduling.engine import Engine
 
     async with Engine.open(settings, dagbag=bag, recover=True) as engine:
         run_ids, skipped = await engine.backfill(dag_id, start, end)
@@ -271,8 +271,8 @@ def _backfill_table(records: list[RunRecord], timezone: str) -> Any:
     from rich import box
     from rich.table import Table
 
+    from orchestrator.cli.display import format_duration, state_text
     from orchestrator.cli.views import run_duration
-    from orchestrator.display import format_duration, state_text
 
     table = Table(box=box.SIMPLE_HEAD)
     for name in ("run", "logical date", "state", "duration"):
@@ -291,7 +291,7 @@ def format_moment(moment: float | None, timezone: str) -> str:
     """`2024-01-01 00:00 UTC`: a logical date as the DAG's schedule sees it; empty when None."""
     from datetime import datetime
 
-    from orchestrator.schedules import load_timezone
+    from orchestrator.authoring.schedules import load_timezone
 
     if moment is None:
         return ""

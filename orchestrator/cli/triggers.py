@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from orchestrator.config import Settings
-    from orchestrator.statelock import Holder
+    from orchestrator.daemon.state_lock import Holder
     from orchestrator.store.records import RunSourceRecord, TriggerRecord
 
 _VALUE_CHARS = 120  # one argument of a trigger in the table; `--json` has it whole
@@ -179,8 +179,8 @@ def _triggers_table(triggers: list[TriggerRecord]) -> RenderableType:
     from rich import box
     from rich.table import Table
 
+    from orchestrator.cli.display import task_label
     from orchestrator.cli.views import format_time
-    from orchestrator.display import task_label
 
     table = Table(box=box.SIMPLE_HEAD)
     for name in ("run", "task", "trigger", "since", "times out"):

@@ -18,11 +18,11 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.authoring.dag import DAG
+from orchestrator.authoring.run_sources import source_name
+from orchestrator.cli.display import format_duration, state_text, task_label
 from orchestrator.cli.output import describe_dag_error, display_path, one_line, shorten
-from orchestrator.dagbag import DagBag
-from orchestrator.dags import DAG
-from orchestrator.display import format_duration, state_text, task_label
-from orchestrator.runstarts import source_name
+from orchestrator.loading.dagbag import DagBag
 from orchestrator.store.records import RunRecord, TaskInstanceRecord
 
 _SOURCE_CHARS = 40  # a run trigger's name in the `dags list` table; `--json` has it whole

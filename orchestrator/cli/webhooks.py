@@ -18,8 +18,8 @@ from orchestrator.cli.options import load_cli_settings, settings_options
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings
-    from orchestrator.dagbag import DagBag
-    from orchestrator.statelock import Holder
+    from orchestrator.daemon.state_lock import Holder
+    from orchestrator.loading.dagbag import DagBag
     from orchestrator.store.records import WebhookRecord
 
 _KINDS = ("github", "standard", "hmac")  # orchestrator.api.webhookconfig.KINDS, import-free

@@ -23,7 +23,7 @@ import pytest
 from crashkit import DaemonProcess, check_invariants, new_marker, orphans, wait_until
 
 from orchestrator.api.signatures import sign_github
-from orchestrator.control import control_path, request_sync
+from orchestrator.daemon.control import control_path, request_sync
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,9 @@ import anyio
 import pytest
 
 from orchestrator.config import Settings
-from orchestrator.dagbag import load_dag_bag
-from orchestrator.engine import Engine
-from orchestrator.results import decode_result
+from orchestrator.execution.results import decode_result
+from orchestrator.loading.dagbag import load_dag_bag
+from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState, TaskState
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

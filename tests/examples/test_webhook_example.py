@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from crashkit import DaemonProcess, new_marker, wait_until
 
-from orchestrator.control import control_path, request_sync
+from orchestrator.daemon.control import control_path, request_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -18,10 +18,10 @@ from helpers import bag_of
 from orchestrator import DAG, task
 from orchestrator.changes import Change, RunChanged, TaskChanged
 from orchestrator.config import Settings
-from orchestrator.engine import Engine
 from orchestrator.errors import RunError, RunNotFoundError
-from orchestrator.results import decode_result
-from orchestrator.runedits import cancel_stored_run, clear_stored_run, stored_run
+from orchestrator.execution.results import decode_result
+from orchestrator.scheduling.engine import Engine
+from orchestrator.scheduling.run_edits import cancel_stored_run, clear_stored_run, stored_run
 from orchestrator.state import RunState, TaskState
 from orchestrator.store import Store, TaskInstanceRecord, open_store
 

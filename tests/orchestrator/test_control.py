@@ -14,7 +14,7 @@ import pytest
 from anyio.abc import ByteStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from orchestrator.control import (
+from orchestrator.daemon.control import (
     MAX_REQUEST_BYTES,
     ControlSocketError,
     DaemonError,
@@ -315,7 +315,7 @@ async def test_a_fallback_folder_others_can_use_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Stands in for /tmp, where anyone may have made the folder before us.
-    monkeypatch.setattr("orchestrator.control._FALLBACK_ROOT", tmp_path)
+    monkeypatch.setattr("orchestrator.daemon.control._FALLBACK_ROOT", tmp_path)
     shared = tmp_path / f"orchestrator-{os.getuid()}"
     shared.mkdir()
     shared.chmod(0o777)

@@ -27,13 +27,13 @@ from crashkit import (
 )
 
 import orchestrator
-from orchestrator.control import control_path, serve_control
 from orchestrator.crashpoints import (
     CRASH_AT_VARIABLE,
     CRASH_POINTS,
     check_crash_setting,
     parse_crash_setting,
 )
+from orchestrator.daemon.control import control_path, serve_control
 from orchestrator.errors import ConfigError
 from orchestrator.state import RunState, TaskState
 from orchestrator.store import RunRecord, TaskInstanceRecord, TryRecord, WriteBatch, open_store

@@ -14,8 +14,12 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.context import TaskContext
-from orchestrator.dags import DAG, DagFactory, dag
+from orchestrator.authoring.context import TaskContext
+from orchestrator.authoring.dag import DAG, DagFactory, dag
+from orchestrator.authoring.operators import BaseOperator, Shell
+from orchestrator.authoring.taskflow import FunctionTask, task
+from orchestrator.authoring.tasks import Output, ParamRef, Task, TaskOptions, chain, resolve_refs
+from orchestrator.authoring.trigger_rules import TriggerRule
 from orchestrator.errors import (
     CycleError,
     DagError,
@@ -23,10 +27,6 @@ from orchestrator.errors import (
     TaskError,
     UnknownTaskError,
 )
-from orchestrator.operators import BaseOperator, Shell
-from orchestrator.taskflow import FunctionTask, task
-from orchestrator.tasks import Output, ParamRef, Task, TaskOptions, chain, resolve_refs
-from orchestrator.trigger_rules import TriggerRule
 
 HERE = __file__
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.dagbag import DagBag, dag_files, load_dag_bag
 from orchestrator.errors import DagError, DagNotFoundError
+from orchestrator.loading.dagbag import DagBag, dag_files, load_dag_bag
 
 
 def _write(path: Path, source: str) -> Path:
@@ -19,8 +19,8 @@ def _write(path: Path, source: str) -> Path:
 
 def _simple_dag(dag_id: str, pool: str = "default") -> str:
     return (
-        "from orchestrator.dags import DAG\n"
-        "from orchestrator.operators import Shell\n"
+        "from orchestrator.authoring.dag import DAG\n"
+        "from orchestrator.authoring.operators import Shell\n"
         f"with DAG({dag_id!r}):\n"
         f"    Shell('true', task_id='a', pool={pool!r})\n"
     )
@@ -66,7 +66,9 @@ def test_files_are_loaded_in_sorted_order(tmp_path: Path) -> None:
 
 def test_a_broken_file_never_stops_the_others(tmp_path: Path) -> None:
     _write(tmp_path / "a_good.py", _simple_dag("good_a"))
-    broken = _write(tmp_path / "b_broken.py", "from orchestrator.dags import DAG\n\n1 / 0\n")
+    broken = _write(
+        tmp_path / "b_broken.py", "from orchestrator.authoring.dag import DAG\n\n1 / 0\n"
+    )
     _write(tmp_path / "c_good.py", _simple_dag("good_c"))
     bag = load_dag_bag(tmp_path)
     assert sorted(bag.dags) == ["good_a", "good_c"]
@@ -80,7 +82,7 @@ def test_a_helper_module_in_an_underscore_file_can_be_imported(tmp_path: Path) -
     _write(
         tmp_path / "uses.py",
         """
-        from orchestrator.dags import DAG
+        from orchestrator.authoring.dag import DAG
         from _dagbag_shared import OWNER
 
         with DAG("uses", tags=[OWNER]):
@@ -113,7 +115,7 @@ def test_the_same_dag_id_in_two_files_keeps_the_first(tmp_path: Path) -> None:
     second = _write(
         tmp_path / "b.py",
         """
-        from orchestrator.dags import DAG
+        from orchestrator.authoring.dag import DAG
 
         with DAG("other"):
             pass
@@ -133,8 +135,8 @@ def test_a_task_in_an_unconfigured_pool_drops_its_dag(tmp_path: Path) -> None:
     path = _write(
         tmp_path / "pools.py",
         """
-        from orchestrator.dags import DAG
-        from orchestrator.operators import Shell
+        from orchestrator.authoring.dag import DAG
+        from orchestrator.authoring.operators import Shell
 
         with DAG("gpu_work"):
             Shell("true", task_id="prepare")
@@ -157,8 +159,8 @@ def test_every_task_in_an_unconfigured_pool_is_reported(tmp_path: Path) -> None:
     _write(
         tmp_path / "two.py",
         """
-        from orchestrator.dags import DAG
-        from orchestrator.operators import Shell
+        from orchestrator.authoring.dag import DAG
+        from orchestrator.authoring.operators import Shell
 
         with DAG("two", default_args={"pool": "gpu"}):
             Shell("true", task_id="a")

@@ -21,10 +21,10 @@ from triggerkit import (
 
 from helpers import bag_of
 from orchestrator import DAG, BaseOperator, TaskContext, task
+from orchestrator.authoring.defer import Defer, defer
 from orchestrator.clock import FakeClock
 from orchestrator.config import Settings
-from orchestrator.deferral import Defer, defer
-from orchestrator.engine import Engine
+from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState, TaskState
 from orchestrator.store import open_store
 from orchestrator.store.records import TaskInstanceRecord

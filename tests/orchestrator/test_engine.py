@@ -14,9 +14,9 @@ from orchestrator import DAG, Skip, TaskContext, TriggerRule, task
 from orchestrator.changes import Change, RunChanged, TaskChanged
 from orchestrator.clock import FakeClock
 from orchestrator.config import Settings
-from orchestrator.engine import Engine
 from orchestrator.errors import DagNotFoundError, RunError
-from orchestrator.results import decode_result
+from orchestrator.execution.results import decode_result
+from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.records import RunRecord, TaskInstanceRecord
 

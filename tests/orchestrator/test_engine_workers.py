@@ -10,8 +10,8 @@ import anyio
 import pytest
 
 from orchestrator.config import Settings
-from orchestrator.dagbag import load_dag_bag
-from orchestrator.engine import Engine
+from orchestrator.loading.dagbag import load_dag_bag
+from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState, TaskState
 
 pytestmark = pytest.mark.slow

@@ -21,8 +21,8 @@ from taskjobs import (
 )
 
 from orchestrator.errors import ConfigError
-from orchestrator.executor import Executor
-from orchestrator.jobs import Outcome, TaskOutcome
+from orchestrator.execution.executor import Executor
+from orchestrator.execution.jobs import Outcome, TaskOutcome
 
 MODES = ["worker", "thread", "loop"]
 
@@ -98,7 +98,7 @@ async def test_an_async_task_runs_in_the_loop_with_its_output_in_its_log(tmp_pat
     dag_file = DagFile(
         tmp_path,
         """
-from orchestrator.context import get_current_context
+from orchestrator.authoring.context import get_current_context
 
 @task
 async def fetch(url):

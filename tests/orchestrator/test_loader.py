@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.dags import DAG
+from orchestrator.authoring.dag import DAG
 from orchestrator.errors import CycleError, DagError, DagImportError, UnknownTaskError
-from orchestrator.loader import load_dag_file, module_name_for
+from orchestrator.loading.importer import load_dag_file, module_name_for
 
 
 def _write(path: Path, source: str) -> Path:
@@ -33,8 +33,8 @@ def test_a_good_file_gives_its_dags(tmp_path: Path) -> None:
     path = _write(
         tmp_path / "etl.py",
         """
-        from orchestrator.dags import DAG
-        from orchestrator.taskflow import task
+        from orchestrator.authoring.dag import DAG
+        from orchestrator.authoring.taskflow import task
 
         @task
         def extract():
@@ -61,8 +61,8 @@ def test_two_dags_in_one_file(tmp_path: Path) -> None:
     path = _write(
         tmp_path / "two.py",
         """
-        from orchestrator.dags import DAG
-        from orchestrator.operators import Shell
+        from orchestrator.authoring.dag import DAG
+        from orchestrator.authoring.operators import Shell
 
         with DAG("first"):
             Shell("true", task_id="a")
@@ -80,7 +80,7 @@ def test_the_same_dag_id_twice_in_one_file_keeps_the_first(tmp_path: Path) -> No
     path = _write(
         tmp_path / "twice.py",
         """
-        from orchestrator.dags import DAG
+        from orchestrator.authoring.dag import DAG
 
         with DAG("same") as first:
             pass
@@ -97,7 +97,9 @@ def test_the_same_dag_id_twice_in_one_file_keeps_the_first(tmp_path: Path) -> No
 
 
 def test_a_syntax_error_points_at_its_line(tmp_path: Path) -> None:
-    path = _write(tmp_path / "broken.py", "from orchestrator.dags import DAG\n\nwith DAG('x')\n")
+    path = _write(
+        tmp_path / "broken.py", "from orchestrator.authoring.dag import DAG\n\nwith DAG('x')\n"
+    )
     error = _only_error(path)
     assert isinstance(error, DagImportError)
     assert error.line == 3
@@ -110,7 +112,7 @@ def test_an_import_error_points_at_the_failing_import(tmp_path: Path) -> None:
         tmp_path / "missing.py",
         """
         import os
-        from orchestrator.dags import DAG
+        from orchestrator.authoring.dag import DAG
         import no_such_module_for_orchestrator_tests
         """,
     )
@@ -125,8 +127,8 @@ def test_an_exception_inside_a_dag_block_points_at_its_line(tmp_path: Path) -> N
     path = _write(
         tmp_path / "raises.py",
         """
-        from orchestrator.dags import DAG
-        from orchestrator.operators import Shell
+        from orchestrator.authoring.dag import DAG
+        from orchestrator.authoring.operators import Shell
 
         with DAG("raises"):
             Shell("true", task_id="a")
@@ -144,8 +146,8 @@ def test_a_bad_task_option_points_at_the_task(tmp_path: Path) -> None:
     path = _write(
         tmp_path / "options.py",
         """
-        from orchestrator.dags import DAG
-        from orchestrator.operators import Shell
+        from orchestrator.authoring.dag import DAG
+        from orchestrator.authoring.operators import Shell
 
         with DAG("options"):
             Shell("true", task_id="a", retrys=2)
@@ -160,8 +162,8 @@ def test_a_dag_error_raised_while_importing_gets_the_line(tmp_path: Path) -> Non
     path = _write(
         tmp_path / "bad_id.py",
         """
-        from orchestrator.dags import DAG
-        from orchestrator.operators import BaseOperator
+        from orchestrator.authoring.dag import DAG
+        from orchestrator.authoring.operators import BaseOperator
 
         class Noop(BaseOperator):
             def __init__(self, **options):
@@ -200,7 +202,7 @@ def test_a_file_calling_sys_exit_is_an_error_not_an_exit(tmp_path: Path) -> None
         tmp_path / "exits.py",
         """
         import sys
-        from orchestrator.dags import DAG
+        from orchestrator.authoring.dag import DAG
 
         with DAG("never"):
             pass
@@ -223,8 +225,8 @@ def test_a_cycle_is_reported_with_its_path_and_the_dag_line(tmp_path: Path) -> N
     path = _write(
         tmp_path / "cycle.py",
         """
-        from orchestrator.dags import DAG
-        from orchestrator.operators import Shell
+        from orchestrator.authoring.dag import DAG
+        from orchestrator.authoring.operators import Shell
 
         with DAG("cycle"):
             a = Shell("true", task_id="a")
@@ -242,8 +244,8 @@ def test_an_unknown_depends_on_id_points_at_the_task(tmp_path: Path) -> None:
     path = _write(
         tmp_path / "unknown.py",
         """
-        from orchestrator.dags import DAG
-        from orchestrator.operators import Shell
+        from orchestrator.authoring.dag import DAG
+        from orchestrator.authoring.operators import Shell
 
         with DAG("unknown"):
             Shell("true", task_id="a")
@@ -259,8 +261,8 @@ def test_a_broken_dag_does_not_hide_a_good_one_in_the_same_file(tmp_path: Path) 
     path = _write(
         tmp_path / "mixed.py",
         """
-        from orchestrator.dags import DAG
-        from orchestrator.operators import Shell
+        from orchestrator.authoring.dag import DAG
+        from orchestrator.authoring.operators import Shell
 
         with DAG("good"):
             Shell("true", task_id="a")
@@ -278,8 +280,8 @@ def test_uncalled_dag_factories_are_built_at_their_definition(tmp_path: Path) ->
     path = _write(
         tmp_path / "factories.py",
         """
-        from orchestrator.dags import dag
-        from orchestrator.taskflow import task
+        from orchestrator.authoring.dag import dag
+        from orchestrator.authoring.taskflow import task
 
         @task
         def step(n):
@@ -309,7 +311,7 @@ def test_a_factory_called_in_the_file_is_not_built_twice(tmp_path: Path) -> None
     path = _write(
         tmp_path / "called.py",
         """
-        from orchestrator.dags import dag
+        from orchestrator.authoring.dag import dag
 
         @dag
         def once(day: str = "monday"):
@@ -329,7 +331,7 @@ def test_a_helper_module_beside_the_dag_file_can_be_imported(tmp_path: Path) -> 
     path = _write(
         tmp_path / "dags" / "uses_helper.py",
         """
-        from orchestrator.dags import DAG
+        from orchestrator.authoring.dag import DAG
         from loader_test_helpers import NAME
 
         with DAG(NAME):
@@ -349,7 +351,7 @@ def test_an_error_inside_a_helper_points_at_the_import_line(tmp_path: Path) -> N
     path = _write(
         tmp_path / "dags" / "uses_broken.py",
         """
-        from orchestrator.dags import DAG
+        from orchestrator.authoring.dag import DAG
 
         import loader_broken_helper
         """,
@@ -362,7 +364,7 @@ def test_an_error_inside_a_helper_points_at_the_import_line(tmp_path: Path) -> N
 def test_an_edited_file_is_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Even an edit in the same second that keeps the size: a cached .pyc would hide it."""
     monkeypatch.setattr(sys, "dont_write_bytecode", False)
-    source = 'from orchestrator.dags import DAG\nwith DAG("v1"):\n    pass\n'
+    source = 'from orchestrator.authoring.dag import DAG\nwith DAG("v1"):\n    pass\n'
     path = _write(tmp_path / "edited.py", source)
     before = os.stat(path)
     assert list(load_dag_file(path).dags) == ["v1"]
@@ -373,8 +375,12 @@ def test_an_edited_file_is_read_again(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_files_with_one_name_in_two_folders_do_not_clash(tmp_path: Path) -> None:
-    first = _write(tmp_path / "a" / "etl.py", "from orchestrator.dags import DAG\nDAG('etl_a')\n")
-    second = _write(tmp_path / "b" / "etl.py", "from orchestrator.dags import DAG\nDAG('etl_b')\n")
+    first = _write(
+        tmp_path / "a" / "etl.py", "from orchestrator.authoring.dag import DAG\nDAG('etl_a')\n"
+    )
+    second = _write(
+        tmp_path / "b" / "etl.py", "from orchestrator.authoring.dag import DAG\nDAG('etl_b')\n"
+    )
     assert module_name_for(str(first)) != module_name_for(str(second))
     assert list(load_dag_file(first).dags) == ["etl_a"]
     assert list(load_dag_file(second).dags) == ["etl_b"]
@@ -382,7 +388,8 @@ def test_files_with_one_name_in_two_folders_do_not_clash(tmp_path: Path) -> None
 
 def test_loading_keeps_an_enclosing_dag_block_open(tmp_path: Path) -> None:
     path = _write(
-        tmp_path / "raises.py", "from orchestrator.dags import DAG\nDAG('x').__enter__()\n1/0\n"
+        tmp_path / "raises.py",
+        "from orchestrator.authoring.dag import DAG\nDAG('x').__enter__()\n1/0\n",
     )
     with DAG("outer") as outer:
         load_dag_file(path)

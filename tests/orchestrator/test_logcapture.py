@@ -14,7 +14,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-from orchestrator.logcapture import append_to_log, capture, real_stream
+from orchestrator.execution.log_capture import append_to_log, capture, real_stream
 
 
 @contextmanager

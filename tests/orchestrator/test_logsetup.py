@@ -13,9 +13,9 @@ from datetime import datetime
 
 import pytest
 
-from orchestrator import logcapture
+from orchestrator.daemon.log_setup import configure_logging
 from orchestrator.errors import ConfigError
-from orchestrator.logsetup import configure_logging
+from orchestrator.execution import log_capture
 
 TEXT_LINE = re.compile(
     r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (?P<level>[A-Z]+) +(?P<logger>[\w.]+): "
@@ -191,7 +191,7 @@ async def test_the_default_stream_is_the_real_stderr_behind_the_task_log_router(
     real_stderr = io.StringIO()
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     monkeypatch.setattr(sys, "stderr", real_stderr)
-    logcapture.install()  # what the engine does: sys.stderr now routes to task logs
+    log_capture.install()  # what the engine does: sys.stderr now routes to task logs
     assert sys.stderr is not real_stderr
     handler = configure_logging("text")
     assert isinstance(handler, logging.StreamHandler) and handler.stream is real_stderr

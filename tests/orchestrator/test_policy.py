@@ -16,7 +16,12 @@ from httpserver import Reply, serve
 
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigError, PolicyError
-from orchestrator.policy import InputPolicy, ip_literal, policy_checked_client, refusal_reason
+from orchestrator.waiting.policy import (
+    InputPolicy,
+    ip_literal,
+    policy_checked_client,
+    refusal_reason,
+)
 
 
 def resolving(*addresses: str) -> Callable[[str, int], Any]:

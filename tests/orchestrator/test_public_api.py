@@ -19,15 +19,15 @@ def test_every_name_in_all_resolves() -> None:
 
 def test_api_names_win_over_submodules_after_everything_is_imported() -> None:
     for module in pkgutil.walk_packages(orchestrator.__path__, "orchestrator."):
-        if module.name not in ("orchestrator.cli.__main__", "orchestrator.worker"):
+        if module.name not in ("orchestrator.cli.__main__", "orchestrator.execution.worker"):
             importlib.import_module(module.name)
     from orchestrator import DAG, dag, task
-    from orchestrator.dags import DagFactory
-    from orchestrator.taskflow import _TaskDecorator
+    from orchestrator.authoring.dag import DagFactory
+    from orchestrator.authoring.taskflow import _TaskDecorator
 
     assert isinstance(task, _TaskDecorator)
     assert callable(dag) and not isinstance(dag, DagFactory)
-    assert DAG.__module__ == "orchestrator.dags"
+    assert DAG.__module__ == "orchestrator.authoring.dag"
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:

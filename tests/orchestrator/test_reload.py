@@ -27,9 +27,9 @@ from startkit import (
 )
 
 from orchestrator.config import Settings
-from orchestrator.engine import Engine
-from orchestrator.loader import load_dag_file
-from orchestrator.reload import follow_dag_folder, reload_file
+from orchestrator.daemon.reload import follow_dag_folder, reload_file
+from orchestrator.loading.importer import load_dag_file
+from orchestrator.scheduling.engine import Engine
 
 SettingsFactory = Callable[..., Settings]
 

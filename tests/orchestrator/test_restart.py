@@ -17,10 +17,10 @@ from triggerkit import GateSensor, GateTrigger, open_gate, until_waiting
 
 from helpers import bag_of
 from orchestrator import DAG, task
+from orchestrator.authoring.defer import Defer
 from orchestrator.clock import FakeClock
 from orchestrator.config import Settings
-from orchestrator.deferral import Defer
-from orchestrator.engine import Engine
+from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState, TaskState
 from triggers.time import TimeTrigger
 

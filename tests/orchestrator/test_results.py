@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from taskjobs import DagFile
 
+from orchestrator.authoring.tasks import Skip
 from orchestrator.errors import ResultError
-from orchestrator.jobs import Outcome
-from orchestrator.results import (
+from orchestrator.execution.jobs import Outcome
+from orchestrator.execution.results import (
     MAX_ERROR_CHARS,
     decode_result,
     encode_result,
@@ -20,7 +21,6 @@ from orchestrator.results import (
     outcome_of_error,
     outcome_of_value,
 )
-from orchestrator.tasks import Skip
 
 
 def test_encode_result_is_compact_json_that_decodes_back() -> None:

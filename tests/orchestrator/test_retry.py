@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from orchestrator.retry import RetryPolicy, seconds
+from orchestrator.authoring.retry import RetryPolicy, seconds
 
 
 def test_fixed_delay_is_the_same_for_every_try() -> None:

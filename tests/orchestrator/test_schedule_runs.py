@@ -27,7 +27,7 @@ from helpers import bag_of
 from orchestrator import DAG, TaskContext, task
 from orchestrator.changes import RunChanged
 from orchestrator.config import Settings
-from orchestrator.engine import Engine
+from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState
 from orchestrator.store.records import RunRecord
 

@@ -17,8 +17,8 @@ from schedulerkit import SUCCESS, DrivenScheduler, admitted
 from helpers import bag_of
 from orchestrator import DAG, task
 from orchestrator.config import Settings
-from orchestrator.engine import Engine
-from orchestrator.runstate import ActiveRun, DagPlan, TaskInstance, Transitions
+from orchestrator.scheduling.active_runs import ActiveRun, DagPlan, TaskInstance, Transitions
+from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.records import RunRecord
 

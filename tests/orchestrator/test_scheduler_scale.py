@@ -13,8 +13,8 @@ from schedulerkit import DrivenScheduler, admitted
 
 from orchestrator import DAG, task
 from orchestrator.changes import RunChanged
-from orchestrator.recovery import rebuild_run
-from orchestrator.runstate import ActiveRun, DagPlan, TaskInstance, Transitions
+from orchestrator.scheduling.active_runs import ActiveRun, DagPlan, TaskInstance, Transitions
+from orchestrator.scheduling.recovery import rebuild_run
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.records import RunRecord, TaskInstanceRecord
 

@@ -10,8 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orchestrator.errors import DagError
-from orchestrator.schedules import (
+from orchestrator.authoring.schedules import (
     CronSchedule,
     Interval,
     Schedule,
@@ -23,6 +22,7 @@ from orchestrator.schedules import (
     parse_moment,
     parse_schedule,
 )
+from orchestrator.errors import DagError
 
 HOUR = 3600.0
 DAY = 86400.0

@@ -16,14 +16,14 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from orchestrator.errors import StateDirError
-from orchestrator.statelock import (
+from orchestrator.daemon.state_lock import (
     LOCK_FILENAME,
     Holder,
     StateDirLock,
     StateDirLockedError,
     read_holder,
 )
+from orchestrator.errors import StateDirError
 
 CHILD_COMMAND = "orchestrator daemon (test child)"
 
@@ -31,7 +31,7 @@ CHILD_COMMAND = "orchestrator daemon (test child)"
 HOLDER_SCRIPT = f"""
 import sys
 from pathlib import Path
-from orchestrator.statelock import StateDirLock
+from orchestrator.daemon.state_lock import StateDirLock
 lock = StateDirLock.acquire(Path(sys.argv[1]), command={CHILD_COMMAND!r})
 print("locked", flush=True)
 sys.stdin.read()

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from orchestrator.context import TaskContext
-from orchestrator.dags import DAG, dag
+from orchestrator.authoring.context import TaskContext
+from orchestrator.authoring.dag import DAG, dag
+from orchestrator.authoring.taskflow import FunctionTask, TaskFunction, task
+from orchestrator.authoring.tasks import Output, ParamRef, iter_refs, map_combinations, resolve_refs
+from orchestrator.authoring.trigger_rules import TriggerRule
 from orchestrator.errors import DagError, DuplicateTaskError
-from orchestrator.taskflow import FunctionTask, TaskFunction, task
-from orchestrator.tasks import Output, ParamRef, iter_refs, map_combinations, resolve_refs
-from orchestrator.trigger_rules import TriggerRule
 
 HERE = __file__
 

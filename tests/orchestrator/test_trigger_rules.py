@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
+from orchestrator.authoring.trigger_rules import TriggerRule, Verdict, evaluate
 from orchestrator.state import FINISHED_TASK_STATES, TaskState
-from orchestrator.trigger_rules import TriggerRule, Verdict, evaluate
 
 S = TaskState.SUCCESS
 F = TaskState.FAILED

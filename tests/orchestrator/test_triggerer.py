@@ -12,11 +12,11 @@ from triggerkit import BlockingTrigger, GateTrigger, open_gate, until_waiting
 
 from helpers import bag_of
 from orchestrator import DAG, task
+from orchestrator.authoring.defer import Defer
 from orchestrator.config import Settings
-from orchestrator.deferral import Defer
-from orchestrator.engine import Engine
+from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState
-from orchestrator.triggerer import Fired, Triggerer, TriggerOutcome
+from orchestrator.waiting.triggerer import Fired, Triggerer, TriggerOutcome
 from triggers.base import TriggerRuntime
 
 SettingsFactory = Callable[..., Settings]

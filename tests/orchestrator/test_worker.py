@@ -1,4 +1,4 @@
-"""The worker process, spoken to over its real protocol: `python -m orchestrator.worker`."""
+"""The worker process, spoken to over its real protocol (`orchestrator.execution.worker`)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from taskjobs import (
     wait_until_exited,
 )
 
-from orchestrator.jobs import Outcome, TaskJob, TaskOutcome
-from orchestrator.worker import (
+from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
+from orchestrator.execution.worker import (
     encode_message,
     job_from_json,
     job_to_json,
@@ -63,7 +63,7 @@ async def raw_worker(
     *, stderr: int | None = None, env: dict[str, str] | None = None
 ) -> AsyncIterator[RawWorker]:
     process = await anyio.open_process(
-        [sys.executable, "-m", "orchestrator.worker"],
+        [sys.executable, "-m", "orchestrator.execution.worker"],
         stderr=stderr,
         env=env,
         start_new_session=True,
@@ -296,7 +296,7 @@ def test_a_reply_that_is_not_an_outcome_is_refused(reply: Any) -> None:
 
 
 def test_the_worker_imports_only_what_running_a_task_needs() -> None:
-    code = "import sys, orchestrator.worker; print(' '.join(sorted(sys.modules)))"
+    code = "import sys, orchestrator.execution.worker; print(' '.join(sorted(sys.modules)))"
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split()
@@ -307,9 +307,9 @@ def test_the_worker_imports_only_what_running_a_task_needs() -> None:
 
 ENGINE = """
 import json, sys, anyio
-from orchestrator.executor import Executor
-from orchestrator.loader import load_dag_file
-from orchestrator.worker import job_from_json
+from orchestrator.execution.executor import Executor
+from orchestrator.loading.importer import load_dag_file
+from orchestrator.execution.worker import job_from_json
 
 async def main():
     job = job_from_json(json.loads(sys.argv[1]))

@@ -29,7 +29,7 @@ from triggerkit import GateSensor, open_gate
 from orchestrator import DAG, TaskContext
 from orchestrator.changes import Change, TaskChanged
 from orchestrator.clock import FakeClock
-from orchestrator.engine import Engine
+from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState, TaskState
 from sensors.base import BaseSensor
 

@@ -82,7 +82,7 @@ import sys
 from orchestrator.cli import cli
 for args in (["--help"], ["run", "--help"], ["runs", "list", "--help"], ["db", "--help"]):
     cli.main(args, prog_name="orchestrator", standalone_mode=False)
-heavy = ("rich", "anyio", "aiosqlite", "orchestrator.engine", "orchestrator.store")
+heavy = ("rich", "anyio", "aiosqlite", "orchestrator.scheduling.engine", "orchestrator.store")
 print(sorted(name for name in heavy if name in sys.modules))
 """
     done = subprocess.run(

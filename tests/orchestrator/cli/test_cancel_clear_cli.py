@@ -26,8 +26,8 @@ from pathlib import Path
 
 import anyio
 
-from orchestrator.dags import DAG
-from orchestrator.taskflow import task
+from orchestrator.authoring.dag import DAG
+from orchestrator.authoring.taskflow import task
 
 FIXED = Path({fixed!r})
 

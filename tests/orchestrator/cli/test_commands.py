@@ -17,9 +17,9 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 PIPELINES = """
 import anyio
 
-from orchestrator.context import TaskContext
-from orchestrator.dags import DAG
-from orchestrator.taskflow import task
+from orchestrator.authoring.context import TaskContext
+from orchestrator.authoring.dag import DAG
+from orchestrator.authoring.taskflow import task
 
 
 @task

@@ -23,12 +23,12 @@ from crashkit import DaemonProcess, new_marker, wait_until
 
 from orchestrator.cli import cli
 from orchestrator.cli.views import format_time
-from orchestrator.statelock import StateDirLock
+from orchestrator.daemon.state_lock import StateDirLock
 
 DAGS = """
-from orchestrator.context import TaskContext
-from orchestrator.dags import DAG
-from orchestrator.taskflow import task
+from orchestrator.authoring.context import TaskContext
+from orchestrator.authoring.dag import DAG
+from orchestrator.authoring.taskflow import task
 from sensors.file import FileSensor
 from triggers.file import FileTrigger
 
@@ -201,7 +201,7 @@ def test_a_daemon_not_answering_yet_is_a_clear_error(project: Project) -> None:
 def test_a_daemon_taking_the_lock_meanwhile_is_asked_instead(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("orchestrator.statelock.read_holder", lambda state_dir: None)
+    monkeypatch.setattr("orchestrator.daemon.state_lock.read_holder", lambda state_dir: None)
     with StateDirLock.acquire(project.state, command="orchestrator daemon"):
         result = project.invoke("trigger", "hello")
     assert "is starting or not answering; try again" in result.stderr

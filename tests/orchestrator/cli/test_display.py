@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 import pytest
 from rich.console import Console
 
+from orchestrator.authoring.dag import DAG
+from orchestrator.authoring.taskflow import task
 from orchestrator.changes import Change, RunChanged, TaskChanged
-from orchestrator.dags import DAG
-from orchestrator.display import RunDisplay, format_duration, plain_line, task_label
+from orchestrator.cli.display import RunDisplay, format_duration, plain_line, task_label
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.records import TaskInstanceRecord
-from orchestrator.taskflow import task
 
 START = 1_800_000_000.0
 CLOCK = time.strftime("%H:%M:%S", time.localtime(START))

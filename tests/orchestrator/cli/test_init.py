@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from orchestrator.cli import cli
 from orchestrator.config import load_settings
-from orchestrator.dagbag import load_dag_bag
+from orchestrator.loading.dagbag import load_dag_bag
 
 
 @pytest.fixture

@@ -21,11 +21,11 @@ from crashkit import DaemonProcess, new_marker, wait_until
 
 from orchestrator.cli import cli
 from orchestrator.cli.tokens import parse_expires
-from orchestrator.control import control_path, request_sync
+from orchestrator.daemon.control import control_path, request_sync
 from orchestrator.errors import RunError
 
 DAGS = """
-from orchestrator.dags import DAG
+from orchestrator.authoring.dag import DAG
 
 with DAG("train"):
     pass

@@ -23,12 +23,12 @@ from crashkit import DaemonProcess, new_marker, wait_until
 
 from orchestrator.api.signatures import sign_github
 from orchestrator.cli import cli
-from orchestrator.control import control_path, request_sync
+from orchestrator.daemon.control import control_path, request_sync
 
 DAGS = """
-from orchestrator.context import TaskContext
-from orchestrator.dags import DAG
-from orchestrator.taskflow import task
+from orchestrator.authoring.context import TaskContext
+from orchestrator.authoring.dag import DAG
+from orchestrator.authoring.taskflow import task
 
 
 @task(in_process=True)

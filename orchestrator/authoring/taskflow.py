@@ -1,0 +1,199 @@
+"""`@task`: plain Python functions as tasks, with results flowing into downstream tasks.
+
+```python
+@task(retries=2)
+def extract() -> list[int]:
+    return [1, 2, 3]
+
+@task
+def total(values: list[int]) -> int:
+    return sum(values)
+
+with DAG("sums"):
+    total(extract())        # the edge extract >> total, and the value, in one call
+```
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, overload
+
+from orchestrator.authoring.context import TaskContext
+from orchestrator.authoring.dag import DAG
+from orchestrator.authoring.defer import find_function, function_name
+from orchestrator.authoring.tasks import Output, Task, caller_site, iter_refs
+from orchestrator.errors import DagError, TaskError
+
+
+class FunctionTask(Task):
+    """A task that calls a Python function with its (resolved) arguments."""
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        *,
+        task_id: str,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        expand: dict[str, Any] | None = None,
+        is_branch: bool = False,
+        **options: Any,
+    ) -> None:
+        super().__init__(task_id=task_id, **options)
+        self.function = function
+        self._inputs = {"args": list(args), "kwargs": dict(kwargs or {})}
+        self.expand_inputs = expand
+        self.is_branch = is_branch
+        self._wants_context = "context" in inspect.signature(function).parameters
+        self.link_input_refs()
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return self._inputs
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.function)
+
+    def resume_name(self, target: str | Callable[..., Any]) -> str:
+        return function_name(target, self.function.__globals__)
+
+    def resume_target(self, name: str) -> Callable[..., Any]:
+        return find_function(name, self.function.__globals__) or _missing(name, self.task_id)
+
+    def run(self, inputs: dict[str, Any], context: TaskContext) -> Any:
+        kwargs = dict(inputs.get("kwargs", {}))
+        kwargs.update(inputs.get("mapped", {}))
+        if self._wants_context and "context" not in kwargs:
+            kwargs["context"] = context
+        return self.function(*inputs.get("args", []), **kwargs)
+
+
+def _missing(name: str, task_id: str) -> Callable[..., Any]:
+    raise TaskError(
+        f"task {task_id!r} deferred to resume in {name!r}, which its DAG file no longer defines"
+    )
+
+
+class TaskFunction:
+    """A decorated function: calling it inside a DAG adds a task and returns its `Output`."""
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        options: dict[str, Any],
+        *,
+        task_id: str | None = None,
+        is_branch: bool = False,
+        partial_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.function = function
+        self.options = options
+        self.task_id = task_id
+        self.is_branch = is_branch
+        self.partial_kwargs = partial_kwargs or {}
+        self.__name__ = getattr(function, "__name__", "task")
+        self.__doc__ = function.__doc__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Output:
+        return Output(self._add(args=args, kwargs={**self.partial_kwargs, **kwargs}))
+
+    def override(self, **options: Any) -> TaskFunction:
+        """The same function with other options (`task_id`, `retries`, `pool`, ...)."""
+        task_id = options.pop("task_id", self.task_id)
+        return TaskFunction(
+            self.function,
+            {**self.options, **options},
+            task_id=task_id,
+            is_branch=self.is_branch,
+            partial_kwargs=self.partial_kwargs,
+        )
+
+    def partial(self, **kwargs: Any) -> TaskFunction:
+        """Fix some arguments for every mapped instance; call `.expand(...)` next."""
+        return TaskFunction(
+            self.function,
+            self.options,
+            task_id=self.task_id,
+            is_branch=self.is_branch,
+            partial_kwargs={**self.partial_kwargs, **kwargs},
+        )
+
+    def expand(self, **kwargs: Any) -> Output:
+        """One task instance per element (the product, for several lists), decided at run time.
+
+        Each value is a list, or the `Output` of a task that returns one. Downstream tasks get
+        the list of all the instances' results, in order.
+        """
+        if not kwargs:
+            raise TypeError(f"{self.__name__}.expand() needs at least one keyword argument")
+        for name, value in kwargs.items():
+            if not isinstance(value, list | tuple) and not any(iter_refs(value)):
+                raise TypeError(
+                    f"{self.__name__}.expand({name}=...) needs a list or a task's output, "
+                    f"got {type(value).__name__}"
+                )
+        return Output(self._add(args=(), kwargs=self.partial_kwargs, expand=dict(kwargs)))
+
+    def _add(
+        self, *, args: tuple[Any, ...], kwargs: dict[str, Any], expand: dict[str, Any] | None = None
+    ) -> FunctionTask:
+        pipeline = DAG.current()
+        if pipeline is None:
+            site = caller_site()
+            raise DagError(
+                f"task function {self.__name__!r} was called outside a DAG; call it inside "
+                f"`with DAG(...):` or an `@dag` function (use `{self.__name__}.function(...)` "
+                "to call the plain function)",
+                file=site.file,
+                line=site.line,
+            )
+        task_id = self.task_id or pipeline.unique_task_id(self.__name__)
+        return FunctionTask(
+            self.function,
+            task_id=task_id,
+            args=args,
+            kwargs=kwargs,
+            expand=expand,
+            is_branch=self.is_branch,
+            **self.options,
+        )
+
+
+class _TaskDecorator:
+    """`@task`, `@task(...)` and `@task.branch`."""
+
+    @overload
+    def __call__(self, function: Callable[..., Any], /) -> TaskFunction: ...
+
+    @overload
+    def __call__(
+        self, function: None = None, /, *, task_id: str | None = None, **options: Any
+    ) -> Callable[[Callable[..., Any]], TaskFunction]: ...
+
+    def __call__(
+        self,
+        function: Callable[..., Any] | None = None,
+        /,
+        *,
+        task_id: str | None = None,
+        **options: Any,
+    ) -> TaskFunction | Callable[[Callable[..., Any]], TaskFunction]:
+        if function is not None:
+            return TaskFunction(function, options, task_id=task_id)
+        return lambda fn: TaskFunction(fn, options, task_id=task_id)
+
+    def branch(self, function: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """A task that returns the id (or list of ids) of the downstream tasks to follow.
+
+        Its other direct downstream tasks are skipped; returning None skips them all.
+        """
+        task_id = options.pop("task_id", None)
+        if function is not None:
+            return TaskFunction(function, options, task_id=task_id, is_branch=True)
+        return lambda fn: TaskFunction(fn, options, task_id=task_id, is_branch=True)
+
+
+task = _TaskDecorator()

@@ -1,0 +1,439 @@
+"""Tasks: the nodes of a DAG, their options, dependencies, and references to their results.
+
+A `Task` is created inside a DAG (`with DAG(...)`) and registers itself there. Dependencies
+come from `>>` / `<<`, from `depends_on=[task_id, ...]`, and (TaskFlow style) from passing one
+task's `Output` into another task: the reference both makes the edge and, at run time, is
+replaced by the upstream task's result.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Union
+
+from orchestrator.authoring.assets import Asset, as_assets
+from orchestrator.authoring.context import TaskContext
+from orchestrator.authoring.defer import call_with_context
+from orchestrator.authoring.retry import Duration, RetryPolicy, seconds
+from orchestrator.authoring.trigger_rules import TriggerRule
+from orchestrator.errors import DagError, TaskError, UnknownTaskError
+
+if TYPE_CHECKING:
+    from orchestrator.authoring.dag import DAG
+
+Callback = Callable[[TaskContext], Any]
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class Skip(Exception):
+    """Raise inside a task to mark it `skipped` instead of `success` or `failed`."""
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where in the user's code something was defined."""
+
+    file: str
+    line: int
+
+
+def caller_site(owner: object | None = None) -> Site:
+    """The user's line that made an object: the first stack frame outside this package.
+
+    Frames running a method of `owner` itself are skipped too, so a task made by an operator
+    or sensor class (whose `__init__` calls `super().__init__`) points at the line that
+    created it, not at the class's own code.
+    """
+    frame = sys._getframe(1)
+    while frame.f_back is not None and (
+        _in_package(frame) or (owner is not None and _runs_method_of(frame, owner))
+    ):
+        frame = frame.f_back
+    return Site(frame.f_code.co_filename, frame.f_lineno)
+
+
+def _in_package(frame: FrameType) -> bool:
+    return os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _PACKAGE_DIR
+
+
+def _runs_method_of(frame: FrameType, owner: object) -> bool:
+    code = frame.f_code
+    return code.co_argcount > 0 and frame.f_locals.get(code.co_varnames[0]) is owner
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskOptions:
+    """Per-task settings; a DAG's `default_args` supplies the ones a task leaves out."""
+
+    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
+    retries: int = 0
+    retry_delay: Duration = 5.0
+    retry_exponential_backoff: bool = False
+    max_retry_delay: Duration | None = None
+    retry_jitter: bool = False
+    execution_timeout: Duration | None = None
+    pool: str = "default"
+    pool_slots: int = 1
+    priority_weight: int = 1
+    on_success: Callback | None = None
+    on_failure: Callback | None = None
+    on_retry: Callback | None = None
+    in_process: bool | None = None  # None: the engine's default executor mode
+    outlets: tuple[Asset, ...] = ()  # assets this task updates when it succeeds
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outlets", as_assets(self.outlets, what="outlets"))
+        object.__setattr__(self, "trigger_rule", _trigger_rule(self.trigger_rule))
+        for name in ("retries", "pool_slots", "priority_weight"):
+            _whole_number(name, getattr(self, name))
+        if not isinstance(self.pool, str) or not self.pool:
+            raise ValueError(f"pool must be a pool's name, got {self.pool!r}")
+        if self.pool_slots < 1:
+            raise ValueError(f"pool_slots must be 1 or more, got {self.pool_slots}")
+        timeout = seconds(self.execution_timeout)
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"execution_timeout must be positive, got {self.execution_timeout}")
+        self.retry_policy  # noqa: B018 - validates the retry fields now, at definition time
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            retries=self.retries,
+            delay=seconds(self.retry_delay) or 0.0,
+            exponential=self.retry_exponential_backoff,
+            max_delay=seconds(self.max_retry_delay),
+            jitter=self.retry_jitter,
+        )
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        return seconds(self.execution_timeout)
+
+    @classmethod
+    def build(cls, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> TaskOptions:
+        """Merge a DAG's defaults with a task's own options, naming any unknown option."""
+        known = {f.name for f in fields(cls)}
+        for name in itertools.chain(defaults, given):
+            if name not in known:
+                raise TypeError(f"unknown task option {name!r}; known: {', '.join(sorted(known))}")
+        return cls(**{**defaults, **given})
+
+
+def _whole_number(name: str, value: object) -> None:
+    # bool is an int subclass, but `retries=True` is a mistake, not one retry.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a whole number, got {value!r}")
+
+
+def _trigger_rule(value: TriggerRule | str) -> TriggerRule:
+    try:
+        return TriggerRule(value)
+    except ValueError:
+        choices = ", ".join(rule.value for rule in TriggerRule)
+        raise ValueError(f"unknown trigger_rule {value!r}; choose one of: {choices}") from None
+
+
+class Ref:
+    """A value known only at run time: another task's result, or a DAG param."""
+
+    def upstream_task_ids(self) -> set[str]:
+        return set()
+
+    def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:
+        raise NotImplementedError
+
+
+class Output(Ref):
+    """The result of `task`, or an item inside it (`output["key"]`), usable as another's input."""
+
+    def __init__(self, task: Task, path: tuple[str | int, ...] = ()) -> None:
+        self.task = task
+        self.path = path
+
+    def __getitem__(self, key: str | int) -> Output:
+        return Output(self.task, (*self.path, key))
+
+    def upstream_task_ids(self) -> set[str]:
+        return {self.task.task_id}
+
+    def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:
+        value = results[self.task.task_id]
+        for key in self.path:
+            value = value[key]
+        return value
+
+    def __rshift__(self, other: Dependable) -> Dependable:
+        return self.task.__rshift__(other)
+
+    def __lshift__(self, other: Dependable) -> Dependable:
+        return self.task.__lshift__(other)
+
+    def __rrshift__(self, other: Dependable) -> Output:
+        self.task.__rrshift__(other)
+        return self
+
+    def __rlshift__(self, other: Dependable) -> Output:
+        self.task.__rlshift__(other)
+        return self
+
+    def __repr__(self) -> str:
+        keys = "".join(f"[{key!r}]" for key in self.path)
+        return f"Output({self.task.task_id!r}){keys}"
+
+
+class ParamRef(Ref):
+    """A DAG parameter, read from the run's params when the task runs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:
+        return context.params[self.name]
+
+    def __repr__(self) -> str:
+        return f"ParamRef({self.name!r})"
+
+
+def iter_refs(value: Any) -> Iterator[Ref]:
+    """Every `Ref` inside a value made of lists, tuples and dicts."""
+    if isinstance(value, Ref):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from iter_refs(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from iter_refs(item)
+
+
+def resolve_refs(value: Any, results: Mapping[str, Any], context: TaskContext) -> Any:
+    """`value` with every `Ref` in it replaced by what it stands for."""
+    if isinstance(value, Ref):
+        return value.resolve(results, context)
+    if isinstance(value, list | tuple):
+        return type(value)(resolve_refs(item, results, context) for item in value)
+    if isinstance(value, dict):
+        return {key: resolve_refs(item, results, context) for key, item in value.items()}
+    return value
+
+
+Dependable = Union["Task", Output, Sequence[Union["Task", Output]]]
+
+
+def as_tasks(item: Dependable) -> list[Task]:
+    """The tasks named by a task, an `Output`, or a list of either."""
+    if isinstance(item, Task):
+        return [item]
+    if isinstance(item, Output):
+        return [item.task]
+    if isinstance(item, Sequence) and not isinstance(item, str):
+        return [task for element in item for task in as_tasks(element)]
+    raise TypeError(f"cannot make a dependency on {item!r}: expected a task or its output")
+
+
+class Task:
+    """One node of a DAG. Subclasses say what running it means (`run`)."""
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        dag: DAG | None = None,
+        depends_on: Iterable[str] = (),
+        **options: Any,
+    ) -> None:
+        from orchestrator.authoring.dag import DAG  # the DAG module imports this one
+
+        self.site = caller_site(self)
+        owner = dag or DAG.current()
+        if owner is None:
+            raise DagError(
+                f"task {task_id!r} was created outside a DAG; create tasks inside `with DAG(...):`"
+                " or a function decorated with `@dag`",
+                file=self.site.file,
+                line=self.site.line,
+            )
+        _check_task_id(task_id, self.site)
+        self.task_id = task_id
+        self.dag = owner
+        self.options = TaskOptions.build(owner.default_args, options)
+        self.upstream_task_ids: set[str] = set()
+        self.downstream_task_ids: set[str] = set()
+        self.depends_on = tuple(depends_on)
+        self.expand_inputs: dict[str, Any] | None = None
+        self.is_branch = False
+        owner.add_task(self)
+
+    # -- what running means -------------------------------------------------------------------
+
+    def run(self, inputs: dict[str, Any], context: TaskContext) -> Any:
+        """Run the task's code with its resolved inputs; return its (JSON-safe) result.
+
+        Returns an awaitable when `is_async` is true.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement run()")
+
+    # -- deferral (see orchestrator/authoring/defer.py) --------------------------------------------
+
+    @property
+    def defers_at_start(self) -> bool:
+        """True for tasks that wait on a trigger from their first moment (deferrable sensors)."""
+        return False
+
+    def first_deferral(self, inputs: dict[str, Any], context: TaskContext) -> Any:
+        """The `Defer` such a task starts with; called in the engine, with no slot taken."""
+        raise TaskError(f"{type(self).__name__} does not defer at start")
+
+    def resume_name(self, target: str | Callable[..., Any]) -> str:
+        """The stored name of a resume target; `TaskError` if this task cannot resume in it."""
+        raise TaskError(f"{type(self).__name__} tasks cannot resume after a deferral")
+
+    def resume_target(self, name: str) -> Callable[..., Any]:
+        """The callable a stored resume name stands for."""
+        raise TaskError(f"{type(self).__name__} tasks cannot resume after a deferral")
+
+    def call_resume(
+        self, target: Callable[..., Any], context: TaskContext, event: Any, **kwargs: Any
+    ) -> Any:
+        """Call the resume target with the event: `target(event, **kwargs)`."""
+        return call_with_context(target, context, event, **kwargs)
+
+    @property
+    def is_async(self) -> bool:
+        """True when the task's code is a coroutine function: it runs in the engine's loop."""
+        return inspect.iscoroutinefunction(self.run)
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """The task's inputs, possibly holding `Ref`s; resolved just before it runs."""
+        return {}
+
+    @property
+    def is_mapped(self) -> bool:
+        return self.expand_inputs is not None
+
+    def input_refs(self) -> Iterator[Ref]:
+        yield from iter_refs(self.inputs)
+        yield from iter_refs(self.expand_inputs or {})
+
+    # -- dependencies ---------------------------------------------------------------------------
+
+    def link_input_refs(self) -> None:
+        """Make an edge from every task whose output or param this task's inputs reference."""
+        for ref in self.input_refs():
+            if isinstance(ref, Output):
+                self.set_upstream(ref.task)  # refuses an output from another DAG
+            for upstream_id in ref.upstream_task_ids():
+                self.dag.add_edge(upstream_id, self.task_id)
+
+    def set_downstream(self, other: Dependable) -> None:
+        for task in as_tasks(other):
+            self._check_same_dag(task)
+            self.dag.add_edge(self.task_id, task.task_id)
+
+    def set_upstream(self, other: Dependable) -> None:
+        for task in as_tasks(other):
+            self._check_same_dag(task)
+            self.dag.add_edge(task.task_id, self.task_id)
+
+    def _check_same_dag(self, other: Task) -> None:
+        # Edges are stored by task id: an edge to another DAG's task would silently attach to
+        # a same-named task here, or to nothing.
+        if other.dag is not self.dag:
+            site = caller_site()  # the line that wrote the dependency
+            raise DagError(
+                f"task {self.task_id!r} of DAG {self.dag.dag_id!r} cannot depend on (or be a "
+                f"dependency of) task {other.task_id!r} of DAG {other.dag.dag_id!r}; dependencies "
+                "stay inside one DAG (to wait for another DAG, use a sensor)",
+                file=site.file,
+                line=site.line,
+            )
+
+    def __rshift__(self, other: Dependable) -> Dependable:
+        self.set_downstream(other)
+        return other
+
+    def __lshift__(self, other: Dependable) -> Dependable:
+        self.set_upstream(other)
+        return other
+
+    def __rrshift__(self, other: Dependable) -> Task:
+        self.set_upstream(other)
+        return self
+
+    def __rlshift__(self, other: Dependable) -> Task:
+        self.set_downstream(other)
+        return self
+
+    def resolve_string_dependencies(self) -> None:
+        """Turn `depends_on=[...]` ids into edges; an unknown id is an error at the task's line."""
+        for upstream_id in self.depends_on:
+            if upstream_id not in self.dag.tasks:
+                raise UnknownTaskError(
+                    f"task {self.task_id!r} depends on {upstream_id!r}, which is not a task of "
+                    f"DAG {self.dag.dag_id!r} (its tasks: {', '.join(sorted(self.dag.tasks))})",
+                    file=self.site.file,
+                    line=self.site.line,
+                )
+            self.dag.add_edge(upstream_id, self.task_id)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.dag.dag_id}.{self.task_id}>"
+
+
+def _check_task_id(task_id: str, site: Site) -> None:
+    if not isinstance(task_id, str) or not task_id or len(task_id) > 250:
+        raise DagError(
+            f"task_id must be a non-empty string of at most 250 characters: {task_id!r}",
+            file=site.file,
+            line=site.line,
+        )
+    if any(ch in task_id for ch in "/\\\0") or task_id in (".", ".."):
+        raise DagError(
+            f"task_id {task_id!r} may not contain '/', '\\' or NUL, nor be '.' or '..' "
+            "(it names log paths)",
+            file=site.file,
+            line=site.line,
+        )
+
+
+def chain(*items: Dependable) -> None:
+    """Make each item run after the one before it; two lists of equal length pair up."""
+    for left, right in itertools.pairwise(items):
+        left_tasks, right_tasks = as_tasks(left), as_tasks(right)
+        if _is_list(left) and _is_list(right):
+            if len(left_tasks) != len(right_tasks):
+                raise ValueError(
+                    f"chain() pairs two adjacent lists element by element, but they have "
+                    f"{len(left_tasks)} and {len(right_tasks)} tasks"
+                )
+            for upstream, downstream in zip(left_tasks, right_tasks, strict=True):
+                upstream.set_downstream(downstream)
+            continue
+        for upstream in left_tasks:
+            upstream.set_downstream(right_tasks)
+
+
+def _is_list(item: Dependable) -> bool:
+    return isinstance(item, Sequence) and not isinstance(item, str)
+
+
+def map_combinations(task_id: str, expand: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One dict of keyword arguments per mapped task instance: the product of the lists.
+
+    Like Airflow, expanding over two lists of 2 and 3 items gives 6 instances.
+    """
+    for name, values in expand.items():
+        if not isinstance(values, list | tuple):
+            raise TypeError(
+                f"task {task_id!r} is expanded over {name!r}, which must be a list at run time, "
+                f"got {type(values).__name__}"
+            )
+    names = list(expand)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*expand.values())]

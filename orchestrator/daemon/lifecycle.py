@@ -1,0 +1,185 @@
+"""`orchestrator daemon`: the loader, scheduler, triggerer and executor in one long-lived process.
+
+```
+orchestrator daemon --dags-folder examples/
+```
+
+It holds the state directory's lock for its whole life (a second daemon is refused with who
+holds it), checks the store's integrity, picks up what an earlier process left (recovery),
+then starts runs from schedules and run triggers, reloads DAG files as they change, serves
+the HTTP API and webhooks (127.0.0.1:8686 by default, in this same event loop) and answers
+the CLI on its control socket. SIGTERM or SIGINT stops it cleanly: no new work (the API's
+health says "stopping" and new runs get a 503), running tasks get `shutdown_grace` seconds,
+then are stopped and recorded to run again; a second signal ends the grace period at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import anyio
+
+from orchestrator.api.app import create_app
+from orchestrator.api.context import ApiContext
+from orchestrator.api.registry import ApiRegistry
+from orchestrator.api.registryops import RegistryOps
+from orchestrator.api.server import serve_api
+from orchestrator.config import Settings
+from orchestrator.crashpoints import check_crash_setting
+from orchestrator.daemon.control import control_path, serve_control
+from orchestrator.daemon.reload import follow_dag_folder
+from orchestrator.daemon.state_lock import StateDirLock
+from orchestrator.errors import RunError, StoreError
+from orchestrator.scheduling.engine import Engine
+from orchestrator.store import open_store
+
+logger = logging.getLogger("orchestrator.daemon")
+
+
+async def serve(settings: Settings, *, on_ready: Callable[[Engine], None] | None = None) -> None:
+    """Run the daemon until SIGTERM or SIGINT, then stop cleanly."""
+    check_crash_setting()
+    acquire = partial(StateDirLock.acquire, settings.state_dir, command="orchestrator daemon")
+    with await anyio.to_thread.run_sync(acquire):
+        await _check_integrity(settings)
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with Engine.open(settings, start_runs=True) as engine:
+                api = ApiContext(engine, await ApiRegistry.load(engine.store))
+                control = DaemonControl(engine, api)
+                async with (
+                    serve_control(control_path(settings.state_dir), control.handle),
+                    anyio.create_task_group() as tg,
+                ):
+                    await tg.start(follow_dag_folder, engine)
+                    if settings.api_enabled:
+                        app = create_app(api)
+                        port = settings.api_port
+                        control.api_url = await tg.start(serve_api, app, settings.api_host, port)
+                    _log_ready(engine)
+                    if on_ready is not None:
+                        on_ready(engine)
+                    async for signum in signals:
+                        logger.info("%s: stopping", signal.Signals(signum).name)
+                        break
+                    api.stopping = True  # health says so; new runs are refused with a 503
+                    tg.start_soon(_hurry_on_second_signal, signals, engine)
+                    await engine.shutdown(settings.shutdown_grace)
+                    tg.cancel_scope.cancel()
+    logger.info("stopped")
+
+
+async def _check_integrity(settings: Settings) -> None:
+    """Refuse to start on a damaged database rather than make it worse."""
+    async with open_store(settings.state_dir, synchronous=settings.synchronous) as store:
+        problems = await store.integrity_check()
+    if problems:
+        listed = "; ".join(problems[:5])
+        raise StoreError(
+            f"the database in {settings.state_dir} failed its integrity check ({listed}). "
+            "Restore it from a backup, or move it away to start afresh."
+        )
+
+
+async def _hurry_on_second_signal(signals: Any, engine: Engine) -> None:
+    async for signum in signals:
+        logger.warning("%s again: stopping running tasks now", signal.Signals(signum).name)
+        engine.hurry()
+
+
+def _log_ready(engine: Engine) -> None:
+    bag = engine.dagbag
+    logger.info(
+        "daemon ready (pid %d): %d DAG(s) from %s, state in %s",
+        os.getpid(),
+        len(bag.dags),
+        bag.folder,
+        engine.settings.state_dir,
+    )
+    for error in bag.errors:
+        logger.error("%s", error)
+
+
+class DaemonControl(RegistryOps):
+    """Answers the control socket: what the CLI asks a running daemon to do.
+
+    The socket is the local twin of the HTTP API: the same engine calls, for the user who
+    owns the state directory (the socket is mode 0600), with no token to manage.
+    """
+
+    def __init__(self, engine: Engine, api: ApiContext) -> None:
+        self.engine = engine
+        self.registry = api.registry
+        self.api_url: str | None = None  # where the HTTP API listens, once it does
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        method = getattr(self, f"_op_{op}", None) if isinstance(op, str) else None
+        if method is None:
+            raise RunError(f"the daemon does not know the request {op!r}")
+        result: dict[str, Any] = await method(request)
+        return result
+
+    async def _op_ping(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"pid": os.getpid(), "dags": len(self.engine.dagbag.dags), "api": self.api_url}
+
+    async def _op_status(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Counters for monitoring and benchmarks: runs driven, triggers, store writes."""
+        engine = self.engine
+        triggers = engine.triggerer.statistics()
+        store = engine.store.statistics()
+        return {
+            "pid": os.getpid(),
+            "active_runs": len(engine.scheduler.runs),
+            "deferred_triggers": triggers.running + triggers.waiting,
+            "run_triggers": len(engine.starter.host.hosted()),
+            "store_transactions": store.transactions,
+            "store_batches": store.batches,
+            "paused": sorted(engine.starter.paused),
+        }
+
+    async def _op_trigger(self, request: dict[str, Any]) -> dict[str, Any]:
+        run_id = await self.engine.trigger(
+            _text(request, "dag_id"), request.get("conf"), dedup_key=request.get("dedup_key")
+        )
+        return {"run_id": run_id}
+
+    async def _op_pause(self, request: dict[str, Any]) -> dict[str, Any]:
+        await self.engine.set_paused(_text(request, "dag_id"), True)
+        return {}
+
+    async def _op_unpause(self, request: dict[str, Any]) -> dict[str, Any]:
+        await self.engine.set_paused(_text(request, "dag_id"), False)
+        return {}
+
+    async def _op_cancel(self, request: dict[str, Any]) -> dict[str, Any]:
+        await self.engine.cancel(_text(request, "run_id"))
+        return {}
+
+    async def _op_clear(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Clear task instances (and, unless `downstream` is false, what is downstream)."""
+        task_ids, downstream = request.get("task_ids"), request.get("downstream", True)
+        if not isinstance(task_ids, list) or not all(isinstance(t, str) for t in task_ids):
+            raise RunError("the request needs `task_ids` as a list of task ids (strings)")
+        if not isinstance(downstream, bool):
+            raise RunError("the request's `downstream` must be true or false")
+        keys = await self.engine.clear(_text(request, "run_id"), task_ids, downstream=downstream)
+        return {"cleared": [[task_id, map_index] for _, task_id, map_index in keys]}
+
+    async def _op_backfill(self, request: dict[str, Any]) -> dict[str, Any]:
+        start, end = request.get("start"), request.get("end")
+        if not isinstance(start, int | float) or not isinstance(end, int | float):
+            raise RunError("backfill needs `start` and `end` as seconds since the epoch")
+        run_ids, skipped = await self.engine.backfill(_text(request, "dag_id"), start, end)
+        return {"run_ids": run_ids, "skipped": skipped}
+
+
+def _text(request: dict[str, Any], name: str) -> str:
+    value = request.get(name)
+    if not isinstance(value, str) or not value:
+        raise RunError(f"the request needs `{name}` as a non-empty string")
+    return value

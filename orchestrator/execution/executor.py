@@ -1,0 +1,222 @@
+"""The executor: runs one try of a task and reports its `TaskOutcome`.
+
+```python
+async with Executor.open(slots=4, prestart=2) as executor:
+    outcome = await executor.execute(job, task)
+```
+
+Where the code runs:
+
+- `async def` tasks: in the engine's event loop, under a cancel scope (timeouts work fully).
+- sync tasks with `in_process=True`: in a thread of the engine process. A thread cannot be
+  stopped, so on a timeout the executor stops *waiting*: the try fails and the thread is
+  abandoned, still running, until the task's code returns by itself.
+- other sync tasks: in a worker process (see `execution/worker.py`), reused across tasks. A
+  timeout or a cancel SIGKILLs the worker's whole process group, so the task's own
+  subprocesses die with it, and the worker is replaced. A worker that crashes is reported
+  (`worker process died: exit code 7`, `... killed by signal SIGSEGV`) and replaced too.
+
+`execute` never raises for a task's own failure (an exception, a crash, a timeout, a result
+that cannot be stored): it returns a failed outcome whose `error` is one line for the user;
+the details are in the try's log. It does raise when the caller is cancelled, after stopping
+the task's code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+import anyio.to_thread
+
+from orchestrator.authoring.context import task_context
+from orchestrator.authoring.defer import invoke, invoke_async, is_async_job
+from orchestrator.authoring.tasks import Task
+from orchestrator.errors import ConfigError, TaskError
+from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
+from orchestrator.execution.log_capture import append_to_log, capture
+from orchestrator.execution.results import (
+    one_line,
+    outcome_of_call,
+    outcome_of_error,
+    outcome_of_value,
+)
+from orchestrator.execution.worker import encode_message, job_to_json
+from orchestrator.execution.worker_pool import JobNotDelivered, WorkerFailure, WorkerPool
+
+logger = logging.getLogger(__name__)
+
+#: A reply carries the result JSON as a JSON string, in which escaping at most doubles it.
+_REPLY_MARGIN = 64 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutorStatistics:
+    """A snapshot of the executor's counters (for metrics and tests)."""
+
+    workers_started: int  # worker processes spawned since the executor opened
+    workers_alive: int  # worker processes not yet reaped: starting, idle, busy or retiring
+    tasks_run: int  # tries finished, in every mode
+    workers_killed: int  # workers SIGKILLed by the executor: timeouts, cancels, bad replies
+    workers_crashed: int  # workers that died by themselves during a task
+
+
+class Executor:
+    """Runs tries of tasks; owns the worker processes. Create it with `Executor.open`."""
+
+    def __init__(self, pool: WorkerPool, *, slots: int) -> None:
+        self._pool = pool
+        self._threads = anyio.CapacityLimiter(slots)
+        self._tasks_run = 0
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, *, slots: int, worker_max_tasks: int | None = None, prestart: int = 0
+    ) -> AsyncIterator[Executor]:
+        """An executor with at most `slots` worker processes, closed (workers stopped) on exit.
+
+        `worker_max_tasks` recycles a worker after that many tasks (a leaky task cannot grow
+        a worker forever); `prestart` starts that many workers now, in the background, so the
+        first tasks do not wait for a Python start-up.
+        """
+        _check_options(slots, worker_max_tasks, prestart)
+        async with anyio.create_task_group() as task_group:
+            pool = WorkerPool(slots=slots, max_tasks=worker_max_tasks, task_group=task_group)
+            pool.prestart(prestart)
+            try:
+                yield cls(pool, slots=slots)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await pool.aclose()
+
+    @property
+    def statistics(self) -> ExecutorStatistics:
+        """The counters as they are now, frozen."""
+        pool = self._pool
+        return ExecutorStatistics(
+            workers_started=pool.workers_started,
+            workers_alive=pool.workers_alive,
+            tasks_run=self._tasks_run,
+            workers_killed=pool.workers_killed,
+            workers_crashed=pool.workers_crashed,
+        )
+
+    async def execute(self, job: TaskJob, task: Task) -> TaskOutcome:
+        """Run one try of `task` and report how it ended; call it while the executor is open.
+
+        Cancelling the caller stops the task's code (kills its worker, cancels its coroutine,
+        abandons its thread) before the cancellation propagates.
+        """
+        try:
+            is_async = is_async_job(task, job)
+        except TaskError as error:
+            return _failed(job, str(error))
+        if is_async:
+            outcome = await self._run_in_loop(job, task)
+        elif job.in_process:
+            outcome = await self._run_in_thread(job, task)
+        else:
+            outcome = await self._run_in_worker(job)
+        self._tasks_run += 1
+        return outcome
+
+    # -- async tasks: in the event loop ---------------------------------------------------------
+
+    async def _run_in_loop(self, job: TaskJob, task: Task) -> TaskOutcome:
+        try:
+            with capture(job.context.log_path) as log, task_context(job.context):
+                with anyio.move_on_after(job.timeout) as deadline:
+                    try:
+                        value = await invoke_async(task, job)
+                    except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
+                        raise
+                    except BaseException as error:
+                        return outcome_of_error(error, log)
+                if deadline.cancelled_caught:
+                    return _timed_out(job)
+                return outcome_of_value(value, job, log)
+        except OSError as error:  # the task's own OSErrors were caught above: this is the log
+            return _log_unusable(job, error)
+
+    # -- sync tasks in the engine process: a thread ---------------------------------------------
+
+    async def _run_in_thread(self, job: TaskJob, task: Task) -> TaskOutcome:
+        def run() -> TaskOutcome:
+            try:
+                with capture(job.context.log_path) as log, task_context(job.context):
+                    return outcome_of_call(lambda: invoke(task, job), job, log)
+            except OSError as error:
+                return _log_unusable(job, error)
+
+        # The log is opened and closed in the thread: an abandoned thread still has its log.
+        with anyio.move_on_after(job.timeout):
+            return await anyio.to_thread.run_sync(
+                run, abandon_on_cancel=True, limiter=self._threads
+            )
+        return _timed_out(job)
+
+    # -- sync tasks in worker processes ---------------------------------------------------------
+
+    async def _run_in_worker(self, job: TaskJob) -> TaskOutcome:
+        try:
+            payload = encode_message({"job": job_to_json(job)})
+        except (TypeError, ValueError) as error:
+            return _failed(
+                job,
+                f"the inputs of task {job.task_id!r} cannot be sent to a worker process as "
+                f"JSON ({one_line(error)})",
+            )
+        for _ in range(2):  # a worker that died while idle never got the job: take another
+            try:
+                return await self._run_on_worker(payload, job)
+            except JobNotDelivered:
+                continue
+            except WorkerFailure as failure:
+                return _failed(job, failure.message)
+            except TimeoutError:
+                return _timed_out(job)
+        return _failed(job, "two worker processes in a row died before they could take the task")
+
+    async def _run_on_worker(self, payload: bytes, job: TaskJob) -> TaskOutcome:
+        """One job on one worker. The timeout starts once a worker is ready, not before."""
+        worker = await self._pool.checkout()
+        try:
+            with anyio.fail_after(job.timeout):
+                outcome = await worker.request(payload, 2 * job.result_max_bytes + _REPLY_MARGIN)
+        except BaseException:  # failed, timed out or cancelled: the worker cannot be trusted
+            await self._pool.discard(worker)
+            raise
+        self._pool.checkin(worker)
+        return outcome
+
+
+def _check_options(slots: int, worker_max_tasks: int | None, prestart: int) -> None:
+    if not isinstance(slots, int) or slots < 1:
+        raise ConfigError(f"the executor needs 1 or more slots, got {slots!r}")
+    if worker_max_tasks is not None and (
+        not isinstance(worker_max_tasks, int) or worker_max_tasks < 1
+    ):
+        raise ConfigError(
+            f"worker_max_tasks must be 1 or more (or unset), got {worker_max_tasks!r}"
+        )
+    if not isinstance(prestart, int) or not 0 <= prestart <= slots:
+        raise ConfigError(f"prestart must be between 0 and slots ({slots}), got {prestart!r}")
+
+
+def _failed(job: TaskJob, error: str) -> TaskOutcome:
+    """A failure the executor saw rather than the task's code: say it in the try's log too."""
+    append_to_log(job.context.log_path, error)
+    return TaskOutcome(status=Outcome.FAILED, error=error)
+
+
+def _timed_out(job: TaskJob) -> TaskOutcome:
+    return _failed(job, f"timed out after {job.timeout:g} s (execution_timeout)")
+
+
+def _log_unusable(job: TaskJob, error: OSError) -> TaskOutcome:
+    message = f"cannot write the try's log {job.context.log_path}: {one_line(error)}"
+    return TaskOutcome(status=Outcome.FAILED, error=message)

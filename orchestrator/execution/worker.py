@@ -1,0 +1,280 @@
+"""A worker process (`python -m orchestrator.execution.worker`): runs sync tasks, one at a time.
+
+Protocol: newline-delimited JSON on the process's stdin and stdout.
+
+```
+worker -> engine   {"ready": true}                                        once, at start
+engine -> worker   {"job": <TaskJob as JSON>}
+worker -> engine   {"status": "success", "result_json": "...", "error": null}
+...                                                                       until stdin closes
+```
+
+At start the worker moves the protocol to private copies of fds 0 and 1 and points fds 0/1
+at /dev/null, so nothing a task prints can corrupt the protocol. For each job it points fds
+1 and 2 at the try's log, so the output of the task, of its subprocesses, of C extensions and
+of `logging` all land there. Between jobs it puts back the environment, working directory,
+`sys.argv`, standard streams and root log handlers the task may have changed: a worker is
+reused. On Linux the worker dies with the engine, even when the engine is killed with -9.
+
+This module is the first thing a worker imports: keep its imports to what running a task needs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import inspect
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from orchestrator.authoring.context import TaskContext, task_context
+from orchestrator.authoring.defer import invoke
+from orchestrator.authoring.tasks import Task
+from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
+from orchestrator.execution.log_capture import LOG_FORMAT
+from orchestrator.execution.results import one_line, outcome_of_call
+from orchestrator.loading.importer import FileResult, load_dag_file
+
+#: The C library, for `fflush(NULL)` and `prctl`.
+_LIBC = ctypes.CDLL(None)
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+# -- the protocol: both sides use these ------------------------------------------------------
+
+
+def encode_message(message: dict[str, Any]) -> bytes:
+    """One protocol line. Compact JSON has no raw newline, so a line is one message."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def job_to_json(job: TaskJob) -> dict[str, Any]:
+    # Shallow on purpose: `asdict` would deep-copy the inputs only for json.dumps to read them.
+    data = {field.name: getattr(job, field.name) for field in dataclasses.fields(job)}
+    data["context"] = job.context.to_json()
+    return data
+
+
+def job_from_json(data: dict[str, Any]) -> TaskJob:
+    return TaskJob(**{**data, "context": TaskContext.from_json(data["context"])})
+
+
+_OUTCOME_TEXTS = ("result_json", "error", "deferral_json")
+
+
+def outcome_to_json(outcome: TaskOutcome) -> dict[str, Any]:
+    return {
+        "status": outcome.status.value,
+        **{key: getattr(outcome, key) for key in _OUTCOME_TEXTS},
+    }
+
+
+def outcome_from_json(data: Any) -> TaskOutcome:
+    """The outcome in a worker's reply; `ValueError` if the reply is not one."""
+    if not isinstance(data, dict) or set(data) != {"status", *_OUTCOME_TEXTS}:
+        raise ValueError(f"expected status, {', '.join(_OUTCOME_TEXTS)}; got {str(data)[:200]}")
+    if not all(isinstance(data[key], str | None) for key in _OUTCOME_TEXTS):
+        raise ValueError(f"{', '.join(_OUTCOME_TEXTS)} must be strings or null")
+    return TaskOutcome(status=Outcome(data["status"]), **{key: data[key] for key in _OUTCOME_TEXTS})
+
+
+# -- the worker side ---------------------------------------------------------------------------
+
+
+class Channel:
+    """The protocol's two private pipe ends; fds 0 and 1 are given up to /dev/null."""
+
+    def __init__(self) -> None:
+        # os.dup() makes non-inheritable fds: a task's subprocesses never hold the protocol.
+        self.incoming = os.fdopen(os.dup(0), "rb")
+        self.outgoing = os.fdopen(os.dup(1), "wb")
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.outgoing.write(encode_message(message))
+        self.outgoing.flush()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for line in self.incoming:
+            yield json.loads(line)
+
+
+class Runner:
+    """Runs jobs in this process, keeping each DAG file imported until it changes."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[tuple[int, int], FileResult]] = {}
+
+    def run(self, job: TaskJob) -> TaskOutcome:
+        """Run one try with its output in its log and the process restored afterwards."""
+        try:
+            log_fd = _open_log_fd(job.context.log_path)
+        except OSError as error:
+            return _failed(f"cannot open the try's log {job.context.log_path}: {one_line(error)}")
+        with _output_to(log_fd), _process_state_restored():
+            task = self._find_task(job)
+            if isinstance(task, TaskOutcome):
+                return task
+            with task_context(job.context):
+                return outcome_of_call(lambda: _run_sync(task, job), job, sys.stderr)
+
+    def _find_task(self, job: TaskJob) -> Task | TaskOutcome:
+        result = self._load(job.fileloc)
+        pipeline = result.dags.get(job.dag_id)
+        if pipeline is None:
+            outcome = _failed(_missing_dag_message(job, result))
+            sys.stderr.write("".join(f"{error}\n" for error in result.errors[1:]))
+            return outcome
+        task = pipeline.tasks.get(job.task_id)
+        if task is None:
+            return _failed(f"task {job.task_id!r} is not in DAG {job.dag_id!r} of {job.fileloc}")
+        return task
+
+    def _load(self, path: str) -> FileResult:
+        """The file's DAGs, imported again only when its modification time or size changed."""
+        try:
+            status = os.stat(path)
+        except OSError:
+            return load_dag_file(path)  # reports the missing file as an import error
+        version = (status.st_mtime_ns, status.st_size)
+        cached = self._files.get(path)
+        if cached is None or cached[0] != version:
+            cached = (version, load_dag_file(path))
+            self._files[path] = cached
+        return cached[1]
+
+
+def _run_sync(task: Task, job: TaskJob) -> Any:
+    value = invoke(task, job)
+    if inspect.isawaitable(value):
+        close = getattr(value, "close", None)
+        if close is not None:
+            close()  # a coroutine never awaited would warn
+        raise TypeError(
+            f"task {job.task_id!r} is async in {job.fileloc} now, but was sent to a worker as "
+            "sync: the file changed during the run; a try after the engine reloads it will work"
+        )
+    return value
+
+
+def _missing_dag_message(job: TaskJob, result: FileResult) -> str:
+    if result.errors:
+        return f"DAG file does not import: {result.errors[0]}"
+    found = ", ".join(sorted(result.dags)) or "none"
+    return f"DAG {job.dag_id!r} is not defined in {job.fileloc} (DAGs there: {found})"
+
+
+def _failed(error: str) -> TaskOutcome:
+    """A try that failed before the task's code ran; the reason goes to its log as well."""
+    sys.stderr.write(f"{error}\n")
+    return TaskOutcome(status=Outcome.FAILED, error=error)
+
+
+def _open_log_fd(log_path: str) -> int:
+    """The try's log for appending; with no log path, a copy of the engine's stderr."""
+    if not log_path:
+        return os.dup(2)
+    folder = os.path.dirname(log_path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    return os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+
+@contextmanager
+def _output_to(log_fd: int) -> Iterator[None]:
+    """Point fds 1 and 2 at `log_fd` for the block (which takes the fd over)."""
+    _flush_all()
+    saved = os.dup(1), os.dup(2)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    try:
+        yield
+    finally:
+        _flush_all()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _flush_all() -> None:
+    """Flush Python's and C's buffered output, so none of it leaks into another try's log."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            with suppress(OSError, ValueError, AttributeError):  # a task may have broken it
+                stream.flush()
+    _LIBC.fflush(None)
+
+
+@contextmanager
+def _process_state_restored() -> Iterator[None]:
+    """Undo what a task did to process-wide state that the next task on this worker would see."""
+    environ, cwd, argv = dict(os.environ), os.getcwd(), list(sys.argv)
+    streams = sys.stdin, sys.stdout, sys.stderr
+    handlers, level = list(logging.root.handlers), logging.root.level
+    try:
+        yield
+    finally:
+        _restore_environ(environ)
+        with suppress(OSError):  # the task may have removed the folder it was in
+            os.chdir(cwd)
+        sys.argv[:] = argv
+        sys.stdin, sys.stdout, sys.stderr = streams
+        _restore_root_logging(handlers, level)
+
+
+def _restore_environ(saved: dict[str, str]) -> None:
+    for name in [name for name in os.environ if name not in saved]:
+        del os.environ[name]
+    for name, value in saved.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+
+
+def _restore_root_logging(handlers: list[logging.Handler], level: int) -> None:
+    for handler in list(logging.root.handlers):
+        if handler not in handlers:
+            logging.root.removeHandler(handler)
+            handler.close()  # a FileHandler the task added would otherwise stay open
+    for handler in handlers:
+        if handler not in logging.root.handlers:
+            logging.root.addHandler(handler)
+    logging.root.setLevel(level)
+
+
+def _configure_process() -> None:
+    """Set the worker up: tied to the engine's life, logging at INFO, stdout line-buffered.
+
+    On Linux the kernel SIGKILLs the worker when the engine dies, even by `kill -9`: the
+    engine will run the try again after a restart, so this one must not go on running.
+    """
+    if sys.platform == "linux":
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)
+
+
+def main() -> None:
+    """Serve jobs until the engine closes our stdin."""
+    channel = Channel()
+    _configure_process()
+    runner = Runner()
+    channel.send({"ready": True})
+    for message in channel:
+        outcome = runner.run(job_from_json(message["job"]))
+        channel.send(outcome_to_json(outcome))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Worker processes: started, reused, retired and killed for the executor.
+
+A worker is `python -m orchestrator.execution.worker` in its own process group, speaking
+newline-delimited JSON on its stdin/stdout (see `execution/worker.py`). The pool keeps idle
+workers for reuse, never runs more than `slots` at once, and replaces a worker that died.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from contextlib import suppress
+
+import anyio
+from anyio.abc import Process, TaskGroup
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from orchestrator.execution.jobs import TaskOutcome
+from orchestrator.execution.results import one_line
+from orchestrator.execution.worker import outcome_from_json
+
+logger = logging.getLogger("orchestrator.executor")
+
+#: How long a worker may take to import and say it is ready before it counts as broken.
+START_TIMEOUT = 60.0
+#: How long a retiring worker may take to exit by itself before it is killed.
+RETIRE_GRACE = 5.0
+
+
+class WorkerFailure(Exception):
+    """A worker process failed the job: it died, timed out at start, or broke the protocol."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class JobNotDelivered(Exception):
+    """The worker had died while idle: the job never reached it and can go to another."""
+
+
+class WorkerProcess:
+    """The engine's handle on one worker process: its pipes and how many tasks it ran."""
+
+    def __init__(self, process: Process) -> None:
+        if process.stdin is None or process.stdout is None:
+            raise RuntimeError("a worker process needs pipes on its stdin and stdout")
+        self._process = process
+        self._requests = process.stdin
+        self._replies = BufferedByteReceiveStream(process.stdout)
+        self.tasks_run = 0
+        self.crashed = False
+
+    @classmethod
+    async def start(cls) -> WorkerProcess:
+        """Spawn a worker in its own process group and wait until it is ready for jobs."""
+        try:
+            process = await anyio.open_process(
+                [sys.executable, "-m", "orchestrator.execution.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=None,  # the worker's own errors go to the engine's stderr
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise WorkerFailure(f"cannot start a worker process: {one_line(error)}") from None
+        worker = cls(process)
+        try:
+            with anyio.fail_after(START_TIMEOUT):
+                await worker._receive_ready()
+        except BaseException as error:
+            await worker.stop()
+            if isinstance(error, TimeoutError):
+                raise WorkerFailure(
+                    f"a worker process did not start within {START_TIMEOUT:g} s"
+                ) from None
+            raise
+        return worker
+
+    async def _receive_ready(self) -> None:
+        try:
+            line = await self._replies.receive_until(b"\n", 1024)
+        except (anyio.IncompleteRead, anyio.DelimiterNotFound, anyio.BrokenResourceError):
+            line = b""
+        if line.strip() != b'{"ready":true}':
+            failure = await self._died() if not line else f"it sent {line[:200]!r}"
+            raise WorkerFailure(
+                f"a worker process failed to start ({failure}); its error output is in the "
+                "engine's stderr"
+            )
+
+    async def request(self, payload: bytes, reply_limit: int) -> TaskOutcome:
+        """Send one job and wait for its outcome; a dead or misbehaving worker raises."""
+        if self._process.returncode is not None:
+            self.crashed = True
+            raise JobNotDelivered
+        try:
+            await self._requests.send(payload)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            self.crashed = True
+            raise JobNotDelivered from None
+        outcome = outcome_from_json(await self._receive_reply(reply_limit))
+        self.tasks_run += 1
+        return outcome
+
+    async def _receive_reply(self, reply_limit: int) -> object:
+        try:
+            line = await self._replies.receive_until(b"\n", reply_limit)
+        except (anyio.IncompleteRead, anyio.BrokenResourceError):
+            raise WorkerFailure(f"worker process died: {await self._died()}") from None
+        except anyio.DelimiterNotFound:
+            raise WorkerFailure(
+                f"the worker process sent a reply longer than {reply_limit} bytes, which no "
+                "valid outcome is; the worker was killed"
+            ) from None
+        try:
+            return json.loads(line)
+        except ValueError as error:
+            raise WorkerFailure(
+                f"the worker process sent a reply that is not JSON ({one_line(error)}); "
+                "the worker was killed"
+            ) from None
+
+    async def _died(self) -> str:
+        """How the worker ended, once its pipe closed; also kills what it left running."""
+        self.crashed = True
+        kill_group(self._process.pid)  # the task's orphans, or a worker that closed its pipe
+        return describe_exit(await self._process.wait())
+
+    async def stop(self) -> bool:
+        """SIGKILL the worker's process group and reap it; True if the worker was alive."""
+        alive = self._process.returncode is None
+        kill_group(self._process.pid)
+        with anyio.CancelScope(shield=True):
+            await self._process.aclose()
+        return alive
+
+    async def retire(self) -> None:
+        """Let the worker exit by itself (end of its stdin); kill it if it does not in time."""
+        try:
+            with anyio.move_on_after(RETIRE_GRACE):
+                await self._requests.aclose()
+                await self._process.wait()
+        finally:  # also when cancelled: the executor is closing
+            if self._process.returncode is None:
+                await self.stop()
+            else:
+                with anyio.CancelScope(shield=True):
+                    await self._process.aclose()
+
+
+def kill_group(pid: int) -> None:
+    # A worker leads its own process group (start_new_session), so this reaches every
+    # process the task started too. The group may be gone already: that is fine.
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def describe_exit(code: int) -> str:
+    """`exit code 7` or `killed by signal SIGSEGV`, from a process's return code."""
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+    return f"killed by signal {name}{hint}"
+
+
+class WorkerPool:
+    """At most `slots` live worker processes; idle ones are reused, most recent first.
+
+    Every process counts against `slots` from its spawn until it is reaped, including the
+    ones starting up and the ones retiring, so the limit holds at every moment.
+    """
+
+    def __init__(self, *, slots: int, max_tasks: int | None, task_group: TaskGroup) -> None:
+        self._slots = slots
+        self._max_tasks = max_tasks
+        self._task_group = task_group
+        self._idle: list[WorkerProcess] = []
+        self._prestarting = 0
+        self._changed = anyio.Event()
+        self.workers_started = 0
+        self.workers_alive = 0
+        self.workers_killed = 0
+        self.workers_crashed = 0
+
+    def prestart(self, count: int) -> None:
+        self._prestarting += count
+        for _ in range(count):
+            self._task_group.start_soon(self._prestart_one)
+
+    async def aclose(self) -> None:
+        """Stop prestarts and retirements, and let the idle workers exit."""
+        self._task_group.cancel_scope.cancel()
+        idle, self._idle = self._idle, []
+        async with anyio.create_task_group() as task_group:
+            for worker in idle:
+                task_group.start_soon(self._retire, worker)
+
+    async def checkout(self) -> WorkerProcess:
+        while True:
+            if self._idle:
+                return self._idle.pop()
+            # Wait for a prestarting worker rather than start one more: it is ready sooner.
+            if not self._prestarting and self.workers_alive < self._slots:
+                return await self._start()
+            await self._changed.wait()
+
+    async def _start(self) -> WorkerProcess:
+        self.workers_alive += 1
+        self.workers_started += 1
+        try:
+            return await WorkerProcess.start()
+        except BaseException:
+            self._gone()
+            raise
+
+    async def _prestart_one(self) -> None:
+        worker: WorkerProcess | None = None
+        try:
+            worker = await self._start()
+        except WorkerFailure as failure:
+            logger.warning("could not prestart a worker process: %s", failure.message)
+        finally:
+            self._prestarting -= 1
+        if worker is None:
+            self._notify()  # waiting tasks may start a worker themselves now
+        else:
+            self.checkin(worker)
+
+    def checkin(self, worker: WorkerProcess) -> None:
+        if self._max_tasks is not None and worker.tasks_run >= self._max_tasks:
+            self._task_group.start_soon(self._retire, worker)
+        else:
+            self._idle.append(worker)
+            self._notify()
+
+    async def _retire(self, worker: WorkerProcess) -> None:
+        try:
+            await worker.retire()
+        finally:
+            self._gone()
+
+    async def discard(self, worker: WorkerProcess) -> None:
+        if await worker.stop() and not worker.crashed:
+            self.workers_killed += 1
+        self.workers_crashed += worker.crashed
+        self._gone()
+
+    def _gone(self) -> None:
+        self.workers_alive -= 1
+        self._notify()
+
+    def _notify(self) -> None:
+        """Wake every task waiting for a worker or a free slot; they look again."""
+        self._changed.set()
+        self._changed = anyio.Event()

@@ -1,0 +1,167 @@
+"""The scheduler's decisions about deferred task instances: defer, fire, fail, time out.
+
+A deferral commits in one transaction: the task instance moves to `deferred` with how it will
+go on (`next_call`), its try is marked deferred, and the trigger row is stored. Only after the
+commit does the engine start hosting the trigger (`armings`) and its timeout (`timers`). When
+the trigger fires, the event and the resume (or, without a resume target, the success) commit
+together; leaving `deferred` deletes the trigger row in the same transaction
+(`Transitions.move`), whatever the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.authoring.defer import Defer, Deferral, deferral_of
+from orchestrator.authoring.tasks import resolve_refs
+from orchestrator.errors import OrchestratorError, TriggerLoadError
+from orchestrator.execution.results import encode_result, one_line
+from orchestrator.scheduling.active_runs import TaskInstance, Transitions
+from orchestrator.state import TaskState
+from orchestrator.store.records import TriggerRecord
+from triggers.base import Trigger, load_trigger
+
+TaskKey = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class Timer:
+    """Something due for a task instance at `due`: a retry backoff ended, a deferral timed out."""
+
+    due: float
+    key: TaskKey
+    kind: str  # "retry" | "timeout"
+
+
+@dataclass(frozen=True)
+class Arming:
+    """A trigger to start hosting once the deferral that needs it has committed."""
+
+    key: TaskKey
+    trigger: Trigger
+    cursor: Any = None
+
+
+class DeferralDecisions:
+    """The deferral half of `Scheduler` (a mixin: it uses the scheduler's own helpers)."""
+
+    if TYPE_CHECKING:
+        timers: list[Timer]
+        armings: list[Arming]
+        result_max_bytes: int
+
+        def _instance(self, run_id: str, task_id: str, map_index: int) -> TaskInstance | None: ...
+        def _fail(self, ti: TaskInstance, error: str, tx: Transitions) -> str: ...
+        def _succeed(self, ti: TaskInstance, result_json: str, tx: Transitions) -> str | None: ...
+        def _settle(
+            self, ti: TaskInstance, state: TaskState, tx: Transitions, **fields: Any
+        ) -> None: ...
+        def _end_try(
+            self, ti: TaskInstance, state: TaskState, error: str | None, tx: Transitions
+        ) -> None: ...
+        def _open_try(self, ti: TaskInstance, state: TaskState, tx: Transitions) -> None: ...
+        def _push_ready(self, ti: TaskInstance) -> None: ...
+
+    # -- deferring ------------------------------------------------------------------------------
+
+    def _defer_at_start(self, ti: TaskInstance, tx: Transitions) -> None:
+        """A deferrable sensor: its first try waits on its trigger, never taking a slot."""
+        self._open_try(ti, TaskState.DEFERRED, tx)
+        try:
+            context = ti.context(ti.log_path)
+            inputs = resolve_refs(ti.task.inputs, ti.run.result_view(), context)
+            request = ti.task.first_deferral(inputs, context)
+            deferral = deferral_of(request, None) if isinstance(request, Defer) else request
+        except Exception as error:
+            self._fail(ti, f"cannot start waiting: {one_line(error)}", tx)
+            return
+        self._defer(ti, deferral, tx, announce=False)
+
+    def _defer_stored(self, ti: TaskInstance, deferral_json: str, tx: Transitions) -> str | None:
+        """A try returned `Defer(...)`: its slot is already free; now it waits on the trigger."""
+        try:
+            deferral = Deferral.from_json(deferral_json)
+        except (ValueError, TypeError) as error:
+            return self._fail(ti, f"the task's deferral cannot be read: {error}", tx)
+        self._end_try(ti, TaskState.DEFERRED, None, tx)
+        return self._defer(ti, deferral, tx, announce=True)
+
+    def _defer(
+        self, ti: TaskInstance, deferral: Deferral, tx: Transitions, *, announce: bool
+    ) -> str | None:
+        try:
+            trigger = load_trigger(deferral.classpath, deferral.kwargs)
+        except TriggerLoadError as error:
+            return self._fail(ti, f"TriggerLoadError: {error}", tx)
+        ti.timeout_at = tx.now + deferral.timeout if deferral.timeout else None
+        next_call = {
+            "target": deferral.resume,
+            "kwargs": deferral.resume_kwargs,
+            "on_timeout": deferral.on_timeout,
+            "timeout": deferral.timeout,
+        }
+        ti.next_call = next_call
+        if announce:
+            tx.move(ti, TaskState.DEFERRED, next_call=json.dumps(next_call))
+        else:  # the sensor's try was opened straight into `deferred`
+            tx.batch.set_next_call(ti.key, json.dumps(next_call))
+        tx.batch.add_trigger(self._trigger_record(ti, deferral, tx.now))
+        self.armings.append(Arming(ti.key, trigger))
+        if ti.timeout_at is not None:
+            self.timers.append(Timer(ti.timeout_at, ti.key, "timeout"))
+        return None
+
+    @staticmethod
+    def _trigger_record(ti: TaskInstance, deferral: Deferral, now: float) -> TriggerRecord:
+        run_id, task_id, map_index = ti.key
+        return TriggerRecord(
+            run_id=run_id,
+            task_id=task_id,
+            map_index=map_index,
+            classpath=deferral.classpath,
+            kwargs=deferral.kwargs,
+            created_at=now,
+            timeout_at=ti.timeout_at,
+        )
+
+    # -- how a deferral ends ----------------------------------------------------------------------
+
+    def fire(self, key: TaskKey, payload: Any, tx: Transitions) -> str | None:
+        """The trigger fired: finish with the event, or schedule the resume on a slot."""
+        ti = self._deferred(key)
+        if ti is None or ti.next_call is None:
+            return None
+        if ti.next_call.get("target") is None:
+            try:
+                text = encode_result(payload, task_id=ti.task_id, limit=self.result_max_bytes)
+            except OrchestratorError as error:
+                return self._fail(ti, str(error), tx)
+            return self._succeed(ti, text, tx)
+        ti.next_call = {**ti.next_call, "event": payload}
+        tx.move(ti, TaskState.SCHEDULED, next_call=json.dumps(ti.next_call))
+        self._push_ready(ti)
+        return None
+
+    def fail_deferral(self, key: TaskKey, error: str, tx: Transitions) -> str | None:
+        """The trigger raised or ended without an event: the try fails (and may retry)."""
+        ti = self._deferred(key)
+        return None if ti is None else self._fail(ti, error, tx)
+
+    def time_out(self, key: TaskKey, due: float, tx: Transitions) -> str | None:
+        """A deferral's timeout came: fail (retries apply) or skip, as the deferral said."""
+        ti = self._deferred(key)
+        if ti is None or ti.timeout_at != due or ti.next_call is None:
+            return None  # a timer of an earlier deferral
+        waited = ti.next_call.get("timeout")
+        error = f"TriggerTimeoutError: no event within {waited:g}s"
+        if ti.next_call.get("on_timeout") == "skip":
+            self._end_try(ti, TaskState.SKIPPED, error, tx)
+            self._settle(ti, TaskState.SKIPPED, tx, error=error)
+            return None
+        return self._fail(ti, error, tx)
+
+    def _deferred(self, key: TaskKey) -> TaskInstance | None:
+        ti = self._instance(*key)
+        return ti if ti is not None and ti.state is TaskState.DEFERRED else None

@@ -1,0 +1,9 @@
+"""Waiting: what waits without a worker slot.
+
+The `triggerer` hosts deferred tasks' triggers in the engine's event loop, the
+`run_trigger_host` hosts the triggers that start a DAG's runs, the `watchdog` notices when
+something blocks the loop, and `policy` says which paths and URLs untrusted input may name.
+
+Imports: the core modules, `store` (records only) and `triggers.base`; never the scheduler or
+anything above it.
+"""

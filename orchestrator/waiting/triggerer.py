@@ -1,0 +1,194 @@
+"""The triggerer: hosts triggers as tasks in the engine's event loop, thousands at a time.
+
+```python
+async with anyio.create_task_group() as tg:
+    triggerer = Triggerer(tg, capacity=100_000, report=on_outcome, runtime=runtime)
+    triggerer.arm(key, FileTrigger(directory="data/incoming", pattern="*.csv"))
+```
+
+Each trigger runs in its own task, under the engine's task group, with its own cancel scope:
+a waiting trigger costs a suspended coroutine (about 2 KiB), not a thread or a slot. The first
+event, a raise, or an end without an event is reported once through `report`; the trigger is
+then closed (its `finally:` runs). `disarm` cancels a trigger that is no longer needed (its
+task instance was cancelled or timed out), with the same cleanup. Beyond `capacity`, triggers
+wait in order for a place, still deferred in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from orchestrator.execution.results import one_line
+from orchestrator.waiting.watchdog import LoopWatchdog
+from triggers.base import Trigger, TriggerEvent, TriggerRuntime, set_runtime
+
+logger = logging.getLogger("orchestrator.triggerer")
+
+TaskKey = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class Fired:
+    """A trigger's first event."""
+
+    event: TriggerEvent
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A trigger raised, or ended without an event: one line saying which and why."""
+
+    error: str
+
+
+TriggerOutcome = Fired | Failed
+Report = Callable[[TaskKey, TriggerOutcome], None]
+SaveCursor = Callable[[TaskKey, Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class TriggererStatistics:
+    """A snapshot of the triggerer's counters."""
+
+    running: int  # triggers hosted now
+    waiting: int  # triggers queued for a place (over capacity)
+    fired: int  # triggers that delivered their event
+    failed: int  # triggers that raised or ended without an event
+    blocked_seconds: float  # time the event loop was blocked past the watchdog's threshold
+    blocked_by: str | None  # the trigger (or task) that blocked it last
+
+
+class Triggerer:
+    """Runs triggers in the loop, within a capacity; reports what each one ended with."""
+
+    def __init__(
+        self,
+        task_group: TaskGroup,
+        *,
+        capacity: int,
+        report: Report,
+        runtime: TriggerRuntime,
+        save_cursor: SaveCursor | None = None,
+        watchdog: LoopWatchdog | None = None,
+    ) -> None:
+        self._tg = task_group
+        self.capacity = capacity
+        self._report = report
+        self._runtime = runtime
+        self._save_cursor = save_cursor
+        self._watchdog = watchdog
+        self._scopes: dict[TaskKey, anyio.CancelScope] = {}
+        self._triggers: dict[TaskKey, Trigger] = {}
+        self._waiting: deque[tuple[TaskKey, Trigger, Any]] = deque()
+        self._fired = 0
+        self._failed = 0
+
+    def arm(self, key: TaskKey, trigger: Trigger, cursor: Any = None) -> None:
+        """Start hosting `trigger` for `key` now, or as soon as there is a place."""
+        self.disarm(key)
+        if len(self._triggers) >= self.capacity:
+            self._waiting.append((key, trigger, cursor))
+            return
+        self._triggers[key] = trigger
+        self._tg.start_soon(self._host, key, trigger, cursor)
+
+    def disarm(self, key: TaskKey) -> None:
+        """Stop hosting the trigger of `key` (if any); its cleanup runs."""
+        scope = self._scopes.get(key)
+        if scope is not None:
+            scope.cancel()
+        elif key in self._triggers:
+            self._triggers.pop(key)  # started but not yet running: `_host` sees it gone
+            self._admit_waiting()
+        else:
+            self._waiting = deque(entry for entry in self._waiting if entry[0] != key)
+
+    def statistics(self) -> TriggererStatistics:
+        watchdog = self._watchdog
+        return TriggererStatistics(
+            running=len(self._triggers),
+            waiting=len(self._waiting),
+            fired=self._fired,
+            failed=self._failed,
+            blocked_seconds=watchdog.blocked_seconds if watchdog else 0.0,
+            blocked_by=watchdog.blocked_by if watchdog else None,
+        )
+
+    # -- hosting one trigger ----------------------------------------------------------------------
+
+    async def _host(self, key: TaskKey, trigger: Trigger, cursor: Any) -> None:
+        if self._triggers.get(key) is not trigger:
+            return  # disarmed before it started
+        set_runtime(self._runtime_for(key, cursor))
+        if self._watchdog is not None:
+            self._watchdog.name_current_task(f"{trigger.describe()} for {_label(key)}")
+        scope = anyio.CancelScope()
+        try:
+            with scope:
+                self._scopes[key] = scope
+                outcome = await self._first_outcome(trigger)
+                self._deliver(key, outcome)
+        finally:
+            if self._scopes.get(key) is scope:
+                del self._scopes[key]
+            if self._triggers.get(key) is trigger:
+                del self._triggers[key]
+            self._admit_waiting()
+
+    async def _first_outcome(self, trigger: Trigger) -> TriggerOutcome:
+        events = trigger.run()
+        try:
+            async for event in events:
+                return Fired(event)
+        except Exception as error:
+            logger.warning("trigger %s failed", trigger.describe(), exc_info=True)
+            return Failed(f"trigger {type(trigger).__name__} failed: {one_line(error)}")
+        finally:
+            await close_events(events)
+        return Failed(f"trigger {trigger.describe()} ended without an event")
+
+    def _deliver(self, key: TaskKey, outcome: TriggerOutcome) -> None:
+        if isinstance(outcome, Fired):
+            self._fired += 1
+        else:
+            self._failed += 1
+        self._report(key, outcome)
+
+    def _runtime_for(self, key: TaskKey, cursor: Any) -> TriggerRuntime:
+        save = self._save_cursor
+        if save is None:
+            return replace(self._runtime, cursor=cursor)
+
+        async def save_cursor(value: Any) -> None:
+            await save(key, value)
+
+        return replace(self._runtime, cursor=cursor, save_cursor=save_cursor)
+
+    def _admit_waiting(self) -> None:
+        while self._waiting and len(self._triggers) < self.capacity:
+            key, trigger, cursor = self._waiting.popleft()
+            self._triggers[key] = trigger
+            self._tg.start_soon(self._host, key, trigger, cursor)
+
+
+async def close_events(events: AsyncIterator[TriggerEvent]) -> None:
+    """Close the generator now (its `finally:` runs here, not whenever it is collected)."""
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        with anyio.CancelScope(shield=True):
+            try:
+                await aclose()
+            except Exception:
+                logger.warning("closing a trigger raised", exc_info=True)
+
+
+def _label(key: TaskKey) -> str:
+    run_id, task_id, map_index = key
+    return f"{task_id}{f'[{map_index}]' if map_index >= 0 else ''} of run {run_id}"
