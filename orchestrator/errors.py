@@ -232,3 +232,14 @@ class StateConflictError(StoreError):
         super().__init__(message)
         self.expected = expected
         self.found = found
+
+
+#: An error line longer than this is cut: it is one line for a table, the log has the rest.
+MAX_ERROR_CHARS = 2000
+
+
+def error_line(error: BaseException) -> str:
+    """`ExcType: message` on one line, short enough to show in a table of task instances."""
+    message = " ".join(str(error).split())
+    line = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..."

@@ -6,8 +6,6 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.cli.views import schedule_text, source_names
-
 if TYPE_CHECKING:
     from orchestrator.authoring.dag import DAG
     from orchestrator.store.records import (
@@ -61,8 +59,8 @@ def dag_json(dag: DAG, *, paused: bool, file: str | None) -> dict[str, Any]:
         "tags": list(dag.tags),
         "tasks": len(dag.tasks),
         "max_active_runs": dag.max_active_runs,
-        "schedule": None if dag.starts.schedule is None else schedule_text(dag),
-        "runs_on": source_names(dag),
+        "schedule": None if dag.starts.schedule is None else dag.starts.schedule_text,
+        "runs_on": dag.starts.source_names,
     }
 
 

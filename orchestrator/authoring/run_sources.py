@@ -87,6 +87,16 @@ class RunStarts:
     def sources(self) -> tuple[RunSource, ...]:
         return (*self.triggers, *self.assets, *self.dags)
 
+    @property
+    def schedule_text(self) -> str:
+        """The schedule as people say it, or "-" when there is none."""
+        return self.schedule.description if self.schedule is not None else "-"
+
+    @property
+    def source_names(self) -> list[str]:
+        """What starts runs besides the schedule: one name per run trigger."""
+        return [source_name(source) for source in self.sources]
+
 
 def parse_run_starts(
     *,

@@ -18,8 +18,6 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.authoring.dag import DAG
-from orchestrator.authoring.run_sources import source_name
 from orchestrator.cli.display import format_duration, state_text, task_label
 from orchestrator.cli.output import describe_dag_error, display_path, one_line, shorten
 from orchestrator.loading.dagbag import DagBag
@@ -85,22 +83,11 @@ def _dags_table(bag: DagBag, paused: set[str]) -> Table:
             _relative_to(bag.files.get(dag_id, ""), str(bag.folder)),
             str(len(dag.tasks)),
             Text("paused", style="yellow") if dag_id in paused else Text("no"),
-            schedule_text(dag),
-            ", ".join(shorten(name, _SOURCE_CHARS) for name in source_names(dag)) or "-",
+            dag.starts.schedule_text,
+            ", ".join(shorten(name, _SOURCE_CHARS) for name in dag.starts.source_names) or "-",
             one_line(dag.description),
         )
     return table
-
-
-def schedule_text(dag: DAG) -> str:
-    """The DAG's schedule as people say it, or "-" when it has none."""
-    schedule = dag.starts.schedule
-    return schedule.description if schedule is not None else "-"
-
-
-def source_names(dag: DAG) -> list[str]:
-    """What starts the DAG's runs besides its schedule: one name per run trigger."""
-    return [source_name(source) for source in dag.starts.sources]
 
 
 def dags_json(bag: DagBag, paused: set[str]) -> dict[str, Any]:
@@ -112,8 +99,8 @@ def dags_json(bag: DagBag, paused: set[str]) -> dict[str, Any]:
                 "tasks": len(dag.tasks),
                 "description": dag.description,
                 "paused": dag_id in paused,
-                "schedule": None if dag.starts.schedule is None else schedule_text(dag),
-                "runs_on": source_names(dag),
+                "schedule": None if dag.starts.schedule is None else dag.starts.schedule_text,
+                "runs_on": dag.starts.source_names,
             }
             for dag_id, dag in sorted(bag.dags.items())
         ],

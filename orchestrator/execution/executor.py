@@ -33,13 +33,12 @@ import anyio
 import anyio.to_thread
 
 from orchestrator.authoring.context import task_context
-from orchestrator.authoring.defer import invoke, invoke_async, is_async_job
 from orchestrator.authoring.tasks import Task
-from orchestrator.errors import ConfigError, TaskError
+from orchestrator.errors import ConfigError, TaskError, error_line
+from orchestrator.execution.invoke import invoke, invoke_async, is_async_job
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.execution.log_capture import append_to_log, capture
 from orchestrator.execution.results import (
-    one_line,
     outcome_of_call,
     outcome_of_error,
     outcome_of_value,
@@ -168,7 +167,7 @@ class Executor:
             return _failed(
                 job,
                 f"the inputs of task {job.task_id!r} cannot be sent to a worker process as "
-                f"JSON ({one_line(error)})",
+                f"JSON ({error_line(error)})",
             )
         for _ in range(2):  # a worker that died while idle never got the job: take another
             try:
@@ -218,5 +217,5 @@ def _timed_out(job: TaskJob) -> TaskOutcome:
 
 
 def _log_unusable(job: TaskJob, error: OSError) -> TaskOutcome:
-    message = f"cannot write the try's log {job.context.log_path}: {one_line(error)}"
+    message = f"cannot write the try's log {job.context.log_path}: {error_line(error)}"
     return TaskOutcome(status=Outcome.FAILED, error=message)

@@ -13,11 +13,8 @@ from typing import Any, TextIO
 
 from orchestrator.authoring.defer import Deferral
 from orchestrator.authoring.tasks import Skip
-from orchestrator.errors import ResultError
+from orchestrator.errors import ResultError, error_line
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
-
-#: An error line longer than this is cut: it is one line for a table, the log has the rest.
-MAX_ERROR_CHARS = 2000
 
 
 def encode_result(value: Any, *, task_id: str, limit: int) -> str:
@@ -30,7 +27,7 @@ def encode_result(value: Any, *, task_id: str, limit: int) -> str:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as error:
         raise ResultError(
-            f"result of task {task_id!r} is not JSON-serialisable ({one_line(error)}); return "
+            f"result of task {task_id!r} is not JSON-serialisable ({error_line(error)}); return "
             "plain lists/dicts/str/numbers, or write large data to a file and return its path"
         ) from None
     # Each character is at most 4 UTF-8 bytes: most results skip the encoding entirely.
@@ -49,13 +46,6 @@ def decode_result(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise ResultError(f"a stored result is not valid JSON ({error}): {text[:80]!r}") from None
-
-
-def one_line(error: BaseException) -> str:
-    """`ExcType: message` on one line, short enough to show in a table of task instances."""
-    message = " ".join(str(error).split())
-    line = f"{type(error).__name__}: {message}" if message else type(error).__name__
-    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..."
 
 
 def outcome_of_value(value: Any, job: TaskJob, log: TextIO) -> TaskOutcome:
@@ -87,7 +77,7 @@ def outcome_of_error(error: BaseException, log: TextIO) -> TaskOutcome:
     log.write("".join(traceback.format_exception(error)))
     if isinstance(error, SystemExit):
         return TaskOutcome(status=Outcome.FAILED, error=f"task called sys.exit({error.code!r})")
-    return TaskOutcome(status=Outcome.FAILED, error=one_line(error))
+    return TaskOutcome(status=Outcome.FAILED, error=error_line(error))
 
 
 def outcome_of_call(call: Callable[[], Any], job: TaskJob, log: TextIO) -> TaskOutcome:

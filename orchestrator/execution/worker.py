@@ -34,11 +34,12 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from orchestrator.authoring.context import TaskContext, task_context
-from orchestrator.authoring.defer import invoke
 from orchestrator.authoring.tasks import Task
+from orchestrator.errors import error_line
+from orchestrator.execution.invoke import invoke
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.execution.log_capture import LOG_FORMAT
-from orchestrator.execution.results import one_line, outcome_of_call
+from orchestrator.execution.results import outcome_of_call
 from orchestrator.loading.importer import FileResult, load_dag_file
 
 #: The C library, for `fflush(NULL)` and `prctl`.
@@ -118,7 +119,7 @@ class Runner:
         try:
             log_fd = _open_log_fd(job.context.log_path)
         except OSError as error:
-            return _failed(f"cannot open the try's log {job.context.log_path}: {one_line(error)}")
+            return _failed(f"cannot open the try's log {job.context.log_path}: {error_line(error)}")
         with _output_to(log_fd), _process_state_restored():
             task = self._find_task(job)
             if isinstance(task, TaskOutcome):

@@ -19,8 +19,8 @@ import anyio
 from anyio.abc import Process, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from orchestrator.errors import error_line
 from orchestrator.execution.jobs import TaskOutcome
-from orchestrator.execution.results import one_line
 from orchestrator.execution.worker import outcome_from_json
 
 logger = logging.getLogger("orchestrator.executor")
@@ -67,7 +67,7 @@ class WorkerProcess:
                 start_new_session=True,
             )
         except OSError as error:
-            raise WorkerFailure(f"cannot start a worker process: {one_line(error)}") from None
+            raise WorkerFailure(f"cannot start a worker process: {error_line(error)}") from None
         worker = cls(process)
         try:
             with anyio.fail_after(START_TIMEOUT):
@@ -121,7 +121,7 @@ class WorkerProcess:
             return json.loads(line)
         except ValueError as error:
             raise WorkerFailure(
-                f"the worker process sent a reply that is not JSON ({one_line(error)}); "
+                f"the worker process sent a reply that is not JSON ({error_line(error)}); "
                 "the worker was killed"
             ) from None
 

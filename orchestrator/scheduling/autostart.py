@@ -27,7 +27,7 @@ from orchestrator.scheduling.schedule_ticks import ScheduleTicks, interval_key
 from orchestrator.store.base import Store
 from orchestrator.store.records import RunRecord, RunSourceRecord
 from orchestrator.waiting.run_trigger_host import SourceHost, SourceKey
-from triggers.base import Trigger, TriggerEvent, TriggerRuntime, classpath_of
+from triggers.base import Trigger, TriggerEvent, TriggerRuntime
 
 logger = logging.getLogger("orchestrator.runstarter")
 
@@ -196,8 +196,8 @@ class RunStarter:
         name = source_name(source)
         if isinstance(source, Trigger):
             classpath, kwargs = source.serialize()
-        else:
-            classpath, kwargs = classpath_of(type(source)), {"name": name}
+        else:  # an Asset or DagFinished: named by its public path, which no move of ours changes
+            classpath, kwargs = f"orchestrator.{type(source).__name__}", {"name": name}
         cursor = self._cursors.get((dag_id, name))
         return RunSourceRecord(
             dag_id=dag_id,

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.authoring.defer import Defer, Deferral, deferral_of
 from orchestrator.authoring.tasks import resolve_refs
-from orchestrator.errors import OrchestratorError, TriggerLoadError
-from orchestrator.execution.results import encode_result, one_line
+from orchestrator.errors import OrchestratorError, TriggerLoadError, error_line
+from orchestrator.execution.results import encode_result
 from orchestrator.scheduling.active_runs import TaskInstance, Transitions
 from orchestrator.state import TaskState
 from orchestrator.store.records import TriggerRecord
@@ -75,7 +75,7 @@ class DeferralDecisions:
             request = ti.task.first_deferral(inputs, context)
             deferral = deferral_of(request, None) if isinstance(request, Defer) else request
         except Exception as error:
-            self._fail(ti, f"cannot start waiting: {one_line(error)}", tx)
+            self._fail(ti, f"cannot start waiting: {error_line(error)}", tx)
             return
         self._defer(ti, deferral, tx, announce=False)
 

@@ -21,7 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from orchestrator.clock import Clock
-from orchestrator.execution.results import one_line
+from orchestrator.errors import error_line
 from orchestrator.waiting.triggerer import close_events
 from triggers.base import Trigger, TriggerEvent, TriggerRuntime, set_runtime
 
@@ -110,7 +110,7 @@ class SourceHost:
                 delivered = True
         except Exception as error:
             logger.warning("run trigger %s of DAG %s failed", key[1], key[0], exc_info=True)
-            return f"failed: {one_line(error)}", delivered
+            return f"failed: {error_line(error)}", delivered
         finally:
             await close_events(events)
         return "ended without being asked to", delivered

@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from orchestrator.execution.results import one_line
+from orchestrator.errors import error_line
 from orchestrator.waiting.watchdog import LoopWatchdog
 from triggers.base import Trigger, TriggerEvent, TriggerRuntime, set_runtime
 
@@ -149,7 +149,7 @@ class Triggerer:
                 return Fired(event)
         except Exception as error:
             logger.warning("trigger %s failed", trigger.describe(), exc_info=True)
-            return Failed(f"trigger {type(trigger).__name__} failed: {one_line(error)}")
+            return Failed(f"trigger {type(trigger).__name__} failed: {error_line(error)}")
         finally:
             await close_events(events)
         return Failed(f"trigger {trigger.describe()} ended without an event")

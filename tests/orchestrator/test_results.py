@@ -10,13 +10,11 @@ import pytest
 from taskjobs import DagFile
 
 from orchestrator.authoring.tasks import Skip
-from orchestrator.errors import ResultError
+from orchestrator.errors import MAX_ERROR_CHARS, ResultError, error_line
 from orchestrator.execution.jobs import Outcome
 from orchestrator.execution.results import (
-    MAX_ERROR_CHARS,
     decode_result,
     encode_result,
-    one_line,
     outcome_of_call,
     outcome_of_error,
     outcome_of_value,
@@ -82,10 +80,10 @@ def test_decode_result_rejects_text_that_is_not_json() -> None:
         decode_result("{oops")
 
 
-def test_one_line_keeps_type_and_message_on_a_single_short_line() -> None:
-    assert one_line(ValueError("bad\n  row   7")) == "ValueError: bad row 7"
-    assert one_line(KeyError()) == "KeyError"
-    long = one_line(RuntimeError("x" * 10_000))
+def test_error_line_keeps_type_and_message_on_a_single_short_line() -> None:
+    assert error_line(ValueError("bad\n  row   7")) == "ValueError: bad row 7"
+    assert error_line(KeyError()) == "KeyError"
+    long = error_line(RuntimeError("x" * 10_000))
     assert len(long) == MAX_ERROR_CHARS
     assert long.endswith("...")
 

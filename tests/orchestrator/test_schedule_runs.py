@@ -252,6 +252,6 @@ async def test_a_schedule_keeps_one_timer_however_many_ticks_pass(
             clock.set(utc(f"2026-03-10T{hour}:00:00"))
         await until_runs(engine, "hourly", 7)
         await settle(engine)
-        # The engine's timer heap is private, but it is where such a leak would pile up.
-        pending = [due for due, _, timer in engine._timers if timer.key[0] == "hourly"]
+        # The timers not yet due are where such a leak would pile up.
+        pending = [timer.due for timer in engine.pending_timers() if timer.key[0] == "hourly"]
     assert pending == [utc("2026-03-10T19:00:00")]

@@ -1,0 +1,40 @@
+"""The change feed: every committed state change, to whoever listens (displays, the API).
+
+A change is sent only after the store committed it, so a listener never sees a state that a
+crash could take back. Streams are unbounded: the engine never waits for a slow listener.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from orchestrator.changes import Change
+
+
+class ChangeFeed:
+    """Fans committed changes out to every subscriber's stream."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[MemoryObjectSendStream[Change]] = []
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[MemoryObjectReceiveStream[Change]]:
+        """A stream of every state change from now on, each sent after it committed."""
+        send, receive = anyio.create_memory_object_stream[Change](math.inf)
+        self._subscribers.append(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            self._subscribers.remove(send)
+            send.close()
+
+    def publish(self, changes: Iterable[Change]) -> None:
+        for change in changes:
+            for subscriber in self._subscribers:
+                subscriber.send_nowait(change)

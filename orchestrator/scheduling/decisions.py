@@ -1,0 +1,125 @@
+"""One step's decisions: every message applied to the scheduler's state, in one transaction.
+
+Nothing here touches the store or starts anything: a `Step` only records what was decided (the
+transaction to commit, the tries to start and stop, the callbacks to call), and the engine acts
+on it once the transaction has committed. That order is what makes a crash at any moment safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from orchestrator.scheduling.active_runs import ActiveRun, TaskInstance, Transitions
+from orchestrator.scheduling.autostart import Prepared, RunStarter, StarterMessage
+from orchestrator.scheduling.driven_runs import DrivenRuns
+from orchestrator.scheduling.edit_requests import EditRequests
+from orchestrator.scheduling.messages import (
+    CancelRequest,
+    ClearRequest,
+    EngineMessage,
+    Message,
+    TimerDue,
+    TriggerEnded,
+    TryFinished,
+)
+from orchestrator.scheduling.scheduler import Scheduler
+from orchestrator.store.base import TaskKey
+from orchestrator.waiting.triggerer import Fired
+
+
+@dataclass
+class Step:
+    """What one step decided, to be acted on once `tx` has committed."""
+
+    tx: Transitions
+    started: list[TaskInstance] = field(default_factory=list)  # tries to start
+    stopping: list[TaskInstance] = field(default_factory=list)  # tries of cancelled runs
+    callbacks: list[tuple[TaskInstance, str]] = field(default_factory=list)  # (ti, hook)
+    finished: list[ActiveRun] = field(default_factory=list)  # runs whose callbacks to call
+
+
+class Decider:
+    """Turns an inbox of messages into a `Step`."""
+
+    def __init__(
+        self,
+        *,
+        scheduler: Scheduler,
+        starter: RunStarter,
+        edits: EditRequests,
+        driven: DrivenRuns,
+    ) -> None:
+        self._scheduler = scheduler
+        self._starter = starter
+        self._edits = edits
+        self._driven = driven
+        self.interrupting = False  # shutting down: a cancelled try is interrupted, not failed
+
+    def decide(self, inbox: list[Message], prepared: Prepared, now: float) -> Step:
+        """Apply every message, settle the runs, and give the free slots out."""
+        step = Step(Transitions(now))
+        self._starter.runs_created = 0
+        for message in inbox:
+            if isinstance(message, StarterMessage):
+                self._starter.apply(message, prepared, step.tx)
+            else:
+                self._handle(message, step)
+        step.finished = self._settle_runs(step.tx)
+        step.started = self._scheduler.allocate(step.tx)
+        return step
+
+    def _handle(self, message: EngineMessage, step: Step) -> None:
+        if isinstance(message, TryFinished):
+            self._try_finished(message, step)
+        elif isinstance(message, TimerDue | TriggerEnded):
+            key, hook = self._wait_ended(message, step.tx)
+            ti = self._scheduler.instance(key)
+            if hook and ti is not None:
+                step.callbacks.append((ti, hook))
+        elif isinstance(message, ClearRequest):
+            self._edits.apply(message, step.tx)
+        elif isinstance(message, CancelRequest):
+            run = self._scheduler.runs.get(message.run_id)
+            if run is not None and not run.cancelling:
+                step.stopping.extend(self._scheduler.cancel(run, step.tx))
+
+    def _try_finished(self, message: TryFinished, step: Step) -> None:
+        if self.interrupting and message.outcome.error == "cancelled":
+            reason = "interrupted: the daemon stopped and its grace period ended"
+            self._scheduler.interrupt(message.ti, reason, step.tx)
+            return
+        hook = self._scheduler.finish(message.ti, message.outcome, step.tx)
+        if hook:
+            step.callbacks.append((message.ti, hook))
+
+    def _wait_ended(
+        self, message: TimerDue | TriggerEnded, tx: Transitions
+    ) -> tuple[TaskKey, str | None]:
+        """A timer came due or a trigger ended: retry, resume, time out or fail."""
+        if isinstance(message, TimerDue):
+            timer = message.timer
+            if timer.kind == "retry":
+                self._scheduler.retry(timer.key, tx)
+                return timer.key, None
+            return timer.key, self._scheduler.time_out(timer.key, timer.due, tx)
+        outcome = message.outcome
+        if isinstance(outcome, Fired):
+            return message.key, self._scheduler.fire(message.key, outcome.event.payload, tx)
+        return message.key, self._scheduler.fail_deferral(message.key, outcome.error, tx)
+
+    def _settle_runs(self, tx: Transitions) -> list[ActiveRun]:
+        """Admit queued runs and settle readiness until nothing more changes.
+
+        Successes and finished runs may be events for other DAGs (assets, `DagFinished`):
+        their runs are created in this same transaction, and admitted too.
+        """
+        finished: list[ActiveRun] = []
+        followed = 0
+        while True:
+            self._scheduler.admit_runs(tx)
+            done = self._scheduler.advance(tx)
+            finished.extend(done)
+            created = self._starter.runs_created
+            followed = self._starter.follow(tx, followed, self._driven.dag_of)
+            if not done and self._starter.runs_created == created:
+                return finished

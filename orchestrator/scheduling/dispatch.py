@@ -1,0 +1,146 @@
+"""Dispatch: what the engine does once a step has committed — start tries, call callbacks.
+
+Each try runs as a task of the engine's task group under its own cancel scope, so a cancel or
+the end of a shutdown's grace period can stop it; however it ends, its outcome goes back to the
+engine's inbox as a `TryFinished`. User callbacks run the same way, and their failures are
+logged, never raised into the engine.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from orchestrator.authoring.tasks import resolve_refs
+from orchestrator.config import Settings
+from orchestrator.crashpoints import crashpoint
+from orchestrator.execution.executor import Executor
+from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
+from orchestrator.loading.dagbag import DagBag
+from orchestrator.scheduling.active_runs import ActiveRun, TaskInstance
+from orchestrator.scheduling.decisions import Step
+from orchestrator.scheduling.messages import TryFinished
+from orchestrator.state import RunState
+from orchestrator.store.base import TaskKey
+from triggers.base import TriggerRuntime, set_runtime
+
+logger = logging.getLogger("orchestrator.engine")
+
+
+class Dispatcher:
+    """Runs tries and callbacks for the engine; knows which tries are running."""
+
+    def __init__(
+        self,
+        task_group: TaskGroup,
+        *,
+        settings: Settings,
+        dagbag: DagBag,
+        executor: Executor,
+        runtime: TriggerRuntime,
+        post: Callable[[TryFinished], None],
+    ) -> None:
+        self._tg = task_group
+        self._settings = settings
+        self._dagbag = dagbag
+        self._executor = executor
+        self._runtime = runtime
+        self._post = post
+        self._scopes: dict[TaskKey, anyio.CancelScope] = {}
+
+    @property
+    def running(self) -> int:
+        """How many tries are running now."""
+        return len(self._scopes)
+
+    def act(self, step: Step) -> None:
+        """Do what a committed step decided: stop and start tries, call callbacks."""
+        self.stop(step.stopping)
+        self.start(step.started)
+        for ti, hook in step.callbacks:
+            self.call_task_callback(ti, hook)
+        for run in step.finished:
+            self.call_run_callback(run)
+
+    def start(self, tries: Iterable[TaskInstance]) -> None:
+        for ti in tries:
+            self._tg.start_soon(self._execute, ti)
+
+    def stop(self, tries: Iterable[TaskInstance]) -> None:
+        """Cancel these tries, if still running: each reports a "cancelled" outcome."""
+        for ti in tries:
+            scope = self._scopes.get(ti.key)
+            if scope is not None:
+                scope.cancel()
+
+    def stop_all(self) -> None:
+        for scope in list(self._scopes.values()):
+            scope.cancel()
+
+    def call_task_callback(self, ti: TaskInstance, hook: str) -> None:
+        callback = getattr(ti.task.options, hook)
+        if callback is not None:
+            self._tg.start_soon(_call_safely, callback, ti.context(ti.log_path), hook)
+
+    def call_run_callback(self, run: ActiveRun) -> None:
+        hook = "on_success" if run.state is RunState.SUCCESS else "on_failure"
+        callback = getattr(run.dag, hook)
+        if callback is not None and run.state is not RunState.CANCELLED:
+            self._tg.start_soon(_call_safely, callback, run.run_id, hook)
+
+    async def _execute(self, ti: TaskInstance) -> None:
+        set_runtime(self._runtime)  # async tasks (poking sensors) run in this task
+        outcome = TaskOutcome(status=Outcome.FAILED, error="cancelled")
+        with anyio.CancelScope() as scope:
+            self._scopes[ti.key] = scope
+            try:
+                outcome = await self._run_try(ti)
+            finally:
+                del self._scopes[ti.key]
+        self._post(TryFinished(ti, outcome))
+
+    async def _run_try(self, ti: TaskInstance) -> TaskOutcome:
+        crashpoint("task_dispatched")
+        try:
+            job = self._job(ti)
+        except (KeyError, IndexError, TypeError) as error:
+            return TaskOutcome(
+                status=Outcome.FAILED,
+                error=f"cannot resolve the task's inputs: {type(error).__name__}: {error}",
+            )
+        return await self._executor.execute(job, ti.task)
+
+    def _job(self, ti: TaskInstance) -> TaskJob:
+        context = ti.context(ti.log_path)
+        inputs = resolve_refs(ti.task.inputs, ti.run.result_view(), context)
+        if ti.map_index >= 0:
+            inputs = {**inputs, "mapped": ti.mapped_inputs}
+        in_process = ti.task.options.in_process
+        resume = ti.next_call if ti.resuming else None
+        return TaskJob(
+            dag_id=ti.run.dag.dag_id,
+            task_id=ti.task_id,
+            fileloc=self._dagbag.files.get(ti.run.dag.dag_id, ti.run.dag.site.file),
+            context=context,
+            inputs=inputs,
+            timeout=ti.task.options.timeout_seconds,
+            in_process=self._settings.in_process if in_process is None else in_process,
+            result_max_bytes=self._settings.result_max_bytes,
+            resume=resume,
+        )
+
+
+async def _call_safely(callback: Callable[[Any], Any], argument: Any, hook: str) -> None:
+    """Run a user callback; its failure is logged and never reaches the engine."""
+    try:
+        if inspect.iscoroutinefunction(callback):
+            await callback(argument)
+        else:
+            await anyio.to_thread.run_sync(callback, argument)
+    except Exception:
+        logger.exception("%s callback %r raised", hook, callback)

@@ -1,0 +1,156 @@
+"""What the engine does once as it opens: its resources, its DAGs recorded, unfinished runs.
+
+Recovery reads what an earlier process left (see `recovery` for the rules): deferred task
+instances wait on their stored triggers again, interrupted tries fail or retry, queued runs
+queue again. It all lands in one transaction, committed before the first scheduling step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import anyio
+
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.config import Settings
+from orchestrator.execution.executor import Executor
+from orchestrator.loading.dagbag import DagBag, load_dag_bag
+from orchestrator.scheduling.active_runs import Transitions
+from orchestrator.scheduling.autostart import RunStarter
+from orchestrator.scheduling.driven_runs import DrivenRuns
+from orchestrator.scheduling.recovery import rebuild_run
+from orchestrator.scheduling.scheduler import Scheduler
+from orchestrator.store import Store, open_store
+from orchestrator.store.base import WriteBatch
+from orchestrator.store.records import DagRecord, ImportErrorRecord
+
+if TYPE_CHECKING:
+    from orchestrator.scheduling.engine import Engine
+
+logger = logging.getLogger("orchestrator.engine")
+
+
+async def record_dags(store: Store, dagbag: DagBag, now: float) -> None:
+    """Write every loaded DAG and every import error, for the CLI and the API to list."""
+    batch = WriteBatch()
+    for dag_id, dag in dagbag.dags.items():
+        fileloc = dagbag.files.get(dag_id, dag.site.file)
+        batch.upsert_dag(
+            DagRecord(dag_id=dag_id, fileloc=fileloc, description=dag.description, updated_at=now)
+        )
+    batch.replace_import_errors(
+        [
+            ImportErrorRecord(
+                fileloc=error.file or "", line=error.line, message=error.message, recorded_at=now
+            )
+            for error in dagbag.errors
+        ]
+    )
+    await store.commit(batch)
+
+
+async def recover_runs(
+    store: Store,
+    dagbag: DagBag,
+    parts: tuple[Scheduler, DrivenRuns, RunStarter],
+    tx: Transitions,
+) -> bool:
+    """Hand the runs an earlier process left unfinished to the scheduler; False if none."""
+    scheduler, driven, starter = parts
+    records = await store.list_unfinished_runs()
+    if not records:
+        return False
+    triggers = {row.key: row for row in await store.list_triggers()}
+    for record in records:
+        dag = dagbag.dags.get(record.dag_id)
+        if dag is None:
+            logger.warning(
+                "run %s of DAG %s is unfinished, but the DAG is not loaded",
+                record.run_id,
+                record.dag_id,
+            )
+            continue
+        instances = await store.list_task_instances(record.run_id)
+        results = await store.get_results(record.run_id)
+        run = rebuild_run(record, dag, driven.plan(dag), instances, results)
+        scheduler.recover(run, triggers, tx)
+        driven.track(record.run_id, dag)
+        starter.note_unfinished(record)
+    return True
+
+
+@asynccontextmanager
+async def open_engine(
+    engine_class: type[Engine],
+    settings: Settings,
+    *,
+    dagbag: DagBag | None,
+    clock: Clock | None,
+    recover: bool,
+    start_runs: bool,
+) -> AsyncIterator[Engine]:
+    """`Engine.open`: the store, the executor and one task group for everything the engine
+    runs (its loop, its timers, tries, triggers), closed in that order on the way out."""
+    if dagbag is None:
+        dagbag = load_dag_bag(settings.dags_folder, pools=settings.pool_slots())
+    try:
+        async with (
+            open_store(settings.state_dir, synchronous=settings.synchronous) as store,
+            Executor.open(
+                slots=settings.slots,
+                worker_max_tasks=settings.worker_max_tasks,
+                prestart=workers_to_prestart(settings, dagbag),
+            ) as executor,
+            anyio.create_task_group() as tg,
+        ):
+            engine = engine_class(
+                settings=settings,
+                dagbag=dagbag,
+                store=store,
+                executor=executor,
+                clock=clock or SystemClock(),
+                task_group=tg,
+            )
+            await engine._start(recover=recover, start_runs=start_runs)
+            tg.start_soon(engine._schedule_forever)
+            tg.start_soon(engine._timers.run)
+            engine.watchdog.start()
+            try:
+                yield engine
+            finally:
+                engine.watchdog.stop()
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise lone_error(group) from None
+
+
+def workers_to_prestart(settings: Settings, dagbag: DagBag) -> int:
+    """Warm worker processes only if some task will need one."""
+    for dag in dagbag.dags.values():
+        for task in dag.tasks.values():
+            in_process = task.options.in_process
+            if not task.is_async and not (
+                settings.in_process if in_process is None else in_process
+            ):
+                return settings.slots
+    return 0
+
+
+def lone_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one real error inside a task group's exception group, so callers can catch it.
+
+    A `StoreError` from a commit or a `DagNotFoundError` from the caller's block is what the
+    user must see, not an `ExceptionGroup` around it; several errors stay grouped.
+    """
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    return leaves[0] if len(leaves) == 1 else group
