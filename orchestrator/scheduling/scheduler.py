@@ -4,27 +4,29 @@ Pure and synchronous: every method mutates the in-memory runs and records what i
 `Transitions` (write batch + change feed). The engine commits that batch, then acts on it
 (dispatches the instances that got a slot). Keeping I/O out of here makes each decision a
 plain function call that tests can drive step by step.
+
+`Scheduler` is the one object the engine drives. It admits runs, visits the runs that changed,
+opens tries and decides what a try's outcome means (success, retry, failure, cancel); it hands
+trigger rules, expansion and branches to `readiness`, the ready heap and slot counts to
+`slots`, and takes deferral and restart decisions from `deferred` and `recovery`.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import random
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.authoring.tasks import Task, map_combinations, resolve_refs
-from orchestrator.authoring.trigger_rules import Verdict, evaluate
-from orchestrator.errors import UnknownTaskError
 from orchestrator.execution.jobs import Outcome, TaskOutcome
 from orchestrator.execution.results import decode_result
 from orchestrator.scheduling.active_runs import ActiveRun, RunQueue, TaskInstance, Transitions
 from orchestrator.scheduling.deferred import Arming, DeferralDecisions, Timer
+from orchestrator.scheduling.readiness import Readiness
 from orchestrator.scheduling.recovery import RecoveryDecisions
+from orchestrator.scheduling.slots import SlotLedger
 from orchestrator.state import RunState, TaskState
-from orchestrator.store.records import TaskInstanceRecord, TryRecord
+from orchestrator.store.records import TryRecord
 
 _UNFINISHED_FOR_CANCEL = (
     TaskState.NONE,
@@ -33,12 +35,6 @@ _UNFINISHED_FOR_CANCEL = (
     TaskState.UP_FOR_RETRY,
     TaskState.DEFERRED,
 )
-
-
-_VERDICT_STATE = {
-    Verdict.SKIP: TaskState.SKIPPED,
-    Verdict.UPSTREAM_FAILED: TaskState.UPSTREAM_FAILED,
-}
 
 
 class Scheduler(DeferralDecisions, RecoveryDecisions):
@@ -53,16 +49,12 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         rng: random.Random | None = None,
         result_max_bytes: int = 65536,
     ) -> None:
-        self.slots = slots
         self.result_max_bytes = result_max_bytes
-        self.pools = dict(pools)
         self.log_dir = log_dir
         self.rng = rng or random.Random()
         self.runs: dict[str, ActiveRun] = {}
-        self.pool_used: Counter[str] = Counter()
-        self.slots_used = 0
-        self._ready: list[tuple[int, float, int, int, str, str, int]] = []
-        self._tie = itertools.count()
+        self._slots = SlotLedger(slots=slots, pools=pools)
+        self._readiness = Readiness(make_ready=self._make_ready, recheck=self._recheck)
         self._queue = RunQueue()
         #: Runs with something to settle (dirty tasks, or one that may let the run finish).
         self._dirty_runs: dict[str, ActiveRun] = {}
@@ -72,6 +64,29 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         self.timers: list[Timer] = []
         #: Triggers to host since the engine last collected them (after the commit).
         self.armings: list[Arming] = []
+
+    # -- slots and pools ------------------------------------------------------------------------
+
+    @property
+    def slots(self) -> int:
+        """How many task instances may run at once; a new value holds from the next `allocate`."""
+        return self._slots.slots
+
+    @slots.setter
+    def slots(self, slots: int) -> None:
+        self._slots.slots = slots
+
+    @property
+    def pools(self) -> dict[str, int]:
+        return self._slots.pools
+
+    @property
+    def pool_used(self) -> Counter[str]:
+        return self._slots.pool_used
+
+    @property
+    def slots_used(self) -> int:
+        return self._slots.used
 
     # -- runs -----------------------------------------------------------------------------------
 
@@ -119,56 +134,10 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         for run in self._queue.admit():
             tx.move_run(run, RunState.RUNNING)
             run.started_at = tx.now
-            cleared = self._create_instances(run, tx)
+            cleared = self._readiness.create_instances(run, tx)
             # A cleared run (queued again) goes on where its cleared tasks are, not at its roots.
             run.mark_dirty(run.unfinished if cleared else run.dag.roots)
             self._recheck(run)  # a DAG without tasks finishes at once
-
-    def _create_instances(self, run: ActiveRun, tx: Transitions) -> bool:
-        """Rows for every task that is not expanded; expanded tasks get theirs when they expand.
-
-        A run queued again by a clear has its rows already: returns True for such a run.
-        """
-        priorities = run.priorities
-        records = []
-        cleared = False
-        for task in run.dag.tasks.values():
-            if run.instances[task.task_id]:
-                cleared = True
-                continue
-            if task.is_mapped:
-                continue
-            ti = self._new_instance(run, task, -1, TaskState.NONE, priorities[task.task_id])
-            records.append(self._record(ti))
-        tx.batch.add_task_instances(records)
-        return cleared
-
-    def _new_instance(
-        self, run: ActiveRun, task: Task, map_index: int, state: TaskState, priority: int
-    ) -> TaskInstance:
-        ti = TaskInstance(
-            run=run,
-            task=task,
-            map_index=map_index,
-            state=state,
-            priority=priority,
-            max_tries=task.options.retries + 1,
-        )
-        run.instances[task.task_id][map_index] = ti
-        return ti
-
-    @staticmethod
-    def _record(ti: TaskInstance, **fields: Any) -> TaskInstanceRecord:
-        return TaskInstanceRecord(
-            run_id=ti.run.run_id,
-            task_id=ti.task_id,
-            map_index=ti.map_index,
-            state=ti.state,
-            max_tries=ti.max_tries,
-            pool=ti.task.options.pool,
-            priority=ti.priority,
-            **fields,
-        )
 
     # -- readiness ------------------------------------------------------------------------------
 
@@ -189,7 +158,7 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         if run.state is not RunState.RUNNING or self.runs.get(run.run_id) is not run:
             return False  # queued (admission marks it again) or already gone
         while (task_id := run.pop_dirty()) is not None:
-            self._evaluate(run, run.dag.tasks[task_id], tx)
+            self._readiness.evaluate(run, run.dag.tasks[task_id], tx)
         self._dirty_runs.pop(run.run_id, None)  # what it marked itself is settled already
         if run.unfinished or run.running:
             return False
@@ -200,114 +169,9 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         """Visit the run in the next `advance`: it has dirty tasks, or may be able to finish."""
         self._dirty_runs[run.run_id] = run
 
-    def _evaluate(self, run: ActiveRun, task: Task, tx: Transitions) -> None:
-        instances = run.instances[task.task_id]
-        if run.cancelling or (
-            instances and not all(ti.state is TaskState.NONE for ti in instances.values())
-        ):
-            return
-        verdict = evaluate(task.options.trigger_rule, run.upstream_states(task))
-        if verdict is Verdict.WAIT:
-            return
-        if task.is_mapped:
-            self._expand(run, task, verdict, tx)
-            return
-        ti = instances[-1]
-        if verdict is Verdict.RUN:
-            tx.move(ti, TaskState.SCHEDULED)
-            self._make_ready(ti, tx)
-        else:
-            self._settle(ti, _VERDICT_STATE[verdict], tx)
-
     def _settle(self, ti: TaskInstance, state: TaskState, tx: Transitions, **fields: Any) -> None:
         """Move an instance to a finished state and wake its downstream tasks."""
-        tx.move(ti, state, ended_at=tx.now, **fields)
-        run = ti.run
-        if run.task_finished(ti.task_id):
-            run.unfinished.discard(ti.task_id)
-            run.mark_dirty(ti.task.downstream_task_ids)
-            self._recheck(run)  # a leaf has nothing downstream, but the run may be done
-
-    def _expand(self, run: ActiveRun, task: Task, verdict: Verdict, tx: Transitions) -> None:
-        """Turn a mapped task into one instance per element of its (now known) input lists."""
-        priority = run.priorities[task.task_id]
-        if verdict is not Verdict.RUN and run.instances[task.task_id]:
-            for ti in list(run.instances[task.task_id].values()):  # cleared: keep their tries
-                self._settle(ti, _VERDICT_STATE[verdict], tx)
-            return
-        if verdict is not Verdict.RUN:
-            self._placeholder(run, task, priority, _VERDICT_STATE[verdict], None, tx)
-            return
-        try:
-            expand = resolve_refs(task.expand_inputs, run.result_view(), run.context())
-            combos = map_combinations(task.task_id, expand)
-        except (TypeError, KeyError, IndexError) as error:
-            message = f"cannot expand: {type(error).__name__}: {error}"
-            self._placeholder(run, task, priority, TaskState.FAILED, message, tx)
-            return
-        if not combos:
-            self._placeholder(
-                run, task, priority, TaskState.SKIPPED, "expanded over an empty list", tx
-            )
-            return
-        self._expand_into(run, task, combos, priority, tx)
-
-    def _expand_into(
-        self,
-        run: ActiveRun,
-        task: Task,
-        combos: list[dict[str, Any]],
-        priority: int,
-        tx: Transitions,
-    ) -> None:
-        """One scheduled instance per element; a clear's kept rows are reused by index."""
-        instances = run.instances[task.task_id]
-        self._drop_instances(run, task, [i for i in instances if not 0 <= i < len(combos)], tx)
-        records = []
-        for index, combo in enumerate(combos):
-            ti = instances.get(index)
-            if ti is None:
-                ti = self._new_instance(run, task, index, TaskState.SCHEDULED, priority)
-                records.append(self._record(ti))
-                tx.announce(ti)
-            else:  # kept by a clear: its tries go on from where they were
-                tx.move(ti, TaskState.SCHEDULED)
-            ti.mapped_inputs = combo
-            self._make_ready(ti, tx)
-        if records:
-            tx.batch.add_task_instances(records)
-
-    @staticmethod
-    def _drop_instances(run: ActiveRun, task: Task, indexes: list[int], tx: Transitions) -> None:
-        """Remove the rows of a cleared expanded task that its new expansion does not have.
-
-        Clearing keeps an expanded task's rows so that each element's tries go on; when the
-        upstream list is now shorter (or the task no longer expands), the extra elements no
-        longer exist in this run, and go with their tries.
-        """
-        if indexes:
-            tx.batch.delete_task_instances([(run.run_id, task.task_id, i) for i in indexes])
-            for index in indexes:
-                del run.instances[task.task_id][index]
-
-    def _placeholder(
-        self,
-        run: ActiveRun,
-        task: Task,
-        priority: int,
-        state: TaskState,
-        error: str | None,
-        tx: Transitions,
-    ) -> None:
-        """One row (map index -1) recording that a mapped task never expanded, and why."""
-        self._drop_instances(run, task, list(run.instances[task.task_id]), tx)
-        ti = self._new_instance(run, task, -1, state, priority)
-        ti.error = error
-        tx.batch.add_task_instances([self._record(ti, ended_at=tx.now, error=error)])
-        tx.announce(ti)
-        run.unfinished.discard(task.task_id)
-        run.mark_dirty(task.downstream_task_ids)
-        self._recheck(run)
+        self._readiness.settle(ti, state, tx, **fields)
 
     # -- slots ----------------------------------------------------------------------------------
 
@@ -319,34 +183,13 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
             self._push_ready(ti)
 
     def _push_ready(self, ti: TaskInstance) -> None:
-        entry = (
-            -ti.priority,
-            ti.run.queued_at,
-            ti.run.order[ti.task_id],
-            next(self._tie),
-            ti.run.run_id,
-            ti.task_id,
-            ti.map_index,
-        )
-        heapq.heappush(self._ready, entry)
+        self._slots.push(ti)
 
     def allocate(self, tx: Transitions) -> list[TaskInstance]:
         """Give free slots to scheduled instances, highest priority first, within pool limits."""
-        started: list[TaskInstance] = []
-        blocked = []
-        while self._ready and self.slots_used < self.slots and not self.draining:
-            entry = heapq.heappop(self._ready)
-            ti = self._instance(entry[4], entry[5], entry[6])
-            if ti is None or ti.state is not TaskState.SCHEDULED:
-                continue  # cancelled or already moved on
-            if not self._fits(ti):
-                blocked.append(entry)
-                continue
-            self._start(ti, tx)
-            started.append(ti)
-        for entry in blocked:
-            heapq.heappush(self._ready, entry)
-        return started
+        if self.draining:
+            return []
+        return self._slots.claim(self._instance, lambda ti: self._start(ti, tx))
 
     def instance(self, key: tuple[str, str, int]) -> TaskInstance | None:
         """The task instance with this key, if its run is active."""
@@ -356,23 +199,15 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         run = self.runs.get(run_id)
         return None if run is None else run.instances[task_id].get(map_index)
 
-    def _fits(self, ti: TaskInstance) -> bool:
-        options = ti.task.options
-        pool_size = self.pools.get(options.pool, self.slots)
-        if self.pool_used[options.pool] + options.pool_slots > pool_size:
-            return False
-        return ti.run.running < ti.run.dag.max_active_tasks
-
     def _start(self, ti: TaskInstance, tx: Transitions) -> None:
+        """Record the start of a try that got a slot (a resume goes on in its deferred try)."""
         if ti.resuming:
             ti.log_path = self.log_path(ti)
             tx.move(ti, TaskState.QUEUED, queued_at=tx.now)
             tx.move(ti, TaskState.RUNNING)
             tx.batch.reopen_try(ti.key, ti.try_number, at=tx.now)
-            self._take_slot(ti, +1)
             return
         self._open_try(ti, TaskState.RUNNING, tx)
-        self._take_slot(ti, +1)
 
     def _open_try(self, ti: TaskInstance, state: TaskState, tx: Transitions) -> None:
         """A new try: queued, then `state` (running on a slot, or deferred for a sensor)."""
@@ -395,9 +230,7 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         )
 
     def _take_slot(self, ti: TaskInstance, sign: int) -> None:
-        self.slots_used += sign
-        self.pool_used[ti.task.options.pool] += sign * ti.task.options.pool_slots
-        ti.run.running += sign
+        self._slots.take(ti, sign)
         if sign < 0:
             self._recheck(ti.run)  # its last running task may have been all that was left
 
@@ -434,7 +267,7 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
     def _succeed(self, ti: TaskInstance, result_json: str, tx: Transitions) -> str | None:
         value = decode_result(result_json)
         if ti.task.is_branch:
-            problem = self._branch(ti, value, tx)
+            problem = self._readiness.follow_branch(ti, value, tx)
             if problem:
                 return self._fail(ti, problem, tx)
         self._end_try(ti, TaskState.SUCCESS, None, tx)
@@ -442,35 +275,6 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         ti.run.results.setdefault(ti.task_id, {})[ti.map_index] = value
         self._settle(ti, TaskState.SUCCESS, tx, error=None)
         return "on_success"
-
-    def _branch(self, ti: TaskInstance, value: Any, tx: Transitions) -> str | None:
-        """Skip the direct downstream tasks a branch did not choose; a problem message if bad."""
-        chosen = [] if value is None else [value] if isinstance(value, str) else value
-        downstream = ti.task.downstream_task_ids
-        if not isinstance(chosen, list) or not all(isinstance(c, str) for c in chosen):
-            return f"a branch task must return a task id, a list of them, or None; got {value!r}"
-        unknown = [c for c in chosen if c not in downstream]
-        if unknown:
-            return str(
-                UnknownTaskError(
-                    f"branch returned {', '.join(map(repr, unknown))}, not a direct downstream "
-                    f"task of {ti.task_id!r} (choose from: {', '.join(sorted(downstream))})"
-                )
-            )
-        for task_id in downstream - set(chosen):
-            self._skip_unchosen(
-                ti.run, ti.run.dag.tasks[task_id], f"not chosen by {ti.task_id}", tx
-            )
-        return None
-
-    def _skip_unchosen(self, run: ActiveRun, task: Task, reason: str, tx: Transitions) -> None:
-        instances = run.instances[task.task_id]
-        if not instances and task.is_mapped:
-            priority = run.priorities[task.task_id]
-            self._placeholder(run, task, priority, TaskState.SKIPPED, reason, tx)
-        for other in instances.values():
-            if other.state is TaskState.NONE:
-                self._settle(other, TaskState.SKIPPED, tx, error=reason)
 
     def _fail(self, ti: TaskInstance, error: str, tx: Transitions) -> str:
         if ti.try_number < ti.max_tries:

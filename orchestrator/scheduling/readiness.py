@@ -1,0 +1,232 @@
+"""Readiness: what a task's upstream tasks now let it do (run, skip, fail, expand).
+
+A finished task instance marks its downstream tasks dirty; the scheduler's `advance` hands each
+to `Readiness.evaluate`, which applies the task's trigger rule. A task that may run is handed
+back to the scheduler (`make_ready`: it waits for a slot, or defers); one that may not is
+settled (skipped, upstream failed); a mapped task first expands into one instance per element
+of its inputs. Settling lives here too, because settling is what wakes the next tasks, and so
+does a branch's choice, which skips the downstream tasks it did not choose.
+
+Like the scheduler it is pure and synchronous: it changes the in-memory run and records what
+it did in the `Transitions`. The scheduler owns which runs get visited again (`recheck`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator.authoring.tasks import Task, map_combinations, resolve_refs
+from orchestrator.authoring.trigger_rules import Verdict, evaluate
+from orchestrator.errors import UnknownTaskError
+from orchestrator.scheduling.active_runs import ActiveRun, TaskInstance, Transitions
+from orchestrator.state import TaskState
+from orchestrator.store.records import TaskInstanceRecord
+
+_VERDICT_STATE = {
+    Verdict.SKIP: TaskState.SKIPPED,
+    Verdict.UPSTREAM_FAILED: TaskState.UPSTREAM_FAILED,
+}
+
+
+class Readiness:
+    """Trigger rules, mapped-task expansion, branch choices and settling, for the scheduler."""
+
+    def __init__(
+        self,
+        *,
+        make_ready: Callable[[TaskInstance, Transitions], None],
+        recheck: Callable[[ActiveRun], None],
+    ) -> None:
+        self._make_ready = make_ready
+        self._recheck = recheck
+
+    def create_instances(self, run: ActiveRun, tx: Transitions) -> bool:
+        """Rows for every task that is not expanded; expanded tasks get theirs when they expand.
+
+        A run queued again by a clear has its rows already: returns True for such a run.
+        """
+        priorities = run.priorities
+        records = []
+        cleared = False
+        for task in run.dag.tasks.values():
+            if run.instances[task.task_id]:
+                cleared = True
+                continue
+            if task.is_mapped:
+                continue
+            ti = _new_instance(run, task, -1, TaskState.NONE, priorities[task.task_id])
+            records.append(_record(ti))
+        tx.batch.add_task_instances(records)
+        return cleared
+
+    def evaluate(self, run: ActiveRun, task: Task, tx: Transitions) -> None:
+        """Apply the task's trigger rule, unless it was decided already (or the run cancels)."""
+        instances = run.instances[task.task_id]
+        if run.cancelling or (
+            instances and not all(ti.state is TaskState.NONE for ti in instances.values())
+        ):
+            return
+        verdict = evaluate(task.options.trigger_rule, run.upstream_states(task))
+        if verdict is Verdict.WAIT:
+            return
+        if task.is_mapped:
+            self._expand(run, task, verdict, tx)
+            return
+        ti = instances[-1]
+        if verdict is Verdict.RUN:
+            tx.move(ti, TaskState.SCHEDULED)
+            self._make_ready(ti, tx)
+        else:
+            self.settle(ti, _VERDICT_STATE[verdict], tx)
+
+    def settle(self, ti: TaskInstance, state: TaskState, tx: Transitions, **fields: Any) -> None:
+        """Move an instance to a finished state and wake its downstream tasks."""
+        tx.move(ti, state, ended_at=tx.now, **fields)
+        run = ti.run
+        if run.task_finished(ti.task_id):
+            run.unfinished.discard(ti.task_id)
+            run.mark_dirty(ti.task.downstream_task_ids)
+            self._recheck(run)  # a leaf has nothing downstream, but the run may be done
+
+    # -- mapped tasks ---------------------------------------------------------------------------
+
+    def _expand(self, run: ActiveRun, task: Task, verdict: Verdict, tx: Transitions) -> None:
+        """Turn a mapped task into one instance per element of its (now known) input lists."""
+        priority = run.priorities[task.task_id]
+        if verdict is not Verdict.RUN and run.instances[task.task_id]:
+            for ti in list(run.instances[task.task_id].values()):  # cleared: keep their tries
+                self.settle(ti, _VERDICT_STATE[verdict], tx)
+            return
+        if verdict is not Verdict.RUN:
+            self._placeholder(run, task, priority, _VERDICT_STATE[verdict], None, tx)
+            return
+        try:
+            expand = resolve_refs(task.expand_inputs, run.result_view(), run.context())
+            combos = map_combinations(task.task_id, expand)
+        except (TypeError, KeyError, IndexError) as error:
+            message = f"cannot expand: {type(error).__name__}: {error}"
+            self._placeholder(run, task, priority, TaskState.FAILED, message, tx)
+            return
+        if not combos:
+            self._placeholder(
+                run, task, priority, TaskState.SKIPPED, "expanded over an empty list", tx
+            )
+            return
+        self._expand_into(run, task, combos, priority, tx)
+
+    def _expand_into(
+        self,
+        run: ActiveRun,
+        task: Task,
+        combos: list[dict[str, Any]],
+        priority: int,
+        tx: Transitions,
+    ) -> None:
+        """One scheduled instance per element; a clear's kept rows are reused by index."""
+        instances = run.instances[task.task_id]
+        _drop_instances(run, task, [i for i in instances if not 0 <= i < len(combos)], tx)
+        records = []
+        for index, combo in enumerate(combos):
+            ti = instances.get(index)
+            if ti is None:
+                ti = _new_instance(run, task, index, TaskState.SCHEDULED, priority)
+                records.append(_record(ti))
+                tx.announce(ti)
+            else:  # kept by a clear: its tries go on from where they were
+                tx.move(ti, TaskState.SCHEDULED)
+            ti.mapped_inputs = combo
+            self._make_ready(ti, tx)
+        if records:
+            tx.batch.add_task_instances(records)
+
+    def _placeholder(
+        self,
+        run: ActiveRun,
+        task: Task,
+        priority: int,
+        state: TaskState,
+        error: str | None,
+        tx: Transitions,
+    ) -> None:
+        """One row (map index -1) recording that a mapped task never expanded, and why."""
+        _drop_instances(run, task, list(run.instances[task.task_id]), tx)
+        ti = _new_instance(run, task, -1, state, priority)
+        ti.error = error
+        tx.batch.add_task_instances([_record(ti, ended_at=tx.now, error=error)])
+        tx.announce(ti)
+        run.unfinished.discard(task.task_id)
+        run.mark_dirty(task.downstream_task_ids)
+        self._recheck(run)
+
+    # -- branches -------------------------------------------------------------------------------
+
+    def follow_branch(self, ti: TaskInstance, value: Any, tx: Transitions) -> str | None:
+        """Skip the direct downstream tasks a branch did not choose; a problem message if bad."""
+        chosen = [] if value is None else [value] if isinstance(value, str) else value
+        downstream = ti.task.downstream_task_ids
+        if not isinstance(chosen, list) or not all(isinstance(c, str) for c in chosen):
+            return f"a branch task must return a task id, a list of them, or None; got {value!r}"
+        unknown = [c for c in chosen if c not in downstream]
+        if unknown:
+            return str(
+                UnknownTaskError(
+                    f"branch returned {', '.join(map(repr, unknown))}, not a direct downstream "
+                    f"task of {ti.task_id!r} (choose from: {', '.join(sorted(downstream))})"
+                )
+            )
+        for task_id in downstream - set(chosen):
+            self._skip_unchosen(
+                ti.run, ti.run.dag.tasks[task_id], f"not chosen by {ti.task_id}", tx
+            )
+        return None
+
+    def _skip_unchosen(self, run: ActiveRun, task: Task, reason: str, tx: Transitions) -> None:
+        instances = run.instances[task.task_id]
+        if not instances and task.is_mapped:
+            priority = run.priorities[task.task_id]
+            self._placeholder(run, task, priority, TaskState.SKIPPED, reason, tx)
+        for other in instances.values():
+            if other.state is TaskState.NONE:
+                self.settle(other, TaskState.SKIPPED, tx, error=reason)
+
+
+def _new_instance(
+    run: ActiveRun, task: Task, map_index: int, state: TaskState, priority: int
+) -> TaskInstance:
+    ti = TaskInstance(
+        run=run,
+        task=task,
+        map_index=map_index,
+        state=state,
+        priority=priority,
+        max_tries=task.options.retries + 1,
+    )
+    run.instances[task.task_id][map_index] = ti
+    return ti
+
+
+def _record(ti: TaskInstance, **fields: Any) -> TaskInstanceRecord:
+    return TaskInstanceRecord(
+        run_id=ti.run.run_id,
+        task_id=ti.task_id,
+        map_index=ti.map_index,
+        state=ti.state,
+        max_tries=ti.max_tries,
+        pool=ti.task.options.pool,
+        priority=ti.priority,
+        **fields,
+    )
+
+
+def _drop_instances(run: ActiveRun, task: Task, indexes: list[int], tx: Transitions) -> None:
+    """Remove the rows of a cleared expanded task that its new expansion does not have.
+
+    Clearing keeps an expanded task's rows so that each element's tries go on; when the
+    upstream list is now shorter (or the task no longer expands), the extra elements no
+    longer exist in this run, and go with their tries.
+    """
+    if indexes:
+        tx.batch.delete_task_instances([(run.run_id, task.task_id, i) for i in indexes])
+        for index in indexes:
+            del run.instances[task.task_id][index]
