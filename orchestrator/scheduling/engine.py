@@ -33,7 +33,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from orchestrator.authoring.dag import DAG
-from orchestrator.authoring.tasks import resolve_refs
+from orchestrator.authoring.references import resolve_refs
 from orchestrator.changes import Change, RunChanged
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings

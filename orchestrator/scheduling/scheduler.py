@@ -15,7 +15,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.authoring.tasks import Task, map_combinations, resolve_refs
+from orchestrator.authoring.references import resolve_refs
+from orchestrator.authoring.tasks import Task, map_combinations
 from orchestrator.authoring.trigger_rules import Verdict, evaluate
 from orchestrator.errors import UnknownTaskError
 from orchestrator.execution.jobs import Outcome, TaskOutcome
