@@ -57,7 +57,7 @@ _WHERE = {
     "Engine": "orchestrator.scheduling.engine",
     "Defer": "orchestrator.authoring.defer",
     "defer": "orchestrator.authoring.defer",
-    "Output": "orchestrator.authoring.tasks",
+    "Output": "orchestrator.authoring.references",
     "Skip": "orchestrator.authoring.tasks",
     "chain": "orchestrator.authoring.tasks",
     "RunState": "orchestrator.state",
@@ -74,9 +74,10 @@ if TYPE_CHECKING:
     from orchestrator.authoring.dag import DAG, dag
     from orchestrator.authoring.defer import Defer, defer
     from orchestrator.authoring.operators import BaseOperator, Shell
+    from orchestrator.authoring.references import Output
     from orchestrator.authoring.run_sources import DagFinished
     from orchestrator.authoring.taskflow import task
-    from orchestrator.authoring.tasks import Output, Skip, chain
+    from orchestrator.authoring.tasks import Skip, chain
     from orchestrator.authoring.trigger_rules import TriggerRule
     from orchestrator.scheduling.engine import Engine
     from orchestrator.state import RunState, TaskState

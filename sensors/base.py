@@ -36,8 +36,9 @@ from typing import Any, Literal
 from orchestrator.authoring.context import TaskContext
 from orchestrator.authoring.defer import Defer
 from orchestrator.authoring.operators import BaseOperator
+from orchestrator.authoring.references import Output, ParamRef, iter_refs
 from orchestrator.authoring.retry import Duration, seconds
-from orchestrator.authoring.tasks import Output, ParamRef, Skip, iter_refs
+from orchestrator.authoring.tasks import Skip
 from orchestrator.errors import DagError, OrchestratorError, TaskError
 from triggers.base import Trigger, current_runtime
 from triggers.time import TimeTrigger

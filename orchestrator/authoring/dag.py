@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from orchestrator.authoring.references import ParamRef
 from orchestrator.authoring.run_sources import RunStarts, parse_run_starts
-from orchestrator.authoring.tasks import ParamRef, Site, Task, TaskOptions, caller_site
+from orchestrator.authoring.sites import Site, caller_site
+from orchestrator.authoring.tasks import Task, TaskOptions
 from orchestrator.errors import CycleError, DagError, DuplicateTaskError
 
 _DAG_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")

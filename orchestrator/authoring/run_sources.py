@@ -24,8 +24,9 @@ from datetime import timedelta
 from typing import Any
 
 from orchestrator.authoring.assets import Asset
+from orchestrator.authoring.moments import parse_moment
 from orchestrator.authoring.retry import seconds
-from orchestrator.authoring.schedules import Schedule, load_timezone, parse_moment, parse_schedule
+from orchestrator.authoring.schedules import Schedule, load_timezone, parse_schedule
 from orchestrator.state import RunState
 from triggers.base import Trigger, classpath_of
 

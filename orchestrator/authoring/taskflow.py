@@ -23,7 +23,9 @@ from typing import Any, overload
 from orchestrator.authoring.context import TaskContext
 from orchestrator.authoring.dag import DAG
 from orchestrator.authoring.defer import find_function, function_name
-from orchestrator.authoring.tasks import Output, Task, caller_site, iter_refs
+from orchestrator.authoring.references import Output, iter_refs
+from orchestrator.authoring.sites import caller_site
+from orchestrator.authoring.tasks import Task
 from orchestrator.errors import DagError, TaskError
 
 

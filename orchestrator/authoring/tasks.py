@@ -1,26 +1,24 @@
-"""Tasks: the nodes of a DAG, their options, dependencies, and references to their results.
+"""Tasks: the nodes of a DAG, their options and their dependencies.
 
 A `Task` is created inside a DAG (`with DAG(...)`) and registers itself there. Dependencies
-come from `>>` / `<<`, from `depends_on=[task_id, ...]`, and (TaskFlow style) from passing one
-task's `Output` into another task: the reference both makes the edge and, at run time, is
-replaced by the upstream task's result.
+come from `>>` / `<<`, from `depends_on=[task_id, ...]`, from `chain(...)`, and (TaskFlow style)
+from passing one task's `Output` (see `references`) into another task.
 """
 
 from __future__ import annotations
 
 import inspect
 import itertools
-import os
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Union
 
 from orchestrator.authoring.assets import Asset, as_assets
 from orchestrator.authoring.context import TaskContext
 from orchestrator.authoring.defer import call_with_context
+from orchestrator.authoring.references import Output, Ref, iter_refs
 from orchestrator.authoring.retry import Duration, RetryPolicy, seconds
+from orchestrator.authoring.sites import Site, caller_site
 from orchestrator.authoring.trigger_rules import TriggerRule
 from orchestrator.errors import DagError, TaskError, UnknownTaskError
 
@@ -28,43 +26,10 @@ if TYPE_CHECKING:
     from orchestrator.authoring.dag import DAG
 
 Callback = Callable[[TaskContext], Any]
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 class Skip(Exception):
     """Raise inside a task to mark it `skipped` instead of `success` or `failed`."""
-
-
-@dataclass(frozen=True)
-class Site:
-    """Where in the user's code something was defined."""
-
-    file: str
-    line: int
-
-
-def caller_site(owner: object | None = None) -> Site:
-    """The user's line that made an object: the first stack frame outside this package.
-
-    Frames running a method of `owner` itself are skipped too, so a task made by an operator
-    or sensor class (whose `__init__` calls `super().__init__`) points at the line that
-    created it, not at the class's own code.
-    """
-    frame = sys._getframe(1)
-    while frame.f_back is not None and (
-        _in_package(frame) or (owner is not None and _runs_method_of(frame, owner))
-    ):
-        frame = frame.f_back
-    return Site(frame.f_code.co_filename, frame.f_lineno)
-
-
-def _in_package(frame: FrameType) -> bool:
-    return os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _PACKAGE_DIR
-
-
-def _runs_method_of(frame: FrameType, owner: object) -> bool:
-    code = frame.f_code
-    return code.co_argcount > 0 and frame.f_locals.get(code.co_varnames[0]) is owner
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,90 +102,6 @@ def _trigger_rule(value: TriggerRule | str) -> TriggerRule:
     except ValueError:
         choices = ", ".join(rule.value for rule in TriggerRule)
         raise ValueError(f"unknown trigger_rule {value!r}; choose one of: {choices}") from None
-
-
-class Ref:
-    """A value known only at run time: another task's result, or a DAG param."""
-
-    def upstream_task_ids(self) -> set[str]:
-        return set()
-
-    def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:
-        raise NotImplementedError
-
-
-class Output(Ref):
-    """The result of `task`, or an item inside it (`output["key"]`), usable as another's input."""
-
-    def __init__(self, task: Task, path: tuple[str | int, ...] = ()) -> None:
-        self.task = task
-        self.path = path
-
-    def __getitem__(self, key: str | int) -> Output:
-        return Output(self.task, (*self.path, key))
-
-    def upstream_task_ids(self) -> set[str]:
-        return {self.task.task_id}
-
-    def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:
-        value = results[self.task.task_id]
-        for key in self.path:
-            value = value[key]
-        return value
-
-    def __rshift__(self, other: Dependable) -> Dependable:
-        return self.task.__rshift__(other)
-
-    def __lshift__(self, other: Dependable) -> Dependable:
-        return self.task.__lshift__(other)
-
-    def __rrshift__(self, other: Dependable) -> Output:
-        self.task.__rrshift__(other)
-        return self
-
-    def __rlshift__(self, other: Dependable) -> Output:
-        self.task.__rlshift__(other)
-        return self
-
-    def __repr__(self) -> str:
-        keys = "".join(f"[{key!r}]" for key in self.path)
-        return f"Output({self.task.task_id!r}){keys}"
-
-
-class ParamRef(Ref):
-    """A DAG parameter, read from the run's params when the task runs."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:
-        return context.params[self.name]
-
-    def __repr__(self) -> str:
-        return f"ParamRef({self.name!r})"
-
-
-def iter_refs(value: Any) -> Iterator[Ref]:
-    """Every `Ref` inside a value made of lists, tuples and dicts."""
-    if isinstance(value, Ref):
-        yield value
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from iter_refs(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from iter_refs(item)
-
-
-def resolve_refs(value: Any, results: Mapping[str, Any], context: TaskContext) -> Any:
-    """`value` with every `Ref` in it replaced by what it stands for."""
-    if isinstance(value, Ref):
-        return value.resolve(results, context)
-    if isinstance(value, list | tuple):
-        return type(value)(resolve_refs(item, results, context) for item in value)
-    if isinstance(value, dict):
-        return {key: resolve_refs(item, results, context) for key, item in value.items()}
-    return value
 
 
 Dependable = Union["Task", Output, Sequence[Union["Task", Output]]]

@@ -201,7 +201,7 @@ def _parse_range(dag: DAG, start_text: str, end_text: str) -> tuple[float, float
 
 
 def _moment(text: str, timezone: str, what: str) -> float:
-    from orchestrator.authoring.schedules import parse_moment
+    from orchestrator.authoring.moments import parse_moment
     from orchestrator.errors import RunError
 
     moment = parse_moment(text, timezone=timezone, what=what)

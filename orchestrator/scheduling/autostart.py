@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.authoring.dag import DAG
+from orchestrator.authoring.intervals import Interval
 from orchestrator.authoring.run_sources import source_name
-from orchestrator.authoring.schedules import Interval
 from orchestrator.changes import RunChanged
 from orchestrator.scheduling.active_runs import Transitions
 from orchestrator.scheduling.deferred import Timer

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.authoring.defer import Defer, Deferral, deferral_of
-from orchestrator.authoring.tasks import resolve_refs
+from orchestrator.authoring.references import resolve_refs
 from orchestrator.errors import OrchestratorError, TriggerLoadError, error_line
 from orchestrator.execution.results import encode_result
 from orchestrator.scheduling.active_runs import TaskInstance, Transitions

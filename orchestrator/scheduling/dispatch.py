@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from orchestrator.authoring.tasks import resolve_refs
+from orchestrator.authoring.references import resolve_refs
 from orchestrator.config import Settings
 from orchestrator.crashpoints import crashpoint
 from orchestrator.execution.executor import Executor

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.authoring.tasks import Task, map_combinations, resolve_refs
+from orchestrator.authoring.references import resolve_refs
+from orchestrator.authoring.tasks import Task, map_combinations
 from orchestrator.authoring.trigger_rules import Verdict, evaluate
 from orchestrator.errors import UnknownTaskError
 from orchestrator.scheduling.active_runs import ActiveRun, TaskInstance, Transitions

@@ -25,7 +25,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.authoring.dag import DAG
-from orchestrator.authoring.tasks import map_combinations, resolve_refs
+from orchestrator.authoring.references import resolve_refs
+from orchestrator.authoring.tasks import map_combinations
 from orchestrator.errors import TriggerLoadError
 from orchestrator.execution.jobs import Outcome, TaskOutcome
 from orchestrator.execution.results import decode_result

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from orchestrator.authoring.dag import DAG
-from orchestrator.authoring.schedules import (
+from orchestrator.authoring.intervals import (
     Interval,
     backfill_intervals,
     intervals_due,

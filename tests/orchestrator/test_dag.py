@@ -17,8 +17,9 @@ import pytest
 from orchestrator.authoring.context import TaskContext
 from orchestrator.authoring.dag import DAG, DagFactory, dag
 from orchestrator.authoring.operators import BaseOperator, Shell
+from orchestrator.authoring.references import Output, ParamRef, resolve_refs
 from orchestrator.authoring.taskflow import FunctionTask, task
-from orchestrator.authoring.tasks import Output, ParamRef, Task, TaskOptions, chain, resolve_refs
+from orchestrator.authoring.tasks import Task, TaskOptions, chain
 from orchestrator.authoring.trigger_rules import TriggerRule
 from orchestrator.errors import (
     CycleError,

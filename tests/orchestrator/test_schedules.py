@@ -10,16 +10,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orchestrator.authoring.schedules import (
-    CronSchedule,
+from orchestrator.authoring.intervals import (
     Interval,
-    Schedule,
-    ScheduleError,
-    TimedeltaSchedule,
     backfill_intervals,
     intervals_due,
     next_wakeup,
-    parse_moment,
+)
+from orchestrator.authoring.moments import parse_moment
+from orchestrator.authoring.schedules import (
+    CronSchedule,
+    Schedule,
+    ScheduleError,
+    TimedeltaSchedule,
     parse_schedule,
 )
 from orchestrator.errors import DagError

@@ -9,8 +9,9 @@ import pytest
 
 from orchestrator.authoring.context import TaskContext
 from orchestrator.authoring.dag import DAG, dag
+from orchestrator.authoring.references import Output, ParamRef, iter_refs, resolve_refs
 from orchestrator.authoring.taskflow import FunctionTask, TaskFunction, task
-from orchestrator.authoring.tasks import Output, ParamRef, iter_refs, map_combinations, resolve_refs
+from orchestrator.authoring.tasks import map_combinations
 from orchestrator.authoring.trigger_rules import TriggerRule
 from orchestrator.errors import DagError, DuplicateTaskError
 

@@ -1,0 +1,101 @@
+"""References: task inputs whose values exist only at run time (`Output`, `ParamRef`).
+
+Passing one task's `Output` into another both makes the edge (the task links its input
+references) and, at run time, is replaced by the upstream task's result; a `ParamRef` reads the
+run's params. The values are nested in plain lists, tuples and dicts, so `iter_refs` and
+`resolve_refs` walk them wherever a task runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.authoring.context import TaskContext
+
+if TYPE_CHECKING:
+    from orchestrator.authoring.tasks import Dependable, Task
+
+
+class Ref:
+    """A value known only at run time: another task's result, or a DAG param."""
+
+    def upstream_task_ids(self) -> set[str]:
+        return set()
+
+    def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:
+        raise NotImplementedError
+
+
+class Output(Ref):
+    """The result of `task`, or an item inside it (`output["key"]`), usable as another's input."""
+
+    def __init__(self, task: Task, path: tuple[str | int, ...] = ()) -> None:
+        self.task = task
+        self.path = path
+
+    def __getitem__(self, key: str | int) -> Output:
+        return Output(self.task, (*self.path, key))
+
+    def upstream_task_ids(self) -> set[str]:
+        return {self.task.task_id}
+
+    def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:
+        value = results[self.task.task_id]
+        for key in self.path:
+            value = value[key]
+        return value
+
+    def __rshift__(self, other: Dependable) -> Dependable:
+        return self.task.__rshift__(other)
+
+    def __lshift__(self, other: Dependable) -> Dependable:
+        return self.task.__lshift__(other)
+
+    def __rrshift__(self, other: Dependable) -> Output:
+        self.task.__rrshift__(other)
+        return self
+
+    def __rlshift__(self, other: Dependable) -> Output:
+        self.task.__rlshift__(other)
+        return self
+
+    def __repr__(self) -> str:
+        keys = "".join(f"[{key!r}]" for key in self.path)
+        return f"Output({self.task.task_id!r}){keys}"
+
+
+class ParamRef(Ref):
+    """A DAG parameter, read from the run's params when the task runs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:
+        return context.params[self.name]
+
+    def __repr__(self) -> str:
+        return f"ParamRef({self.name!r})"
+
+
+def iter_refs(value: Any) -> Iterator[Ref]:
+    """Every `Ref` inside a value made of lists, tuples and dicts."""
+    if isinstance(value, Ref):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from iter_refs(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from iter_refs(item)
+
+
+def resolve_refs(value: Any, results: Mapping[str, Any], context: TaskContext) -> Any:
+    """`value` with every `Ref` in it replaced by what it stands for."""
+    if isinstance(value, Ref):
+        return value.resolve(results, context)
+    if isinstance(value, list | tuple):
+        return type(value)(resolve_refs(item, results, context) for item in value)
+    if isinstance(value, dict):
+        return {key: resolve_refs(item, results, context) for key, item in value.items()}
+    return value
