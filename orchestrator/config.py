@@ -15,30 +15,25 @@ slots = 4
 gpu = 1
 ```
 
-Every bad value is a `ConfigError` that names where it came from (file and key, environment
-variable, or flag) and what is allowed, so a typo never silently falls back to a default.
-Only the standard library is imported: this runs at the start of every CLI command.
+Every value is checked by `orchestrator.settingchecks`, with a label naming where it came from
+(file and key, environment variable, or flag). Only the standard library is imported: this runs
+at the start of every CLI command.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError
+from orchestrator.settingchecks import CHECKS, Label, from_text
 
-SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
-LOG_FORMATS = ("text", "json")
 CONFIG_FILE_NAME = "orchestrator.toml"
 CONFIG_ENV_VAR = "ORCHESTRATOR_CONFIG"
-
-#: Turns a setting's key into words naming where its value came from, for error messages:
-#: "`slots` in /etc/orchestrator.toml", "ORCHESTRATOR_SLOTS", "--slots".
-Label = Callable[[str], str]
 
 
 def _usable_cpus() -> int:
@@ -89,7 +84,7 @@ class Settings:
     config_file: Path | None = None  # the TOML file these settings came from, if any
 
     def __post_init__(self) -> None:
-        for name, check in _CHECKS.items():
+        for name, check in CHECKS.items():
             object.__setattr__(self, name, check(getattr(self, name), _argument_label))
 
     @property
@@ -160,20 +155,20 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     def label(key: str) -> str:
         return f"`{key}` in {path}"
 
-    values = {name: _CHECKS[name](value, label) for name, value in document.items()}
+    values = {name: CHECKS[name](value, label) for name, value in document.items()}
     return _absolute_paths(values, path.parent)
 
 
 def _reject_unknown_keys(document: Mapping[str, Any], path: Path) -> None:
     """A misspelt key would otherwise be ignored silently, and its default used instead."""
     for key in document:
-        if key not in _CHECKS:
+        if key not in CHECKS:
             import difflib  # only on this error path: keeps start-up cheap
 
-            close = difflib.get_close_matches(key, _CHECKS, n=1)
+            close = difflib.get_close_matches(key, CHECKS, n=1)
             hint = f" (did you mean `{close[0]}`?)" if close else ""
             raise ConfigError(
-                f"unknown key `{key}` in {path}{hint}; known keys: {', '.join(sorted(_CHECKS))}"
+                f"unknown key `{key}` in {path}{hint}; known keys: {', '.join(sorted(CHECKS))}"
             )
 
 
@@ -183,24 +178,28 @@ def _read_environ(environ: Mapping[str, str], cwd: Path) -> dict[str, Any]:
     for name, variable in _ENVIRON_VARIABLES.items():
         text = environ.get(variable, "")
         if text.strip():
-            value = _from_text(name, text, variable)
-            values[name] = _CHECKS[name](value, _constant_label(variable))
+            value = from_text(name, text, variable)
+            values[name] = CHECKS[name](value, _constant_label(variable))
     return _absolute_paths(values, cwd)
+
+
+# Every setting but `pools`: a table of pools has no one-line form, so it lives in the file.
+_ENVIRON_VARIABLES = {name: f"ORCHESTRATOR_{name.upper()}" for name in CHECKS if name != "pools"}
 
 
 def _read_overrides(overrides: Mapping[str, Any], cwd: Path) -> dict[str, Any]:
     """The checked values of the command-line flags that were given."""
     values: dict[str, Any] = {}
     for name, value in overrides.items():
-        if name not in _CHECKS:
+        if name not in CHECKS:
             raise ConfigError(
-                f"unknown setting {name!r} given as a flag; known: {', '.join(sorted(_CHECKS))}"
+                f"unknown setting {name!r} given as a flag; known: {', '.join(sorted(CHECKS))}"
             )
         if value is None:
             continue
         if isinstance(value, str):
-            value = _from_text(name, value, _flag_label(name))
-        values[name] = _CHECKS[name](value, _flag_label)
+            value = from_text(name, value, _flag_label(name))
+        values[name] = CHECKS[name](value, _flag_label)
     return _absolute_paths(values, cwd)
 
 
@@ -236,207 +235,3 @@ def _absolute_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
     if "allowed_roots" in values:
         values["allowed_roots"] = tuple(_absolute(root, base) for root in values["allowed_roots"])
     return values
-
-
-# -- checking one value -------------------------------------------------------------------------
-
-
-def _from_text(name: str, text: str, label: str) -> Any:
-    """An environment variable's or flag's text as the setting's type."""
-    text = text.strip()
-    if name in _WHOLE_NUMBERS:
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigError(f"{label} must be a whole number, got {text!r}") from None
-    if name in ("shutdown_grace", "webhook_rate", "dag_trigger_rate"):
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigError(f"{label} must be a number, got {text!r}") from None
-    if name in ("in_process", "allow_private_urls", "api_enabled"):
-        return _boolean_from_text(text, label)
-    if name == "allowed_roots":
-        return [part for part in text.split(os.pathsep) if part.strip()]
-    if name == "allowed_hosts":  # commas: IPv6 hosts contain colons
-        return [part.strip() for part in text.split(",") if part.strip()]
-    return text
-
-
-_WHOLE_NUMBERS = (
-    "slots",
-    "result_max_bytes",
-    "worker_max_tasks",
-    "triggerer_capacity",
-    "api_port",
-    "api_max_body",
-    "api_max_json_depth",
-    "max_queued_runs",
-)
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
-def _boolean_from_text(text: str, label: str) -> bool:
-    if text.lower() in _TRUE:
-        return True
-    if text.lower() in _FALSE:
-        return False
-    choices = ", ".join((*_TRUE, *_FALSE))
-    raise ConfigError(f"{label} must be true or false (one of {choices}), got {text!r}")
-
-
-def _check_path(value: Any, label: Label, key: str) -> Path:
-    if not isinstance(value, str | os.PathLike) or not str(value).strip():
-        raise ConfigError(f"{label(key)} must be a non-empty path string, got {value!r}")
-    return Path(value)
-
-
-def _check_count(value: Any, label: Label, key: str) -> int:
-    # bool is an int subclass: `slots = true` is a mistake, not 1.
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{label(key)} must be a whole number of 1 or more, got {value!r}")
-    return value
-
-
-def _check_seconds(value: Any, label: Label, key: str) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1e6:
-        raise ConfigError(f"{label(key)} must be a number of seconds from 0, got {value!r}")
-    return float(value)
-
-
-def _check_rate(value: Any, label: Label, key: str) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1e9:
-        raise ConfigError(
-            f"{label(key)} must be a number of requests per second above 0, got {value!r}"
-        )
-    return float(value)
-
-
-def _check_port(value: Any, label: Label) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
-        raise ConfigError(
-            f"{label('api_port')} must be a TCP port from 1 to 65535 (or 0 for any free port), "
-            f"got {value!r}"
-        )
-    return value
-
-
-def _check_host(value: Any, label: Label) -> str:
-    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
-        raise ConfigError(
-            f"{label('api_host')} must be an address to listen on, such as 127.0.0.1, got {value!r}"
-        )
-    return value.strip()
-
-
-def _check_boolean(value: Any, label: Label, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{label(key)} must be true or false, got {value!r}")
-    return value
-
-
-def _check_choice(value: Any, label: Label, key: str, choices: tuple[str, ...]) -> str:
-    # Accepted in any case, stored in the case of `choices` (SQLite modes upper, formats lower).
-    by_lower = {choice.lower(): choice for choice in choices}
-    if not isinstance(value, str) or value.strip().lower() not in by_lower:
-        raise ConfigError(f"{label(key)} must be one of {', '.join(choices)}, got {value!r}")
-    return by_lower[value.strip().lower()]
-
-
-def _check_worker_max_tasks(value: Any, label: Label) -> int | None:
-    if value is None:
-        return None
-    try:
-        return _check_count(value, label, "worker_max_tasks")
-    except ConfigError as error:
-        raise ConfigError(f"{error} (leave it out to never recycle workers)") from None
-
-
-def _check_roots(value: Any, label: Label) -> tuple[Path, ...]:
-    if isinstance(value, str | os.PathLike) or not isinstance(value, list | tuple):
-        raise ConfigError(
-            f"{label('allowed_roots')} must be a list of folders, got {value!r}"
-            f" (in the environment: folders separated by {os.pathsep!r})"
-        )
-    return tuple(_check_path(root, label, "allowed_roots") for root in value)
-
-
-def _check_hosts(value: Any, label: Label) -> tuple[str, ...]:
-    if not isinstance(value, list | tuple) or not all(
-        isinstance(host, str) and host.strip() for host in value
-    ):
-        raise ConfigError(
-            f'{label("allowed_hosts")} must be a list of host names ("host" or "host:port"),'
-            f" got {value!r} (in the environment: separated by commas)"
-        )
-    return tuple(host.strip() for host in value)
-
-
-def _check_pools(value: Any, label: Label) -> dict[str, int]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(
-            f"{label('pools')} must be a table of pool names and slots "
-            f"(`[pools]` then `gpu = 1`), got {value!r}"
-        )
-    pools: dict[str, int] = {}
-    for name, slots in value.items():
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"{label('pools')} has a pool without a name: {name!r}")
-        pools[name] = _check_count(slots, label, f"pools.{name}")
-    return pools
-
-
-_CHECKS: dict[str, Callable[[Any, Label], Any]] = {
-    "state_dir": lambda value, label: _check_path(value, label, "state_dir"),
-    "dags_folder": lambda value, label: _check_path(value, label, "dags_folder"),
-    "slots": lambda value, label: _check_count(value, label, "slots"),
-    "pools": _check_pools,
-    "result_max_bytes": lambda value, label: _check_count(value, label, "result_max_bytes"),
-    "in_process": lambda value, label: _check_boolean(value, label, "in_process"),
-    "worker_max_tasks": _check_worker_max_tasks,
-    "synchronous": lambda value, label: _check_choice(
-        value, label, "synchronous", SYNCHRONOUS_MODES
-    ),
-    "log_format": lambda value, label: _check_choice(value, label, "log_format", LOG_FORMATS),
-    "triggerer_capacity": lambda value, label: _check_count(value, label, "triggerer_capacity"),
-    "shutdown_grace": lambda value, label: _check_seconds(value, label, "shutdown_grace"),
-    "allowed_roots": _check_roots,
-    "allow_private_urls": lambda value, label: _check_boolean(value, label, "allow_private_urls"),
-    "allowed_hosts": _check_hosts,
-    "api_enabled": lambda value, label: _check_boolean(value, label, "api_enabled"),
-    "api_host": _check_host,
-    "api_port": _check_port,
-    "api_max_body": lambda value, label: _check_count(value, label, "api_max_body"),
-    "api_max_json_depth": lambda value, label: _check_count(value, label, "api_max_json_depth"),
-    "webhook_rate": lambda value, label: _check_rate(value, label, "webhook_rate"),
-    "dag_trigger_rate": lambda value, label: _check_rate(value, label, "dag_trigger_rate"),
-    "max_queued_runs": lambda value, label: _check_count(value, label, "max_queued_runs"),
-}
-
-_ENVIRON_VARIABLES = {
-    name: f"ORCHESTRATOR_{name.upper()}"
-    for name in (
-        "state_dir",
-        "dags_folder",
-        "slots",
-        "result_max_bytes",
-        "in_process",
-        "worker_max_tasks",
-        "synchronous",
-        "log_format",
-        "triggerer_capacity",
-        "shutdown_grace",
-        "allowed_roots",
-        "allow_private_urls",
-        "allowed_hosts",
-        "api_enabled",
-        "api_host",
-        "api_port",
-        "api_max_body",
-        "api_max_json_depth",
-        "webhook_rate",
-        "dag_trigger_rate",
-        "max_queued_runs",
-    )
-}
