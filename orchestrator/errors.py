@@ -122,7 +122,7 @@ class PolicyError(OrchestratorError):
     """A URL or path that came from untrusted input is not allowed by the input policy.
 
     URLs and paths written in DAG code are trusted; ones taken from a run's `conf`, a webhook
-    payload or an event must pass the policy (see `orchestrator.waiting.policy`).
+    payload or an event must pass the policy (see `orchestrator.policy`).
     """
 
 

@@ -55,8 +55,8 @@ if TYPE_CHECKING:  # kept out of worker processes' imports: they only build trig
 
     from orchestrator.changes import Change
     from orchestrator.clock import Clock
+    from orchestrator.policy import InputPolicy
     from orchestrator.store.records import RunRecord, TaskInstanceRecord
-    from orchestrator.waiting.policy import InputPolicy
 
 JSON = Any  # a value `json.dumps` accepts: dict, list, str, int, float, bool or None
 
@@ -226,7 +226,7 @@ def _system_clock() -> Clock:
 
 
 def _open_policy() -> InputPolicy:
-    from orchestrator.waiting.policy import InputPolicy
+    from orchestrator.policy import InputPolicy
 
     return InputPolicy()
 

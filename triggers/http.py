@@ -28,7 +28,7 @@ import anyio
 import httpx
 
 from orchestrator.errors import TriggerError, TriggerLoadError
-from orchestrator.waiting.policy import policy_checked_client
+from orchestrator.policy import policy_checked_client
 from triggers.base import JSON, Trigger, TriggerEvent, current_runtime
 
 logger = logging.getLogger(__name__)

@@ -1,11 +1,13 @@
 """Scheduling: what decides.
 
-`engine` is the loop: it wakes on messages, takes one scheduling step, commits one store
-transaction and dispatches. Around it: the `scheduler` (which task instances are ready and get
-a slot), `active_runs` (the in-memory picture of the runs being driven), `deferred` (decisions
-about deferred task instances and timers), `autostart` with `events_to_runs` and
-`schedule_ticks` (runs that start themselves), `recovery` (runs an earlier process left), and
-`run_edits` (clear and cancel, by hand).
+`engine` is the loop: it wakes on `messages`, takes one step of `decisions`, commits one
+store transaction and acts (`dispatch` starts tries and callbacks; `timers`, `change_feed`).
+What users ask for arrives through `run_requests` and `edit_requests`; `startup` opens the
+engine and picks up `recovery`'s runs. Deciding: the `scheduler` with `readiness` (trigger
+rules, fan-out, branches) and `slots` (pools, priorities), `active_runs` and `driven_runs`
+(the runs being driven), `deferred` (deferred task instances and their timers), `autostart`
+with `events_to_runs` and `schedule_ticks` (runs that start themselves), and `run_edits` (the
+rules of clear and cancel).
 
 Imports: the core modules, `store`, `authoring`, `loading`, `execution` and `waiting`; never
 `api`, `ui`, `daemon` or `cli`, so the same engine serves the daemon and a foreground run.

@@ -34,6 +34,11 @@ class ChangeFeed:
             self._subscribers.remove(send)
             send.close()
 
+    @property
+    def listening(self) -> int:
+        """How many subscribers are listening now."""
+        return len(self._subscribers)
+
     def publish(self, changes: Iterable[Change]) -> None:
         for change in changes:
             for subscriber in self._subscribers:

@@ -34,6 +34,7 @@ from orchestrator.errors import RunError
 from orchestrator.execution.executor import Executor
 from orchestrator.loading.dagbag import DagBag, FileChange, replace_file
 from orchestrator.loading.importer import FileResult
+from orchestrator.policy import InputPolicy
 from orchestrator.scheduling.active_runs import Transitions
 from orchestrator.scheduling.autostart import DagDue, RunStarter
 from orchestrator.scheduling.change_feed import ChangeFeed
@@ -60,7 +61,6 @@ from orchestrator.scheduling.timers import TimerQueue
 from orchestrator.store import Store
 from orchestrator.store.base import TaskKey
 from orchestrator.store.records import EventRecord, RunRecord
-from orchestrator.waiting.policy import InputPolicy
 from orchestrator.waiting.triggerer import Triggerer
 from orchestrator.waiting.watchdog import LoopWatchdog
 from triggers.base import TriggerRuntime, set_runtime

@@ -17,6 +17,7 @@ from pathlib import Path
 from sensorkit import results_of, states_of, trigger_of
 from startkit import land, runs_of, until_runs
 
+import orchestrator
 from orchestrator.clock import FakeClock
 from orchestrator.config import Settings
 from orchestrator.scheduling.engine import Engine
@@ -92,6 +93,11 @@ async def test_runs_left_waiting_by_the_old_layout_finish(
         names = sorted(source.source.split("(")[0] for source in sources)
         assert names == ["FileTrigger", "asset warehouse/features"]
         assert [source.error for source in sources] == [None, None]
+        # A run source that is not a trigger is stored again under its public name, which no
+        # move inside the package changes again.
+        [asset] = [source for source in sources if source.source.startswith("asset")]
+        assert asset.classpath == "orchestrator.Asset"
+        assert orchestrator.Asset.__name__ == "Asset"
         # Nothing failed, nothing is left waiting.
         for dag_id in ("landing", "nightly", "remote_job", "features", "retrain"):
             for run in await runs_of(engine, dag_id):

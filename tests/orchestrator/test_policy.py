@@ -16,7 +16,7 @@ from httpserver import Reply, serve
 
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigError, PolicyError
-from orchestrator.waiting.policy import (
+from orchestrator.policy import (
     InputPolicy,
     ip_literal,
     policy_checked_client,

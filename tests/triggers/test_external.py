@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import aclosing, asynccontextmanager, contextmanager
 from pathlib import Path
@@ -11,11 +10,11 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from orchestrator.changes import Change, RunChanged, TaskChanged
+from orchestrator.changes import RunChanged, TaskChanged
 from orchestrator.clock import FakeClock
 from orchestrator.errors import StoreError, TriggerError, TriggerLoadError
+from orchestrator.scheduling.change_feed import ChangeFeed
 from orchestrator.state import RunState, TaskState
 from orchestrator.store import RunRecord, SqliteStore, TaskInstanceRecord, WriteBatch, open_store
 from triggers.base import StateReader, TriggerEvent, TriggerRuntime, load_trigger, set_runtime
@@ -26,30 +25,8 @@ LOAD = ("r1", "load", -1)
 TO_RUNNING = (TaskState.NONE, TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING)
 
 
-class Feed:
-    """A change feed like the engine's: every subscriber gets every change published after."""
-
-    def __init__(self) -> None:
-        self.subscribers: list[MemoryObjectSendStream[Change]] = []
-
-    @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[MemoryObjectReceiveStream[Change]]:
-        send, receive = anyio.create_memory_object_stream[Change](math.inf)
-        self.subscribers.append(send)
-        try:
-            async with receive:
-                yield receive
-        finally:
-            self.subscribers.remove(send)
-            send.close()
-
-    def publish(self, change: Change) -> None:
-        for subscriber in self.subscribers:
-            subscriber.send_nowait(change)
-
-
 @contextmanager
-def runtime(store: StateReader | None, clock: FakeClock, feed: Feed | None) -> Iterator[None]:
+def runtime(store: StateReader | None, clock: FakeClock, feed: ChangeFeed | None) -> Iterator[None]:
     """Make a runtime current for this task and the tasks it starts."""
     changes = feed.subscribe if feed is not None else None
     token = set_runtime(TriggerRuntime(clock=clock, state=store, changes=changes))
@@ -125,7 +102,7 @@ Outcomes = list[TriggerEvent | TriggerError]
 
 @asynccontextmanager
 async def waiting(
-    trigger: ExternalRunTrigger, clock: FakeClock, feed: Feed | None
+    trigger: ExternalRunTrigger, clock: FakeClock, feed: ChangeFeed | None
 ) -> AsyncIterator[Outcomes]:
     """Run `trigger` in the background until it is waiting; leaving waits for it to end.
 
@@ -162,7 +139,7 @@ def only_error(outcomes: Outcomes) -> str:
 
 
 async def test_a_run_already_in_the_state_fires_at_once(tmp_path: Path) -> None:
-    clock, feed = FakeClock(START), Feed()
+    clock, feed = FakeClock(START), ChangeFeed()
     trigger = ExternalRunTrigger(dag_id="etl", run_id="r1")
     async with open_store(tmp_path / "state") as store:
         await create_run(store, "r1")
@@ -173,11 +150,11 @@ async def test_a_run_already_in_the_state_fires_at_once(tmp_path: Path) -> None:
     expected = {"dag_id": "etl", "run_id": "r1", "task_id": None, "map_index": -1}
     assert event == TriggerEvent({**expected, "state": "success"}, dedup_key="etl/r1//success")
     assert polled == event
-    assert (feed.subscribers, clock.sleepers) == ([], 0)  # unsubscribed, no timer left
+    assert (feed.listening, clock.sleepers) == (0, 0)  # unsubscribed, no timer left
 
 
 async def test_a_run_reaching_the_state_later_fires_on_its_change(tmp_path: Path) -> None:
-    clock, feed = FakeClock(START), Feed()
+    clock, feed = FakeClock(START), ChangeFeed()
     trigger = ExternalRunTrigger(dag_id="etl", run_id="r1")
     async with open_store(tmp_path / "state") as store:
         await create_run(store, "r1")
@@ -186,29 +163,29 @@ async def test_a_run_reaching_the_state_later_fires_on_its_change(tmp_path: Path
             assert await trigger.poll() is None
             async with waiting(trigger, clock, feed) as outcomes:
                 assert outcomes == []
-                feed.publish(run_changed("r0", RunState.SUCCESS))  # another run: ignored
+                feed.publish([run_changed("r0", RunState.SUCCESS)])  # another run: ignored
                 await move_run(store, "r1", RunState.RUNNING, RunState.SUCCESS)
-                feed.publish(run_changed("r1", RunState.SUCCESS))
+                feed.publish([run_changed("r1", RunState.SUCCESS)])
     # The clock never moved, so the feed alone woke it.
     assert only_event(outcomes).dedup_key == "etl/r1//success"
-    assert (feed.subscribers, clock.sleepers) == ([], 0)
+    assert (feed.listening, clock.sleepers) == (0, 0)
 
 
 async def test_the_state_in_a_change_for_the_run_is_believed_without_a_store_read(
     tmp_path: Path,
 ) -> None:
-    clock, feed = FakeClock(START), Feed()
+    clock, feed = FakeClock(START), ChangeFeed()
     trigger = ExternalRunTrigger(dag_id="etl", run_id="r1", states=("running",))
     async with open_store(tmp_path / "state") as store:
         await create_run(store, "r1")
         with runtime(store, clock, feed):
             async with waiting(trigger, clock, feed) as outcomes:
-                feed.publish(run_changed("r1", RunState.RUNNING))  # the store still says queued
+                feed.publish([run_changed("r1", RunState.RUNNING)])  # the store still says queued
     assert only_event(outcomes).payload["state"] == "running"
 
 
 async def test_a_run_that_failed_raises_naming_the_run_and_the_state(tmp_path: Path) -> None:
-    clock, feed = FakeClock(START), Feed()
+    clock, feed = FakeClock(START), ChangeFeed()
     trigger = ExternalRunTrigger(dag_id="etl", run_id="r1")
     async with open_store(tmp_path / "state") as store:
         await create_run(store, "r1")
@@ -218,26 +195,26 @@ async def test_a_run_that_failed_raises_naming_the_run_and_the_state(tmp_path: P
                 await first_event(trigger)
             with pytest.raises(TriggerError, match="ended in failed"):
                 await trigger.poll()
-    assert feed.subscribers == []
+    assert feed.listening == 0
 
 
 async def test_a_run_that_fails_while_waited_on_raises(tmp_path: Path) -> None:
-    clock, feed = FakeClock(START), Feed()
+    clock, feed = FakeClock(START), ChangeFeed()
     trigger = ExternalRunTrigger(dag_id="etl", run_id="r1")
     async with open_store(tmp_path / "state") as store:
         await create_run(store, "r1")
         with runtime(store, clock, feed):
             async with waiting(trigger, clock, feed) as outcomes:
                 await move_run(store, "r1", RunState.QUEUED, RunState.RUNNING, RunState.FAILED)
-                feed.publish(run_changed("r1", RunState.RUNNING))
-                feed.publish(run_changed("r1", RunState.FAILED))
+                feed.publish([run_changed("r1", RunState.RUNNING)])
+                feed.publish([run_changed("r1", RunState.FAILED)])
     assert only_error(outcomes) == "run r1 of DAG etl ended in failed"
 
 
 async def test_a_final_state_it_does_not_wait_for_raises_instead_of_waiting_forever(
     tmp_path: Path,
 ) -> None:
-    clock, feed = FakeClock(START), Feed()
+    clock, feed = FakeClock(START), ChangeFeed()
     trigger = ExternalRunTrigger(dag_id="etl", run_id="r1")
     async with open_store(tmp_path / "state") as store:
         await create_run(store, "r1")
@@ -250,7 +227,7 @@ async def test_a_final_state_it_does_not_wait_for_raises_instead_of_waiting_fore
 
 
 async def test_a_run_unknown_at_first_is_found_when_it_is_created(tmp_path: Path) -> None:
-    clock, feed = FakeClock(START), Feed()
+    clock, feed = FakeClock(START), ChangeFeed()
     trigger = ExternalRunTrigger(dag_id="etl")
     async with open_store(tmp_path / "state") as store:
         await create_run(store, "other-1", dag_id="report")
@@ -258,17 +235,17 @@ async def test_a_run_unknown_at_first_is_found_when_it_is_created(tmp_path: Path
         with runtime(store, clock, feed):
             assert await trigger.poll() is None  # no run of etl yet
             async with waiting(trigger, clock, feed) as outcomes:
-                feed.publish(run_changed("other-1", RunState.SUCCESS, dag_id="report"))
+                feed.publish([run_changed("other-1", RunState.SUCCESS, dag_id="report")])
                 await create_run(store, "r7")
                 await move_run(store, "r7", RunState.QUEUED, RunState.RUNNING)
-                feed.publish(run_changed("r7", RunState.RUNNING))
+                feed.publish([run_changed("r7", RunState.RUNNING)])
                 await move_run(store, "r7", RunState.RUNNING, RunState.SUCCESS)
-                feed.publish(run_changed("r7", RunState.SUCCESS))
+                feed.publish([run_changed("r7", RunState.SUCCESS)])
     assert only_event(outcomes).payload["run_id"] == "r7"
 
 
 async def test_only_the_periodic_check_sees_a_change_from_outside_the_feed(tmp_path: Path) -> None:
-    clock, feed = FakeClock(START), Feed()
+    clock, feed = FakeClock(START), ChangeFeed()
     trigger = ExternalRunTrigger(dag_id="etl", run_id="r1", check_interval=30)
     async with open_store(tmp_path / "state") as store:
         await create_run(store, "r1")
@@ -338,15 +315,15 @@ async def test_a_logical_date_is_found_past_the_first_page_of_runs(tmp_path: Pat
 async def test_a_named_run_created_while_waited_on_is_found_by_its_first_change(
     tmp_path: Path,
 ) -> None:
-    clock, feed = FakeClock(START), Feed()
+    clock, feed = FakeClock(START), ChangeFeed()
     trigger = ExternalRunTrigger(dag_id="etl", run_id="r9", task_id="load")
     async with open_store(tmp_path / "state") as store:
         with runtime(store, clock, feed):
             async with waiting(trigger, clock, feed) as outcomes:
                 await create_run(store, "r9")
                 await move_task(store, ("r9", "load", -1), *TO_RUNNING, TaskState.SUCCESS)
-                feed.publish(task_changed("r8", "load", TaskState.SUCCESS))  # not the run named
-                feed.publish(task_changed("r9", "extract", TaskState.SCHEDULED))
+                feed.publish([task_changed("r8", "load", TaskState.SUCCESS)])  # not the run named
+                feed.publish([task_changed("r9", "extract", TaskState.SCHEDULED)])
     assert only_event(outcomes).dedup_key == "etl/r9/load/success"
 
 
@@ -362,7 +339,7 @@ async def test_a_run_id_of_another_dag_is_an_error_saying_so(tmp_path: Path) -> 
 @pytest.mark.parametrize("wait", ["run", "poll"])
 async def test_without_the_engine_state_it_raises_saying_what_it_needs(wait: str) -> None:
     trigger = ExternalRunTrigger(dag_id="etl")
-    with runtime(None, FakeClock(START), Feed()), pytest.raises(TriggerError) as caught:
+    with runtime(None, FakeClock(START), ChangeFeed()), pytest.raises(TriggerError) as caught:
         await (first_event(trigger) if wait == "run" else trigger.poll())
     assert "needs the engine's state" in str(caught.value)
 
@@ -370,15 +347,15 @@ async def test_without_the_engine_state_it_raises_saying_what_it_needs(wait: str
 async def test_closing_a_waiting_trigger_unsubscribes_and_forgets_its_timer(
     tmp_path: Path,
 ) -> None:
-    clock, feed = FakeClock(START), Feed()
+    clock, feed = FakeClock(START), ChangeFeed()
     async with open_store(tmp_path / "state") as store:
         with runtime(store, clock, feed), anyio.fail_after(10):
             async with anyio.create_task_group() as task_group:
                 task_group.start_soon(first_event, ExternalRunTrigger(dag_id="etl"))
                 await wait_until(lambda: clock.sleepers == 1)
-                assert len(feed.subscribers) == 1
+                assert feed.listening == 1
                 task_group.cancel_scope.cancel()
-    assert (feed.subscribers, clock.sleepers) == ([], 0)
+    assert (feed.listening, clock.sleepers) == (0, 0)
 
 
 class BreakableReader:
@@ -406,7 +383,7 @@ class BreakableReader:
 
 
 async def test_a_store_error_while_waiting_comes_out_as_itself(tmp_path: Path) -> None:
-    clock, feed = FakeClock(START), Feed()
+    clock, feed = FakeClock(START), ChangeFeed()
     trigger = ExternalRunTrigger(dag_id="etl", run_id="r1")
     async with open_store(tmp_path / "state") as store:
         await create_run(store, "r1")
@@ -422,25 +399,25 @@ async def test_a_store_error_while_waiting_comes_out_as_itself(tmp_path: Path) -
                 task_group.start_soon(break_the_store_once_waiting)
                 with pytest.raises(StoreError, match="the state database is gone"):
                     await first_event(trigger)  # not an ExceptionGroup around it
-    assert (feed.subscribers, clock.sleepers) == ([], 0)
+    assert (feed.listening, clock.sleepers) == (0, 0)
 
 
 # -- one task of a run -----------------------------------------------------------------------------
 
 
 async def test_a_task_reaching_the_state_fires_and_other_tasks_do_not(tmp_path: Path) -> None:
-    clock, feed = FakeClock(START), Feed()
+    clock, feed = FakeClock(START), ChangeFeed()
     trigger = ExternalRunTrigger(dag_id="etl", run_id="r1", task_id="load")
     async with open_store(tmp_path / "state") as store:
         await create_run(store, "r1")
         with runtime(store, clock, feed):
             async with waiting(trigger, clock, feed) as outcomes:
                 await move_task(store, ("r1", "extract", -1), *TO_RUNNING, TaskState.SUCCESS)
-                feed.publish(task_changed("r1", "extract", TaskState.SUCCESS))
-                feed.publish(run_changed("r1", RunState.RUNNING))
+                feed.publish([task_changed("r1", "extract", TaskState.SUCCESS)])
+                feed.publish([run_changed("r1", RunState.RUNNING)])
                 await move_task(store, LOAD, *TO_RUNNING, TaskState.SUCCESS)
-                feed.publish(task_changed("r1", "load", TaskState.RUNNING))
-                feed.publish(task_changed("r1", "load", TaskState.SUCCESS))
+                feed.publish([task_changed("r1", "load", TaskState.RUNNING)])
+                feed.publish([task_changed("r1", "load", TaskState.SUCCESS)])
     assert outcomes == [
         TriggerEvent(
             {"dag_id": "etl", "run_id": "r1", "task_id": "load", "map_index": -1}
@@ -451,14 +428,14 @@ async def test_a_task_reaching_the_state_fires_and_other_tasks_do_not(tmp_path: 
 
 
 async def test_a_task_that_cannot_run_raises_naming_the_task(tmp_path: Path) -> None:
-    clock, feed = FakeClock(START), Feed()
+    clock, feed = FakeClock(START), ChangeFeed()
     trigger = ExternalRunTrigger(dag_id="etl", run_id="r1", task_id="load")
     async with open_store(tmp_path / "state") as store:
         await create_run(store, "r1")
         with runtime(store, clock, feed):
             async with waiting(trigger, clock, feed) as outcomes:
                 await move_task(store, LOAD, TaskState.NONE, TaskState.UPSTREAM_FAILED)
-                feed.publish(task_changed("r1", "load", TaskState.UPSTREAM_FAILED))
+                feed.publish([task_changed("r1", "load", TaskState.UPSTREAM_FAILED)])
     assert only_error(outcomes) == "task load of run r1 (DAG etl) ended in upstream_failed"
 
 
@@ -476,14 +453,14 @@ async def test_one_mapped_task_instance_is_told_apart_from_its_siblings(tmp_path
 
 
 async def test_a_task_the_finished_run_never_had_is_an_error(tmp_path: Path) -> None:
-    clock, feed = FakeClock(START), Feed()
+    clock, feed = FakeClock(START), ChangeFeed()
     trigger = ExternalRunTrigger(dag_id="etl", run_id="r1", task_id="laod")  # a typo
     async with open_store(tmp_path / "state") as store:
         await create_run(store, "r1")
         with runtime(store, clock, feed):
             async with waiting(trigger, clock, feed) as outcomes:
                 await move_run(store, "r1", RunState.QUEUED, RunState.RUNNING, RunState.SUCCESS)
-                feed.publish(run_changed("r1", RunState.SUCCESS))
+                feed.publish([run_changed("r1", RunState.SUCCESS)])
     assert only_error(outcomes) == (
         "task laod of run r1 (DAG etl) does not exist and its run ended in success;"
         " check task_id and map_index"

@@ -19,7 +19,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from orchestrator.clock import FakeClock
 from orchestrator.errors import PolicyError, TriggerError, TriggerLoadError
-from orchestrator.waiting.policy import InputPolicy
+from orchestrator.policy import InputPolicy
 from triggers.base import TriggerEvent, TriggerRuntime, load_trigger, set_runtime
 from triggers.file import FileTrigger, pattern_warning
 from triggers.watch import WatchStatistics, watch_statistics

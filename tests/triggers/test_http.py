@@ -17,7 +17,7 @@ from httpserver import HttpServer, Reply, serve
 
 from orchestrator.clock import FakeClock
 from orchestrator.errors import PolicyError, TriggerError, TriggerLoadError
-from orchestrator.waiting.policy import InputPolicy
+from orchestrator.policy import InputPolicy
 from triggers.base import TriggerEvent, TriggerRuntime, load_trigger, set_runtime
 from triggers.http import HttpTrigger
 
