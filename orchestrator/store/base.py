@@ -219,6 +219,7 @@ class StoreStatistics:
 
     transactions: int  # write transactions committed
     batches: int  # write batches committed (failed ones are not counted)
+    checkpoints: int = 0  # complete checkpoints of the WAL into the main file
 
 
 class Store(Protocol):

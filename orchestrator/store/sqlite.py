@@ -56,6 +56,7 @@ from orchestrator.store.rows import (
     webhook_from_row,
 )
 from orchestrator.store.statedir import prepare_state_dir
+from orchestrator.store.walmark import WalMarker, check_wal_not_lost
 from orchestrator.store.writer import GroupCommitWriter
 
 _TASK_KEY = "run_id = ? AND task_id = ? AND map_index = ?"
@@ -263,6 +264,7 @@ async def open_store(
     level = check_synchronous(synchronous)
     prepare = functools.partial(prepare_state_dir, Path(state_dir), readonly=readonly)
     db_path = await anyio.to_thread.run_sync(prepare)
+    await anyio.to_thread.run_sync(check_wal_not_lost, db_path)
     opener = _open_readonly if readonly else _open_writable
     async with opener(db_path, level) as store:
         yield store
@@ -273,7 +275,7 @@ async def _open_writable(db_path: Path, synchronous: str) -> AsyncIterator[Sqlit
     async with connect_writer(db_path, synchronous) as connection:
         await migrate(connection, str(db_path))
         async with connect_reader(db_path, synchronous, check=False) as reader:
-            writer = GroupCommitWriter(connection, str(db_path))
+            writer = GroupCommitWriter(connection, str(db_path), WalMarker(db_path))
             body_error: BaseException | None = None
             async with anyio.create_task_group() as task_group:
                 task_group.start_soon(writer.run)
@@ -283,6 +285,8 @@ async def _open_writable(db_path: Path, synchronous: str) -> AsyncIterator[Sqlit
                     body_error = error
                 finally:
                     writer.close()
+            with anyio.CancelScope(shield=True):
+                await writer.checkpoint()  # a clean stop leaves nothing in the -wal file
             if body_error is not None:
                 # Raised here, outside the task group, so a `StoreError` from the caller's block
                 # reaches the caller as itself rather than wrapped in an ExceptionGroup.

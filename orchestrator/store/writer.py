@@ -9,6 +9,10 @@ fsync; alone, a batch pays for its own, as it would without the queue.
 Savepoints are taken lazily: a group is first tried as a whole, and only if one of its
 batches fails is it rolled back and replayed with a savepoint per batch. The outcome is the
 same; the common path saves two round trips per batch.
+
+When no batch has come for `idle_checkpoint_delay` seconds after a commit, the writer
+checkpoints: the commits move from the `-wal` file into the main file, so a lost `-wal` file
+loses as little as possible (see `walmark.py`, which also marks every commit beforehand).
 """
 
 from __future__ import annotations
@@ -23,7 +27,11 @@ import anyio
 from orchestrator.errors import StoreError
 from orchestrator.store.base import StoreStatistics, WriteBatch
 from orchestrator.store.connection import corrupted_error, is_corruption
+from orchestrator.store.walmark import WalMarker
 from orchestrator.store.writes import apply_op
+
+#: Seconds without a commit after which the writer checkpoints the WAL into the main file.
+IDLE_CHECKPOINT_DELAY = 1.0
 
 
 @dataclass(eq=False)
@@ -38,9 +46,22 @@ class _Pending:
 class GroupCommitWriter:
     """Owns the writer connection; `run` must be running (in a task group) for commits to land."""
 
-    def __init__(self, connection: aiosqlite.Connection, db_path: str) -> None:
+    def __init__(
+        self,
+        connection: aiosqlite.Connection,
+        db_path: str,
+        marker: WalMarker,
+        *,
+        idle_checkpoint_delay: float | None = None,
+    ) -> None:
         self._connection = connection
         self._db_path = db_path
+        self._marker = marker
+        self._idle_checkpoint_delay = (
+            IDLE_CHECKPOINT_DELAY if idle_checkpoint_delay is None else idle_checkpoint_delay
+        )
+        self._unsaved = False  # committed since the last complete checkpoint
+        self._checkpoints = 0
         # Unbounded: every queued batch has a caller waiting on it, so callers bound the queue.
         self._send, self._receive = anyio.create_memory_object_stream[_Pending](math.inf)
         self._transactions = 0
@@ -65,7 +86,9 @@ class GroupCommitWriter:
             raise pending.error
 
     def statistics(self) -> StoreStatistics:
-        return StoreStatistics(transactions=self._transactions, batches=self._batches)
+        return StoreStatistics(
+            transactions=self._transactions, batches=self._batches, checkpoints=self._checkpoints
+        )
 
     def close(self) -> None:
         """Accept no more batches; `run` commits those already queued, then returns."""
@@ -74,13 +97,42 @@ class GroupCommitWriter:
     async def run(self) -> None:
         """Commit groups of queued batches until `close`; answer every caller, even if cancelled."""
         try:
-            async for first in self._receive:
+            while (first := await self._receive_or_checkpoint()) is not None:
                 group = [first, *self._take_queued()]
                 # Shielded: a group is finished (or rolled back) before a cancel takes effect.
                 with anyio.CancelScope(shield=True):
                     await self._commit_group(group)
         finally:
             self._abandon_queued()
+
+    async def checkpoint(self) -> None:
+        """Move every commit into the main file now, if readers let it (at idle and on close).
+
+        A checkpoint that fails (a full disk, an I/O error) loses nothing: the commits stay in
+        the `-wal` file and the marker stays `dirty`; the next idle moment tries again.
+        """
+        try:
+            saved = await self._marker.checkpoint(self._connection)
+        except (sqlite3.Error, OSError):
+            saved = False
+        self._unsaved = not saved
+        self._checkpoints += saved
+
+    async def _receive_or_checkpoint(self) -> _Pending | None:
+        """The next batch (None once closed), checkpointing first if the wait grows long."""
+        if self._unsaved:
+            with anyio.move_on_after(self._idle_checkpoint_delay):
+                return await self._receive_next()
+            with anyio.CancelScope(shield=True):
+                await self.checkpoint()
+            self._unsaved = False  # after a failure, wait for the next commit to try again
+        return await self._receive_next()
+
+    async def _receive_next(self) -> _Pending | None:
+        try:
+            return await self._receive.receive()
+        except anyio.EndOfStream:
+            return None
 
     def _take_queued(self) -> list[_Pending]:
         queued: list[_Pending] = []
@@ -123,6 +175,7 @@ class GroupCommitWriter:
             if not await self._apply(pending):
                 await self._connection.execute("ROLLBACK")
                 return len(group) == 1
+        await self._marker.before_commit()
         await self._connection.execute("COMMIT")
         self._count_committed(len(group))
         return True
@@ -138,6 +191,8 @@ class GroupCommitWriter:
             else:
                 await self._connection.execute("ROLLBACK TO batch")
             await self._connection.execute("RELEASE batch")
+        if applied:
+            await self._marker.before_commit()
         await self._connection.execute("COMMIT" if applied else "ROLLBACK")
         self._count_committed(applied)
 
@@ -154,6 +209,7 @@ class GroupCommitWriter:
         return True
 
     def _count_committed(self, batches: int) -> None:
+        self._unsaved = self._unsaved or batches > 0
         self._transactions += batches > 0
         self._batches += batches
 

@@ -1,0 +1,137 @@
+"""The WAL marker: a sidecar file that says whether the `-wal` file holds unsaved commits.
+
+In WAL mode a commit lands in `orchestrator.db-wal` and reaches `orchestrator.db` only at the
+next checkpoint. After an unclean stop, deleting the `-wal` file silently rolls the database
+back to its last checkpoint, and SQLite cannot tell: the main file alone is a sound, older
+database. `orchestrator.db-walmark` records, outside the WAL, whether such commits may exist:
+
+- `dirty` is written and fsynced *before* the first commit after a complete checkpoint, while
+  that commit holds the write lock (`BEGIN IMMEDIATE`), so no commit is ever in the WAL alone
+  while the marker says `clean` — in this process or in any other writer;
+- `clean` is written only after a complete `TRUNCATE` checkpoint, under the write lock and
+  after seeing the `-wal` file empty, so no commit came between the checkpoint and the mark.
+
+Hence "marker dirty and no `-wal` file" means commits may have been lost, and "clean" means
+the main file holds every commit. Opening refuses the first case, before SQLite sees the
+path (it would create an empty `-wal` and hide the loss). The one false alarm is another
+SQLite program, not the orchestrator, closing the database last after a crash (SQLite
+checkpoints and deletes the `-wal` on close): the recovery steps cover it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import aiosqlite
+import anyio
+
+from orchestrator.errors import StoreCorruptedError
+from orchestrator.store.connection import BUSY_TIMEOUT_MS
+
+_DIRTY = b"dirty\n"
+_CLEAN = b"clean\n"  # the same length: an overwrite in place needs no new disk block
+
+
+def marker_path(db_path: Path) -> Path:
+    return db_path.with_name(f"{db_path.name}-walmark")
+
+
+def wal_path(db_path: Path) -> Path:
+    return db_path.with_name(f"{db_path.name}-wal")
+
+
+def read_marker(db_path: Path) -> bytes:
+    """The marker's content; `clean` when there is none (a new or older state directory)."""
+    try:
+        return marker_path(db_path).read_bytes()
+    except FileNotFoundError:
+        return _CLEAN
+
+
+def check_wal_not_lost(db_path: Path) -> None:
+    """Raise `StoreCorruptedError` if the `-wal` file is gone while it held unsaved commits.
+
+    Blocking file-system calls: run it in a worker thread, before any connection opens.
+    """
+    if db_path.is_file() and not wal_path(db_path).exists() and read_marker(db_path) == _DIRTY:
+        raise lost_wal_error(db_path)
+
+
+def lost_wal_error(db_path: Path) -> StoreCorruptedError:
+    """The refusal for a missing `-wal` file, with the ways to recover spelled out."""
+    wal, marker = wal_path(db_path), marker_path(db_path)
+    return StoreCorruptedError(
+        f"The database {db_path} was not closed cleanly and its write-ahead log {wal} is "
+        "missing, so the commits it held since the last checkpoint (runs, task states, "
+        "events) are not in the database. The orchestrator will not use it and has written "
+        "nothing to it. With every orchestrator stopped: if you still have the -wal file "
+        f"(a backup, the trash), put it back as {wal} and start again. Otherwise restore "
+        "the state directory from a backup, or accept the loss and continue from the last "
+        f"checkpoint: `rm {shlex.quote(str(marker))}`, then `orchestrator db check`. "
+        "(If another SQLite program opened the database since the crash, it saved the "
+        "commits into the database before removing the log: then nothing is lost, and the "
+        "same `rm` is all you need.)"
+    )
+
+
+class WalMarker:
+    """The writer's side: mark `dirty` before a commit, `clean` after a complete checkpoint."""
+
+    def __init__(self, db_path: Path) -> None:
+        self._db_path = db_path
+        self._path = marker_path(db_path)
+
+    async def before_commit(self) -> None:
+        """Call under the write lock, before COMMIT: make sure the marker says `dirty`.
+
+        Read every time (a few microseconds from the page cache) because another process's
+        writer may have marked it `clean` since; written and fsynced only on that change.
+        """
+        if read_marker(self._db_path) != _DIRTY:
+            await anyio.to_thread.run_sync(self._write_durably, _DIRTY)
+
+    async def checkpoint(self, connection: aiosqlite.Connection) -> bool:
+        """Save every commit into the main file and mark `clean`; False if readers prevented it.
+
+        The checkpoint does not wait for readers (busy timeout 0): a reader in the middle of
+        a long read would otherwise hold up every commit queued behind it.
+        """
+        await connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            rows = list(await connection.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))
+        finally:
+            await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if not rows or rows[0][0] != 0:
+            return False
+        await connection.execute("BEGIN IMMEDIATE")
+        try:
+            if _wal_is_empty(self._db_path):  # nothing committed since the checkpoint
+                self._path.write_bytes(_CLEAN)  # not fsynced: losing it only leaves `dirty`
+                return True
+            return False
+        finally:
+            await connection.execute("ROLLBACK")
+
+    def _write_durably(self, content: bytes) -> None:
+        created = not self._path.exists()
+        descriptor = os.open(self._path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(descriptor, content, 0)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        if created:  # the new name must be durable too
+            directory = os.open(self._path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+
+
+def _wal_is_empty(db_path: Path) -> bool:
+    try:
+        return wal_path(db_path).stat().st_size == 0
+    except FileNotFoundError:
+        return True
