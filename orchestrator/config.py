@@ -56,6 +56,8 @@ class Settings:
     slots: int = field(default_factory=_usable_cpus)  # the "default" pool's slots
     pools: Mapping[str, int] = field(default_factory=dict, hash=False)  # extra pools
     result_max_bytes: int = 65536  # a task result larger than this as JSON is an error
+    # A try's log larger than this keeps its head and tail, with a marker where it was cut.
+    task_log_max_bytes: int = 16 * 1024 * 1024
     in_process: bool = False  # run sync tasks in threads of the engine (not worker processes)
     worker_max_tasks: int | None = None  # recycle a worker process after this many tasks
     synchronous: str = "FULL"  # SQLite `PRAGMA synchronous`: NORMAL | FULL | EXTRA

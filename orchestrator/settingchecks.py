@@ -49,6 +49,7 @@ def from_text(name: str, text: str, label: str) -> Any:
 _WHOLE_NUMBERS = (
     "slots",
     "result_max_bytes",
+    "task_log_max_bytes",
     "worker_max_tasks",
     "triggerer_capacity",
     "api_port",
@@ -80,6 +81,13 @@ def _check_count(value: Any, label: Label, key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{label(key)} must be a whole number of 1 or more, got {value!r}")
     return value
+
+
+def _check_log_cap(value: Any, label: Label) -> int:
+    count = _check_count(value, label, "task_log_max_bytes")
+    if count < 4096:  # room for a head, a tail and the marker between them
+        raise ConfigError(f"{label('task_log_max_bytes')} must be 4096 or more, got {count}")
+    return count
 
 
 def _check_seconds(value: Any, label: Label, key: str) -> float:
@@ -176,6 +184,7 @@ CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "slots": lambda value, label: _check_count(value, label, "slots"),
     "pools": _check_pools,
     "result_max_bytes": lambda value, label: _check_count(value, label, "result_max_bytes"),
+    "task_log_max_bytes": lambda value, label: _check_log_cap(value, label),
     "in_process": lambda value, label: _check_boolean(value, label, "in_process"),
     "worker_max_tasks": _check_worker_max_tasks,
     "synchronous": lambda value, label: _check_choice(

@@ -22,6 +22,9 @@ async def health(api: ApiContext, request: Request) -> JSONResponse:
     """Unauthenticated, for load balancers and systemd checks: 200 while the daemon serves."""
     if api.stopping:
         return JSONResponse({"status": "stopping"}, status_code=503)
+    full_disk = api.engine.full_disk.reason
+    if full_disk is not None:  # up, but dispatching nothing until the store can commit
+        return JSONResponse({"status": "disk_full", "detail": full_disk}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 

@@ -29,6 +29,8 @@ from typing import Any, Literal, TextIO
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+logger = logging.getLogger("orchestrator.executor")
+
 _current_log: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar(
     "orchestrator_log", default=None
 )
@@ -142,7 +144,46 @@ def open_log(log_path: str) -> TextIO:
 
 
 def append_to_log(log_path: str, line: str) -> None:
-    """Add one line to a try's log: what the engine itself has to say (a timeout, a crash)."""
-    if log_path:
+    """Add one line to a try's log: what the engine itself has to say (a timeout, a crash).
+
+    Best effort: the same words are stored with the try's outcome, so a log that cannot be
+    written (a full disk) loses nothing that matters, and must not stop the engine.
+    """
+    if not log_path:
+        return
+    try:
         with open_log(log_path) as log:
             log.write(line.rstrip("\n") + "\n")
+    except OSError as error:
+        logger.warning("cannot write to the try's log %s: %s", log_path, error)
+
+
+def cap_log(log_path: str, max_bytes: int) -> int:
+    """Cut a finished try's log to `max_bytes`, keeping its head and tail; the bytes cut.
+
+    The middle goes, with a marker line in its place: the head says how the try started, the
+    tail how it ended. Done in place (the file only shrinks), so it works on a full disk.
+    Blocking: run it in a worker thread. A missing or unreadable log is left as it is.
+    """
+    try:
+        with open(log_path, "r+b") as log:
+            size = os.fstat(log.fileno()).st_size
+            if size <= max_bytes:
+                return 0
+            head = max_bytes // 2
+            tail_size = max_bytes - head - _MARKER_ROOM
+            cut = size - head - tail_size
+            marker = _CUT_MARKER.format(cut=cut, limit=max_bytes).encode()
+            log.seek(size - tail_size)
+            tail = log.read(tail_size)
+            log.seek(head)
+            log.write(marker + tail)
+            log.truncate()
+            return cut
+    except OSError as error:
+        logger.warning("cannot cap the try's log %s: %s", log_path, error)
+        return 0
+
+
+_CUT_MARKER = "\n[... {cut} bytes cut here: the log was over task_log_max_bytes ({limit}) ...]\n"
+_MARKER_ROOM = 120  # the marker's length with any numbers, rounded up

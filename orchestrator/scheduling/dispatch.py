@@ -21,6 +21,7 @@ from orchestrator.config import Settings
 from orchestrator.crashpoints import crashpoint
 from orchestrator.execution.executor import Executor
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
+from orchestrator.execution.log_capture import cap_log
 from orchestrator.loading.dagbag import DagBag
 from orchestrator.scheduling.active_runs import ActiveRun, TaskInstance
 from orchestrator.scheduling.decisions import Step
@@ -113,7 +114,11 @@ class Dispatcher:
                 status=Outcome.FAILED,
                 error=f"cannot resolve the task's inputs: {type(error).__name__}: {error}",
             )
-        return await self._executor.execute(job, ti.task)
+        outcome = await self._executor.execute(job, ti.task)
+        if job.context.log_path:
+            limit = self._settings.task_log_max_bytes
+            await anyio.to_thread.run_sync(cap_log, job.context.log_path, limit)
+        return outcome
 
     def _job(self, ti: TaskInstance) -> TaskJob:
         context = ti.context(ti.log_path)

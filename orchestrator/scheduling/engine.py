@@ -43,6 +43,7 @@ from orchestrator.scheduling.deferred import Timer
 from orchestrator.scheduling.dispatch import Dispatcher
 from orchestrator.scheduling.driven_runs import DrivenRuns
 from orchestrator.scheduling.edit_requests import EditRequests
+from orchestrator.scheduling.full_disk import FullDiskWait
 from orchestrator.scheduling.messages import (
     Message,
     TimerDue,
@@ -146,6 +147,7 @@ class Engine:
             scheduler=self.scheduler, starter=self.starter, edits=self._edits, driven=self._driven
         )
         self._timers = TimerQueue(clock, self._post_timer)
+        self.full_disk = FullDiskWait()  # `reason` is set while a full disk holds the engine
         self._starting_runs = False  # the daemon: schedules and run triggers start runs
         self._stepping = False
         self._settled = anyio.Event()
@@ -332,7 +334,7 @@ class Engine:
         prepared = await self.starter.prepare(inbox, self.store, self.clock.now())
         step = self._decider.decide(inbox, prepared, self.clock.now())
         crash_before_commit(inbox)
-        await self.store.commit(step.tx.batch)
+        await self.full_disk.commit(self.store.commit, step.tx.batch)
         crash_after_commit(inbox, self.starter.runs_created)
         self._publish(step.tx.changes)
         self._after_commit(step.tx)

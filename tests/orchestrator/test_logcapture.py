@@ -14,7 +14,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-from orchestrator.execution.log_capture import append_to_log, capture, real_stream
+from orchestrator.execution.log_capture import append_to_log, cap_log, capture, real_stream
 
 
 @contextmanager
@@ -128,3 +128,32 @@ async def test_an_unusable_log_path_raises_oserror(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with engine_streams(), pytest.raises(OSError), capture(str(tmp_path / "file" / "t.log")):
         pass
+
+
+def test_cap_log_keeps_the_head_and_the_tail_with_a_marker(tmp_path: Path) -> None:
+    log = tmp_path / "try.log"
+    lines = [f"line {index:06}\n" for index in range(100_000)]
+    log.write_text("".join(lines))
+    size = log.stat().st_size
+    cut = cap_log(str(log), 8192)
+    text = log.read_text()
+    assert log.stat().st_size <= 8192
+    marker = f"\n[... {cut} bytes cut here: the log was over task_log_max_bytes (8192) ...]\n"
+    assert len(text) - len(marker) + cut == size  # only the middle went
+    assert text.startswith("line 000000\n")
+    assert text.endswith("line 099999\n")
+    assert marker in text
+
+
+def test_cap_log_leaves_a_small_or_missing_log_alone(tmp_path: Path) -> None:
+    log = tmp_path / "try.log"
+    log.write_text("short\n")
+    assert cap_log(str(log), 8192) == 0
+    assert log.read_text() == "short\n"
+    assert cap_log(str(tmp_path / "missing.log"), 8192) == 0
+
+
+def test_append_to_log_survives_a_log_it_cannot_write(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    append_to_log(str(blocker / "try.log"), "timed out")  # logged, not raised

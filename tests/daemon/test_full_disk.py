@@ -1,0 +1,126 @@
+"""A full disk holds the daemon back without killing it; it goes on by itself when space returns.
+
+The state directory is a real 8 MiB tmpfs (mounting needs root: skipped otherwise), filled to
+the last byte by a file the test then removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import textwrap
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from crashkit import DaemonProcess, check_invariants, new_marker, wait_until
+
+pytestmark = pytest.mark.slow
+
+LOG_CAP = 65536
+
+DAG_FILE = """
+from orchestrator import DAG, get_current_context, task
+from triggers import FileTrigger
+
+
+@task
+def chatty() -> int:
+    for line in range(40_000):  # about 1.3 MB of log, far over the cap
+        print(f"line {{line:06}} of the chatty task's output")
+    return len(get_current_context().conf["path"])
+
+
+with DAG("land", run_on=FileTrigger(directory={incoming!r}, pattern="*.csv")):
+    chatty()
+"""
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount_point = tmp_path / "state"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def _fill(folder: Path) -> Path:
+    filler = folder / "filler"
+    with open(filler, "wb") as file:
+        try:
+            while True:
+                file.write(b"\0" * 65536)
+                file.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def _health(log_text: str) -> tuple[int, dict[str, object]]:
+    port = re.findall(r"API on http://127\.0\.0\.1:(\d+)", log_text)[-1]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=5) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _runs(state: Path, finished: bool) -> int:
+    with sqlite3.connect(f"file:{state / 'orchestrator.db'}?mode=ro", uri=True) as connection:
+        sql = (
+            "SELECT count(*) FROM runs WHERE state = 'success'"
+            if finished
+            else ("SELECT count(*) FROM runs")
+        )
+        return int(connection.execute(sql).fetchone()[0])
+
+
+def test_a_full_disk_pauses_the_daemon_and_it_resumes_when_space_returns(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    incoming, dags = tmp_path / "incoming", tmp_path / "dags"
+    incoming.mkdir()
+    dags.mkdir()
+    (dags / "land.py").write_text(textwrap.dedent(DAG_FILE).format(incoming=str(incoming)))
+    env = {"ORCHESTRATOR_TASK_LOG_MAX_BYTES": str(LOG_CAP)}
+    with DaemonProcess(small_disk, dags, marker=new_marker(), env=env) as daemon:
+        daemon.wait_ready(30)
+        filler = _fill(small_disk)
+        for index in range(5):
+            (tmp_path / "x.csv").write_text(f"{index}\n" * 1000)
+            os.replace(tmp_path / "x.csv", incoming / f"batch-{index}.csv")
+        wait_until(lambda: _health(daemon.log_text())[0] == 503, 60, f"disk_full, {daemon}")
+        _, body = _health(daemon.log_text())
+        assert body["status"] == "disk_full"
+        assert "the disk is full: no task is dispatched" in daemon.log_text()
+        assert daemon.process.poll() is None  # up, waiting
+
+        filler.unlink()
+        wait_until(lambda: _runs(small_disk, finished=True) == 5, 120, f"5 runs, {daemon}")
+        assert _health(daemon.log_text()) == (200, {"status": "ok"})
+        assert "the disk has room again" in daemon.log_text()
+        daemon.terminate()
+        assert daemon.wait_exit(30) == 0, daemon.log_text()
+    assert _runs(small_disk, finished=False) == 5
+    assert check_invariants(small_disk / "orchestrator.db", settled=True) == []
+    logs = list((small_disk / "logs").rglob("*.log"))
+    assert len(logs) == 5
+    for log in logs:
+        text = log.read_text()
+        assert len(log.read_bytes()) <= LOG_CAP
+        assert "line 000000 " in text and "line 039999 " in text  # head and tail kept
+        assert "bytes cut here: the log was over task_log_max_bytes (65536)" in text
