@@ -56,9 +56,12 @@ class DAG:
     ) -> None:
         # `site` is where the DAG is defined; found from the call stack unless given.
         self.site: Site = site or caller_site()
-        if not isinstance(dag_id, str) or not _DAG_ID.match(dag_id):
+        # "." and ".." pass the pattern but name folders, not a DAG: its logs would land in
+        # the logs folder itself, or outside it.
+        if not isinstance(dag_id, str) or not _DAG_ID.match(dag_id) or dag_id in (".", ".."):
             raise DagError(
-                f"dag_id {dag_id!r} must be 1-250 letters, digits, '_', '-' or '.'",
+                f"dag_id {dag_id!r} must be 1-250 letters, digits, '_', '-' or '.', "
+                "and not '.' or '..'",
                 file=self.site.file,
                 line=self.site.line,
             )

@@ -84,7 +84,7 @@ def test_a_task_outside_a_dag_says_where() -> None:
     assert (caught.value.file, caught.value.line) == (HERE, line)
 
 
-@pytest.mark.parametrize("dag_id", ["", "has space", "a/b", "x" * 251, 42])
+@pytest.mark.parametrize("dag_id", ["", ".", "..", "has space", "a/b", "x" * 251, 42])
 def test_a_bad_dag_id_is_refused_at_its_line(dag_id: Any) -> None:
     with pytest.raises(DagError, match="must be 1-250 letters, digits") as caught:
         line = _next_line()
