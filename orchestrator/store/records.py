@@ -40,6 +40,7 @@ class RunRecord:
     started_at: float | None = None
     ended_at: float | None = None
     data_interval_end: float | None = None  # ... and its end
+    damaged: str | None = None  # why part of the stored row cannot be read (conf then empty)
 
 
 @dataclass(frozen=True, kw_only=True)

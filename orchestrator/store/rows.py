@@ -99,14 +99,21 @@ def run_params(run: RunRecord) -> tuple[Any, ...]:
 
 
 def run_from_row(row: Row) -> RunRecord:
+    """A run; one whose conf cannot be decoded comes back `damaged` (with an empty conf).
+
+    One damaged row must not make every listing fail: it is shown as damaged, and
+    `orchestrator db check` names it.
+    """
     run_id, dag_id, state, conf, run_type, dedup_key, logical_date, queued, started, ended = row[
         :10
     ]
+    decoded, damage = _decode_json(conf, "conf")
     return RunRecord(
         run_id=run_id,
         dag_id=dag_id,
         state=RunState(state),
-        conf=json.loads(conf),
+        conf=decoded if isinstance(decoded, dict) else {},
+        damaged=damage,
         run_type=run_type,
         dedup_key=dedup_key,
         logical_date=logical_date,
@@ -115,6 +122,28 @@ def run_from_row(row: Row) -> RunRecord:
         ended_at=ended,
         data_interval_end=row[10],
     )
+
+
+def _decode_json(text: Any, column: str) -> tuple[Any, str | None]:
+    """The value of a JSON column, or None and why it cannot be read."""
+    try:
+        return json.loads(text), None
+    except (TypeError, ValueError) as error:
+        return None, f"its {column} is not valid JSON ({error})"
+
+
+#: Every column that holds JSON text, for `orchestrator db check`: (table, column).
+JSON_COLUMNS = (
+    ("runs", "conf"),
+    ("task_results", "value"),
+    ("events", "payload"),
+    ("triggers", "kwargs"),
+    ("triggers", "cursor"),
+    ("run_sources", "kwargs"),
+    ("run_sources", "cursor"),
+    ("webhooks", "filters"),
+    ("webhooks", "conf_map"),
+)
 
 
 def task_instance_params(ti: TaskInstanceRecord) -> tuple[Any, ...]:

@@ -37,6 +37,7 @@ from orchestrator.store.rows import (
     DAG_COLUMNS,
     EVENT_COLUMNS,
     IMPORT_ERROR_COLUMNS,
+    JSON_COLUMNS,
     RUN_COLUMNS,
     RUN_SOURCE_COLUMNS,
     TASK_INSTANCE_COLUMNS,
@@ -236,6 +237,12 @@ class SqliteStore:
         problems = [problem for problem in problems if problem != "ok"]
         for table, rowid, parent, _ in await self._fetch("PRAGMA foreign_key_check"):
             problems.append(f"{table} row {rowid} refers to a missing row of {parent}")
+        for table, column in JSON_COLUMNS:
+            sql = (
+                f"SELECT rowid FROM {table} WHERE {column} IS NOT NULL AND NOT json_valid({column})"
+            )
+            for (rowid,) in await self._fetch(sql):
+                problems.append(f"{table} row {rowid}: {column} is not valid JSON")
         return problems
 
     async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:

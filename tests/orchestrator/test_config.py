@@ -400,6 +400,8 @@ def test_bad_input_policy_settings_are_named(tmp_path: Path, document: str, erro
 
 
 def test_task_log_max_bytes_has_a_floor(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"task_log_max_bytes=...\) must be 4096 or more, got 100"):
+    with pytest.raises(
+        ConfigError, match=r"task_log_max_bytes=...\) must be 4096 or more, got 100"
+    ):
         Settings(task_log_max_bytes=100)
     assert Settings(task_log_max_bytes=4096).task_log_max_bytes == 4096
