@@ -77,6 +77,13 @@ class Settings:
     api_port: int = 8686  # 0: any free port (the daemon logs and reports the one it got)
     api_max_body: int = 1_048_576  # bytes a request body may have; more is refused (413)
     api_max_json_depth: int = 32  # nesting a JSON body may have; deeper is refused (400)
+    # Connections held at once (at most half the open-file limit); beyond: 503 and closed.
+    api_max_connections: int = 1000
+    # Seconds a request's head (line and headers) and then its body may take to arrive (408).
+    api_header_timeout: float = 10.0
+    api_body_timeout: float = 30.0
+    api_max_header_bytes: int = 16384  # a request's line and headers; more is refused (431)
+    api_max_headers: int = 100  # headers a request may have; more is refused (431)
     # Rate limits (requests per second, with a burst of as many): per webhook, and per DAG
     # for runs started through the API or webhooks. Beyond: 429 with Retry-After.
     webhook_rate: float = 50.0

@@ -32,7 +32,7 @@ def from_text(name: str, text: str, label: str) -> Any:
             return int(text)
         except ValueError:
             raise ConfigError(f"{label} must be a whole number, got {text!r}") from None
-    if name in ("shutdown_grace", "webhook_rate", "dag_trigger_rate"):
+    if name in _NUMBERS:
         try:
             return float(text)
         except ValueError:
@@ -55,7 +55,17 @@ _WHOLE_NUMBERS = (
     "api_port",
     "api_max_body",
     "api_max_json_depth",
+    "api_max_connections",
+    "api_max_header_bytes",
+    "api_max_headers",
     "max_queued_runs",
+)
+_NUMBERS = (
+    "shutdown_grace",
+    "webhook_rate",
+    "dag_trigger_rate",
+    "api_header_timeout",
+    "api_body_timeout",
 )
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -93,6 +103,12 @@ def _check_log_cap(value: Any, label: Label) -> int:
 def _check_seconds(value: Any, label: Label, key: str) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1e6:
         raise ConfigError(f"{label(key)} must be a number of seconds from 0, got {value!r}")
+    return float(value)
+
+
+def _check_timeout(value: Any, label: Label, key: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1e6:
+        raise ConfigError(f"{label(key)} must be a number of seconds above 0, got {value!r}")
     return float(value)
 
 
@@ -201,6 +217,11 @@ CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "api_port": _check_port,
     "api_max_body": lambda value, label: _check_count(value, label, "api_max_body"),
     "api_max_json_depth": lambda value, label: _check_count(value, label, "api_max_json_depth"),
+    "api_max_connections": lambda value, label: _check_count(value, label, "api_max_connections"),
+    "api_header_timeout": lambda value, label: _check_timeout(value, label, "api_header_timeout"),
+    "api_body_timeout": lambda value, label: _check_timeout(value, label, "api_body_timeout"),
+    "api_max_header_bytes": lambda value, label: _check_count(value, label, "api_max_header_bytes"),
+    "api_max_headers": lambda value, label: _check_count(value, label, "api_max_headers"),
     "webhook_rate": lambda value, label: _check_rate(value, label, "webhook_rate"),
     "dag_trigger_rate": lambda value, label: _check_rate(value, label, "dag_trigger_rate"),
     "max_queued_runs": lambda value, label: _check_count(value, label, "max_queued_runs"),

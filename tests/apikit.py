@@ -67,7 +67,7 @@ async def serving(
         registry = await ApiRegistry.load(engine.store, environ=env)
         api = ApiContext(engine, registry)
         async with anyio.create_task_group() as tg:
-            url = await tg.start(serve_api, create_app(api), "127.0.0.1", 0)
+            url = await tg.start(serve_api, create_app(api), settings)
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
                 served = Served(engine, api, client, url, env)
                 for scope in SCOPES:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import sqlite3
@@ -34,6 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
@@ -305,7 +307,9 @@ class DaemonProcess:
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
         cwd: Path | None = None,
+        nofile: int | None = None,
     ) -> None:
+        """`nofile`: the daemon's open-file limit, soft and hard (so it cannot raise it)."""
         self.state_dir = state_dir
         self.log_path = log_path or state_dir.parent / "daemon.log"
         argv = [sys.executable, "-m", "orchestrator", "daemon", "--state-dir", str(state_dir)]
@@ -315,7 +319,13 @@ class DaemonProcess:
             log.write(f"=== {' '.join(argv[1:])} ({CRASH_AT_VARIABLE}={crash_at or ''})\n")
             log.flush()
             self.process = subprocess.Popen(
-                argv, env=environment, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=cwd
+                argv,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=cwd,
+                preexec_fn=None if nofile is None else partial(_limit_open_files, nofile),
             )
 
     def __enter__(self) -> DaemonProcess:
@@ -372,6 +382,10 @@ class DaemonProcess:
 
     def __str__(self) -> str:
         return f"daemon pid {self.pid}, log {self.log_path}:\n{self.log_text()}"
+
+
+def _limit_open_files(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
 
 def _daemon_environment(

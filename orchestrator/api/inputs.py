@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from starlette.requests import ClientDisconnect
+
 from orchestrator.api.limits import parse_json, read_body
 from orchestrator.errors import ApiError, PayloadError
 
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
 #: Query parameters that would carry a token. Tokens in URLs end up in proxy and access logs,
 #: in browser history and in Referer headers, so a request that has one is refused outright.
 _TOKEN_PARAMETERS = frozenset({"token", "access_token", "api_key", "apikey", "auth"})
+#: Characters a short text field (an idempotency key, a name) may have, in a body or a header.
+MAX_TEXT = 512
 
 
 def refuse_token_in_query(request: Request) -> None:
@@ -32,11 +36,20 @@ def refuse_token_in_query(request: Request) -> None:
 
 async def body_bytes(api: ApiContext, request: Request) -> bytes:
     """The raw body, refused with 413 as soon as it passes `api_max_body`."""
-    return await read_body(
-        request.stream(),
-        limit=api.settings.api_max_body,
-        content_length=request.headers.get("content-length"),
-    )
+    try:
+        return await read_body(
+            request.stream(),
+            limit=api.settings.api_max_body,
+            content_length=request.headers.get("content-length"),
+        )
+    except ClientDisconnect:
+        # The client left, or its body was too slow (`api_body_timeout` closed the
+        # connection): nobody reads this answer, but it must not be logged as our failure.
+        raise PayloadError(
+            "the connection closed before the whole body arrived",
+            status=408,
+            code="request_timeout",
+        ) from None
 
 
 async def json_object(api: ApiContext, request: Request) -> dict[str, Any]:
@@ -80,11 +93,19 @@ def path_text(request: Request, name: str) -> str:
 
 
 def optional_text(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
+    return _short_text(body.get(name), f"`{name}`")
+
+
+def optional_header(request: Request, name: str) -> str | None:
+    """A header that stands in for a body field (`Idempotency-Key`), bounded like one."""
+    return _short_text(request.headers.get(name), f"the {name} header")
+
+
+def _short_text(value: Any, what: str) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value or len(value) > 512:
-        raise ApiError(f"`{name}` must be a non-empty string of at most 512 characters")
+    if not isinstance(value, str) or not value or len(value) > MAX_TEXT:
+        raise ApiError(f"{what} must be a non-empty string of at most {MAX_TEXT} characters")
     return value
 
 

@@ -8,8 +8,10 @@ from starlette.responses import JSONResponse
 
 from orchestrator.api.endpoints import Endpoint, Param
 from orchestrator.api.inputs import (
+    MAX_TEXT,
     json_object,
     object_field,
+    optional_header,
     optional_text,
     path_text,
     query_choice,
@@ -55,7 +57,7 @@ async def trigger_run(api: ApiContext, request: Request) -> JSONResponse:
     api.engine.dagbag.get(dag_id)  # 404 for an unknown DAG before anything else
     body = await json_object(api, request)
     conf = object_field(body, "conf")
-    key = optional_text(body, "idempotency_key") or request.headers.get("idempotency-key")
+    key = optional_text(body, "idempotency_key") or optional_header(request, "Idempotency-Key")
     refuse_while_stopping(api)
     api.limit(f"dag:{dag_id}", api.settings.dag_trigger_rate, f"starting runs of {dag_id!r}")
     try:
@@ -105,7 +107,7 @@ _TRIGGER_BODY = {
         "conf": {"type": "object", "description": "What the run's tasks read as context.conf"},
         "idempotency_key": {
             "type": "string",
-            "maxLength": 512,
+            "maxLength": MAX_TEXT,
             "description": "At most one run per key and DAG; also read from Idempotency-Key",
         },
     },

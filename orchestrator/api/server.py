@@ -5,7 +5,9 @@ SIGTERM handlers (the daemon has its own, which drain runs first) and wakes ever
 refresh its Date header and look for a stop flag. We use its two halves instead: `startup`
 on a socket we bound ourselves (so a busy port is our clear error, and port 0 gives a free
 one we can report), and `shutdown` when the daemon's task group cancels us. Between them the
-server costs nothing: no timer, no polling.
+server costs nothing: no timer, no polling. Connections are accepted by our own loop
+(`connections.accept_connections`), not asyncio's server, for the limits `connections.py`
+explains: a cap, deadlines on slow requests, and running out of open files survived.
 """
 
 from __future__ import annotations
@@ -13,16 +15,25 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
 import uvicorn
 from anyio.abc import TaskStatus
 
+from orchestrator.api.connections import (
+    ConnectionLimits,
+    GuardedHttpProtocol,
+    HeaderLimits,
+    accept_connections,
+)
 from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
+
+    from orchestrator.config import Settings
 
 logger = logging.getLogger("orchestrator.api")
 
@@ -32,28 +43,35 @@ _GRACE = 5
 
 async def serve_api(
     app: ASGIApp,
-    host: str,
-    port: int,
+    settings: Settings,
     *,
     task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `app` until cancelled; `task_status.started` gets the URL it listens on."""
-    listener = bind(host, port)
-    server = uvicorn.Server(_config(app))
+    """Serve `app` on `api_host:api_port` until cancelled; `task_status.started` gets the URL."""
+    limits = ConnectionLimits.from_settings(settings)
+    listener = bind(settings.api_host, settings.api_port)
+    server = uvicorn.Server(_config(HeaderLimits(app, limits)))
     server.config.load()
     server.lifespan = server.config.lifespan_class(server.config)
+    server.servers = []  # no asyncio server to close on shutdown: we accept connections
+    protocol = partial(
+        GuardedHttpProtocol,
+        config=server.config,
+        server_state=server.server_state,
+        app_state=server.lifespan.state,
+        limits=limits,
+    )
     try:
-        await server.startup(sockets=[listener])
-        url = _url(listener)
-        logger.info("API on %s (OpenAPI document at %s/api/v1/openapi.json)", url, url)
-        task_status.started(url)
-        await anyio.sleep_forever()
+        async with anyio.create_task_group() as group:
+            await group.start(accept_connections, listener, protocol, server.server_state, limits)
+            url = _url(listener)
+            logger.info("API on %s (OpenAPI document at %s/api/v1/openapi.json)", url, url)
+            task_status.started(url)
+            await anyio.sleep_forever()
     finally:
         with anyio.CancelScope(shield=True):
             server.should_exit = True
-            if server.started:
-                await server.shutdown(sockets=[listener])
-            listener.close()
+            await server.shutdown(sockets=[listener])  # closes the listener too
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -11,7 +11,8 @@ only this user may enter. Server and client both call `control_path`, so they al
 
 The server never dies of a bad client: invalid JSON, a line that is not an object, a client
 that hangs up mid-request or sends a line over `MAX_REQUEST_BYTES` get an error reply (or a
-closed connection) and the daemon goes on. An `OrchestratorError` from the handler is sent
+closed connection) and the daemon goes on. Nor of running out of open files: it waits and
+accepts again, saying so at most once a minute. An `OrchestratorError` from the handler is sent
 back as its message; any other exception is logged with its traceback and answered with a
 generic error, so internals never leak to clients.
 
@@ -41,6 +42,7 @@ import anyio
 from anyio.abc import ByteStream, SocketListener, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from orchestrator.descriptors import ACCEPT_RETRY_SECONDS, ThrottledLog, out_of_descriptors
 from orchestrator.errors import OrchestratorError, StateDirError
 
 SOCKET_FILENAME = "daemon.sock"
@@ -53,6 +55,7 @@ _FALLBACK_ROOT = Path("/tmp")  # not $TMPDIR: server and client may not share th
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 logger = logging.getLogger("orchestrator.control")
+_exhaustion_log = ThrottledLog(logger)
 
 
 class DaemonError(OrchestratorError):
@@ -167,7 +170,17 @@ async def _accept_connections(
     listener: SocketListener, handler: Handler, idle_timeout: float, group: TaskGroup
 ) -> None:
     while True:
-        stream = await listener.accept()
+        try:
+            stream = await listener.accept()
+        except anyio.BrokenResourceError as error:
+            # Out of open files is back-pressure, not an end: clients wait in the backlog.
+            if not out_of_descriptors(error):
+                raise
+            _exhaustion_log.warning(
+                "the control socket is out of open files (%s): clients wait", error.__cause__
+            )
+            await anyio.sleep(ACCEPT_RETRY_SECONDS)
+            continue
         group.start_soon(_serve_connection, stream, handler, idle_timeout)
 
 

@@ -34,6 +34,7 @@ from orchestrator.crashpoints import check_crash_setting
 from orchestrator.daemon.control import control_path, serve_control
 from orchestrator.daemon.reload import follow_dag_folder
 from orchestrator.daemon.state_lock import StateDirLock
+from orchestrator.descriptors import raise_open_file_limit
 from orchestrator.errors import RunError, StoreError
 from orchestrator.scheduling.engine import Engine
 from orchestrator.store import open_store
@@ -44,6 +45,7 @@ logger = logging.getLogger("orchestrator.daemon")
 async def serve(settings: Settings, *, on_ready: Callable[[Engine], None] | None = None) -> None:
     """Run the daemon until SIGTERM or SIGINT, then stop cleanly."""
     check_crash_setting()
+    _raise_open_file_limit()
     acquire = partial(StateDirLock.acquire, settings.state_dir, command="orchestrator daemon")
     with await anyio.to_thread.run_sync(acquire):
         await _check_integrity(settings)
@@ -58,8 +60,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[Engine], None] | None
                     await tg.start(follow_dag_folder, engine)
                     if settings.api_enabled:
                         app = create_app(api)
-                        port = settings.api_port
-                        control.api_url = await tg.start(serve_api, app, settings.api_host, port)
+                        control.api_url = await tg.start(serve_api, app, settings)
                     _log_ready(engine)
                     if on_ready is not None:
                         on_ready(engine)
@@ -71,6 +72,13 @@ async def serve(settings: Settings, *, on_ready: Callable[[Engine], None] | None
                     await engine.shutdown(settings.shutdown_grace)
                     tg.cancel_scope.cancel()
     logger.info("stopped")
+
+
+def _raise_open_file_limit() -> None:
+    """Every connection, log and pipe is an open file: take all the system allows us."""
+    before, after = raise_open_file_limit()
+    if after != before:
+        logger.info("open-file limit raised from %d to %d", before, after)
 
 
 async def _check_integrity(settings: Settings) -> None:

@@ -243,6 +243,22 @@ def test_unrelated_orchestrator_variables_are_ignored(tmp_path: Path) -> None:
     assert _load(tmp_path, {"ORCHESTRATOR_DAG_ID": "etl", "ORCHESTRATOR_SLOT": "x"}).slots >= 1
 
 
+def test_connection_limits_come_from_the_environment(tmp_path: Path) -> None:
+    settings = _load(
+        tmp_path,
+        {
+            "ORCHESTRATOR_API_MAX_CONNECTIONS": "50",
+            "ORCHESTRATOR_API_HEADER_TIMEOUT": "2.5",
+            "ORCHESTRATOR_API_BODY_TIMEOUT": "7",
+            "ORCHESTRATOR_API_MAX_HEADER_BYTES": "8192",
+            "ORCHESTRATOR_API_MAX_HEADERS": "40",
+        },
+    )
+    limits = (settings.api_max_connections, settings.api_header_timeout, settings.api_body_timeout)
+    assert limits == (50, 2.5, 7.0)
+    assert (settings.api_max_header_bytes, settings.api_max_headers) == (8192, 40)
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
@@ -253,6 +269,12 @@ def test_unrelated_orchestrator_variables_are_ignored(tmp_path: Path) -> None:
         ("ORCHESTRATOR_SYNCHRONOUS", "OFF", "ORCHESTRATOR_SYNCHRONOUS must be one of NORMAL"),
         ("ORCHESTRATOR_LOG_FORMAT", "xml", "ORCHESTRATOR_LOG_FORMAT must be one of text, json"),
         ("ORCHESTRATOR_WORKER_MAX_TASKS", "0", "ORCHESTRATOR_WORKER_MAX_TASKS must be"),
+        (
+            "ORCHESTRATOR_API_HEADER_TIMEOUT",
+            "0",
+            "ORCHESTRATOR_API_HEADER_TIMEOUT must be .* above",
+        ),
+        ("ORCHESTRATOR_API_MAX_CONNECTIONS", "0", "ORCHESTRATOR_API_MAX_CONNECTIONS must be"),
     ],
 )
 def test_a_bad_variable_is_named(tmp_path: Path, variable: str, value: str, message: str) -> None:

@@ -24,6 +24,7 @@ CORE = {
     "clock",
     "config",
     "crashpoints",
+    "descriptors",
     "errors",
     "lazy",
     "policy",

@@ -110,6 +110,24 @@ async def test_an_idempotency_key_gives_back_the_first_run_from_the_body_or_the_
     assert len(listed.json()["runs"]) == 2
 
 
+async def test_an_idempotency_key_header_is_bounded_like_the_body_field(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with serving(make_settings(), pipeline()) as served:
+        url, headers = "/api/v1/dags/pipeline/runs", {**served.auth("trigger")}
+        longest = await served.client.post(url, headers={**headers, "Idempotency-Key": "k" * 512})
+        too_long = await served.client.post(url, headers={**headers, "Idempotency-Key": "k" * 513})
+        listed = await served.client.get("/api/v1/runs", headers=served.auth("read"))
+    assert longest.status_code == 201
+    assert too_long.status_code == 400
+    error = too_long.json()["error"]
+    assert error["code"] == "bad_request"
+    assert error["message"] == (
+        "the Idempotency-Key header must be a non-empty string of at most 512 characters"
+    )
+    assert len(listed.json()["runs"]) == 1
+
+
 async def test_bad_trigger_requests_get_specific_errors_and_start_nothing(
     make_settings: Callable[..., Settings],
 ) -> None:
