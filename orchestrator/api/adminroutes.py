@@ -8,9 +8,9 @@ from starlette.responses import JSONResponse
 
 from orchestrator.api.endpoints import Endpoint
 from orchestrator.api.inputs import json_object, optional_bool, optional_text, path_text
+from orchestrator.api.tokens import MAX_EXPIRES_IN, check_expires_in
 from orchestrator.api.views import record_json
 from orchestrator.api.webhookconfig import webhook_from_json
-from orchestrator.errors import ApiError
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -28,13 +28,9 @@ async def create_token(api: ApiContext, request: Request) -> JSONResponse:
     body = await json_object(api, request)
     scope = optional_text(body, "scope") or "read"
     name = optional_text(body, "name") or "api"
-    expires_in = body.get("expires_in")
-    if expires_in is not None and (
-        not isinstance(expires_in, int | float) or isinstance(expires_in, bool) or expires_in <= 0
-    ):
-        raise ApiError("`expires_in` must be a number of seconds above 0 (or left out)")
+    expires_in = check_expires_in(body.get("expires_in"))
     now = api.clock.now()
-    expires_at = None if expires_in is None else now + float(expires_in)
+    expires_at = None if expires_in is None else now + expires_in
     record, text = await api.registry.create_token(
         api.store, name, scope, now=now, expires_at=expires_at
     )
@@ -90,7 +86,12 @@ ENDPOINTS = (
             "properties": {
                 "scope": {"enum": ["read", "trigger", "admin"]},
                 "name": {"type": "string"},
-                "expires_in": {"type": "number", "description": "Seconds until it expires"},
+                "expires_in": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": MAX_EXPIRES_IN,
+                    "description": "Seconds until it expires (left out: never)",
+                },
             },
         },
         status=201,
