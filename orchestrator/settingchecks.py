@@ -32,7 +32,7 @@ def from_text(name: str, text: str, label: str) -> Any:
             return int(text)
         except ValueError:
             raise ConfigError(f"{label} must be a whole number, got {text!r}") from None
-    if name in ("shutdown_grace", "webhook_rate", "dag_trigger_rate"):
+    if name in ("shutdown_grace", "webhook_rate", "dag_trigger_rate", "webhook_replay_window"):
         try:
             return float(text)
         except ValueError:
@@ -194,5 +194,8 @@ CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "api_max_json_depth": lambda value, label: _check_count(value, label, "api_max_json_depth"),
     "webhook_rate": lambda value, label: _check_rate(value, label, "webhook_rate"),
     "dag_trigger_rate": lambda value, label: _check_rate(value, label, "dag_trigger_rate"),
+    "webhook_replay_window": lambda value, label: _check_seconds(
+        value, label, "webhook_replay_window"
+    ),
     "max_queued_runs": lambda value, label: _check_count(value, label, "max_queued_runs"),
 }

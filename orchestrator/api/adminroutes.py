@@ -127,7 +127,7 @@ ENDPOINTS = (
         path="/api/v1/webhooks/{name}",
         handler=remove_webhook,
         auth="admin",
-        summary="Remove a webhook: its URL answers 404 from now on",
+        summary="Remove a webhook: deliveries to its URL are refused from now on",
         tag="admin",
     ),
 )
