@@ -11,6 +11,7 @@ from orchestrator.api.inputs import json_object, optional_bool, optional_text, p
 from orchestrator.api.tokens import MAX_EXPIRES_IN, check_expires_in
 from orchestrator.api.views import record_json
 from orchestrator.api.webhookconfig import webhook_from_json
+from orchestrator.errors import ApiError
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -40,6 +41,8 @@ async def create_token(api: ApiContext, request: Request) -> JSONResponse:
 
 async def revoke_token(api: ApiContext, request: Request) -> dict[str, Any]:
     token_id = path_text(request, "token_id")
+    if token_id not in api.registry.tokens:
+        raise ApiError(f"there is no API token with id {token_id!r}", status=404, code="not_found")
     await api.registry.revoke_token(api.store, token_id, now=api.clock.now())
     return {"token_id": token_id, "revoked": True}
 
@@ -61,6 +64,8 @@ async def add_webhook(api: ApiContext, request: Request) -> JSONResponse:
 
 async def remove_webhook(api: ApiContext, request: Request) -> dict[str, Any]:
     name = path_text(request, "name")
+    if api.registry.webhook(name) is None:
+        raise ApiError(f"there is no webhook {name!r}", status=404, code="not_found")
     await api.registry.remove_webhook(api.store, name)
     return {"name": name, "removed": True}
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from apikit import serving
+from apikit import hello_dag, serving
 
-from orchestrator import DAG, task
 from orchestrator.api.registry import ApiRegistry
 from orchestrator.api.registryops import LocalRegistryOps
 from orchestrator.api.tokens import MAX_EXPIRES_IN
@@ -21,17 +20,6 @@ from orchestrator.config import Settings
 from orchestrator.errors import RunError
 
 SettingsFactory = Callable[..., Settings]
-
-
-def hello_dag() -> DAG:
-    with DAG("hello") as dag:
-
-        @task(in_process=True)
-        def say() -> str:
-            return "hello"
-
-        say()
-    return dag
 
 
 @pytest.mark.parametrize(

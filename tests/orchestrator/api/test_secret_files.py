@@ -9,9 +9,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from apikit import serving
+from apikit import hello_dag, serving
 
-from orchestrator import DAG, task
 from orchestrator.api.registry import ApiRegistry
 from orchestrator.api.secretfiles import MAX_SECRET_FILE_BYTES, SecretFileCache
 from orchestrator.api.signatures import sign_github
@@ -22,17 +21,6 @@ from orchestrator.store.records import WebhookRecord
 
 SettingsFactory = Callable[..., Settings]
 BODY = json.dumps({"ref": "refs/heads/main"}).encode()
-
-
-def hello_dag() -> DAG:
-    with DAG("hello") as dag:
-
-        @task(in_process=True)
-        def say() -> str:
-            return "hello"
-
-        say()
-    return dag
 
 
 def hook(path: Path) -> WebhookRecord:

@@ -14,7 +14,7 @@ import anyio
 import httpx
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
-from apikit import Served, serving
+from apikit import Served, hello_dag, serving
 
 from orchestrator import DAG, task
 from orchestrator.api.signatures import sign_github
@@ -23,17 +23,6 @@ from orchestrator.config import Settings
 
 SettingsFactory = Callable[..., Settings]
 SECRET = "limits-secret"
-
-
-def hello_dag() -> DAG:
-    with DAG("hello") as dag:
-
-        @task(in_process=True)
-        def say() -> str:
-            return "hello"
-
-        say()
-    return dag
 
 
 def held_dag(started: anyio.Event, release: anyio.Event) -> DAG:

@@ -12,9 +12,8 @@ from urllib.parse import urlencode
 
 import anyio
 import pytest
-from apikit import serving
+from apikit import hello_dag, serving
 
-from orchestrator import DAG, task
 from orchestrator.api.signatures import sign_github, sign_hmac
 from orchestrator.clock import FakeClock
 from orchestrator.config import Settings
@@ -22,17 +21,6 @@ from orchestrator.config import Settings
 SettingsFactory = Callable[..., Settings]
 SECRET = "replay-secret"
 BODY = json.dumps({"ref": "refs/heads/main", "after": "c0ffee"}).encode()
-
-
-def hello_dag() -> DAG:
-    with DAG("hello") as dag:
-
-        @task(in_process=True)
-        def say() -> str:
-            return "hello"
-
-        say()
-    return dag
 
 
 def github(body: bytes, delivery: str | None) -> dict[str, str]:

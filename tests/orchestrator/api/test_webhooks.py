@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import anyio
 import httpx
 import pytest
-from apikit import Served, serving
+from apikit import Served, hello_dag, serving
 
 from orchestrator import DAG, task
 from orchestrator.api.hooks import REFUSED
@@ -44,17 +44,6 @@ PUSH = {"ref": "refs/heads/main", "after": "c0ffee", "repository": {"full_name":
 def refusal_log(caplog: pytest.LogCaptureFixture) -> None:
     """Why a delivery was refused is logged at INFO, for the owner; the tests read it there."""
     caplog.set_level(logging.INFO, logger="orchestrator.api.hooks")
-
-
-def hello_dag() -> DAG:
-    with DAG("hello") as dag:
-
-        @task(in_process=True)
-        def say() -> str:
-            return "hello"
-
-        say()
-    return dag
 
 
 def held_dag(release: anyio.Event) -> DAG:
