@@ -88,6 +88,9 @@ class Settings:
     # for runs started through the API or webhooks. Beyond: 429 with Retry-After.
     webhook_rate: float = 50.0
     dag_trigger_rate: float = 100.0
+    # Seconds within which the same signed body to a GitHub or plain-HMAC webhook is a replay
+    # and gets the first delivery's run, whatever delivery id it carries; 0: no such check.
+    webhook_replay_window: float = 600.0
     # Runs of one DAG waiting to start; an API or webhook trigger beyond it is refused (429).
     max_queued_runs: int = 1000
     config_file: Path | None = None  # the TOML file these settings came from, if any

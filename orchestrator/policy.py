@@ -310,8 +310,9 @@ def policy_checked_client(policy: InputPolicy, **httpx_kwargs: Any) -> httpx.Asy
 
     The check resolves the host, then httpx resolves it again to connect: a DNS server that
     answers differently the second time (DNS rebinding) can slip through that window. Closing
-    it needs a transport that connects to the checked address; until then, hosts that serve
-    untrusted input should resolve through a resolver the operator controls.
+    it needs a transport that connects to the checked address; until then the README (under
+    "Waiting without a slot") tells users, with what to do instead: `allowed_hosts`, or
+    private ranges blocked in the network.
     """
     import httpx
 

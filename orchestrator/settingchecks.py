@@ -66,6 +66,7 @@ _NUMBERS = (
     "dag_trigger_rate",
     "api_header_timeout",
     "api_body_timeout",
+    "webhook_replay_window",
 )
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -224,5 +225,8 @@ CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "api_max_headers": lambda value, label: _check_count(value, label, "api_max_headers"),
     "webhook_rate": lambda value, label: _check_rate(value, label, "webhook_rate"),
     "dag_trigger_rate": lambda value, label: _check_rate(value, label, "dag_trigger_rate"),
+    "webhook_replay_window": lambda value, label: _check_seconds(
+        value, label, "webhook_replay_window"
+    ),
     "max_queued_runs": lambda value, label: _check_count(value, label, "max_queued_runs"),
 }

@@ -20,7 +20,7 @@ import anyio
 import httpx
 
 from helpers import bag_of
-from orchestrator import DAG
+from orchestrator import DAG, task
 from orchestrator.api.app import create_app
 from orchestrator.api.context import ApiContext
 from orchestrator.api.registry import ApiRegistry
@@ -31,6 +31,18 @@ from orchestrator.scheduling.engine import Engine
 from orchestrator.store.records import WebhookRecord
 
 SCOPES = ("read", "trigger", "admin")
+
+
+def hello_dag() -> DAG:
+    """The smallest DAG: `hello`, one in-process task."""
+    with DAG("hello") as dag:
+
+        @task(in_process=True)
+        def say() -> str:
+            return "hello"
+
+        say()
+    return dag
 
 
 @dataclass(eq=False)

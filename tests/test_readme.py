@@ -166,3 +166,11 @@ async def test_the_daemon_snippet_runs_on_a_schedule_an_asset_and_files(
     assert len(finished["features"]) == 1  # catchup=False: only the latest interval ran
     assert features is not None and features.run_type == "scheduled"
     assert decode_result(results[("train", -1)]) == 2  # the asset update and the label file
+
+
+def test_the_readme_says_what_url_checks_and_webhook_signatures_cannot_prove() -> None:
+    sensors = README[README.index("## Waiting without a slot") : README.index("## Runs that")]
+    assert "DNS rebinding" in sensors
+    webhooks = README[README.index("## Runs started by a webhook") : README.index("## How it")]
+    assert "What a signature proves, and what it does not" in webhooks
+    assert "webhook_replay_window" in webhooks

@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse
 
 from orchestrator.api.endpoints import Endpoint
 from orchestrator.api.inputs import json_object, optional_bool, optional_text, path_text
+from orchestrator.api.tokens import MAX_EXPIRES_IN, check_expires_in
 from orchestrator.api.views import record_json
 from orchestrator.api.webhookconfig import webhook_from_json
 from orchestrator.errors import ApiError
@@ -28,13 +29,9 @@ async def create_token(api: ApiContext, request: Request) -> JSONResponse:
     body = await json_object(api, request)
     scope = optional_text(body, "scope") or "read"
     name = optional_text(body, "name") or "api"
-    expires_in = body.get("expires_in")
-    if expires_in is not None and (
-        not isinstance(expires_in, int | float) or isinstance(expires_in, bool) or expires_in <= 0
-    ):
-        raise ApiError("`expires_in` must be a number of seconds above 0 (or left out)")
+    expires_in = check_expires_in(body.get("expires_in"))
     now = api.clock.now()
-    expires_at = None if expires_in is None else now + float(expires_in)
+    expires_at = None if expires_in is None else now + expires_in
     record, text = await api.registry.create_token(
         api.store, name, scope, now=now, expires_at=expires_at
     )
@@ -44,6 +41,8 @@ async def create_token(api: ApiContext, request: Request) -> JSONResponse:
 
 async def revoke_token(api: ApiContext, request: Request) -> dict[str, Any]:
     token_id = path_text(request, "token_id")
+    if token_id not in api.registry.tokens:
+        raise ApiError(f"there is no API token with id {token_id!r}", status=404, code="not_found")
     await api.registry.revoke_token(api.store, token_id, now=api.clock.now())
     return {"token_id": token_id, "revoked": True}
 
@@ -65,6 +64,8 @@ async def add_webhook(api: ApiContext, request: Request) -> JSONResponse:
 
 async def remove_webhook(api: ApiContext, request: Request) -> dict[str, Any]:
     name = path_text(request, "name")
+    if api.registry.webhook(name) is None:
+        raise ApiError(f"there is no webhook {name!r}", status=404, code="not_found")
     await api.registry.remove_webhook(api.store, name)
     return {"name": name, "removed": True}
 
@@ -90,7 +91,12 @@ ENDPOINTS = (
             "properties": {
                 "scope": {"enum": ["read", "trigger", "admin"]},
                 "name": {"type": "string"},
-                "expires_in": {"type": "number", "description": "Seconds until it expires"},
+                "expires_in": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": MAX_EXPIRES_IN,
+                    "description": "Seconds until it expires (left out: never)",
+                },
             },
         },
         status=201,
@@ -126,7 +132,7 @@ ENDPOINTS = (
         path="/api/v1/webhooks/{name}",
         handler=remove_webhook,
         auth="admin",
-        summary="Remove a webhook: its URL answers 404 from now on",
+        summary="Remove a webhook: deliveries to its URL are refused from now on",
         tag="admin",
     ),
 )

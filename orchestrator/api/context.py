@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orchestrator.api.limits import RateLimiter
+from orchestrator.api.replays import ReplayGuard
 from orchestrator.errors import RunLimitError
 
 if TYPE_CHECKING:
@@ -24,10 +25,12 @@ class ApiContext:
     engine: Engine
     registry: ApiRegistry
     limiter: RateLimiter = field(init=False)
+    replays: ReplayGuard = field(init=False)
     stopping: bool = False  # the daemon is shutting down: health says so, triggers are refused
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.engine.clock)
+        self.replays = ReplayGuard(self.engine.clock)
 
     @property
     def settings(self) -> Settings:

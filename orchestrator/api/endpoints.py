@@ -32,6 +32,31 @@ class Param:
     description: str
     type: Literal["string", "integer", "boolean"] = "string"
     enum: tuple[str, ...] = ()
+    minimum: int | None = None  # integers: the range `query_int` accepts, said in the document
+    maximum: int | None = None
+    default: int | None = None
+
+    def read_int(self, request: Request) -> int:
+        """The parameter as a whole number in its range; its default when absent."""
+        from orchestrator.api.inputs import query_int
+
+        if self.minimum is None or self.maximum is None or self.default is None:
+            raise TypeError(f"query parameter {self.name} has no range or default")
+        return query_int(
+            request, self.name, default=self.default, low=self.minimum, high=self.maximum
+        )
+
+
+def page_limit(what: str) -> Param:
+    """The `limit` of a listing: 1 to 500 items a page, 50 by default."""
+    return Param(
+        name="limit",
+        description=f"{what} per page (1-500, default 50)",
+        type="integer",
+        minimum=1,
+        maximum=500,
+        default=50,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

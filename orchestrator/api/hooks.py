@@ -2,20 +2,26 @@
 
 The order of checks is the security story:
 
-1. an unknown name is a 404 that says nothing about which names exist;
-2. the body is read up to `api_max_body` (413 beyond, before it is all buffered);
-3. the signature is verified over the raw bytes, in constant time, before anything in the
-   body is looked at: an unsigned request costs one HMAC and is never parsed;
-4. only then the webhook's rate limit and the DAG's (429), the JSON depth limit (400), and the
+1. the body is read up to `api_max_body` (413 beyond, before it is all buffered);
+2. the signature is verified over the raw bytes, in constant time, before anything in the
+   body is looked at: an unsigned request costs one HMAC and is never parsed. An unknown
+   name is verified too, against a secret nobody has, and every refusal up to here is the
+   same 401 with the same sentence, so a caller cannot tell which names exist (the reason
+   is in the daemon's log, for the webhook's owner);
+3. only then the webhook's rate limit and the DAG's (429), the JSON depth limit (400), and the
    webhook's filter (a delivery it does not want gets a 200 that says so, and no run);
-5. the delivery id is the run's dedup key: the run and an event row commit in one
+4. the delivery id is the run's dedup key: the run and an event row commit in one
    transaction, and a retried delivery (the sender never saw our answer) gets the run the
-   first one started instead of a second run.
+   first one started instead of a second run. GitHub deliveries must carry their id;
+5. a body signature does not cover the delivery id, so the same signed body again within
+   `webhook_replay_window` seconds is a replay whatever id it carries: it gets the first run
+   (`ReplayGuard`).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets as random_secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -28,23 +34,34 @@ from orchestrator.api.runroutes import refuse_while_stopping
 from orchestrator.api.signatures import verify_github, verify_hmac, verify_standard
 from orchestrator.api.webhookconfig import build_conf, first_mismatch
 from orchestrator.crashpoints import crashpoint
-from orchestrator.errors import ApiError, DuplicateRunError, PayloadError
-from orchestrator.store.records import EventRecord
+from orchestrator.errors import ApiError, DuplicateRunError, PayloadError, SignatureError
+from orchestrator.store.records import EventRecord, WebhookRecord
 
 if TYPE_CHECKING:
     from starlette.datastructures import Headers
     from starlette.requests import Request
 
     from orchestrator.api.context import ApiContext
-    from orchestrator.store.records import WebhookRecord
 
 logger = logging.getLogger("orchestrator.api.hooks")
 
+#: The one answer to every delivery refused before its signature verified.
+REFUSED = (
+    "the delivery is not signed with this webhook's secret (a signature header missing or "
+    "malformed, a stale timestamp, another secret, or a changed body); the receiver's log "
+    "says which"
+)
+_FORM = "application/x-www-form-urlencoded"
+# Stands in for an unknown name: verified like a GitHub webhook, against a key nobody has.
+_UNKNOWN = WebhookRecord(name="", dag_id="", kind="github", secret_env="UNKNOWN")
+_UNKNOWN_KEYS = [random_secrets.token_bytes(32)]
+
 
 async def receive_webhook(api: ApiContext, request: Request) -> JSONResponse:
-    hook = _find(api, path_text(request, "name"))
+    hook = api.registry.webhook(path_text(request, "name"))
     body = await body_bytes(api, request)
-    delivery = _verify(api, hook, request.headers, body)
+    delivery = await _verify(api, hook, request.headers, body)
+    assert hook is not None  # _verify refused the unknown name
     api.limit(f"hook:{hook.name}", hook.rate or api.settings.webhook_rate, f"webhook {hook.name}")
     payload = _payload(api, request.headers, body)
     mismatch = first_mismatch(hook, payload, request.headers)
@@ -54,25 +71,43 @@ async def receive_webhook(api: ApiContext, request: Request) -> JSONResponse:
     api.limit(
         f"dag:{hook.dag_id}", api.settings.dag_trigger_rate, f"starting runs of {hook.dag_id!r}"
     )
-    return await _start_run(api, hook, request.headers, payload, delivery)
+    if hook.kind == "standard" or not api.settings.webhook_replay_window:
+        answer, _ = await _start_run(api, hook, request.headers, payload, delivery)
+        return answer
+    return await _start_once(api, hook, request.headers, payload, delivery, body)
 
 
-def _find(api: ApiContext, name: str) -> WebhookRecord:
-    hook = api.registry.webhook(name)
-    if hook is None:
-        raise ApiError("there is no such route", status=404, code="not_found")
-    return hook
-
-
-def _verify(api: ApiContext, hook: WebhookRecord, headers: Headers, body: bytes) -> str | None:
+async def _verify(
+    api: ApiContext, hook: WebhookRecord | None, headers: Headers, body: bytes
+) -> str | None:
     """Check the signature; return the delivery id the sender gave (None if it gave none)."""
-    secrets = _secrets(api, hook)
+    keys = _UNKNOWN_KEYS if hook is None else await _secrets(api, hook)
+    try:
+        delivery = _check_signature(api, hook or _UNKNOWN, keys, headers, body)
+    except SignatureError as error:
+        if hook is not None:
+            logger.info("webhook %s refused a delivery: %s", hook.name, error)
+        raise SignatureError(REFUSED) from None
+    if hook is None:  # cannot happen (nobody has the key); refused all the same
+        raise SignatureError(REFUSED)
+    if hook.kind == "github" and not delivery:
+        raise ApiError(
+            "a GitHub delivery must carry its X-GitHub-Delivery header: it is the delivery's "
+            "id, which makes a resent delivery start no second run",
+            code="missing_delivery_id",
+        )
+    return delivery
+
+
+def _check_signature(
+    api: ApiContext, hook: WebhookRecord, keys: list[bytes], headers: Headers, body: bytes
+) -> str | None:
     if hook.kind == "github":
-        verify_github(secrets, body, headers.get("x-hub-signature-256"))
+        verify_github(keys, body, headers.get("x-hub-signature-256"))
         return headers.get("x-github-delivery")
     if hook.kind == "standard":
         verify_standard(
-            secrets,
+            keys,
             msg_id=headers.get("webhook-id"),
             timestamp=headers.get("webhook-timestamp"),
             signature=headers.get("webhook-signature"),
@@ -80,16 +115,14 @@ def _verify(api: ApiContext, hook: WebhookRecord, headers: Headers, body: bytes)
             now=api.clock.now(),
         )
         return headers.get("webhook-id")
-    verify_hmac(
-        secrets, body, headers.get(hook.signature_header), header_name=hook.signature_header
-    )
+    verify_hmac(keys, body, headers.get(hook.signature_header), header_name=hook.signature_header)
     return headers.get(hook.delivery_header) if hook.delivery_header else None
 
 
-def _secrets(api: ApiContext, hook: WebhookRecord) -> list[bytes]:
+async def _secrets(api: ApiContext, hook: WebhookRecord) -> list[bytes]:
     """The webhook's secrets; a secret the daemon cannot read is a 503, logged for the owner."""
     try:
-        secrets = api.registry.secrets(hook.name)
+        secrets = await api.registry.secrets(hook.name)
         if not secrets:
             raise ValueError("its secret is empty")
         return secrets
@@ -105,7 +138,8 @@ def _secrets(api: ApiContext, hook: WebhookRecord) -> list[bytes]:
 
 def _payload(api: ApiContext, headers: Headers, body: bytes) -> Any:
     """The JSON payload; GitHub's form-encoded deliveries carry it in the `payload` field."""
-    if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+    media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type == _FORM:
         fields = parse_qs(body.decode("utf-8", errors="replace"))
         if "payload" not in fields:
             raise PayloadError("a form-encoded delivery must have a `payload` field")
@@ -115,9 +149,32 @@ def _payload(api: ApiContext, headers: Headers, body: bytes) -> Any:
     return parse_json(body, max_depth=api.settings.api_max_json_depth)
 
 
+async def _start_once(
+    api: ApiContext,
+    hook: WebhookRecord,
+    headers: Headers,
+    payload: Any,
+    delivery: str | None,
+    body: bytes,
+) -> JSONResponse:
+    """Start the run unless the same signed body started one within the replay window."""
+    key = api.replays.key(hook.name, body)
+    earlier = await api.replays.claim(key, api.settings.webhook_replay_window)
+    if earlier is not None and earlier.run_id is not None:
+        logger.info("webhook %s: delivery %s replays an earlier body", hook.name, delivery)
+        return _answer(hook, earlier.run_id, delivery, created=False)
+    try:
+        answer, run_id = await _start_run(api, hook, headers, payload, delivery)
+    except BaseException:
+        api.replays.release(key)
+        raise
+    api.replays.settle(key, run_id)
+    return answer
+
+
 async def _start_run(
     api: ApiContext, hook: WebhookRecord, headers: Headers, payload: Any, delivery: str | None
-) -> JSONResponse:
+) -> tuple[JSONResponse, str]:
     conf = build_conf(hook, payload, headers, delivery)
     key = f"webhook:{hook.name}:{delivery}" if delivery else None
     event = _event(api, hook, headers, delivery, key)
@@ -126,9 +183,10 @@ async def _start_run(
             hook.dag_id, conf, run_type="webhook", dedup_key=key, event=event
         )
     except DuplicateRunError as error:
-        return _answer(hook, error.existing_run_id, delivery, created=False)
+        existing = error.existing_run_id
+        return _answer(hook, existing, delivery, created=False), existing
     crashpoint("webhook_committed")
-    return _answer(hook, run_id, delivery, created=True)
+    return _answer(hook, run_id, delivery, created=True), run_id
 
 
 def _event(

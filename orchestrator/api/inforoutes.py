@@ -8,14 +8,24 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse
 
-from orchestrator.api.endpoints import Endpoint, Param
-from orchestrator.api.inputs import query_int
+from orchestrator.api.endpoints import Endpoint, Param, page_limit
 from orchestrator.api.views import event_json, run_source_json, trigger_json
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
     from orchestrator.api.context import ApiContext
+
+
+_LIMIT = page_limit("Events")
+_BEFORE = Param(
+    name="before",
+    description="The `next` of the previous page",
+    type="integer",
+    minimum=0,
+    maximum=2**62,
+    default=0,
+)
 
 
 async def health(api: ApiContext, request: Request) -> JSONResponse:
@@ -48,8 +58,8 @@ async def list_triggers(api: ApiContext, request: Request) -> dict[str, Any]:
 
 async def list_events(api: ApiContext, request: Request) -> dict[str, Any]:
     """Events newest first (files, objects, assets, webhook deliveries) and the run each started."""
-    limit = query_int(request, "limit", default=50, low=1, high=500)
-    before = query_int(request, "before", default=0, low=0, high=2**62)
+    limit = _LIMIT.read_int(request)
+    before = _BEFORE.read_int(request)
     events = await api.store.list_events(
         dag_id=request.query_params.get("dag_id") or None,
         run_id=request.query_params.get("run_id") or None,
@@ -96,8 +106,8 @@ ENDPOINTS = (
         query=(
             Param(name="dag_id", description="Only this DAG's events"),
             Param(name="run_id", description="Only the events that started this run"),
-            Param(name="limit", description="Events per page (1-500, default 50)", type="integer"),
-            Param(name="before", description="The `next` of the previous page", type="integer"),
+            _LIMIT,
+            _BEFORE,
         ),
     ),
 )

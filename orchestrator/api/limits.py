@@ -94,7 +94,7 @@ def parse_json(body: bytes, *, max_depth: int) -> Any:
         raise _invalid_json("the body is empty; send a JSON document")
     _check_depth(text, max_depth)
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as error:
         raise _invalid_json(
             f"the body is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
@@ -128,6 +128,14 @@ def _check_depth(text: str, max_depth: int) -> None:
 
 def _refuse_constant(name: str) -> Any:
     raise _invalid_json(f"the body holds {name}, which is not JSON; send a number or null")
+
+
+def _finite_float(text: str) -> float:
+    # `1e999` is valid JSON that Python reads as infinity, which no store or date can hold.
+    value = float(text)
+    if not math.isfinite(value):
+        raise _invalid_json(f"the body holds the number {text[:40]}, too large for a float")
+    return value
 
 
 def _invalid_json(message: str) -> PayloadError:

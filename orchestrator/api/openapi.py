@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from importlib.metadata import version
 from typing import Any
 
-from orchestrator.api.endpoints import Endpoint
+from orchestrator.api.endpoints import Endpoint, Param
 
 _PATH_PARAM = re.compile(r"{(\w+)}")
 
@@ -79,11 +79,21 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
             "in": "query",
             "required": False,
             "description": param.description,
-            "schema": {"type": param.type, **({"enum": list(param.enum)} if param.enum else {})},
+            "schema": _param_schema(param),
         }
         for param in endpoint.query
     ]
     return path + query
+
+
+def _param_schema(param: Param) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": param.type}
+    if param.enum:
+        schema["enum"] = list(param.enum)
+    for key in ("minimum", "maximum", "default"):
+        if getattr(param, key) is not None:
+            schema[key] = getattr(param, key)
+    return schema
 
 
 def _responses(endpoint: Endpoint) -> dict[str, Any]:
@@ -99,6 +109,15 @@ def _responses(endpoint: Endpoint) -> dict[str, Any]:
         responses["401"] = {"description": "No, a bad, expired or revoked credential", **error}
     if endpoint.auth not in ("public", "signature"):
         responses["403"] = {"description": "The token's scope is too small", **error}
+    if _PATH_PARAM.search(endpoint.path):
+        responses["404"] = {"description": "Nothing has this id", **error}
+    if endpoint.method != "GET":
+        responses["409"] = {"description": "The state does not allow it (paused, ended)", **error}
+    if endpoint.body is not None:
+        responses["413"] = {"description": "The body is larger than api_max_body", **error}
+    if endpoint.method == "POST":
+        responses["429"] = {"description": "A rate or queue limit; see Retry-After", **error}
+        responses["503"] = {"description": "Stopping, or the store is unavailable", **error}
     return responses
 
 

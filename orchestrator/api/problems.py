@@ -86,7 +86,9 @@ async def http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     code = _HTTP_CODES.get(error.status_code, "http_error")
     message = "there is no such route" if error.status_code == 404 else str(error.detail)
-    return problem(error.status_code, code, message)
+    answer = problem(error.status_code, code, message)
+    answer.headers.update(error.headers or {})  # a 405's Allow, which says what would work
+    return answer
 
 
 async def unexpected_error(request: Request, error: Exception) -> Response:

@@ -5,8 +5,10 @@ Changes go to the store first and to memory only once committed, so memory never
 a crash would lose. The daemon is the store's only writer, so nothing else changes these
 rows behind its back; a command run without a daemon loads its own registry for the write.
 
-Webhook secrets are not held: `secrets` reads them from the environment or the file on each
-delivery, so a rotated secret file applies without a restart.
+Webhook secrets are not held: `secrets` reads them from the environment, or from the file
+(off the event loop, again only once it changed) on each delivery, so a rotated secret file
+applies without a restart. In the daemon the environment is a `WithheldEnviron`: each
+`--secret-env` variable is taken out of what tasks inherit as soon as a webhook names it.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from orchestrator.api.secretfiles import SecretFileCache
 from orchestrator.api.tokens import check_token, new_token
-from orchestrator.api.webhookconfig import check_webhook, read_secrets
+from orchestrator.api.webhookconfig import check_webhook, read_secrets, secret_keys
+from orchestrator.api.withheld import WithheldEnviron
 from orchestrator.errors import OrchestratorError, RunError
 from orchestrator.store.base import WriteBatch
 from orchestrator.store.records import TokenRecord, WebhookRecord
@@ -39,6 +43,7 @@ class ApiRegistry:
         self.tokens: dict[str, TokenRecord] = dict(tokens)
         self.webhooks: dict[str, WebhookRecord] = dict(webhooks)
         self._environ = environ
+        self._files = SecretFileCache()
 
     @classmethod
     async def load(cls, store: Store, *, environ: Mapping[str, str] = os.environ) -> ApiRegistry:
@@ -108,14 +113,16 @@ class ApiRegistry:
         if record.name in self.webhooks and not replace:
             raise RunError(f"webhook {record.name} exists; remove it first or use --replace")
         if check_secrets:
-            read_secrets(record, self._environ)
+            await self._read_secrets(record)
         batch = WriteBatch()
         batch.put_webhook(record, replace=replace)
         await store.commit(batch)
         self.webhooks[record.name] = record
+        if isinstance(self._environ, WithheldEnviron) and record.secret_env is not None:
+            self._environ.withhold([record.secret_env])
 
     async def remove_webhook(self, store: Store, name: str) -> WebhookRecord:
-        """Forget a definition: `POST /hooks/<name>` answers 404 from now on."""
+        """Forget a definition: deliveries to `POST /hooks/<name>` are refused from now on."""
         record = self.require_webhook(name)
         batch = WriteBatch()
         batch.delete_webhook(name)
@@ -124,12 +131,18 @@ class ApiRegistry:
         return record
 
     def webhook(self, name: str) -> WebhookRecord | None:
-        """The webhook with this name, or None (the route answers 404)."""
+        """The webhook with this name, or None (deliveries get the 401 of a bad signature)."""
         return self.webhooks.get(name)
 
-    def secrets(self, name: str) -> list[bytes]:
+    async def secrets(self, name: str) -> list[bytes]:
         """The webhook's secrets, read now (a rotated file applies at once); `RunError` if not."""
-        return read_secrets(self.require_webhook(name), self._environ)
+        return await self._read_secrets(self.require_webhook(name))
+
+    async def _read_secrets(self, record: WebhookRecord) -> list[bytes]:
+        if record.secret_file is None:
+            return read_secrets(record, self._environ)
+        texts = await self._files.read(record.secret_file, where=f"webhook {record.name}")
+        return secret_keys(record, texts)
 
     def require_webhook(self, name: str) -> WebhookRecord:
         """The webhook with this name; `RunError` listing the known names otherwise."""
@@ -151,7 +164,7 @@ class ApiRegistry:
         problems: list[str] = []
         for name in sorted(self.webhooks):
             try:
-                self.secrets(name)
+                read_secrets(self.webhooks[name], self._environ)
             except OrchestratorError as error:
                 problems.append(str(error))  # names the variable or file, never a secret
         return problems

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.api.tokens import token_json
+from orchestrator.api.tokens import check_expires_in, token_json
 from orchestrator.api.webhookconfig import webhook_from_json, webhook_json
 from orchestrator.errors import RunError
 
@@ -47,7 +47,7 @@ class RegistryOps:
     async def _op_tokens_create(self, request: dict[str, Any]) -> dict[str, Any]:
         """`scope`, optional `name` and `expires_in` (seconds from now; None: never)."""
         now = self._api_now()
-        expires_in = _optional_seconds(request, "expires_in")
+        expires_in = check_expires_in(request.get("expires_in"))
         record, text = await self.registry.create_token(
             self._api_store(),
             _optional_text(request, "name"),
@@ -144,12 +144,3 @@ def _optional_text(request: dict[str, Any], name: str) -> str:
     if not isinstance(value, str):
         raise RunError(f"the request's `{name}` must be a string")
     return value
-
-
-def _optional_seconds(request: dict[str, Any], name: str) -> float | None:
-    value = request.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise RunError(f"the request's `{name}` must be a number of seconds above 0, or null")
-    return float(value)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse
 
-from orchestrator.api.endpoints import Endpoint, Param
+from orchestrator.api.endpoints import Endpoint, Param, page_limit
 from orchestrator.api.inputs import (
     MAX_TEXT,
     json_object,
@@ -15,7 +15,6 @@ from orchestrator.api.inputs import (
     optional_text,
     path_text,
     query_choice,
-    query_int,
 )
 from orchestrator.api.views import run_json, task_instance_json
 from orchestrator.errors import ApiError, DuplicateRunError, RunNotFoundError
@@ -28,11 +27,12 @@ if TYPE_CHECKING:
     from orchestrator.store.records import RunRecord
 
 _STATES = tuple(state.value for state in RunState)
+_LIMIT = page_limit("Runs")
 
 
 async def list_runs(api: ApiContext, request: Request) -> dict[str, Any]:
     """Newest first; `next` is the `before` that gives the following page (None at the end)."""
-    limit = query_int(request, "limit", default=50, low=1, high=500)
+    limit = _LIMIT.read_int(request)
     state = query_choice(request, "state", _STATES)
     runs = await api.store.list_runs(
         dag_id=request.query_params.get("dag_id") or None,
@@ -125,7 +125,7 @@ ENDPOINTS = (
         query=(
             Param(name="dag_id", description="Only this DAG's runs"),
             Param(name="state", description="Only runs in this state", enum=_STATES),
-            Param(name="limit", description="Runs per page (1-500, default 50)", type="integer"),
+            _LIMIT,
             Param(name="before", description="The `next` of the previous page"),
         ),
     ),

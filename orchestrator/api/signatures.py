@@ -85,8 +85,12 @@ def verify_hmac(
 
 
 def decode_standard_secret(text: str) -> bytes:
-    """The key of a Standard Webhooks secret: base64, after an optional `whsec_` prefix."""
+    """The key of a Standard Webhooks secret: base64, after an optional `whsec_` prefix.
+
+    The `=` padding may be left out, as the reference libraries allow.
+    """
     encoded = text.strip().removeprefix(_WHSEC_PREFIX)
+    encoded += "=" * (-len(encoded) % 4)
     try:
         key = base64.b64decode(encoded, validate=True)
     except binascii.Error:

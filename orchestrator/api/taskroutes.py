@@ -9,7 +9,7 @@ import anyio
 from starlette.responses import PlainTextResponse
 
 from orchestrator.api.endpoints import Endpoint, Param
-from orchestrator.api.inputs import json_object, optional_bool, path_text, query_int
+from orchestrator.api.inputs import json_object, optional_bool, path_text
 from orchestrator.api.runroutes import find_run
 from orchestrator.api.views import task_instance_json, try_json
 from orchestrator.errors import ApiError
@@ -24,6 +24,17 @@ _MAP_INDEX = Param(
     name="map_index",
     description="Which expansion of a mapped task (-1: not mapped)",
     type="integer",
+    minimum=-1,
+    maximum=10_000_000,
+    default=-1,
+)
+_TRY_NUMBER = Param(
+    name="try_number",
+    description="Which try (default: the last)",
+    type="integer",
+    minimum=0,
+    maximum=1_000_000,
+    default=0,
 )
 _LOG_LIMIT = 8 * 1024 * 1024  # a log larger than this is answered with its last 8 MiB
 
@@ -43,7 +54,7 @@ async def show_task_instance(api: ApiContext, request: Request) -> dict[str, Any
 async def read_log(api: ApiContext, request: Request) -> PlainTextResponse:
     """The log of one try, as text (its last 8 MiB if it is larger)."""
     ti = await _find_instance(api, request)
-    number = query_int(request, "try_number", default=0, low=0, high=1_000_000)
+    number = _TRY_NUMBER.read_int(request)
     tries = await api.store.list_tries(ti.run_id, ti.task_id, ti.map_index)
     chosen = [t for t in tries if t.try_number == number] if number else tries[-1:]
     if not chosen:
@@ -70,7 +81,7 @@ async def clear_task(api: ApiContext, request: Request) -> dict[str, Any]:
 async def _find_instance(api: ApiContext, request: Request) -> TaskInstanceRecord:
     run = await find_run(api, path_text(request, "run_id"))
     task_id = path_text(request, "task_id")
-    map_index = query_int(request, "map_index", default=-1, low=-1, high=10_000_000)
+    map_index = _MAP_INDEX.read_int(request)
     for ti in await api.store.list_task_instances(run.run_id):
         if ti.task_id == task_id and ti.map_index == map_index:
             return ti
@@ -120,7 +131,7 @@ ENDPOINTS = (
         tag="tasks",
         query=(
             _MAP_INDEX,
-            Param(name="try_number", description="Which try (default: the last)", type="integer"),
+            _TRY_NUMBER,
         ),
         response="text/plain",
     ),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 from collections.abc import Mapping
@@ -28,6 +29,10 @@ from orchestrator.store.records import TokenRecord
 SCOPES = ("read", "trigger", "admin")
 TOKEN_PREFIX = "orch_"
 NAME_MAX_CHARS = 100
+#: The longest a token may last: 100 years. Every expiry is checked against it before it is
+#: stored, because a moment past year 9999 (or an infinite one) cannot be shown as a date, and
+#: one such row would make every token listing fail.
+MAX_EXPIRES_IN = 100 * 365 * 86400
 
 _TOKEN = re.compile(r"orch_([0-9a-f]{12})_([A-Za-z0-9_-]{16,128})")
 # Compared against when the id is unknown, so that case costs the same as a wrong secret.
@@ -62,6 +67,24 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_expires_in(value: object) -> float | None:
+    """`expires_in` (seconds from now) as a float, or None for never; `RunError` otherwise.
+
+    The one check for every way a token is created (the API, the control socket, the CLI).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise RunError("`expires_in` must be a number of seconds, or left out for never")
+    # Compared before any float conversion: an int of 400 digits does not fit in a float.
+    if not 0 < value <= MAX_EXPIRES_IN or not math.isfinite(value):
+        raise RunError(
+            f"`expires_in` must be a number of seconds above 0 and at most {MAX_EXPIRES_IN} "
+            "(100 years), or left out for never"
+        )
+    return float(value)
+
+
 def hash_secret(secret: str) -> str:
     """The hex SHA-256 of a token's secret part: what the store keeps."""
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -75,6 +98,9 @@ def new_token(
     check_name(name)
     if expires_at is not None and expires_at <= now:
         raise RunError("a token must expire in the future; give a positive duration or never")
+    if expires_at is not None and not expires_at <= now + MAX_EXPIRES_IN:
+        # The last guard before the store: nothing is stored that a listing cannot show.
+        raise RunError(f"a token may last at most {MAX_EXPIRES_IN} seconds (100 years)")
     token_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     record = TokenRecord(

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from typing import Any
 
+from orchestrator.api.secretfiles import read_secret_file
 from orchestrator.errors import RunError
 from orchestrator.store.records import WebhookRecord
 
@@ -189,11 +190,17 @@ def read_secrets(record: WebhookRecord, environ: Mapping[str, str]) -> list[byte
 
     A file holds one secret per non-empty line, so during a rotation the old and the new one
     both verify. Standard Webhooks secrets (`whsec_...`) are base64 and decoded to their key.
+    Reading a file blocks: the daemon reads it through `SecretFileCache` instead.
     """
     if record.secret_env is not None:
         texts = [_secret_from_environ(record, record.secret_env, environ)]
     else:
-        texts = _secrets_from_file(record, record.secret_file or "")
+        texts = read_secret_file(record.secret_file or "", where=f"webhook {record.name}")
+    return secret_keys(record, texts)
+
+
+def secret_keys(record: WebhookRecord, texts: list[str]) -> list[bytes]:
+    """The keys the secrets' texts stand for (a Standard Webhooks secret is base64)."""
     return [_secret_bytes(record, text, index) for index, text in enumerate(texts, 1)]
 
 
@@ -207,28 +214,6 @@ def _secret_from_environ(record: WebhookRecord, variable: str, environ: Mapping[
             "and restart the daemon"
         )
     return text
-
-
-def _secrets_from_file(record: WebhookRecord, path: str) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as file:
-            lines = [line.strip() for line in file]
-    except OSError as error:
-        raise RunError(
-            f"webhook {record.name}: cannot read the secret file {path}: "
-            f"{error.strerror or error}; check that it exists and the daemon's user may read it"
-        ) from None
-    except UnicodeDecodeError:
-        raise RunError(
-            f"webhook {record.name}: the secret file {path} is not UTF-8 text; write one "
-            "secret per line"
-        ) from None
-    secrets = [line for line in lines if line]
-    if not secrets:
-        raise RunError(
-            f"webhook {record.name}: the secret file {path} holds no secret; write one per line"
-        )
-    return secrets
 
 
 def _secret_bytes(record: WebhookRecord, text: str, index: int) -> bytes:

@@ -33,6 +33,7 @@ def tokens_group() -> None:
 
 def parse_expires(text: str) -> float | None:
     """`--expires` as seconds from now: `30d`, `12h`, `90m`; None for `never`."""
+    from orchestrator.api.tokens import check_expires_in
     from orchestrator.errors import RunError
 
     if text.strip().lower() == "never":
@@ -42,7 +43,10 @@ def parse_expires(text: str) -> float | None:
         raise RunError(
             f"--expires must be a duration such as 30d, 12h or 90m, or never; got {text!r}"
         )
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    try:  # bounded as the daemon bounds it, so a refusal comes before the state lock
+        return check_expires_in(int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    except RunError:
+        raise RunError(f"--expires must be at most 36500d (100 years); got {text!r}") from None
 
 
 # -- create -------------------------------------------------------------------------------------

@@ -326,7 +326,7 @@ def _webhooks_table(records: list[WebhookRecord]) -> Any:
 @click.argument("name")
 @settings_options
 def remove_webhook(name: str) -> None:
-    """Remove a webhook: POST /hooks/NAME answers 404 from now on.
+    """Remove a webhook: deliveries to POST /hooks/NAME are refused from now on.
 
     Runs it started are kept.
 
@@ -346,4 +346,4 @@ def remove_webhook(name: str) -> None:
         prepare=lambda: None,
         locally=lambda _: registry_request(settings, request, write=True),
     )
-    click.echo(f"removed webhook {name}: POST /hooks/{name} now answers 404")
+    click.echo(f"removed webhook {name}: deliveries to POST /hooks/{name} are now refused")

@@ -29,6 +29,7 @@ from orchestrator.api.context import ApiContext
 from orchestrator.api.registry import ApiRegistry
 from orchestrator.api.registryops import RegistryOps
 from orchestrator.api.server import serve_api
+from orchestrator.api.withheld import WithheldEnviron, withhold_webhook_secrets
 from orchestrator.config import Settings
 from orchestrator.crashpoints import check_crash_setting
 from orchestrator.daemon.control import control_path, serve_control
@@ -49,9 +50,11 @@ async def serve(settings: Settings, *, on_ready: Callable[[Engine], None] | None
     acquire = partial(StateDirLock.acquire, settings.state_dir, command="orchestrator daemon")
     with await anyio.to_thread.run_sync(acquire):
         await _check_integrity(settings)
+        environ = await _withhold_secrets(settings)  # before the first worker starts
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with Engine.open(settings, start_runs=True) as engine:
-                api = ApiContext(engine, await ApiRegistry.load(engine.store))
+                registry = await ApiRegistry.load(engine.store, environ=environ)
+                api = ApiContext(engine, registry)
                 control = DaemonControl(engine, api)
                 async with (
                     serve_control(control_path(settings.state_dir), control.handle),
@@ -91,6 +94,15 @@ async def _check_integrity(settings: Settings) -> None:
             f"the database in {settings.state_dir} failed its integrity check ({listed}). "
             "Restore it from a backup, or move it away to start afresh."
         )
+
+
+async def _withhold_secrets(settings: Settings) -> WithheldEnviron:
+    """Take the webhooks' secret variables out of the environment every task inherits."""
+    async with open_store(settings.state_dir, synchronous=settings.synchronous) as store:
+        webhooks = await store.list_webhooks()
+    environ = WithheldEnviron(os.environ)
+    withhold_webhook_secrets(environ, (webhook.secret_env for webhook in webhooks))
+    return environ
 
 
 async def _hurry_on_second_signal(signals: Any, engine: Engine) -> None:

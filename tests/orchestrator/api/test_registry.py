@@ -147,15 +147,15 @@ async def test_secrets_are_read_each_time_so_a_rotated_file_applies_at_once(
     async with open_store(tmp_path / "state") as store:
         registry = await ApiRegistry.load(store)
         await registry.add_webhook(store, record)
-        assert registry.secrets("retrain") == [b"first"]
+        assert await registry.secrets("retrain") == [b"first"]
         secret_file.write_text("first\nsecond\n")
-        assert registry.secrets("retrain") == [b"first", b"second"]
+        assert await registry.secrets("retrain") == [b"first", b"second"]
         secret_file.unlink()
         with pytest.raises(RunError, match="cannot read the secret file"):
-            registry.secrets("retrain")
+            await registry.secrets("retrain")
         assert registry.secret_problems()[0].startswith("webhook retrain: cannot read")
         with pytest.raises(RunError, match="there is no webhook 'nope'"):
-            registry.secrets("nope")
+            await registry.secrets("nope")
 
 
 async def test_the_store_refuses_duplicate_and_unknown_webhooks_itself(tmp_path: Path) -> None:

@@ -158,12 +158,18 @@ def test_standard_reference_vector_signs_and_verifies() -> None:
     verify_reference()
 
 
+def test_standard_secret_padding_is_optional_as_in_the_reference_libraries() -> None:
+    padded = base64.b64encode(b"a 10-byte!").decode()
+    assert padded.endswith("==")
+    assert decode_standard_secret("whsec_" + padded.rstrip("=")) == b"a 10-byte!"
+
+
 def test_standard_secret_prefix_is_optional() -> None:
     assert decode_standard_secret(STANDARD_SECRET.removeprefix("whsec_")) == standard_key()
     assert len(standard_key()) == 24
 
 
-@pytest.mark.parametrize("text", ["whsec_not base64!", "whsec_", "", "whsec_abc"])
+@pytest.mark.parametrize("text", ["whsec_not base64!", "whsec_", "", "whsec_abcde"])
 def test_standard_secret_that_is_not_base64_is_refused_without_quoting_it(text: str) -> None:
     with pytest.raises(ValueError, match="not valid base64") as caught:
         decode_standard_secret(text)

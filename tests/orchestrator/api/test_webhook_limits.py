@@ -14,7 +14,7 @@ import anyio
 import httpx
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
-from apikit import Served, serving
+from apikit import Served, hello_dag, serving
 
 from orchestrator import DAG, task
 from orchestrator.api.signatures import sign_github
@@ -23,17 +23,6 @@ from orchestrator.config import Settings
 
 SettingsFactory = Callable[..., Settings]
 SECRET = "limits-secret"
-
-
-def hello_dag() -> DAG:
-    with DAG("hello") as dag:
-
-        @task(in_process=True)
-        def say() -> str:
-            return "hello"
-
-        say()
-    return dag
 
 
 def held_dag(started: anyio.Event, release: anyio.Event) -> DAG:
@@ -187,7 +176,8 @@ async def test_a_webhooks_own_rate_refuses_the_third_delivery_until_time_passes(
     make_settings: SettingsFactory,
 ) -> None:
     clock = FakeClock()
-    async with serving(make_settings(), hello_dag(), clock=clock) as served:
+    settings = make_settings(webhook_replay_window=0)  # the same body each time, not a replay
+    async with serving(settings, hello_dag(), clock=clock) as served:
         await served.add_webhook("deploy", "hello", SECRET, rate=2)
         for _ in range(5):  # unsigned requests do not spend the sender's budget
             unsigned = await served.client.post("/hooks/deploy", content=b"{}")

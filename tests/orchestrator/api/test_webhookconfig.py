@@ -275,7 +275,7 @@ def test_unreadable_secret_files_say_why_without_the_secret(tmp_path: Path) -> N
     with pytest.raises(RunError, match="is not UTF-8 text") as caught:
         read_secrets(replace(record, secret_file=str(binary)), {})
     assert "secret-bytes" not in str(caught.value)
-    with pytest.raises(RunError, match=r"cannot read the secret file .*: Is a directory"):
+    with pytest.raises(RunError, match=r"the secret file .* is not a regular file"):
         read_secrets(replace(record, secret_file=str(tmp_path)), {})
 
 

@@ -174,7 +174,9 @@ def test_replace_and_remove(project: Project) -> None:
     assert "webhook-signature" in replaced.stdout
     assert [hook["kind"] for hook in project.json("webhooks", "list")] == ["standard"]
     removed = project.ok("webhooks", "remove", "retrain")
-    assert removed.stdout.strip() == "removed webhook retrain: POST /hooks/retrain now answers 404"
+    assert removed.stdout.strip() == (
+        "removed webhook retrain: deliveries to POST /hooks/retrain are now refused"
+    )
     assert project.json("webhooks", "list") == []
     assert project.refused("webhooks", "remove", "retrain") == (
         "error: there is no webhook 'retrain' (known: none yet); "
@@ -291,7 +293,7 @@ def test_through_the_daemon_a_webhook_serves_deliveries_at_once(project: Project
         assert [hook["name"] for hook in project.json("webhooks", "list")] == ["retrain"]
         project.ok("webhooks", "remove", "retrain")
         gone = deliver(url, {"after": "abc"}, event="push", delivery="d-2")
-        assert gone.status_code == 404
+        assert gone.status_code == 401  # refused as any unknown name is
     assert project.json("webhooks", "list") == []
     assert SECRET.encode() not in b"".join(
         path.read_bytes() for path in project.state.rglob("orchestrator.db*")

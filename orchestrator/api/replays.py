@@ -1,0 +1,90 @@
+"""`ReplayGuard`: a signed body seen again within the replay window gets the first run.
+
+A GitHub or plain-HMAC signature covers the body only. The delivery id travels in a header
+nobody signs, so whoever captured one delivery can send it again under a new id (or none)
+and it verifies. Its run's dedup key cannot catch that; this can: the digest of each signed
+body that started a run is kept for `webhook_replay_window` seconds, and the same body to
+the same webhook within it is answered with the first run, `created: false`.
+
+The window is kept in memory: a restart forgets it (the delivery-id dedup, in the store,
+does not). Two deliveries that are meant to be distinct but have byte-identical bodies
+within the window are one run: senders put an id or a timestamp in the body for that reason.
+Standard Webhooks needs none of this: its signature covers the message id and a timestamp.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import anyio
+
+from orchestrator.clock import Clock
+
+#: Bodies remembered at most; past it the oldest are forgotten first.
+MAX_REMEMBERED = 100_000
+
+
+@dataclass(eq=False)
+class Claim:
+    """One signed body within the window: the run it started, once that is committed."""
+
+    expires_at: float
+    run_id: str | None = None
+    settled: anyio.Event = field(default_factory=anyio.Event)
+
+
+class ReplayGuard:
+    """Signed bodies seen recently, per webhook, and the run each started."""
+
+    def __init__(self, clock: Clock, *, max_remembered: int = MAX_REMEMBERED) -> None:
+        self._clock = clock
+        self._max = max_remembered
+        self._claims: dict[bytes, Claim] = {}  # in the order they were made
+
+    @staticmethod
+    def key(hook_name: str, body: bytes) -> bytes:
+        return hashlib.sha256(hook_name.encode() + b"\0" + body).digest()
+
+    async def claim(self, key: bytes, window: float) -> Claim | None:
+        """None if `key` is new (the caller starts the run, then `settle`s or `release`s);
+        else the first delivery's claim, once its run is committed."""
+        while True:
+            now = self._clock.now()
+            self._forget_expired(now)
+            earlier = self._claims.get(key)
+            if earlier is None:
+                self._claims[key] = Claim(expires_at=now + window)
+                self._forget_oldest()
+                return None
+            await earlier.settled.wait()
+            if earlier.run_id is not None:
+                return earlier
+            # The first delivery failed before its run was committed: this one tries afresh.
+
+    def settle(self, key: bytes, run_id: str) -> None:
+        claim = self._claims.get(key)
+        if claim is not None:
+            claim.run_id = run_id
+            claim.settled.set()
+
+    def release(self, key: bytes) -> None:
+        claim = self._claims.pop(key, None)
+        if claim is not None:
+            claim.settled.set()
+
+    def __len__(self) -> int:
+        return len(self._claims)
+
+    def _forget_expired(self, now: float) -> None:
+        # One window for all, so the oldest claims expire first: stop at the first one alive.
+        while self._claims:
+            key, claim = next(iter(self._claims.items()))
+            if claim.expires_at > now or not claim.settled.is_set():
+                return
+            del self._claims[key]
+
+    def _forget_oldest(self) -> None:
+        while len(self._claims) > self._max:
+            oldest = next(iter(self._claims))
+            self._claims.pop(oldest).settled.set()

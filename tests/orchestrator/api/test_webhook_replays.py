@@ -1,0 +1,114 @@
+"""Replays of body-signed deliveries, delivery ids, and how deliveries are read.
+
+A GitHub or plain-HMAC signature covers the body, not the delivery id: the same signed body
+sent again within `webhook_replay_window` gets the first run, whatever id it carries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+import anyio
+import pytest
+from apikit import hello_dag, serving
+
+from orchestrator.api.signatures import sign_github, sign_hmac
+from orchestrator.clock import FakeClock
+from orchestrator.config import Settings
+
+SettingsFactory = Callable[..., Settings]
+SECRET = "replay-secret"
+BODY = json.dumps({"ref": "refs/heads/main", "after": "c0ffee"}).encode()
+
+
+def github(body: bytes, delivery: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "X-GitHub-Event": "push"}
+    if delivery is not None:
+        headers["X-GitHub-Delivery"] = delivery
+    return {**headers, "X-Hub-Signature-256": sign_github(SECRET.encode(), body)}
+
+
+async def test_a_github_body_replayed_under_new_ids_gets_the_first_run_until_the_window_ends(
+    make_settings: SettingsFactory,
+) -> None:
+    clock = FakeClock()
+    settings = make_settings(webhook_replay_window=60)
+    async with serving(settings, hello_dag(), clock=clock) as served:
+        await served.add_webhook("deploy", "hello", SECRET)
+        first = await served.client.post("/hooks/deploy", content=BODY, headers=github(BODY, "a"))
+        assert first.status_code == 201, first.text
+        for delivery in ("b", "c"):
+            again = await served.client.post(
+                "/hooks/deploy", content=BODY, headers=github(BODY, delivery)
+            )
+            assert again.status_code == 200, again.text
+            assert again.json()["run_id"] == first.json()["run_id"]
+            assert again.json()["created"] is False
+        clock.advance(61)  # past the window: the same body is a new delivery again
+        later = await served.client.post("/hooks/deploy", content=BODY, headers=github(BODY, "d"))
+        assert later.status_code == 201, later.text
+        assert len(await served.engine.store.list_runs(dag_id="hello")) == 2
+
+
+async def test_a_github_delivery_without_its_id_is_refused(make_settings: SettingsFactory) -> None:
+    async with serving(make_settings(), hello_dag()) as served:
+        await served.add_webhook("deploy", "hello", SECRET)
+        answer = await served.client.post("/hooks/deploy", content=BODY, headers=github(BODY, None))
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["code"] == "missing_delivery_id"
+        assert await served.engine.store.list_runs(dag_id="hello") == []
+
+
+async def test_a_plain_hmac_body_replayed_with_or_without_an_id_starts_one_run(
+    make_settings: SettingsFactory,
+) -> None:
+    signature = {"X-Signature": sign_hmac(SECRET.encode(), BODY)}
+    async with serving(make_settings(), hello_dag()) as served:
+        await served.add_webhook("acme", "hello", SECRET, kind="hmac")
+        answers = [
+            await served.client.post("/hooks/acme", content=BODY, headers=headers)
+            for headers in (signature, {**signature, "Idempotency-Key": "new"}, signature)
+        ]
+        assert [answer.status_code for answer in answers] == [201, 200, 200]
+        assert len({answer.json()["run_id"] for answer in answers}) == 1
+        assert len(await served.engine.store.list_runs(dag_id="hello")) == 1
+
+
+async def test_concurrent_replays_of_one_body_start_one_run(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings(webhook_rate=10_000, dag_trigger_rate=10_000)
+    async with serving(settings, hello_dag()) as served:
+        await served.add_webhook("deploy", "hello", SECRET)
+        statuses: list[int] = []
+
+        async def send(number: int) -> None:
+            headers = github(BODY, f"id-{number}")
+            answer = await served.client.post("/hooks/deploy", content=BODY, headers=headers)
+            statuses.append(answer.status_code)
+
+        async with anyio.create_task_group() as tg:
+            for number in range(20):
+                tg.start_soon(send, number)
+        assert sorted(statuses) == [200] * 19 + [201]
+        assert len(await served.engine.store.list_runs(dag_id="hello")) == 1
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/x-www-form-urlencoded", "Application/X-WWW-Form-Urlencoded; charset=utf-8"],
+)
+async def test_form_encoded_deliveries_are_recognised_whatever_the_case(
+    make_settings: SettingsFactory, content_type: str
+) -> None:
+    body = urlencode({"payload": BODY.decode()}).encode()
+    headers = {**github(body, "form-1"), "Content-Type": content_type}
+    async with serving(make_settings(), hello_dag()) as served:
+        await served.add_webhook("deploy", "hello", SECRET)
+        answer = await served.client.post("/hooks/deploy", content=body, headers=headers)
+        assert answer.status_code == 201, answer.text
+        run = await served.engine.store.get_run(answer.json()["run_id"])
+        assert run is not None
+        assert run.conf["payload"] == json.loads(BODY)
