@@ -88,6 +88,9 @@ async def http_error(request: Request, error: Exception) -> Response:
     message = "there is no such route" if error.status_code == 404 else str(error.detail)
     answer = problem(error.status_code, code, message)
     answer.headers.update(error.headers or {})  # a 405's Allow, which says what would work
+    if "Allow" in answer.headers:  # Starlette joins a set: the same answer every time, please
+        methods = sorted(method.strip() for method in answer.headers["Allow"].split(","))
+        answer.headers["Allow"] = ", ".join(methods)
     return answer
 
 
