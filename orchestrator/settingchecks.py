@@ -32,7 +32,7 @@ def from_text(name: str, text: str, label: str) -> Any:
             return int(text)
         except ValueError:
             raise ConfigError(f"{label} must be a whole number, got {text!r}") from None
-    if name in ("shutdown_grace", "webhook_rate", "dag_trigger_rate"):
+    if name in ("shutdown_grace", "webhook_rate", "dag_trigger_rate", "dag_import_timeout"):
         try:
             return float(text)
         except ValueError:
@@ -55,6 +55,7 @@ _WHOLE_NUMBERS = (
     "api_max_body",
     "api_max_json_depth",
     "max_queued_runs",
+    "dag_import_max_memory_mb",
 )
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -94,6 +95,20 @@ def _check_rate(value: Any, label: Label, key: str) -> float:
             f"{label(key)} must be a number of requests per second above 0, got {value!r}"
         )
     return float(value)
+
+
+def _check_timeout(value: Any, label: Label, key: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1e6:
+        raise ConfigError(f"{label(key)} must be a number of seconds above 0, got {value!r}")
+    return float(value)
+
+
+def _check_megabytes(value: Any, label: Label, key: str, *, least: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ConfigError(
+            f"{label(key)} must be a whole number of MiB, at least {least}, got {value!r}"
+        )
+    return value
 
 
 def _check_port(value: Any, label: Label) -> int:
@@ -195,4 +210,9 @@ CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "webhook_rate": lambda value, label: _check_rate(value, label, "webhook_rate"),
     "dag_trigger_rate": lambda value, label: _check_rate(value, label, "dag_trigger_rate"),
     "max_queued_runs": lambda value, label: _check_count(value, label, "max_queued_runs"),
+    "dag_import_timeout": lambda value, label: _check_timeout(value, label, "dag_import_timeout"),
+    # Below about 32 MiB the interpreter itself could not start an import.
+    "dag_import_max_memory_mb": lambda value, label: _check_megabytes(
+        value, label, "dag_import_max_memory_mb", least=32
+    ),
 }
