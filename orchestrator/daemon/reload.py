@@ -19,7 +19,7 @@ from anyio.abc import TaskStatus
 from watchfiles._rust_notify import RustNotify
 
 from orchestrator.loading.dagbag import load_checked_file
-from orchestrator.loading.importcheck import ImportLimits
+from orchestrator.loading.importcheck import ImportLimits, check_files
 from orchestrator.loading.importer import FileResult
 
 if TYPE_CHECKING:
@@ -53,7 +53,9 @@ async def follow_dag_folder(
                 watcher.watch, _DEBOUNCE_MS, _STEP_MS, 0, stop, abandon_on_cancel=True
             )
             if isinstance(changes, set):
-                for path in _changed_files(folder, {path for _, path in changes}):
+                paths = _changed_files(folder, {path for _, path in changes})
+                await _check_at_once(engine, paths)
+                for path in paths:
                     await reload_file(engine, path)
     finally:
         stop.set()  # ends the abandoned `watch` call within one step
@@ -63,6 +65,13 @@ def _open_watcher(folder: str) -> RustNotify:
     # watchfiles' RustNotify on its own thread, not the file triggers' shared 1 ms watch: a
     # reload needs no millisecond latency, and a 50 ms step keeps an idle daemon near 0 % CPU.
     return RustNotify([folder], False, False, 300, True, True)
+
+
+async def _check_at_once(engine: Engine, paths: list[str]) -> None:
+    """Check several changed files together: `reload_file` then finds each verdict cached."""
+    if len(paths) > 1:
+        limits = ImportLimits.of(engine.settings)
+        await anyio.to_thread.run_sync(check_files, paths, limits)
 
 
 async def reload_file(engine: Engine, path: str) -> None:

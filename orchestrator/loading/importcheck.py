@@ -107,7 +107,7 @@ def check_import(path: str, limits: ImportLimits) -> Verdict:
     with tempfile.TemporaryDirectory(prefix="orchestrator-import-") as folder:
         report = os.path.join(folder, "report.json")
         argv = [sys.executable, "-m", "orchestrator.loading.importprobe", path, report]
-        argv += [repr(limits.timeout), str(limits.max_memory_mb)]
+        argv += [repr(limits.timeout), str(limits.max_memory_mb), str(os.getpid())]
         with open(f"{report}.stderr", "wb") as stderr:
             process = subprocess.Popen(
                 argv,

@@ -1,12 +1,12 @@
 """The checker subprocess: import one DAG file under limits and report what the import did.
 
-Run by `importcheck` as `python -m orchestrator.loading.importprobe PATH REPORT TIMEOUT MIB`,
-in its own session. It caps its data segment at MIB (an allocation past it is a
-`MemoryError`), arms faulthandler to dump the stack and exit at TIMEOUT (so a stuck import
-is reported at the line it was stuck on), notes every `os.fork()`, and after the import looks
-for threads still running. It writes a JSON report `{"problem": ..., "line": ...}` to REPORT,
-with `problem` null when the file may be imported by the daemon; no report means the file
-ended the process itself.
+Run by `importcheck` as `python -m orchestrator.loading.importprobe PATH REPORT SECONDS MIB PID`
+(PID: the loading process), in its own session. It caps its data segment at MIB (an
+allocation past it is a `MemoryError`), arms faulthandler to dump the stack and exit after
+SECONDS (so a stuck import is reported at the line it was stuck on), notes every `os.fork()`,
+and after the import looks for threads still running. It writes a JSON report
+`{"problem": ..., "line": ...}` to REPORT, with `problem` null when the file may be imported
+by the daemon; no report means the file ended the process itself.
 
 Errors the file raises are not problems here: the daemon's own import reports them the same
 way. Only what would stop, hang or bloat the daemon is.
@@ -14,10 +14,12 @@ way. Only what would stop, hang or bloat the daemon is.
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import json
 import os
 import resource
+import signal
 import sys
 import threading
 import traceback
@@ -25,6 +27,7 @@ import traceback
 from orchestrator.loading.importer import FileResult, load_dag_file
 
 _MIB = 1024 * 1024
+_PR_SET_PDEATHSIG = 1
 
 
 class _Watch:
@@ -55,7 +58,14 @@ def line_in_stack(path: str) -> int | None:
 
 
 def main(argv: list[str]) -> None:
-    path, report, timeout, megabytes = argv[0], argv[1], float(argv[2]), int(argv[3])
+    path, report, timeout, megabytes, parent = (
+        argv[0],
+        argv[1],
+        float(argv[2]),
+        int(argv[3]),
+        int(argv[4]),
+    )
+    _die_with_parent(parent)
     _limit_memory(megabytes)
     watch = _Watch(path)
     watch.arm()
@@ -70,6 +80,18 @@ def main(argv: list[str]) -> None:
         json.dump({"problem": problem, "line": line}, file)
     os.rename(f"{report}.partial", report)  # whole, or not there
     os._exit(0)  # not `exit`: it would wait for the threads the file started
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: be killed if the thread that started this check goes (the daemon was killed);
+    the check runs in its own session, so no signal to the daemon's group reaches it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    except (OSError, AttributeError):  # not Linux: the timeout still ends the check
+        pass
+    if os.getppid() != parent:  # it died before the line above: nobody wants the answer
+        os._exit(0)
 
 
 def _limit_memory(megabytes: int) -> None:

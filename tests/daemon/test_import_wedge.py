@@ -119,3 +119,17 @@ def test_a_reloaded_file_that_exits_or_loops_leaves_the_daemon_up_and_reloading(
     assert "the file exited the process (exit code 3)" in log
     assert "import took longer than 2 s" in log
     wait_until(lambda: not orphans(marker), 10, "no process of the daemon's to be left")
+
+
+def test_a_check_running_when_the_daemon_is_killed_dies_with_it(project: Path) -> None:
+    """The check runs in its own session (no signal to the daemon's group reaches it), so it
+    must end when the daemon does, not when its own 60 s run out."""
+    dags = project / "dags"
+    (dags / "sleep.py").write_text(SLEEP)
+    marker = new_marker()
+    env = {"ORCHESTRATOR_DAG_IMPORT_TIMEOUT": "60"}
+    with DaemonProcess(project / "state", dags, marker=marker, env=env, cwd=project) as daemon:
+        wait_until(lambda: len(orphans(marker)) > 1, 30, "the import check to start")
+        daemon.kill9()
+        daemon.wait_exit(10)
+    wait_until(lambda: not orphans(marker), 10, "the import check to end with the daemon")
