@@ -93,6 +93,10 @@ class Settings:
     webhook_replay_window: float = 600.0
     # Runs of one DAG waiting to start; an API or webhook trigger beyond it is refused (429).
     max_queued_runs: int = 1000
+    # Each DAG file is first imported in a short-lived subprocess under these limits, so a file
+    # that loops, sleeps, exits, forks or allocates at import is an error, not a wedged daemon.
+    dag_import_timeout: float = 30.0
+    dag_import_max_memory_mb: int = 1024
     config_file: Path | None = None  # the TOML file these settings came from, if any
 
     def __post_init__(self) -> None:

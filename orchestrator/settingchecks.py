@@ -59,6 +59,7 @@ _WHOLE_NUMBERS = (
     "api_max_header_bytes",
     "api_max_headers",
     "max_queued_runs",
+    "dag_import_max_memory_mb",
 )
 _NUMBERS = (
     "shutdown_grace",
@@ -67,6 +68,7 @@ _NUMBERS = (
     "api_header_timeout",
     "api_body_timeout",
     "webhook_replay_window",
+    "dag_import_timeout",
 )
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -119,6 +121,14 @@ def _check_rate(value: Any, label: Label, key: str) -> float:
             f"{label(key)} must be a number of requests per second above 0, got {value!r}"
         )
     return float(value)
+
+
+def _check_megabytes(value: Any, label: Label, key: str, *, least: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ConfigError(
+            f"{label(key)} must be a whole number of MiB, at least {least}, got {value!r}"
+        )
+    return value
 
 
 def _check_port(value: Any, label: Label) -> int:
@@ -229,4 +239,9 @@ CHECKS: dict[str, Callable[[Any, Label], Any]] = {
         value, label, "webhook_replay_window"
     ),
     "max_queued_runs": lambda value, label: _check_count(value, label, "max_queued_runs"),
+    "dag_import_timeout": lambda value, label: _check_timeout(value, label, "dag_import_timeout"),
+    # Below about 32 MiB the interpreter itself could not start an import.
+    "dag_import_max_memory_mb": lambda value, label: _check_megabytes(
+        value, label, "dag_import_max_memory_mb", least=32
+    ),
 }

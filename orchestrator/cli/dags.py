@@ -55,9 +55,11 @@ def load_bag_quietly(settings: Settings) -> DagBag:
     import sys
 
     from orchestrator.loading.dagbag import load_dag_bag
+    from orchestrator.loading.importcheck import ImportLimits
 
+    limits = ImportLimits.of(settings)
     with contextlib.redirect_stdout(sys.stderr):
-        return load_dag_bag(settings.dags_folder, pools=settings.pool_slots())
+        return load_dag_bag(settings.dags_folder, pools=settings.pool_slots(), limits=limits)
 
 
 async def _paused_dags(settings: Settings) -> set[str]:

@@ -28,6 +28,7 @@ from orchestrator.config import Settings
 from orchestrator.daemon.state_lock import StateDirLock, StateDirLockedError
 from orchestrator.errors import RunError
 from orchestrator.loading.dagbag import DagBag, load_dag_bag
+from orchestrator.loading.importcheck import ImportLimits
 from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState
 from orchestrator.store.records import RunRecord
@@ -38,7 +39,8 @@ def run_in_foreground(settings: Settings, dag_id: str, conf: dict[str, Any]) -> 
 
     Raises `DagNotFoundError` (with the known ids and import errors) before starting anything.
     """
-    dagbag = load_dag_bag(settings.dags_folder, pools=settings.pool_slots())
+    limits = ImportLimits.of(settings)
+    dagbag = load_dag_bag(settings.dags_folder, pools=settings.pool_slots(), limits=limits)
     dag = dagbag.get(dag_id)
     for error in dagbag.errors:  # other files' problems must not stop this run
         warn(describe_dag_error(error))

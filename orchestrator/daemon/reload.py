@@ -1,7 +1,8 @@
 """The daemon reloads DAG files when they change: no restart to deploy a pipeline.
 
-The DAGs folder is watched with watchfiles. A changed file is
-imported again in a worker thread; one that now fails keeps its last good DAGs running (their
+The DAGs folder is watched with watchfiles. A changed file is checked in a subprocess under
+the import limits, then imported again in a worker thread (never on the event loop). One that
+now fails (raises, or loops, exits or forks at import) keeps its last good DAGs running (their
 schedules and run triggers go on) and its error is recorded for `orchestrator dags list`; a
 deleted file's DAGs stop. Runs already going keep the version they started with.
 """
@@ -17,7 +18,9 @@ import anyio
 from anyio.abc import TaskStatus
 from watchfiles._rust_notify import RustNotify
 
-from orchestrator.loading.importer import FileResult, load_dag_file
+from orchestrator.loading.dagbag import load_checked_file
+from orchestrator.loading.importcheck import ImportLimits, check_files
+from orchestrator.loading.importer import FileResult
 
 if TYPE_CHECKING:
     from orchestrator.scheduling.engine import Engine
@@ -50,7 +53,9 @@ async def follow_dag_folder(
                 watcher.watch, _DEBOUNCE_MS, _STEP_MS, 0, stop, abandon_on_cancel=True
             )
             if isinstance(changes, set):
-                for path in _changed_files(folder, {path for _, path in changes}):
+                paths = _changed_files(folder, {path for _, path in changes})
+                await _check_at_once(engine, paths)
+                for path in paths:
                     await reload_file(engine, path)
     finally:
         stop.set()  # ends the abandoned `watch` call within one step
@@ -62,9 +67,17 @@ def _open_watcher(folder: str) -> RustNotify:
     return RustNotify([folder], False, False, 300, True, True)
 
 
+async def _check_at_once(engine: Engine, paths: list[str]) -> None:
+    """Check several changed files together: `reload_file` then finds each verdict cached."""
+    if len(paths) > 1:
+        limits = ImportLimits.of(engine.settings)
+        await anyio.to_thread.run_sync(check_files, paths, limits)
+
+
 async def reload_file(engine: Engine, path: str) -> None:
     """Import `path` again (or drop its DAGs if it is gone) and hand the result to the engine."""
-    result = await anyio.to_thread.run_sync(_import_if_present, path)
+    limits = ImportLimits.of(engine.settings)
+    result = await anyio.to_thread.run_sync(_import_if_present, path, limits)
     change = await engine.apply_file(result)
     if change.broken:
         for error in result.errors:
@@ -75,8 +88,8 @@ async def reload_file(engine: Engine, path: str) -> None:
         logger.info("DAG %s is gone from %s: it no longer starts runs", dag_id, path)
 
 
-def _import_if_present(path: str) -> FileResult:
-    return load_dag_file(path) if os.path.isfile(path) else FileResult(path)
+def _import_if_present(path: str, limits: ImportLimits) -> FileResult:
+    return load_checked_file(path, limits) if os.path.isfile(path) else FileResult(path)
 
 
 def _changed_files(folder: str, changed: set[str]) -> list[str]:

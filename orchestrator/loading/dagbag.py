@@ -14,6 +14,7 @@ from pathlib import Path
 
 from orchestrator.authoring.dag import DAG
 from orchestrator.errors import DagError, DagNotFoundError
+from orchestrator.loading.importcheck import ImportLimits, Verdict, check_files
 from orchestrator.loading.importer import FileResult, load_dag_file
 
 
@@ -104,12 +105,16 @@ def _promote_shadowed(bag: DagBag, dag_ids: list[str], pools: Collection[str] | 
     return promoted
 
 
-def load_dag_bag(folder: Path, *, pools: Collection[str] | None = None) -> DagBag:
+def load_dag_bag(
+    folder: Path, *, pools: Collection[str] | None = None, limits: ImportLimits | None = None
+) -> DagBag:
     """Import every DAG file under `folder`; never raises for a fault in the files.
 
     Files and folders whose names start with `_` or `.` are skipped (helpers, caches, editor
     files). When `pools` is given, a DAG with a task in any other pool is left out, with an
-    error at that task's line, because its task could never be scheduled.
+    error at that task's line, because its task could never be scheduled. When `limits` is
+    given, each file is imported here only once its import passed a check in a subprocess
+    under them (`loading/importcheck.py`): the daemon and the CLI always give them.
     """
     folder = Path(os.path.abspath(folder))
     bag = DagBag(folder)
@@ -117,12 +122,26 @@ def load_dag_bag(folder: Path, *, pools: Collection[str] | None = None) -> DagBa
         bag.errors.append(_missing_folder_error(folder))
         return bag
     first_file: dict[str, str] = {}  # dag_id -> first file defining it, kept or not
-    for path in dag_files(folder):
-        result = load_dag_file(path)
+    paths = dag_files(folder)
+    verdicts = {} if limits is None else check_files(paths, limits)
+    for path in paths:
+        result = _import_if_passed(path, verdicts.get(path))
         bag.errors.extend(result.errors)
         for pipeline in result.dags.values():
             _add_dag(bag, pipeline, result.path, first_file, pools)
     return bag
+
+
+def _import_if_passed(path: str, verdict: Verdict) -> FileResult:
+    """The file imported here if its check passed (or none was made), else its check's error."""
+    if verdict is None:
+        return load_dag_file(path)
+    return FileResult(os.path.abspath(path), errors=[verdict])
+
+
+def load_checked_file(path: str, limits: ImportLimits) -> FileResult:
+    """Check one file (or reuse its last check if unchanged), then import it if it passed."""
+    return _import_if_passed(path, check_files([path], limits)[path])
 
 
 def dag_files(folder: Path) -> list[str]:

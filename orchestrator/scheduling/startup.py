@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
@@ -18,6 +19,7 @@ from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings
 from orchestrator.execution.executor import Executor
 from orchestrator.loading.dagbag import DagBag, load_dag_bag
+from orchestrator.loading.importcheck import ImportLimits
 from orchestrator.scheduling.active_runs import Transitions
 from orchestrator.scheduling.autostart import RunStarter
 from orchestrator.scheduling.driven_runs import DrivenRuns
@@ -94,8 +96,14 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     """`Engine.open`: the store, the executor and one task group for everything the engine
     runs (its loop, its timers, tries, triggers), closed in that order on the way out."""
-    if dagbag is None:
-        dagbag = load_dag_bag(settings.dags_folder, pools=settings.pool_slots())
+    if dagbag is None:  # in a thread: the files' checks and imports never block the loop
+        load = partial(
+            load_dag_bag,
+            settings.dags_folder,
+            pools=settings.pool_slots(),
+            limits=ImportLimits.of(settings),
+        )
+        dagbag = await anyio.to_thread.run_sync(load)
     try:
         async with (
             open_store(settings.state_dir, synchronous=settings.synchronous) as store,
