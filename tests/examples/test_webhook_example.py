@@ -196,7 +196,7 @@ def test_the_readme_curl_is_refused_with_a_wrong_secret_and_ignored_for_another_
         other_branch = setup.bash(delivery.replace("refs/heads/main", "refs/heads/dev"))
         runs = setup.runs()
     assert forged["error"]["status"] == 401
-    assert "signature does not match" in forged["error"]["message"]
+    assert "not signed with this webhook's secret" in forged["error"]["message"]
     assert other_branch == {
         "run_id": None,
         "created": False,
