@@ -55,6 +55,7 @@ _WHOLE_NUMBERS = (
     "api_max_body",
     "api_max_json_depth",
     "max_queued_runs",
+    "max_interrupted_tries",
 )
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -195,4 +196,7 @@ CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "webhook_rate": lambda value, label: _check_rate(value, label, "webhook_rate"),
     "dag_trigger_rate": lambda value, label: _check_rate(value, label, "dag_trigger_rate"),
     "max_queued_runs": lambda value, label: _check_count(value, label, "max_queued_runs"),
+    "max_interrupted_tries": lambda value, label: _check_count(
+        value, label, "max_interrupted_tries"
+    ),
 }
