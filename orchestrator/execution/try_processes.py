@@ -28,7 +28,7 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from pathlib import Path
 
@@ -86,17 +86,9 @@ def descendants(pid: int) -> list[int]:
 
 def stop_descendants() -> None:
     """In a worker, after a try: kill every process below this one, and reap them."""
-    if sys.platform != "linux":
-        return
-    me = os.getpid()
-    for _ in range(_MAX_ROUNDS):
-        alive = descendants(me)
-        if not alive:
-            break
-        _kill_all(alive)
-        wait_gone(alive)
+    if sys.platform == "linux":
+        _kill_below(os.getpid(), after_each_round=_reap_children)
         _reap_children()
-    _reap_children()
 
 
 def stop_process_tree(pid: int) -> None:
@@ -108,14 +100,20 @@ def stop_process_tree(pid: int) -> None:
     with suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGSTOP)
     if sys.platform == "linux":
-        for _ in range(_MAX_ROUNDS):
-            alive = descendants(pid)
-            if not alive:
-                break
-            _kill_all(alive)
-            wait_gone(alive)
+        _kill_below(pid, after_each_round=lambda: None)
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def _kill_below(pid: int, *, after_each_round: Callable[[], None]) -> None:
+    """Kill what runs below `pid` until nothing does (orphans of the killed come up to it)."""
+    for _ in range(_MAX_ROUNDS):
+        alive = descendants(pid)
+        if not alive:
+            return
+        _kill_all(alive)
+        wait_gone(alive)
+        after_each_round()
 
 
 def stop_token_holders(tokens: Iterable[str]) -> list[int]:

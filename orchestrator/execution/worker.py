@@ -286,13 +286,13 @@ def main() -> None:
     channel = Channel()
     _configure_process()
     runner = Runner()
-    channel.send({"ready": True})
     try:
+        channel.send({"ready": True})
         for message in channel:
             outcome = runner.run(job_from_json(message["job"]))
             stop_descendants()  # nothing of this try may run beside the next one
             channel.send(outcome_to_json(outcome))
-    except OSError as error:  # e.g. EBADF: the task closed file descriptors it did not own
+    except OSError as error:  # the engine is gone, or (EBADF) the task closed our pipe's fds
         sys.stderr.write(f"worker: lost its pipe to the engine: {error_line(error)}\n")
         stop_descendants()
         sys.stderr.flush()

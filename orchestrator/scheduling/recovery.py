@@ -25,6 +25,7 @@ instances again without using up a try, since the task did nothing wrong.
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.authoring.dag import DAG
@@ -170,8 +171,14 @@ class RecoveryDecisions:
             self.timers.append(Timer(ti.next_retry_at or tx.now, ti.key, "retry"))
 
     def _recover_interrupted(self, ti: TaskInstance, tx: Transitions) -> None:
-        """A try the daemon's death cut short runs again for free, up to the cap."""
-        ti.interrupted_tries += 1
+        """A try the daemon's death cut short runs again for free, up to the cap.
+
+        Only a try whose code had begun counts towards the cap: one that had no log yet (its
+        worker had not got the job) cannot be what killed the daemon, and a daemon killed
+        again and again right after it starts must not fail the tries it had just sent out.
+        """
+        if not ti.log_path or os.path.exists(ti.log_path):
+            ti.interrupted_tries += 1
         fields = {"interrupted_tries": ti.interrupted_tries}
         if ti.interrupted_tries < self.max_interrupted_tries:
             self._requeue(ti, STOPPED_WHILE_RUNNING, tx, fields)
