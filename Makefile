@@ -38,9 +38,10 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python bench/idle_daemon.py
 	$(BIN)/python bench/webhooks.py
 
-## soak: the random kill -9 crash test for 30 rounds (300 files) instead of 3
+## soak: the random kill -9 crash test for 30 rounds (300 files) instead of 3, on a fresh seed
+## (printed) or on CRASH_SEED=n to replay one
 soak: $(VENV)/.test-deps
-	CRASH_ROUNDS=30 CRASH_SEED=$${CRASH_SEED:-$$RANDOM} $(BIN)/pytest tests/daemon/test_crash.py -k random -p no:randomly
+	CRASH_ROUNDS=30 $(BIN)/pytest tests/daemon/test_crash.py -k random -p no:randomly
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache

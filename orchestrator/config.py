@@ -65,6 +65,9 @@ class Settings:
     triggerer_capacity: int = 200_000  # triggers hosted at once; more wait for a free place
     # The daemon on SIGTERM: seconds running tasks may go on before they are stopped.
     shutdown_grace: float = 30.0
+    # Tries of one task instance cut short by the daemon's death (kill -9, OOM, power cut) are
+    # run again without using a retry, this many times; then the task counts as the cause.
+    max_interrupted_tries: int = 3
     # Untrusted input (run conf, payloads) may name files only under these folders ...
     allowed_roots: tuple[Path, ...] = ()
     # ... and URLs on loopback, private, link-local or metadata addresses only if this is true.

@@ -60,6 +60,7 @@ _WHOLE_NUMBERS = (
     "api_max_headers",
     "max_queued_runs",
     "dag_import_max_memory_mb",
+    "max_interrupted_tries",
 )
 _NUMBERS = (
     "shutdown_grace",
@@ -243,5 +244,8 @@ CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     # Below about 32 MiB the interpreter itself could not start an import.
     "dag_import_max_memory_mb": lambda value, label: _check_megabytes(
         value, label, "dag_import_max_memory_mb", least=32
+    ),
+    "max_interrupted_tries": lambda value, label: _check_count(
+        value, label, "max_interrupted_tries"
     ),
 }

@@ -281,6 +281,15 @@ def _tries_left_running(connection: sqlite3.Connection) -> list[str]:
     ]
 
 
+def store_rows(state_dir: Path, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of a read-only query on the store in `state_dir`; [] before it exists."""
+    database = state_dir / "orchestrator.db"
+    if not database.exists():
+        return []
+    with closing(_connect_readonly(database)) as connection:
+        return list(connection.execute(sql))
+
+
 def _task(run_id: str, task_id: str, map_index: int) -> str:
     index = f"[{map_index}]" if map_index >= 0 else ""
     return f"task instance {task_id}{index} of run {run_id!r}"

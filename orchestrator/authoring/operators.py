@@ -13,9 +13,11 @@ class Upload(BaseOperator):
 
 from __future__ import annotations
 
+import codecs
 import inspect
 import json
 import os
+import select
 import subprocess
 from collections.abc import Callable, Mapping
 from typing import IO, Any, cast
@@ -69,7 +71,9 @@ class Shell(BaseOperator):
     The command sees the run in its environment: `ORCHESTRATOR_DAG_ID`, `ORCHESTRATOR_RUN_ID`,
     `ORCHESTRATOR_TASK_ID`, `ORCHESTRATOR_TRY_NUMBER`, and `ORCHESTRATOR_CONF` /
     `ORCHESTRATOR_PARAMS` as JSON. Output goes to the try's log. It runs in a worker process
-    like any sync task, so a timeout or a cancel kills it with its whole process group.
+    like any sync task, so a timeout or a cancel kills it with every process it started. The
+    task ends when the shell exits, even if a background child still holds its stdout open
+    (that child is then killed with the try's other leftovers).
     """
 
     def __init__(
@@ -97,11 +101,9 @@ class Shell(BaseOperator):
             env=env,
             stdout=subprocess.PIPE,
             stderr=None,  # the try's log (the worker points fd 2 at it)
-            text=True,
-            errors="replace",  # a command printing bytes that are not UTF-8 still succeeds
         ) as process:
             try:
-                last = _echo_lines(process.stdout)
+                last = _echo_output(process)
             except BaseException:
                 process.kill()  # never leave the command running behind a failed task
                 raise
@@ -111,14 +113,66 @@ class Shell(BaseOperator):
         return last
 
 
-def _echo_lines(stdout: IO[str] | None) -> str:
-    """Copy the command's output into the try's log; return its last non-blank line."""
-    last = ""
-    for line in stdout or ():
+def _echo_output(process: subprocess.Popen[bytes]) -> str:
+    """Copy the command's output into the try's log until it exits; return its last line.
+
+    Reads until the shell exits, not until its stdout closes: a background child may hold it
+    open for hours. What is in the pipe when the shell exits is still read.
+    """
+    fd = cast(IO[bytes], process.stdout).fileno()
+    echo = _LineEcho()
+    pidfd = os.pidfd_open(process.pid)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(pidfd, select.POLLIN)
+        while True:
+            ready = {ready_fd for ready_fd, _ in poller.poll()}
+            if pidfd in ready:  # exited: take what it wrote, not what its children write next
+                os.set_blocking(fd, False)
+                while chunk := _read_available(fd):
+                    echo.feed(chunk)
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            echo.feed(chunk)
+    finally:
+        os.close(pidfd)
+    return echo.finish()
+
+
+def _read_available(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return b""
+
+
+class _LineEcho:
+    """Prints output to the try's log line by line; remembers the last non-blank line."""
+
+    def __init__(self) -> None:
+        # A command printing bytes that are not UTF-8 still succeeds.
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+        self.last = ""
+
+    def feed(self, chunk: bytes) -> None:
+        *lines, self._pending = (self._pending + self._decoder.decode(chunk)).split("\n")
+        for line in lines:
+            self._print(line + "\n")
+
+    def finish(self) -> str:
+        rest = self._pending + self._decoder.decode(b"", final=True)
+        if rest:
+            self._print(rest)
+        return self.last
+
+    def _print(self, line: str) -> None:
         print(line, end="", flush=True)
         if line.strip():
-            last = line.rstrip("\n")
-    return last
+            self.last = line.rstrip("\n")
 
 
 def _run_environment(context: TaskContext) -> dict[str, str]:

@@ -12,9 +12,10 @@ Where the code runs:
   stopped, so on a timeout the executor stops *waiting*: the try fails and the thread is
   abandoned, still running, until the task's code returns by itself.
 - other sync tasks: in a worker process (see `execution/worker.py`), reused across tasks. A
-  timeout or a cancel SIGKILLs the worker's whole process group, so the task's own
-  subprocesses die with it, and the worker is replaced. A worker that crashes is reported
-  (`worker process died: exit code 7`, `... killed by signal SIGSEGV`) and replaced too.
+  timeout or a cancel SIGKILLs the worker with every process below it (the task's own
+  subprocesses, even those that left its process group), and the worker is replaced; a try
+  that ends by itself has its leftovers killed by the worker. A worker that crashes is
+  reported (`worker process died: exit code 7`, `... killed by signal SIGSEGV`) and replaced.
 
 `execute` never raises for a task's own failure (an exception, a crash, a timeout, a result
 that cannot be stored): it returns a failed outcome whose `error` is one line for the user;
@@ -185,7 +186,8 @@ class Executor:
         worker = await self._pool.checkout()
         try:
             with anyio.fail_after(job.timeout):
-                outcome = await worker.request(payload, 2 * job.result_max_bytes + _REPLY_MARGIN)
+                reply_limit = 2 * job.result_max_bytes + _REPLY_MARGIN
+                outcome = await worker.request(payload, reply_limit, job.process_token)
         except BaseException:  # failed, timed out or cancelled: the worker cannot be trusted
             await self._pool.discard(worker)
             raise

@@ -24,6 +24,9 @@ class TaskJob:
     # Set when the try resumes after a deferral: {"target": name or None, "kwargs": {...},
     # "event": the trigger event's payload}. Then the resume target runs instead of the task.
     resume: dict[str, Any] | None = None
+    # Marks every process of the try (`execution.try_processes`), so that whatever the try
+    # started can be found and stopped, even after the daemon that ran it died. Empty: none.
+    process_token: str = ""
 
 
 class Outcome(StrEnum):

@@ -9,6 +9,11 @@ worker -> engine   {"status": "success", "result_json": "...", "error": null}
 ...                                                                       until stdin closes
 ```
 
+A worker is a child subreaper: every process a task starts stays below it, even after a
+`setsid` or a double fork, and is killed once the try ends (before the outcome is sent), so
+nothing of one try runs beside the next. Each try's processes carry its token in their
+environment (`ORCHESTRATOR_TRY_TOKEN`), so they can be found after the worker died, too.
+
 At start the worker moves the protocol to private copies of fds 0 and 1 and points fds 0/1
 at /dev/null, so nothing a task prints can corrupt the protocol. For each job it points fds
 1 and 2 at the try's log, so the output of the task, of its subprocesses, of C extensions and
@@ -40,11 +45,18 @@ from orchestrator.execution.invoke import invoke
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.execution.log_capture import LOG_FORMAT
 from orchestrator.execution.results import outcome_of_call
+from orchestrator.execution.try_processes import (
+    TRY_TOKEN_VARIABLE,
+    become_subreaper,
+    stop_descendants,
+)
 from orchestrator.loading.importer import FileResult, load_dag_file
 
 #: The C library, for `fflush(NULL)` and `prctl`.
 _LIBC = ctypes.CDLL(None)
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+#: The exit code of a worker whose pipe to the engine was closed under it (by a task).
+CHANNEL_LOST_EXIT = 75
 
 # -- the protocol: both sides use these ------------------------------------------------------
 
@@ -121,6 +133,8 @@ class Runner:
         except OSError as error:
             return _failed(f"cannot open the try's log {job.context.log_path}: {error_line(error)}")
         with _output_to(log_fd), _process_state_restored():
+            if job.process_token:
+                os.environ[TRY_TOKEN_VARIABLE] = job.process_token
             task = self._find_task(job)
             if isinstance(task, TaskOutcome):
                 return task
@@ -260,6 +274,7 @@ def _configure_process() -> None:
     """
     if sys.platform == "linux":
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    become_subreaper()
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:
@@ -271,10 +286,17 @@ def main() -> None:
     channel = Channel()
     _configure_process()
     runner = Runner()
-    channel.send({"ready": True})
-    for message in channel:
-        outcome = runner.run(job_from_json(message["job"]))
-        channel.send(outcome_to_json(outcome))
+    try:
+        channel.send({"ready": True})
+        for message in channel:
+            outcome = runner.run(job_from_json(message["job"]))
+            stop_descendants()  # nothing of this try may run beside the next one
+            channel.send(outcome_to_json(outcome))
+    except OSError as error:  # the engine is gone, or (EBADF) the task closed our pipe's fds
+        sys.stderr.write(f"worker: lost its pipe to the engine: {error_line(error)}\n")
+        stop_descendants()
+        sys.stderr.flush()
+        os._exit(CHANNEL_LOST_EXIT)
 
 
 if __name__ == "__main__":

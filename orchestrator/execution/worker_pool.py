@@ -3,25 +3,27 @@
 A worker is `python -m orchestrator.execution.worker` in its own process group, speaking
 newline-delimited JSON on its stdin/stdout (see `execution/worker.py`). The pool keeps idle
 workers for reuse, never runs more than `slots` at once, and replaces a worker that died.
+Killing a worker kills every process below it too, and, once it is dead, every process that
+carries the token of the try it ran (see `execution/try_processes.py`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
-from contextlib import suppress
 
 import anyio
+import anyio.to_thread
 from anyio.abc import Process, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from orchestrator.errors import error_line
 from orchestrator.execution.jobs import TaskOutcome
-from orchestrator.execution.worker import outcome_from_json
+from orchestrator.execution.try_processes import stop_process_tree, stop_token_holders
+from orchestrator.execution.worker import CHANNEL_LOST_EXIT, outcome_from_json
 
 logger = logging.getLogger("orchestrator.executor")
 
@@ -29,6 +31,13 @@ logger = logging.getLogger("orchestrator.executor")
 START_TIMEOUT = 60.0
 #: How long a retiring worker may take to exit by itself before it is killed.
 RETIRE_GRACE = 5.0
+#: How long a worker whose pipe closed may take to exit by itself: a crashing process closes
+#: its pipes a moment before it can be waited for; one that lives on closed its pipe itself.
+EXIT_GRACE = 2.0
+LOST_PIPE = (
+    "the worker process lost its pipe to the engine while the task ran: the task closed file "
+    "descriptors it did not open (e.g. os.closerange); the worker was killed"
+)
 
 
 class WorkerFailure(Exception):
@@ -54,6 +63,7 @@ class WorkerProcess:
         self._replies = BufferedByteReceiveStream(process.stdout)
         self.tasks_run = 0
         self.crashed = False
+        self._token = ""  # the process token of the try it runs or ran last
 
     @classmethod
     async def start(cls) -> WorkerProcess:
@@ -93,8 +103,12 @@ class WorkerProcess:
                 "engine's stderr"
             )
 
-    async def request(self, payload: bytes, reply_limit: int) -> TaskOutcome:
-        """Send one job and wait for its outcome; a dead or misbehaving worker raises."""
+    async def request(self, payload: bytes, reply_limit: int, token: str = "") -> TaskOutcome:
+        """Send one job (whose processes carry `token`) and wait for its outcome.
+
+        A dead or misbehaving worker raises.
+        """
+        self._token = token
         if self._process.returncode is not None:
             self.crashed = True
             raise JobNotDelivered
@@ -128,16 +142,34 @@ class WorkerProcess:
     async def _died(self) -> str:
         """How the worker ended, once its pipe closed; also kills what it left running."""
         self.crashed = True
-        kill_group(self._process.pid)  # the task's orphans, or a worker that closed its pipe
-        return describe_exit(await self._process.wait())
+        with anyio.move_on_after(EXIT_GRACE):
+            code = await self._process.wait()
+            await self._stop_processes()  # the task's orphans, re-parented away from it
+            return LOST_PIPE if code == CHANNEL_LOST_EXIT else describe_exit(code)
+        await self.stop()
+        return LOST_PIPE
 
     async def stop(self) -> bool:
-        """SIGKILL the worker's process group and reap it; True if the worker was alive."""
+        """SIGKILL the worker with every process below it and reap it; True if it was alive."""
         alive = self._process.returncode is None
-        kill_group(self._process.pid)
         with anyio.CancelScope(shield=True):
+            await self._stop_processes()
             await self._process.aclose()
         return alive
+
+    async def _stop_processes(self) -> None:
+        """Kill the worker's process tree, then whatever of its last try still runs elsewhere."""
+        pid, token = self._process.pid, self._token
+        # Once reaped, its pid may be another process's: then only the token is safe to follow.
+        reaped = self._process.returncode is not None
+
+        def stop_all() -> None:
+            if not reaped:
+                stop_process_tree(pid)
+            if token:
+                stop_token_holders([token])
+
+        await anyio.to_thread.run_sync(stop_all)
 
     async def retire(self) -> None:
         """Let the worker exit by itself (end of its stdin); kill it if it does not in time."""
@@ -151,13 +183,6 @@ class WorkerProcess:
             else:
                 with anyio.CancelScope(shield=True):
                     await self._process.aclose()
-
-
-def kill_group(pid: int) -> None:
-    # A worker leads its own process group (start_new_session), so this reaches every
-    # process the task started too. The group may be gone already: that is fine.
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 def describe_exit(code: int) -> str:

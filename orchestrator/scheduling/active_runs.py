@@ -42,6 +42,7 @@ class TaskInstance:
     next_call: dict[str, Any] | None = None
     timeout_at: float | None = None  # when the current deferral times out
     next_retry_at: float | None = None  # read back after a restart: when its backoff ends
+    interrupted_tries: int = 0  # tries cut short by the daemon's death (they cost no retry)
 
     @property
     def key(self) -> tuple[str, str, int]:

@@ -22,6 +22,7 @@ from orchestrator.crashpoints import crashpoint
 from orchestrator.execution.executor import Executor
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.execution.log_capture import cap_log
+from orchestrator.execution.try_processes import try_token
 from orchestrator.loading.dagbag import DagBag
 from orchestrator.scheduling.active_runs import ActiveRun, TaskInstance
 from orchestrator.scheduling.decisions import Step
@@ -53,6 +54,7 @@ class Dispatcher:
         self._runtime = runtime
         self._post = post
         self._scopes: dict[TaskKey, anyio.CancelScope] = {}
+        self._state_identity = state_identity(settings)
 
     @property
     def running(self) -> int:
@@ -137,7 +139,13 @@ class Dispatcher:
             in_process=self._settings.in_process if in_process is None else in_process,
             result_max_bytes=self._settings.result_max_bytes,
             resume=resume,
+            process_token=try_token(self._state_identity, *ti.key, ti.try_number),
         )
+
+
+def state_identity(settings: Settings) -> str:
+    """What tells this daemon's tries from another's on the same machine: its state directory."""
+    return str(settings.state_dir.resolve())
 
 
 async def _call_safely(callback: Callable[[Any], Any], argument: Any, hook: str) -> None:

@@ -40,7 +40,7 @@ from orchestrator.scheduling.autostart import DagDue, RunStarter
 from orchestrator.scheduling.change_feed import ChangeFeed
 from orchestrator.scheduling.decisions import Decider
 from orchestrator.scheduling.deferred import Timer
-from orchestrator.scheduling.dispatch import Dispatcher
+from orchestrator.scheduling.dispatch import Dispatcher, state_identity
 from orchestrator.scheduling.driven_runs import DrivenRuns
 from orchestrator.scheduling.edit_requests import EditRequests
 from orchestrator.scheduling.full_disk import FullDiskWait
@@ -92,6 +92,7 @@ class Engine:
             pools=settings.pool_slots(),
             log_dir=str(settings.logs_dir),
             result_max_bytes=settings.result_max_bytes,
+            max_interrupted_tries=settings.max_interrupted_tries,
         )
         self._inbox: list[Message] = []
         self._feed = ChangeFeed()
@@ -386,7 +387,8 @@ class Engine:
             self.scheduler.set_paused(dag_id, True)
         tx = Transitions(self.clock.now())
         parts = (self.scheduler, self._driven, self.starter)
-        if recover and await recover_runs(self.store, self.dagbag, parts, tx):
+        identity = state_identity(self.settings)
+        if recover and await recover_runs(self.store, self.dagbag, parts, tx, identity):
             await self._commit_and_act(tx)
         if start_runs:  # the daemon: every loaded DAG's schedule and run triggers start runs
             self._starting_runs = True

@@ -7,8 +7,11 @@ mid-flight (`RecoveryDecisions.recover`), all in one transaction:
 - `deferred`: its trigger is rebuilt from the stored row and hosted again; its timeout keeps
   its original deadline (a deadline that passed while down fires at once). A trigger row that
   cannot be rebuilt fails the try with the reason.
-- `running` / `queued`: the process that ran it is gone. The try is failed ("the engine stopped
-  while it ran") and retried if it has retries left: at-least-once execution.
+- `running` / `queued`: the daemon died while the try ran (`startup` has made sure that no
+  process of the try still runs). The try ends failed ("the daemon stopped while this try
+  ran") and the instance runs again without using a retry, since the task did nothing wrong:
+  at-least-once execution. After `max_interrupted_tries` such tries, though, the task is the
+  likely cause (it kills the daemon, or the machine), and the try counts as a failure.
 - `scheduled`: ready again (a deferrable sensor defers again).
 - `up_for_retry`: its backoff timer is set again for the stored moment.
 - `none`: waits for its upstream tasks as usual. A run cleared while no daemon ran is queued
@@ -22,6 +25,7 @@ instances again without using up a try, since the task did nothing wrong.
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.authoring.dag import DAG
@@ -37,7 +41,7 @@ from orchestrator.store.records import RunRecord, TaskInstanceRecord, TriggerRec
 from triggers.base import load_trigger
 
 TaskKey = tuple[str, str, int]
-STOPPED_WHILE_RUNNING = "the engine stopped while this try ran"
+STOPPED_WHILE_RUNNING = "interrupted: the daemon stopped while this try ran"
 
 
 def rebuild_run(
@@ -79,6 +83,7 @@ def _instance(run: ActiveRun, task: Any, row: TaskInstanceRecord) -> TaskInstanc
         error=row.error,
         next_retry_at=row.next_retry_at,
         next_call=None if row.next_call is None else json.loads(row.next_call),
+        interrupted_tries=row.interrupted_tries,
     )
 
 
@@ -109,6 +114,12 @@ def _may_run(index: int, ti: TaskInstance) -> bool:
     return index >= 0 and ti.state is not TaskState.NONE and not ti.state.finished
 
 
+def _ordinal(number: int) -> str:
+    if 10 <= number % 100 <= 20:
+        return f"{number}th"
+    return f"{number}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(number % 10, 'th') }"
+
+
 class RecoveryDecisions:
     """The restart half of `Scheduler` (a mixin: it uses the scheduler's own helpers)."""
 
@@ -120,10 +131,13 @@ class RecoveryDecisions:
         def finish(self, ti: TaskInstance, outcome: TaskOutcome, tx: Transitions) -> str | None: ...
         def _recheck(self, run: ActiveRun) -> None: ...
         def _take_slot(self, ti: TaskInstance, sign: int) -> None: ...
+
+        max_interrupted_tries: int
+
         def _end_try(
             self, ti: TaskInstance, state: TaskState, error: str | None, tx: Transitions
         ) -> None: ...
-        def _fail(self, ti: TaskInstance, error: str, tx: Transitions) -> str: ...
+        def _fail(self, ti: TaskInstance, error: str, tx: Transitions, **fields: Any) -> str: ...
         def _make_ready(self, ti: TaskInstance, tx: Transitions) -> None: ...
         def _push_ready(self, ti: TaskInstance) -> None: ...
         def log_path(self, ti: TaskInstance) -> str: ...
@@ -150,11 +164,31 @@ class RecoveryDecisions:
                 tx.move(ti, TaskState.SCHEDULED)
                 self._push_ready(ti)
                 return
-            self._fail(ti, STOPPED_WHILE_RUNNING, tx)
+            self._recover_interrupted(ti, tx)
         elif state is TaskState.SCHEDULED:
             self._make_ready(ti, tx) if not ti.resuming else self._push_ready(ti)
         elif state is TaskState.UP_FOR_RETRY:
             self.timers.append(Timer(ti.next_retry_at or tx.now, ti.key, "retry"))
+
+    def _recover_interrupted(self, ti: TaskInstance, tx: Transitions) -> None:
+        """A try the daemon's death cut short runs again for free, up to the cap.
+
+        Only a try whose code had begun counts towards the cap: one that had no log yet (its
+        worker had not got the job) cannot be what killed the daemon, and a daemon killed
+        again and again right after it starts must not fail the tries it had just sent out.
+        """
+        if not ti.log_path or os.path.exists(ti.log_path):
+            ti.interrupted_tries += 1
+        fields = {"interrupted_tries": ti.interrupted_tries}
+        if ti.interrupted_tries < self.max_interrupted_tries:
+            self._requeue(ti, STOPPED_WHILE_RUNNING, tx, fields)
+            return
+        reason = (
+            f"{STOPPED_WHILE_RUNNING}, for the {_ordinal(ti.interrupted_tries)} time "
+            f"(max_interrupted_tries is {self.max_interrupted_tries}): the task itself may be "
+            "what stops the daemon, so this try counts as failed"
+        )
+        self._fail(ti, reason, tx, **fields)
 
     def _rearm(self, ti: TaskInstance, row: TriggerRecord | None, tx: Transitions) -> None:
         if row is None:
@@ -185,8 +219,14 @@ class RecoveryDecisions:
             self.finish(ti, TaskOutcome(status=Outcome.FAILED, error=reason), tx)
             return
         self._take_slot(ti, -1)
+        self._requeue(ti, reason, tx, {})
+
+    def _requeue(
+        self, ti: TaskInstance, reason: str, tx: Transitions, fields: dict[str, Any]
+    ) -> None:
+        """End the try as failed with `reason` and schedule the instance again, try given back."""
         self._end_try(ti, TaskState.FAILED, reason, tx)
-        fields: dict[str, Any] = {"error": reason}
+        fields = {**fields, "error": reason}
         if not ti.resuming:
             ti.max_tries += 1
             fields["max_tries"] = ti.max_tries

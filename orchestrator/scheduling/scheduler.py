@@ -48,8 +48,10 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         log_dir: str,
         rng: random.Random | None = None,
         result_max_bytes: int = 65536,
+        max_interrupted_tries: int = 3,
     ) -> None:
         self.result_max_bytes = result_max_bytes
+        self.max_interrupted_tries = max_interrupted_tries
         self.log_dir = log_dir
         self.rng = rng or random.Random()
         self.runs: dict[str, ActiveRun] = {}
@@ -276,15 +278,17 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         self._settle(ti, TaskState.SUCCESS, tx, error=None)
         return "on_success"
 
-    def _fail(self, ti: TaskInstance, error: str, tx: Transitions) -> str:
+    def _fail(self, ti: TaskInstance, error: str, tx: Transitions, **fields: Any) -> str:
+        """The try failed: retry after the backoff if tries remain, else the instance fails."""
         if ti.try_number < ti.max_tries:
             delay = ti.task.options.retry_policy.delay_after(ti.try_number, self.rng)
             self._end_try(ti, TaskState.UP_FOR_RETRY, error, tx)
-            tx.move(ti, TaskState.UP_FOR_RETRY, next_retry_at=tx.now + delay, error=error)
+            retry_at = tx.now + delay
+            tx.move(ti, TaskState.UP_FOR_RETRY, next_retry_at=retry_at, error=error, **fields)
             self.timers.append(Timer(tx.now + delay, ti.key, "retry"))
             return "on_retry"
         self._end_try(ti, TaskState.FAILED, error, tx)
-        self._settle(ti, TaskState.FAILED, tx, error=error)
+        self._settle(ti, TaskState.FAILED, tx, error=error, **fields)
         return "on_failure"
 
     def _end_try(

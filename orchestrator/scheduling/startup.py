@@ -1,23 +1,28 @@
 """What the engine does once as it opens: its resources, its DAGs recorded, unfinished runs.
 
 Recovery reads what an earlier process left (see `recovery` for the rules): deferred task
-instances wait on their stored triggers again, interrupted tries fail or retry, queued runs
+instances wait on their stored triggers again, interrupted tries run again, queued runs
 queue again. It all lands in one transaction, committed before the first scheduling step.
+Before that, every process an interrupted try left running (its shell's children, setsid
+or double-forked ones included) is killed and waited for, found by the try's token
+(`execution.try_processes`): two copies of one task never run at once.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.to_thread
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings
 from orchestrator.execution.executor import Executor
+from orchestrator.execution.try_processes import stop_token_holders, try_token
 from orchestrator.loading.dagbag import DagBag, load_dag_bag
 from orchestrator.loading.importcheck import ImportLimits
 from orchestrator.scheduling.active_runs import Transitions
@@ -25,9 +30,10 @@ from orchestrator.scheduling.autostart import RunStarter
 from orchestrator.scheduling.driven_runs import DrivenRuns
 from orchestrator.scheduling.recovery import rebuild_run
 from orchestrator.scheduling.scheduler import Scheduler
+from orchestrator.state import TaskState
 from orchestrator.store import Store, open_store
 from orchestrator.store.base import WriteBatch
-from orchestrator.store.records import DagRecord, ImportErrorRecord
+from orchestrator.store.records import DagRecord, ImportErrorRecord, TaskInstanceRecord
 
 if TYPE_CHECKING:
     from orchestrator.scheduling.engine import Engine
@@ -59,6 +65,7 @@ async def recover_runs(
     dagbag: DagBag,
     parts: tuple[Scheduler, DrivenRuns, RunStarter],
     tx: Transitions,
+    state_identity: str,
 ) -> bool:
     """Hand the runs an earlier process left unfinished to the scheduler; False if none."""
     scheduler, driven, starter = parts
@@ -66,6 +73,10 @@ async def recover_runs(
     if not records:
         return False
     triggers = {row.key: row for row in await store.list_triggers()}
+    instances = {
+        record.run_id: await store.list_task_instances(record.run_id) for record in records
+    }
+    await stop_interrupted_tries(instances.values(), state_identity)
     for record in records:
         dag = dagbag.dags.get(record.dag_id)
         if dag is None:
@@ -75,13 +86,33 @@ async def recover_runs(
                 record.dag_id,
             )
             continue
-        instances = await store.list_task_instances(record.run_id)
         results = await store.get_results(record.run_id)
-        run = rebuild_run(record, dag, driven.plan(dag), instances, results)
+        run = rebuild_run(record, dag, driven.plan(dag), instances[record.run_id], results)
         scheduler.recover(run, triggers, tx)
         driven.track(record.run_id, dag)
         starter.note_unfinished(record)
     return True
+
+
+async def stop_interrupted_tries(
+    runs: Iterable[list[TaskInstanceRecord]], state_identity: str
+) -> None:
+    """Kill what the tries the last daemon left running still run, and wait until it is gone."""
+    tokens = [
+        try_token(state_identity, *row.key, row.try_number)
+        for rows in runs
+        for row in rows
+        if row.state in (TaskState.RUNNING, TaskState.QUEUED) and row.try_number
+    ]
+    if tokens:
+        killed = await anyio.to_thread.run_sync(stop_token_holders, tokens)
+        if killed:
+            logger.warning(
+                "killed %d process(es) left running by %d interrupted tries (pids %s)",
+                len(killed),
+                len(tokens),
+                ", ".join(map(str, killed)),
+            )
 
 
 @asynccontextmanager

@@ -40,6 +40,7 @@ TASK_STATE_FIELDS = frozenset(
         "next_retry_at",
         "error",
         "next_call",
+        "interrupted_tries",
     }
 )
 
@@ -101,7 +102,7 @@ class WriteBatch:
         """Move a task instance; `fields` sets columns of TaskInstanceRecord on the same row.
 
         Allowed fields: try_number, max_tries, queued_at, started_at, ended_at, next_retry_at,
-        error, next_call.
+        error, next_call, interrupted_tries.
         """
         check_task_transition(old, new)
         check_task_state_fields(fields)

@@ -197,11 +197,18 @@ CREATE TABLE webhooks (
 );
 """
 
+# Tries cut short by the daemon's death cost no retry; this counts them per task instance, so
+# that a task which itself kills the daemon ends failed after `max_interrupted_tries`.
+_INTERRUPTED_TRIES = """
+ALTER TABLE task_instances ADD COLUMN interrupted_tries INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "DAGs, runs, task instances, tries, results, events, triggers", _INITIAL_SCHEMA),
     Migration(2, "deferral: task instances' next call, trigger timeouts and cursors", _DEFERRAL),
     Migration(3, "run triggers: data intervals, event sources, run sources", _RUN_TRIGGERS),
     Migration(4, "HTTP API: bearer tokens and webhook definitions", _API),
+    Migration(5, "interrupted tries: counted per task instance", _INTERRUPTED_TRIES),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].number

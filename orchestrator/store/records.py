@@ -60,6 +60,9 @@ class TaskInstanceRecord:
     error: str | None = None  # one line: why it failed, was skipped or cancelled
     # Deferred or resuming: how it goes on (JSON text: target, kwargs, on_timeout, event).
     next_call: str | None = None
+    # Tries cut short by the daemon's death (kill -9, power cut): re-run without using a retry,
+    # up to `max_interrupted_tries`.
+    interrupted_tries: int = 0
 
     @property
     def key(self) -> tuple[str, str, int]:

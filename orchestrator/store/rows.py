@@ -34,7 +34,7 @@ RUN_COLUMNS = (
 )
 TASK_INSTANCE_COLUMNS = (
     "run_id, task_id, map_index, state, try_number, max_tries, pool, priority, queued_at,"
-    " started_at, ended_at, next_retry_at, error, next_call"
+    " started_at, ended_at, next_retry_at, error, next_call, interrupted_tries"
 )
 TRIGGER_COLUMNS = "run_id, task_id, map_index, classpath, kwargs, created_at, timeout_at, cursor"
 EVENT_COLUMNS = "dag_id, dedup_key, payload, received_at, source, run_id, event_id"
@@ -162,6 +162,7 @@ def task_instance_params(ti: TaskInstanceRecord) -> tuple[Any, ...]:
         ti.next_retry_at,
         ti.error,
         ti.next_call,
+        ti.interrupted_tries,
     )
 
 
@@ -181,6 +182,7 @@ def task_instance_from_row(row: Row) -> TaskInstanceRecord:
         next_retry_at=row[11],
         error=row[12],
         next_call=row[13],
+        interrupted_tries=row[14],
     )
 
 

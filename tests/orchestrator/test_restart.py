@@ -159,25 +159,20 @@ async def test_an_event_committed_before_the_stop_resumes_after_the_restart(
     assert [t.try_number for t in tries] == [1]
 
 
-async def test_a_try_interrupted_by_the_stop_is_retried_or_failed(
+async def test_a_try_interrupted_by_the_stop_runs_again_without_using_a_retry(
     make_settings: SettingsFactory,
 ) -> None:
     started = anyio.Event()
 
     with DAG("interrupted") as dag:
 
-        @task(retries=1, retry_delay=0)
-        async def long_retried() -> str:
+        @task  # no retries: only a free re-run lets it succeed
+        async def long_once() -> str:
             if not started.is_set():
                 started.set()
                 await anyio.sleep_forever()
             return "second try"
 
-        @task
-        async def long_once() -> None:
-            await anyio.sleep_forever()
-
-        long_retried()
         long_once()
 
     settings = make_settings()
@@ -185,14 +180,43 @@ async def test_a_try_interrupted_by_the_stop_is_retried_or_failed(
         run_id = await engine.trigger("interrupted")
         with anyio.fail_after(10):
             await started.wait()
-            while (await states_of(engine, run_id)).get("long_once") is not TaskState.RUNNING:
-                await anyio.lowlevel.checkpoint()
 
     async with Engine.open(settings, dagbag=bag_of(dag)) as engine:
         record = await engine.wait(run_id)
-        instances = {ti.task_id: ti for ti in await engine.store.list_task_instances(run_id)}
+        (instance,) = await engine.store.list_task_instances(run_id)
+        tries = await engine.store.list_tries(run_id, "long_once")
+    assert record.state is RunState.SUCCESS
+    assert (instance.try_number, instance.max_tries, instance.interrupted_tries) == (2, 2, 1)
+    assert [(t.state, t.error) for t in tries] == [
+        (TaskState.FAILED, "interrupted: the daemon stopped while this try ran"),
+        (TaskState.SUCCESS, None),
+    ]
+
+
+async def test_a_task_interrupted_max_interrupted_tries_times_fails(
+    make_settings: SettingsFactory,
+) -> None:
+    with DAG("crashy") as dag:
+
+        @task
+        async def hangs() -> None:
+            await anyio.sleep_forever()
+
+        hangs()
+
+    settings = make_settings(max_interrupted_tries=2)
+    run_id = ""
+    for _ in range(2):  # each time, the engine stops while the try runs
+        async with Engine.open(settings, dagbag=bag_of(dag)) as engine:
+            run_id = run_id or await engine.trigger("crashy")
+            with anyio.fail_after(10):
+                while (await states_of(engine, run_id)).get("hangs") is not TaskState.RUNNING:
+                    await anyio.lowlevel.checkpoint()
+
+    async with Engine.open(settings, dagbag=bag_of(dag)) as engine:
+        record = await engine.wait(run_id)
+        (instance,) = await engine.store.list_task_instances(run_id)
     assert record.state is RunState.FAILED
-    assert instances["long_retried"].state is TaskState.SUCCESS
-    assert instances["long_retried"].try_number == 2
-    assert instances["long_once"].state is TaskState.FAILED
-    assert instances["long_once"].error == "the engine stopped while this try ran"
+    assert instance.interrupted_tries == 2
+    assert instance.error is not None
+    assert "for the 2nd time (max_interrupted_tries is 2)" in instance.error

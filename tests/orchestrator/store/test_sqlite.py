@@ -272,7 +272,7 @@ async def test_integrity_check_reports_a_dangling_row(state_dir: Path) -> None:
             connection.execute(
                 "INSERT INTO task_instances VALUES"
                 " ('ghost', 't', -1, 'none', 0, 1, 'default', 1,"
-                " NULL, NULL, NULL, NULL, NULL, NULL)"
+                " NULL, NULL, NULL, NULL, NULL, NULL, 0)"
             )
         assert await store.integrity_check() == [
             "task_instances row 1 refers to a missing row of runs"
