@@ -66,9 +66,13 @@ async def connect_reader(
 
 @asynccontextmanager
 async def _connect(db_path: Path, target: str, *, uri: bool) -> AsyncIterator[aiosqlite.Connection]:
+    connecting = aiosqlite.connect(target, uri=uri, isolation_level=None)
     try:
-        connection = await aiosqlite.connect(target, uri=uri, isolation_level=None)
+        connection = await connecting
     except sqlite3.Error as error:
+        # aiosqlite stops its thread after a failed connect without waiting for it; the thread
+        # then answers on this event loop, which may be closed by then. Wait for it here.
+        await anyio.to_thread.run_sync(connecting._thread.join)
         raise StoreError(f"The database {db_path} cannot be opened: {error}.") from error
     try:
         yield connection

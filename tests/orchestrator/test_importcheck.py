@@ -67,7 +67,7 @@ def test_a_bad_file_is_an_import_error_with_its_reason_and_the_others_load(
     bad = write(tmp_path / "b_bad.py", source)
     write(tmp_path / "c_good.py", GOOD.format(dag_id="good_c"))
     bag = load_dag_bag(tmp_path, limits=LIMITS)
-    assert sorted(bag.dags) == ["good_a", "good_c"]
+    assert sorted(bag.dags) == ["good_a", "good_c"], bag.errors
     [error] = bag.errors
     assert error.file == bad
     assert reason in error.message, error.message

@@ -268,7 +268,7 @@ async def test_local_requests_answer_like_the_daemon_without_one(tmp_path: Path)
 
 
 async def test_migration_4_adds_the_api_tables_to_a_version_3_database(tmp_path: Path) -> None:
-    assert LATEST_VERSION == 4 and MIGRATIONS[3].number == 4
+    assert LATEST_VERSION >= 4 and MIGRATIONS[3].number == 4
     tmp_path.mkdir(exist_ok=True)
     db_path = tmp_path / "orchestrator.db"
     with closing(sqlite3.connect(db_path)) as connection:
@@ -286,7 +286,7 @@ async def test_migration_4_adds_the_api_tables_to_a_version_3_database(tmp_path:
         registry = await ApiRegistry.load(store, environ=ENVIRON)
         await registry.add_webhook(store, retrain())
     with closing(sqlite3.connect(db_path)) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone() == (4,)
+        assert connection.execute("PRAGMA user_version").fetchone() == (LATEST_VERSION,)
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
         assert {"api_tokens", "webhooks"} <= tables
         row = connection.execute("SELECT filters, conf_map FROM webhooks").fetchone()

@@ -215,13 +215,10 @@ async def test_an_error_in_the_block_reaches_the_caller_unwrapped(state_dir: Pat
 
 
 async def test_closing_stops_every_connection_thread(state_dir: Path) -> None:
-    def connection_threads() -> set[threading.Thread]:
-        return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
-
-    before = connection_threads()
+    before = _connection_threads()
     async with open_store(state_dir) as store:
         await store.commit(_upsert_batch())
-        started = connection_threads() - before
+        started = _connection_threads() - before
         assert len(started) == 2  # the writer's and the reader's
     with anyio.fail_after(10):
         for thread in started:  # each ends right after its connection closes
@@ -239,6 +236,14 @@ def test_the_store_package_exports_exactly_its_all() -> None:
 
 async def test_a_database_path_that_is_a_directory_is_refused(state_dir: Path) -> None:
     (state_dir / "orchestrator.db").mkdir(parents=True)
+    before = _connection_threads()
     with pytest.raises(StoreError, match=r"orchestrator\.db cannot be opened: unable to open"):
         async with open_store(state_dir):
             pass
+    # The failed connection's thread has ended: left running, it would answer on this test's
+    # event loop after pytest closed it, and fail whichever test ran next.
+    assert [thread for thread in _connection_threads() - before if thread.is_alive()] == []
+
+
+def _connection_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
