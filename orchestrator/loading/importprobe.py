@@ -126,7 +126,7 @@ def _problem(watch: _Watch, result: FileResult, megabytes: int) -> tuple[str | N
 
 
 def _memory_problem(result: FileResult, megabytes: int) -> tuple[str | None, int | None]:
-    used = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
+    used = _peak_resident_mib()
     errors = [error for error in result.errors if error.message.startswith("MemoryError")]
     if not errors and used <= megabytes:
         return None, None
@@ -135,6 +135,23 @@ def _memory_problem(result: FileResult, megabytes: int) -> tuple[str | None, int
         "load large data inside a task, not at import",
         errors[0].line if errors else None,
     )
+
+
+def _peak_resident_mib() -> int:
+    """This process's own peak resident memory, in MiB.
+
+    Not `ru_maxrss`: Linux carries the peak of the process that forked us across `exec`, so a
+    checker started by a large daemon (or test run) would seem to use all of its memory.
+    `VmHWM` belongs to the memory map `exec` made new.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
 
 
 if __name__ == "__main__":

@@ -74,6 +74,14 @@ def test_a_bad_file_is_an_import_error_with_its_reason_and_the_others_load(
     assert error.line in line if isinstance(line, tuple) else error.line == line
 
 
+def test_a_good_file_passes_however_large_the_process_that_checks_it(tmp_path: Path) -> None:
+    """A checker is judged on its own memory, not on the peak of the process that started it."""
+    ballast = bytearray(b"x") * (LIMITS.max_memory_mb + 64) * 2**20  # pages touched: resident
+    good = write(tmp_path / "good.py", GOOD.format(dag_id="good"))
+    assert check_files([good], LIMITS) == {good: None}
+    assert len(ballast) > LIMITS.max_memory_mb * 2**20
+
+
 def test_the_files_of_a_folder_are_checked_at_once_not_one_after_the_other(tmp_path: Path) -> None:
     """Four files that each sleep past the limit cost about one limit, not four."""
     paths = [write(tmp_path / f"slow_{n}.py", BAD_FILES["sleep"][0]) for n in range(4)]
