@@ -30,9 +30,10 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## bench: scheduling overhead, deferral, a daemon's file burst and idle cost (prints figures)
+## bench: scheduling overhead, a 100,000-element expand, deferral, a daemon's file burst and idle cost (prints figures)
 bench: $(VENV)/.test-deps
 	$(BIN)/python bench/scheduling_overhead.py
+	$(BIN)/python bench/expand_scale.py
 	$(BIN)/python bench/deferral.py
 	$(BIN)/python bench/burst.py
 	$(BIN)/python bench/idle_daemon.py

@@ -8,6 +8,8 @@ metadata endpoint (server-side request forgery).
 
 - `check_path` admits a path only if its real path (symlinks and `..` resolved) lies under the
   real path of one of `allowed_roots`. With no roots configured, every untrusted path is refused.
+  `admitted_paths` applies the same rule to what a checked folder holds: a symlink in it is
+  judged by its target.
 - `check_url` admits only http(s) URLs whose host is public: the host is read as an IP literal in
   every spelling a resolver accepts (`2852039166`, `0xA9FEA9FE`, `0251.0376.0251.0376`, `127.1`,
   `[::ffff:169.254.169.254]`), otherwise resolved, and *every* address it resolves to must be
@@ -25,7 +27,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from pathlib import Path
@@ -95,14 +97,36 @@ class InputPolicy:
                 f" so untrusted input may name no file ({_ROOTS_HINT})"
             )
         resolved = _real_path(path)
-        roots = [_real_path(root) for root in self.allowed_roots]
-        if any(resolved.is_relative_to(root) for root in roots):
+        roots = self._real_roots()
+        if _is_under_any(resolved, roots):
             return resolved
         shown = ", ".join(str(root) for root in roots)
         raise PolicyError(
             f"untrusted path {str(path)!r} resolves to {resolved}, which is outside the"
             f" allowed roots ({shown}); {_ROOTS_HINT} to admit another folder"
         )
+
+    def admitted_paths(self, paths: Iterable[str]) -> set[str]:
+        """Those of `paths` whose real path lies under an allowed root. Blocking: use a thread.
+
+        For the files inside a checked folder: a symlink there may point anywhere, and what an
+        untrusted caller gets to read is its target, so the target is what is judged.
+        """
+        if not self.allowed_roots:
+            return set()
+        roots = self._real_roots()
+        admitted = set()
+        for path in paths:
+            try:
+                resolved = _real_path(path)
+            except PolicyError:
+                continue
+            if _is_under_any(resolved, roots):
+                admitted.add(path)
+        return admitted
+
+    def _real_roots(self) -> list[Path]:
+        return [_real_path(root) for root in self.allowed_roots]
 
     async def check_url(self, url: str) -> None:
         """Raise `PolicyError` unless `url` is http(s) and resolves only to public addresses."""
@@ -290,6 +314,10 @@ def _normal_host(host: str) -> str:
 
 def _normal_name(host: str) -> str:
     return host.lower().rstrip(".")
+
+
+def _is_under_any(resolved: Path, roots: Sequence[Path]) -> bool:
+    return any(resolved.is_relative_to(root) for root in roots)
 
 
 def _real_path(path: str | os.PathLike[str]) -> Path:

@@ -7,7 +7,8 @@ landed = FileSensor(task_id="landed", directory="data/incoming", pattern="*.csv"
 The result is the event: `{"path", "name", "directory", "size", "mtime"}`. A file counts when
 it is complete: written elsewhere and renamed into place (the default), or unchanged for
 `stable_for` seconds. A `directory` taken from params or conf must lie under the configured
-`allowed_roots`.
+`allowed_roots`, and so must each file it reports: a symlink in it counts only if its target
+does.
 """
 
 from __future__ import annotations

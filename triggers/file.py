@@ -42,7 +42,8 @@ class FileTrigger(Trigger):
     `pattern` is a glob on the file name; with `recursive` it may also name folders relative to
     `directory` (`2026/*.csv`). `polling=None` polls only on network and FUSE file systems,
     which give no events for changes made on another host. `trusted=False` (a directory taken
-    from run conf or a payload) checks it against the runtime's input policy first.
+    from run conf or a payload) checks it against the runtime's input policy first, and each
+    file found in it too (a symlink by its target).
     """
 
     directory: str
@@ -74,7 +75,7 @@ class FileTrigger(Trigger):
             # Watching already, so a file landing while we list is caught by one or the other.
             ready = arrivals.update(await self._scan(root), clock.now())
             while True:
-                for event in self._events(root, ready):
+                for event in await self._events(root, ready):
                     yield event
                 ready = await self._next_ready(root, changes, arrivals, clock)
 
@@ -82,7 +83,7 @@ class FileTrigger(Trigger):
         """The oldest complete matching file now (by mtime, on the runtime clock), or None."""
         root = await self._root()
         now = current_runtime().clock.now()
-        for event in self._events(root, (await self._scan(root)).items()):
+        for event in await self._events(root, (await self._scan(root)).items()):
             if self.stable_for == 0 or event.payload["mtime"] <= now - self.stable_for:
                 return event
         return None
@@ -129,9 +130,21 @@ class FileTrigger(Trigger):
             self.recursive and fnmatchcase(relative, self.pattern)
         )
 
-    def _events(self, root: str, files: Iterable[tuple[str, FileState]]) -> list[TriggerEvent]:
-        """One event per file version, oldest first: runs start in the order files landed."""
+    async def _events(
+        self, root: str, files: Iterable[tuple[str, FileState]]
+    ) -> list[TriggerEvent]:
+        """One event per file version, oldest first: runs start in the order files landed.
+
+        In an untrusted directory, a file is reported only if its real path is under an allowed
+        root too: a symlink there to `/etc/shadow` would otherwise hand out the size and mtime
+        of its target, and its path to the task reading it.
+        """
         ordered = sorted(files, key=lambda item: (item[1].mtime_ns, item[0]))
+        if not self.trusted and ordered:
+            paths = [os.path.join(root, relative) for relative, _ in ordered]
+            policy = current_runtime().policy
+            admitted = await anyio.to_thread.run_sync(policy.admitted_paths, paths)
+            ordered = [item for item, path in zip(ordered, paths, strict=True) if path in admitted]
         return [_file_event(root, relative, state) for relative, state in ordered]
 
 

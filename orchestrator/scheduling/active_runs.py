@@ -95,7 +95,12 @@ class ActiveRun:
         self.params = {**dag.params, **{k: v for k, v in record.conf.items() if k in dag.params}}
         self.order = plan.order
         self.priorities = plan.priorities
+        #: task_id -> map index -> instance. Read freely; change only through `add_instance`,
+        #: `remove_instance` and `set_state`, which keep `_unfinished_instances` in step.
         self.instances: dict[str, dict[int, TaskInstance]] = {task_id: {} for task_id in dag.tasks}
+        # How many of each task's instances are not finished: settling one of 100,000 expanded
+        # instances asks whether its task is done, and scanning them all each time was quadratic.
+        self._unfinished_instances: Counter[str] = Counter()
         self.results: dict[str, dict[int, Any]] = {}
         self.unfinished: set[str] = set(dag.tasks)
         self.running = 0
@@ -149,9 +154,28 @@ class ActiveRun:
         """task_id -> result, with an expanded task's results as a list in map order."""
         return ResultView(self.results)
 
+    def add_instance(self, ti: TaskInstance) -> None:
+        """Adopt a task instance (new, or read back from the store)."""
+        self.instances[ti.task_id][ti.map_index] = ti
+        if not ti.state.finished:
+            self._unfinished_instances[ti.task_id] += 1
+
+    def remove_instance(self, ti: TaskInstance) -> None:
+        """Forget a task instance whose row is deleted."""
+        del self.instances[ti.task_id][ti.map_index]
+        if not ti.state.finished:
+            self._unfinished_instances[ti.task_id] -= 1
+
+    def set_state(self, ti: TaskInstance, new: TaskState) -> None:
+        """Change an instance's state in memory (`Transitions.move` also records it)."""
+        adopted = self.instances[ti.task_id].get(ti.map_index) is ti
+        if adopted and ti.state.finished != new.finished:
+            self._unfinished_instances[ti.task_id] += -1 if new.finished else 1
+        ti.state = new
+
     def task_finished(self, task_id: str) -> bool:
-        instances = self.instances[task_id]
-        return bool(instances) and all(ti.state.finished for ti in instances.values())
+        """Every instance of the task is finished (and it has at least one)."""
+        return bool(self.instances[task_id]) and self._unfinished_instances[task_id] == 0
 
     def each_instance(self) -> Iterator[TaskInstance]:
         """Every task instance of the run, task by task."""
@@ -285,7 +309,7 @@ class Transitions:
             ti.next_call = None  # finished, or retrying from the start
             fields["next_call"] = None
         self.batch.set_task_state(ti.key, ti.state, new, **fields)
-        ti.state = new
+        ti.run.set_state(ti, new)
         if "error" in fields:
             ti.error = fields["error"]
         self.announce(ti)

@@ -203,7 +203,7 @@ def _new_instance(
         priority=priority,
         max_tries=task.options.retries + 1,
     )
-    run.instances[task.task_id][map_index] = ti
+    run.add_instance(ti)
     return ti
 
 
@@ -229,5 +229,6 @@ def _drop_instances(run: ActiveRun, task: Task, indexes: list[int], tx: Transiti
     """
     if indexes:
         tx.batch.delete_task_instances([(run.run_id, task.task_id, i) for i in indexes])
+        instances = run.instances[task.task_id]
         for index in indexes:
-            del run.instances[task.task_id][index]
+            run.remove_instance(instances[index])

@@ -59,7 +59,7 @@ def rebuild_run(
     for row in instances:
         task = dag.tasks.get(row.task_id)
         if task is not None:
-            run.instances[row.task_id][row.map_index] = _instance(run, task, row)
+            run.add_instance(_instance(run, task, row))
     _restore_mapped_inputs(run)
     for task_id in list(run.unfinished):
         if run.task_finished(task_id):

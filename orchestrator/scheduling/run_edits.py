@@ -151,7 +151,7 @@ def _reset(ti: TaskInstance, tx: Transitions) -> None:
 def _drop_placeholder(ti: TaskInstance, tx: Transitions) -> None:
     """A task that never expanded (it has no tries) loses its row and expands when ready."""
     tx.batch.delete_task_instances([ti.key])
-    del ti.run.instances[ti.task_id][ti.map_index]
+    ti.run.remove_instance(ti)
     ti.state, ti.error = TaskState.NONE, None
     tx.announce(ti)
 

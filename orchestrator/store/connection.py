@@ -49,13 +49,17 @@ async def connect_writer(db_path: Path, synchronous: str) -> AsyncIterator[aiosq
 
 @asynccontextmanager
 async def connect_reader(
-    db_path: Path, synchronous: str, *, check: bool
+    db_path: Path, synchronous: str, *, check: bool, immutable: bool = False
 ) -> AsyncIterator[aiosqlite.Connection]:
     """A read-only connection (`mode=ro`) to the absolute `db_path`: reads can never write.
 
     `check` runs the integrity check, for when no writer connection has done it already.
+    `immutable` reads the main file as it is, without the `-wal` and `-shm` files and without
+    locks: only for a file no process writes, whose `-wal` holds nothing (see `sqlite.py`).
     """
     uri = f"{db_path.as_uri()}?mode=ro"  # as_uri percent-encodes `?` and `#` in the path
+    if immutable:
+        uri += "&immutable=1"
     async with _connect(db_path, uri, uri=True) as connection:
         with _damage_reported(db_path):
             await _configure(connection, synchronous)
@@ -115,6 +119,12 @@ def is_corruption(error: BaseException) -> bool:
     """True for SQLite's "database disk image is malformed" and "file is not a database"."""
     code = getattr(error, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in _CORRUPTION_CODES
+
+
+def cannot_open(error: StoreError) -> bool:
+    """True when SQLite could not open a file (SQLITE_CANTOPEN) behind this `StoreError`."""
+    code = getattr(error.__cause__, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_CANTOPEN
 
 
 def corrupted_error(db_path: Path | str, detail: str) -> StoreCorruptedError:

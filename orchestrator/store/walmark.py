@@ -107,7 +107,7 @@ class WalMarker:
             return False
         await connection.execute("BEGIN IMMEDIATE")
         try:
-            if _wal_is_empty(self._db_path):  # nothing committed since the checkpoint
+            if wal_is_empty(self._db_path):  # nothing committed since the checkpoint
                 self._path.write_bytes(_CLEAN)  # not fsynced: losing it only leaves `dirty`
                 return True
             return False
@@ -130,7 +130,8 @@ class WalMarker:
                 os.close(directory)
 
 
-def _wal_is_empty(db_path: Path) -> bool:
+def wal_is_empty(db_path: Path) -> bool:
+    """True when no `-wal` file holds commits (there is none, or it is empty)."""
     try:
         return wal_path(db_path).stat().st_size == 0
     except FileNotFoundError:

@@ -299,6 +299,23 @@ def test_a_symlink_out_of_the_root_is_refused(tmp_path: Path) -> None:
         InputPolicy(allowed_roots=(root,)).check_path(str(root / "link" / "secret"))
 
 
+def test_admitted_paths_judges_each_file_by_what_it_resolves_to(tmp_path: Path) -> None:
+    root, outside = tmp_path / "data", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "secret").write_text("s")
+    (root / "kept").write_text("k")
+    (root / "plain").write_text("p")
+    (root / "escape").symlink_to(outside / "secret")
+    (root / "inside").symlink_to(root / "kept")
+    paths = [str(root / name) for name in ("plain", "escape", "inside", "a\0b")]
+
+    admitted = InputPolicy(allowed_roots=(root,)).admitted_paths(paths)
+
+    assert admitted == {str(root / "plain"), str(root / "inside")}
+    assert InputPolicy().admitted_paths(paths) == set()  # no roots: nothing untrusted
+
+
 def test_a_root_reached_through_a_symlink_is_compared_by_its_real_path(tmp_path: Path) -> None:
     real = tmp_path / "real"
     real.mkdir()

@@ -1,16 +1,24 @@
-"""Admission and readiness cost what changed, not the number of active runs.
+"""Admission and readiness cost what changed, not the number of active runs or instances.
 
-A burst of event runs queues thousands of runs behind `max_active_runs`. The scheduler is
-driven directly, step by step as the engine drives it, and the work of a step is counted (how
-often a run's state is read, how often its dirty tasks are popped), never timed.
+A burst of event runs queues thousands of runs behind `max_active_runs`; an `.expand()` makes
+thousands of instances in one run. The scheduler is driven directly, step by step as the engine
+drives it, and the work of a step is counted (how often a run's state is read, how often its
+dirty tasks are popped, how many calls the engine's own code makes), never timed.
 """
 
 from __future__ import annotations
 
 import itertools
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from schedulerkit import DrivenScheduler, admitted
 
+import orchestrator
 from orchestrator import DAG, task
 from orchestrator.changes import RunChanged
 from orchestrator.scheduling.active_runs import ActiveRun, DagPlan, TaskInstance, Transitions
@@ -116,6 +124,72 @@ async def test_draining_a_burst_costs_work_linear_in_its_size() -> None:
     assert not harness.scheduler.runs
     assert CountingRun.looks <= 20 * len(runs), CountingRun.looks
     assert CountingRun.pops <= 5 * len(runs), CountingRun.pops
+
+
+async def test_an_expanded_task_costs_work_linear_in_its_elements() -> None:
+    small, large = engine_calls_to_expand(200), engine_calls_to_expand(2000)
+    # Ten times the elements, about ten times the calls. Settling each element used to scan
+    # all its siblings to see whether the task was done: a hundred times the calls.
+    assert large < 13 * small, (small, large)
+
+
+async def test_a_full_pool_holds_back_only_its_own_tasks_in_priority_order() -> None:
+    with DAG("mixed") as dag:
+
+        @task
+        def work() -> None:
+            return None
+
+        for index, weight in enumerate((50, 40, 30)):
+            work.override(task_id=f"gpu{index}", pool="gpu", priority_weight=weight)()
+        for index, weight in enumerate((20, 10, 5)):
+            work.override(task_id=f"cpu{index}", priority_weight=weight)()
+    harness = DrivenScheduler(slots=3, pools={"gpu": 1}, now=1.0)
+    harness.scheduler.add_run(ActiveRun(Harness().record(dag, 1.0), dag, DagPlan.of(dag)))
+
+    harness.step()
+    assert [ti.task_id for ti in harness.running] == ["gpu0", "cpu0", "cpu1"]
+    harness.step(harness.running[1])
+    assert [ti.task_id for ti in harness.running] == ["gpu0", "cpu1", "cpu2"]
+    harness.step(harness.running[0])
+    assert [ti.task_id for ti in harness.running] == ["cpu1", "cpu2", "gpu1"]
+
+
+def engine_calls_to_expand(elements: int) -> int:
+    """Calls (and generator steps) in `orchestrator/` to run `square.expand()` to its end."""
+    with DAG("expand") as dag:
+
+        @task
+        def square(x: int) -> int:
+            return x * x
+
+        square.expand(x=list(range(elements)))
+    harness = Harness(slots=100)
+    run = harness.queue(dag, queued_at=1.0)
+    with counting_engine_calls() as calls:
+        harness.step()
+        while harness.running:
+            harness.step(*harness.running)
+    assert run.state is RunState.SUCCESS
+    assert len(run.instances["square"]) == elements
+    return calls[0]
+
+
+@contextmanager
+def counting_engine_calls() -> Iterator[list[int]]:
+    """Count the Python calls (and generator steps) in `orchestrator/`, in the list's one item."""
+    root = str(Path(orchestrator.__file__).parent)
+    calls = [0]
+
+    def count(frame: FrameType, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code.co_filename.startswith(root):
+            calls[0] += 1
+
+    sys.setprofile(count)
+    try:
+        yield calls
+    finally:
+        sys.setprofile(None)
 
 
 async def test_runs_are_admitted_oldest_first_across_dags_and_in_insertion_order_on_ties() -> None:

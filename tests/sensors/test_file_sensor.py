@@ -186,6 +186,59 @@ async def test_an_escape_from_the_allowed_roots_is_refused(
     assert f"resolves to {outside}, which is outside the allowed roots" in (ti.error or "")
 
 
+@pytest.mark.parametrize("arrival", ["already there", "landing later"])
+async def test_a_symlink_out_of_the_allowed_roots_is_not_reported_but_one_inside_is(
+    tmp_path: Path, make_settings: SettingsFactory, arrival: str
+) -> None:
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    (allowed / "day3").mkdir(parents=True)
+    outside.mkdir()
+    land(outside / "secret.csv", "root:x:0:0\n")
+    land(allowed / "kept.csv", "1,2\n")
+    # The secret is the oldest file, so it would be reported first if it counted at all.
+    os.utime(outside / "secret.csv", (1_000, 1_000))
+    os.utime(allowed / "kept.csv", (2_000, 2_000))
+    settings = make_settings(allowed_roots=(allowed,))
+
+    def link_both() -> None:
+        (allowed / "day3" / "escape.csv").symlink_to(outside / "secret.csv")
+        (allowed / "day3" / "inside.csv").symlink_to(allowed / "kept.csv")
+
+    if arrival == "already there":
+        link_both()
+    async with engine_for(settings, untrusted_dag()) as engine:
+        run_id = await engine.trigger("untrusted", conf={"directory": str(allowed / "day3")})
+        if arrival == "landing later":
+            await until_state(engine, run_id, "landed", TaskState.DEFERRED)
+            await until_watching()
+            link_both()
+        record = await engine.wait(run_id)
+        results = await results_of(engine, run_id)
+
+    assert record.state is RunState.SUCCESS
+    event = results["landed"]
+    assert event["path"] == str(allowed / "day3" / "inside.csv")
+    assert (event["size"], event["mtime"]) == (4, 2_000)  # the target's, as for trusted paths
+
+
+async def test_a_symlink_out_of_a_trusted_directory_is_still_reported(
+    tmp_path: Path, make_settings: SettingsFactory
+) -> None:
+    incoming, outside = tmp_path / "incoming", tmp_path / "outside"
+    incoming.mkdir()
+    outside.mkdir()
+    land(outside / "shared.csv", "a\n")
+    (incoming / "shared.csv").symlink_to(outside / "shared.csv")
+
+    async with engine_for(make_settings(), landing_dag(incoming)) as engine:
+        run_id = await engine.trigger("landing")
+        record = await engine.wait(run_id)
+        results = await results_of(engine, run_id)
+
+    assert record.state is RunState.SUCCESS  # DAG code is trusted: its links are its own
+    assert results["train"] == "trained on shared.csv (2 bytes)"
+
+
 async def test_a_deferred_file_sensor_fires_after_a_restart_for_a_file_that_landed_while_down(
     tmp_path: Path, make_settings: SettingsFactory
 ) -> None:
