@@ -203,6 +203,10 @@ class StoreCorruptedError(StoreError):
     """The database file is damaged; the message says how to recover."""
 
 
+class DamagedRowError(StoreError):
+    """A sound file holds a row with a value that cannot be read; the message names it."""
+
+
 class StateDirError(StoreError):
     """The state directory cannot be created or is not writable."""
 

@@ -62,6 +62,7 @@ async def receive_webhook(api: ApiContext, request: Request) -> JSONResponse:
     body = await body_bytes(api, request)
     delivery = await _verify(api, hook, request.headers, body)
     assert hook is not None  # _verify refused the unknown name
+    _refuse_if_damaged(hook)
     api.limit(f"hook:{hook.name}", hook.rate or api.settings.webhook_rate, f"webhook {hook.name}")
     payload = _payload(api, request.headers, body)
     mismatch = first_mismatch(hook, payload, request.headers)
@@ -75,6 +76,24 @@ async def receive_webhook(api: ApiContext, request: Request) -> JSONResponse:
         answer, _ = await _start_run(api, hook, request.headers, payload, delivery)
         return answer
     return await _start_once(api, hook, request.headers, payload, delivery, body)
+
+
+def _refuse_if_damaged(hook: WebhookRecord) -> None:
+    """A definition that cannot be read takes no delivery: its filters or conf are unknown.
+
+    Only a sender that proved it holds the secret learns it (a 503: try again once fixed).
+    """
+    if hook.damaged is None:
+        return
+    logger.error(
+        "webhook %s refused a delivery: its definition is damaged (%s)", hook.name, hook.damaged
+    )
+    raise ApiError(
+        f"webhook {hook.name}'s stored definition cannot be read ({hook.damaged}); its owner "
+        "must add it again (`orchestrator webhooks add ... --replace`)",
+        status=503,
+        code="webhook_damaged",
+    )
 
 
 async def _verify(

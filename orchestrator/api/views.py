@@ -43,11 +43,21 @@ def iso(at: float | None) -> str | None:
 
 
 def record_json(record: Any, *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A frozen record's fields, times as ISO 8601, leaving out `drop`."""
+    """A frozen record's fields, times as ISO 8601, leaving out `drop`.
+
+    A record the store could not read whole says `"damaged": true` and why (`"damage"`),
+    beside the fields it could read; the others say `"damaged": false`.
+    """
     fields = asdict(record)
     for name in drop:
         fields.pop(name, None)
-    return {name: iso(value) if name in _TIMES else value for name, value in fields.items()}
+    document = {name: iso(value) if name in _TIMES else value for name, value in fields.items()}
+    if "damaged" in document:
+        damage = document.pop("damaged")
+        document["damaged"] = damage is not None
+        if damage is not None:
+            document["damage"] = damage
+    return document
 
 
 def dag_json(dag: DAG, *, paused: bool, file: str | None) -> dict[str, Any]:

@@ -250,9 +250,15 @@ def github_event_filters(kind: str, events: Iterable[str]) -> list[tuple[str, st
 
 
 def webhook_json(record: WebhookRecord) -> dict[str, Any]:
-    """A definition as JSON: every field, filters as [path, pattern] pairs (no secret)."""
+    """A definition as JSON: every field, filters as [path, pattern] pairs (no secret).
+
+    `damaged` (why the stored row cannot be read whole) is there only when it is set: it is
+    the store's word on the row, not part of a definition one could send back.
+    """
     document = asdict(record)
     document["filters"] = [list(pair) for pair in record.filters]
+    if document["damaged"] is None:
+        del document["damaged"]
     return document
 
 

@@ -25,7 +25,9 @@ def check_database(ctx: click.Context) -> None:
     """Check the database for damage; print "ok" or every problem found.
 
     Runs SQLite's full integrity check and the foreign-key check on the database in the
-    state directory, read-only. Exit code 0 when it is sound, 1 when it is damaged or
+    state directory, read-only, then reads every JSON value (a run's conf, a result, an
+    event's payload, a trigger's arguments, ...) and names each row whose value cannot be
+    read: its table, key and column. Exit code 0 when it is sound, 1 when it is damaged or
     missing (the message says how to recover).
 
     \b
@@ -34,13 +36,19 @@ def check_database(ctx: click.Context) -> None:
     """
     import anyio
 
-    path, problems = anyio.run(_integrity_problems, load_cli_settings())
-    if not problems:
+    path, problems, damaged = anyio.run(_integrity_problems, load_cli_settings())
+    if not problems and not damaged:
         click.echo(click.style("ok", fg="green"))
         return
-    click.echo(click.style(f"{path}: {len(problems)} problem(s):", fg="red", bold=True))
+    count = len(problems) + len(damaged)
+    click.echo(click.style(f"{path}: {count} problem(s):", fg="red", bold=True))
     for problem in problems:
         click.echo(f"  {problem}")
+    for row in damaged:
+        click.echo(f"  damaged row: {row}")
+    if not problems:
+        click.echo(_DAMAGED_ROWS_HELP)
+        ctx.exit(EXIT_FAILED)
     click.echo(
         f"Stop every orchestrator using it, then salvage what can be read with "
         f'`sqlite3 {path} ".recover" | sqlite3 {path}.recovered`, '
@@ -49,9 +57,18 @@ def check_database(ctx: click.Context) -> None:
     ctx.exit(EXIT_FAILED)
 
 
-async def _integrity_problems(settings: Settings) -> tuple[str, list[str]]:
-    """The database's path and the problems a full check finds (none when sound)."""
+_DAMAGED_ROWS_HELP = (
+    "The file itself is sound: each listing shows these rows as damaged, and the daemon fails "
+    "or skips what depends on them (its log says which). Remove or repair them with sqlite3 "
+    "once no orchestrator uses the database; re-add a damaged webhook with --replace."
+)
+
+
+async def _integrity_problems(settings: Settings) -> tuple[str, list[str], list[str]]:
+    """The database's path, the problems of the file, and the rows whose JSON is damaged."""
     from orchestrator.cli.lookup import open_state
 
     async with open_state(settings) as store:
-        return store.path, await store.integrity_check()
+        problems = await store.integrity_check()
+        damaged = [] if problems else await store.damaged_rows()
+        return store.path, problems, damaged

@@ -15,7 +15,7 @@ from orchestrator.cli.options import load_cli_settings, settings_options
 from orchestrator.cli.output import shorten
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from rich.console import RenderableType
 
     from orchestrator.config import Settings
     from orchestrator.store.records import EventRecord
@@ -97,11 +97,13 @@ def shorten_key(key: str) -> str:
     return f"{key[:half]}...{key[-half:]}"
 
 
-def _events_table(events: list[EventRecord]) -> Table:
+def _events_table(events: list[EventRecord]) -> RenderableType:
     from rich import box
+    from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
+    from orchestrator.cli.output import damage_notes, marked_damaged
     from orchestrator.cli.views import format_time
 
     table = Table(box=box.SIMPLE_HEAD)
@@ -109,11 +111,12 @@ def _events_table(events: list[EventRecord]) -> Table:
         table.add_column(name, no_wrap=True)
     for event in events:
         table.add_row(
-            str(event.event_id),
+            marked_damaged(str(event.event_id), event.damaged),
             event.dag_id,
             shorten(event.source, _SOURCE_CHARS),
             shorten_key(event.dedup_key),
             format_time(event.received_at),
             event.run_id or Text(WAITING, style="yellow"),
         )
-    return table
+    notes = damage_notes([(f"event {event.event_id}", event.damaged) for event in events])
+    return Group(table, *notes)

@@ -51,3 +51,30 @@ def echo_json(value: Any) -> None:
     import json
 
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def marked_damaged(cell: str, damaged: str | None) -> Any:
+    """A table's first cell, with a red "damaged" marker when its row could not be read whole.
+
+    The listing goes on: the row shows what could be read, and `damage_notes` says why.
+    """
+    from rich.text import Text
+
+    text = Text(cell)
+    if damaged is not None:
+        text.append(" damaged", style="bold red")
+    return text
+
+
+def damage_notes(rows: list[tuple[str, str | None]]) -> list[Any]:
+    """One red line per damaged (label, why) row, for under a table; none when all is read."""
+    from rich.text import Text
+
+    return [
+        Text(
+            f"{label} is damaged: {why} (`orchestrator db check` lists every damaged row)",
+            style="red",
+        )
+        for label, why in rows
+        if why is not None
+    ]

@@ -47,7 +47,12 @@ def show_logs(run_id: str, task_id: str, try_number: int | None, map_index: int 
     """
     import anyio
 
-    attempt = anyio.run(_find_try, load_cli_settings(), run_id, task_id, try_number, map_index)
+    from orchestrator.cli.output import warn
+
+    found = anyio.run(_find_try, load_cli_settings(), run_id, task_id, try_number, map_index)
+    attempt, damage = found
+    if damage is not None:
+        warn(f"{damage} (`orchestrator db check` lists every damaged row)")
     click.echo(
         click.style(f"# {attempt.log_path} (try {attempt.try_number}, {attempt.state})", dim=True),
         err=True,
@@ -61,7 +66,8 @@ async def _find_try(
     task_id: str,
     try_number: int | None,
     map_index: int | None,
-) -> TryRecord:
+) -> tuple[TryRecord, str | None]:
+    """The try, and why its run or task instance is damaged (None when all of it reads)."""
     from orchestrator.cli.lookup import (
         find_run,
         find_task_instance,
@@ -77,7 +83,10 @@ async def _find_try(
     async with open_state(settings) as store:
         run = await find_run(store, run_id)
         ti = await find_task_instance(store, run, task_id, map_index)
-        return await find_try(store, ti, try_number)
+        damage = (run.damaged and f"run {run.run_id} is damaged: {run.damaged}") or (
+            ti.damaged and f"task {task_id} of run {run.run_id} is damaged: {ti.damaged}"
+        )
+        return await find_try(store, ti, try_number), damage
 
 
 def copy_log(path: Path) -> None:

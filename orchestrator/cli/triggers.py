@@ -129,11 +129,21 @@ def _waiting_view(waiting: Waiting) -> RenderableType:
     from rich.console import Group
     from rich.text import Text
 
+    from orchestrator.cli.display import task_label
+    from orchestrator.cli.output import damage_notes
+
     parts: list[RenderableType] = [_daemon_line(waiting.daemon)]
     if waiting.sources:
         parts += [Text("Run triggers:", style="bold"), _sources_table(waiting)]
     if waiting.triggers:
         parts += [Text("Deferred tasks:", style="bold"), _triggers_table(waiting.triggers)]
+    parts += damage_notes(
+        [(f"run trigger {s.source} of DAG {s.dag_id}", s.damaged) for s in waiting.sources]
+        + [
+            (f"the trigger of {t.run_id} {task_label(t.task_id, t.map_index)}", t.damaged)
+            for t in waiting.triggers
+        ]
+    )
     if not waiting.sources and not waiting.triggers:
         parts.append(Text("Nothing is waiting: no DAG has a run trigger and no task is deferred."))
     return Group(*parts)
@@ -158,6 +168,7 @@ def _sources_table(waiting: Waiting) -> RenderableType:
     from rich.table import Table
     from rich.text import Text
 
+    from orchestrator.cli.output import marked_damaged
     from orchestrator.cli.views import format_time
 
     table = Table(box=box.SIMPLE_HEAD)
@@ -167,7 +178,7 @@ def _sources_table(waiting: Waiting) -> RenderableType:
         status = source_status(source, waiting.daemon)
         style = "green" if status == "watching" else "yellow"
         table.add_row(
-            source.dag_id,
+            marked_damaged(source.dag_id, source.damaged),
             source.source,
             format_time(source.armed_at),
             Text(status, style="red" if source.error else style),
@@ -180,6 +191,7 @@ def _triggers_table(triggers: list[TriggerRecord]) -> RenderableType:
     from rich.table import Table
 
     from orchestrator.cli.display import task_label
+    from orchestrator.cli.output import marked_damaged
     from orchestrator.cli.views import format_time
 
     table = Table(box=box.SIMPLE_HEAD)
@@ -187,7 +199,7 @@ def _triggers_table(triggers: list[TriggerRecord]) -> RenderableType:
         table.add_column(name, overflow="fold")
     for trigger in triggers:
         table.add_row(
-            trigger.run_id,
+            marked_damaged(trigger.run_id, trigger.damaged),
             task_label(trigger.task_id, trigger.map_index),
             trigger_text(trigger.classpath, trigger.kwargs),
             format_time(trigger.created_at),

@@ -19,7 +19,14 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.cli.display import format_duration, state_text, task_label
-from orchestrator.cli.output import describe_dag_error, display_path, one_line, shorten
+from orchestrator.cli.output import (
+    damage_notes,
+    describe_dag_error,
+    display_path,
+    marked_damaged,
+    one_line,
+    shorten,
+)
 from orchestrator.loading.dagbag import DagBag
 from orchestrator.store.records import RunRecord, TaskInstanceRecord
 
@@ -119,21 +126,24 @@ def _relative_to(path: str, folder: str) -> str:
 # -- runs list ----------------------------------------------------------------------------------
 
 
-def runs_table(runs: Sequence[RunRecord]) -> Table:
-    """Runs, newest first: id, DAG, state, type, when it was queued, how long it took."""
+def runs_table(runs: Sequence[RunRecord]) -> RenderableType:
+    """Runs, newest first: id, DAG, state, type, when it was queued, how long it took.
+
+    A run whose conf cannot be read is marked damaged, and a line under the table says why.
+    """
     table = Table(box=box.SIMPLE_HEAD)
     for name in ("run", "dag", "state", "type", "queued", "duration"):
         table.add_column(name, no_wrap=True)
     for run in runs:
         table.add_row(
-            run.run_id,
+            marked_damaged(run.run_id, run.damaged),
             run.dag_id,
             state_text(run.state),
             run.run_type,
             format_time(run.queued_at),
             format_duration(run_duration(run)),
         )
-    return table
+    return Group(table, *damage_notes([(f"run {run.run_id}", run.damaged) for run in runs]))
 
 
 def run_json(run: RunRecord) -> dict[str, Any]:
@@ -162,7 +172,7 @@ def run_view(run: RunRecord, details: Sequence[TaskDetail]) -> RenderableType:
     for detail in details:
         ti = detail.task_instance
         tasks.add_row(
-            task_label(ti.task_id, ti.map_index),
+            marked_damaged(task_label(ti.task_id, ti.map_index), ti.damaged),
             state_text(ti.state),
             f"{ti.try_number}/{ti.max_tries}",
             format_duration(task_duration(ti)),
@@ -173,7 +183,14 @@ def run_view(run: RunRecord, details: Sequence[TaskDetail]) -> RenderableType:
         for d in details
         if d.log_path
     ]
-    parts: list[RenderableType] = [fields, tasks]
+    notes = [(f"run {run.run_id}", run.damaged)] + [
+        (
+            f"task {task_label(d.task_instance.task_id, d.task_instance.map_index)}",
+            d.task_instance.damaged,
+        )
+        for d in details
+    ]
+    parts: list[RenderableType] = [fields, tasks, *damage_notes(notes)]
     if logs:
         parts.extend([Text("Logs (last try):", style="bold"), *logs])
     return Group(*parts)
@@ -181,7 +198,7 @@ def run_view(run: RunRecord, details: Sequence[TaskDetail]) -> RenderableType:
 
 def _run_fields(run: RunRecord) -> list[tuple[str, Text]]:
     return [
-        ("run", Text(run.run_id)),
+        ("run", marked_damaged(run.run_id, run.damaged)),
         ("dag", Text(run.dag_id)),
         ("state", state_text(run.state)),
         ("type", Text(run.run_type)),

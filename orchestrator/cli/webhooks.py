@@ -152,10 +152,14 @@ def _split(text: str, option: str, form: str) -> tuple[str, str]:
 
 
 def _record(document: dict[str, Any]) -> WebhookRecord:
+    from dataclasses import replace
+
     from orchestrator.api.webhookconfig import webhook_from_json
 
-    fields = {key: value for key, value in document.items() if key != "created_at"}
-    return webhook_from_json(fields, created_at=float(document.get("created_at", 0.0)))
+    listed = ("created_at", "damaged")  # set by the store, not part of a definition
+    fields = {key: value for key, value in document.items() if key not in listed}
+    record = webhook_from_json(fields, created_at=float(document.get("created_at", 0.0)))
+    return replace(record, damaged=document.get("damaged"))
 
 
 def _add_through(
@@ -301,14 +305,17 @@ def list_webhooks(as_json: bool) -> None:
 
 def _webhooks_table(records: list[WebhookRecord]) -> Any:
     from rich import box
+    from rich.console import Group
     from rich.table import Table
+
+    from orchestrator.cli.output import damage_notes, marked_damaged
 
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("name", "dag", "kind", "secret from", "filters", "conf", "rate"):
         table.add_column(column, overflow="fold")
     for record in records:
         table.add_row(
-            record.name,
+            marked_damaged(record.name, record.damaged),
             record.dag_id,
             record.kind,
             f"${record.secret_env}" if record.secret_env else f"file {record.secret_file}",
@@ -316,7 +323,8 @@ def _webhooks_table(records: list[WebhookRecord]) -> Any:
             "\n".join(f"{key}={path}" for key, path in record.conf_map.items()) or "payload",
             "default" if record.rate is None else f"{record.rate:g}/s",
         )
-    return table
+    notes = damage_notes([(f"webhook {record.name}", record.damaged) for record in records])
+    return Group(table, *notes)
 
 
 # -- remove -------------------------------------------------------------------------------------

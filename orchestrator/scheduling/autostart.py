@@ -25,7 +25,7 @@ from orchestrator.scheduling.deferred import Timer
 from orchestrator.scheduling.events_to_runs import EventRuns, Incoming, NewRun
 from orchestrator.scheduling.schedule_ticks import ScheduleTicks, interval_key
 from orchestrator.store.base import Store
-from orchestrator.store.records import RunRecord, RunSourceRecord
+from orchestrator.store.records import EventRecord, RunRecord, RunSourceRecord
 from orchestrator.waiting.run_trigger_host import SourceHost, SourceKey
 from triggers.base import Trigger, TriggerEvent, TriggerRuntime
 
@@ -123,9 +123,10 @@ class RunStarter:
     async def load(self, store: Store) -> None:
         """Read what an earlier process left: pauses, cursors, intervals run, waiting events."""
         self.paused = {dag.dag_id for dag in await store.list_dags() if dag.is_paused}
-        self._cursors = {(s.dag_id, s.source): s.cursor for s in await store.list_run_sources()}
+        sources = await store.list_run_sources()
+        self._cursors = {(s.dag_id, s.source): s.cursor for s in sources}
         self.ticks.latest = await store.latest_logical_dates("scheduled")
-        self.events.restore(await store.list_pending_events())
+        self.events.restore(_readable(await store.list_pending_events(), sources))
 
     def note_unfinished(self, record: RunRecord) -> None:
         """A run left unfinished before a restart: a scheduled one holds one of the DAG's places."""
@@ -342,3 +343,21 @@ class RunStarter:
             if dag is not None:
                 self._accept(dag, incoming, tx)
         return start + len(changes)
+
+
+def _readable(events: list[EventRecord], sources: list[RunSourceRecord]) -> list[EventRecord]:
+    """The waiting events that can start a run; the others are logged and left as they are.
+
+    A waiting event whose payload cannot be read would start a run on a made-up payload, so
+    it starts none (it stays in the store, and `orchestrator db check` names it). A run
+    trigger whose cursor cannot be read starts from the beginning: what it sees again has
+    the dedup key of an event already recorded, and starts no second run.
+    """
+    damaged = [
+        *((f"run trigger {s.source} of DAG {s.dag_id} starts over", s.damaged) for s in sources),
+        *((f"event {e.event_id} of DAG {e.dag_id} starts no run", e.damaged) for e in events),
+    ]
+    for what, why in damaged:
+        if why is not None:
+            logger.error("%s: %s", what, why)
+    return [event for event in events if event.damaged is None]

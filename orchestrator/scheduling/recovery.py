@@ -6,7 +6,12 @@ mid-flight (`RecoveryDecisions.recover`), all in one transaction:
 
 - `deferred`: its trigger is rebuilt from the stored row and hosted again; its timeout keeps
   its original deadline (a deadline that passed while down fires at once). A trigger row that
-  cannot be rebuilt fails the try with the reason.
+  cannot be rebuilt (its class is gone, its arguments or cursor cannot be read) fails the try
+  with the reason; the rest of the run goes on.
+
+A run whose own stored values cannot be read (its conf, a result, how a deferred task
+resumes) cannot be rebuilt: `rebuild_run` raises `DamagedRowError`, and `startup` fails that
+run alone with the reason.
 - `running` / `queued`: the daemon died while the try ran (`startup` has made sure that no
   process of the try still runs). The try ends failed ("the daemon stopped while this try
   ran") and the instance runs again without using a retry, since the task did nothing wrong:
@@ -31,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.authoring.dag import DAG
 from orchestrator.authoring.references import resolve_refs
 from orchestrator.authoring.tasks import map_combinations
-from orchestrator.errors import TriggerLoadError
+from orchestrator.errors import DamagedRowError, ResultError, TriggerLoadError
 from orchestrator.execution.jobs import Outcome, TaskOutcome
 from orchestrator.execution.results import decode_result
 from orchestrator.scheduling.active_runs import ActiveRun, DagPlan, TaskInstance, Transitions
@@ -51,11 +56,16 @@ def rebuild_run(
     instances: list[TaskInstanceRecord],
     results: dict[tuple[str, int], str],
 ) -> ActiveRun:
-    """The in-memory run as it was when the store last committed it."""
+    """The in-memory run as it was when the store last committed it.
+
+    `DamagedRowError` if part of it cannot be read: guessing a conf or a result would run
+    tasks on made-up input.
+    """
+    _check_readable(record, instances)
     run = ActiveRun(record, dag, plan)
     for (task_id, map_index), text in results.items():
         if task_id in dag.tasks:
-            run.results.setdefault(task_id, {})[map_index] = decode_result(text)
+            run.results.setdefault(task_id, {})[map_index] = _stored_result(task_id, text)
     for row in instances:
         task = dag.tasks.get(row.task_id)
         if task is not None:
@@ -69,6 +79,21 @@ def rebuild_run(
         [task_id for task_id, tis in run.instances.items() if _waiting_for_upstream(tis)]
     )
     return run
+
+
+def _check_readable(record: RunRecord, instances: list[TaskInstanceRecord]) -> None:
+    if record.damaged is not None:
+        raise DamagedRowError(f"run {record.run_id}: {record.damaged}")
+    for row in instances:
+        if row.damaged is not None and not row.state.finished:
+            raise DamagedRowError(f"task instance {row.task_id}[{row.map_index}]: {row.damaged}")
+
+
+def _stored_result(task_id: str, text: str) -> Any:
+    try:
+        return decode_result(text)
+    except ResultError as error:
+        raise DamagedRowError(f"the result of task {task_id}: {error}") from None
 
 
 def _instance(run: ActiveRun, task: Any, row: TaskInstanceRecord) -> TaskInstance:
@@ -193,6 +218,9 @@ class RecoveryDecisions:
     def _rearm(self, ti: TaskInstance, row: TriggerRecord | None, tx: Transitions) -> None:
         if row is None:
             self._fail(ti, "its trigger was not found in the store after a restart", tx)
+            return
+        if row.damaged is not None:
+            self._fail(ti, f"its stored trigger cannot be read: {row.damaged}", tx)
             return
         try:
             trigger = load_trigger(row.classpath, row.kwargs)

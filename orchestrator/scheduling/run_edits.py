@@ -21,7 +21,7 @@ daemon running, the CLI applies them to the store alone (`cancel_stored_run`,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestrator.authoring.dag import DAG
 from orchestrator.changes import Change, RunChanged, TaskChanged
@@ -226,31 +226,56 @@ async def cancel_stored_run(store: Store, record: RunRecord, *, now: float) -> l
     instance is cancelled, a try still open (a process that died while it ran, a deferral)
     ended, a trigger forgotten. Returns the changes, for an engine's change feed.
     """
-    batch = WriteBatch()
-    changes: list[Change] = []
-    for ti in await store.list_task_instances(record.run_id):
+    tx = Transitions(now)
+    instances = await store.list_task_instances(record.run_id)
+    _close_stored_run(record, instances, RunState.CANCELLED, CANCELLED, tx)
+    await store.commit(tx.batch)
+    return tx.changes
+
+
+def fail_damaged_run(
+    record: RunRecord, instances: list[TaskInstanceRecord], reason: str, tx: Transitions
+) -> None:
+    """End a run that cannot be picked up again (part of it cannot be read): it fails.
+
+    Like a cancel, it needs no DAG: its unfinished task instances will not run (they are
+    cancelled, with `reason` as their error) and the run ends failed.
+    """
+    error = f"the run cannot be recovered: {reason}"
+    if record.state is RunState.QUEUED:  # a run fails only once it ran
+        tx.batch.set_run_state(record.run_id, RunState.QUEUED, RunState.RUNNING, at=tx.now)
+        record = replace(record, state=RunState.RUNNING)
+    _close_stored_run(record, instances, RunState.FAILED, error, tx)
+
+
+def _close_stored_run(
+    record: RunRecord,
+    instances: list[TaskInstanceRecord],
+    state: RunState,
+    error: str,
+    tx: Transitions,
+) -> None:
+    for ti in instances:
         if not ti.state.finished:
-            _cancel_row(ti, batch, now)
-            changes.append(_cancelled(ti, now))
-    batch.set_run_state(record.run_id, record.state, RunState.CANCELLED, at=now)
-    changes.append(
-        RunChanged(run_id=record.run_id, dag_id=record.dag_id, state=RunState.CANCELLED, at=now)
+            _cancel_row(ti, tx.batch, tx.now, error)
+            tx.changes.append(_cancelled(ti, tx.now, error))
+    tx.batch.set_run_state(record.run_id, record.state, state, at=tx.now)
+    tx.changes.append(
+        RunChanged(run_id=record.run_id, dag_id=record.dag_id, state=state, at=tx.now)
     )
-    await store.commit(batch)
-    return changes
 
 
-def _cancel_row(ti: TaskInstanceRecord, batch: WriteBatch, now: float) -> None:
+def _cancel_row(ti: TaskInstanceRecord, batch: WriteBatch, now: float, error: str) -> None:
     if ti.state in _TRY_OPEN and ti.try_number:
-        batch.end_try(ti.key, ti.try_number, TaskState.CANCELLED, at=now, error=CANCELLED)
+        batch.end_try(ti.key, ti.try_number, TaskState.CANCELLED, at=now, error=error)
     if ti.state is TaskState.DEFERRED:
         batch.delete_trigger(ti.key)
     batch.set_task_state(
-        ti.key, ti.state, TaskState.CANCELLED, ended_at=now, error=CANCELLED, next_call=None
+        ti.key, ti.state, TaskState.CANCELLED, ended_at=now, error=error, next_call=None
     )
 
 
-def _cancelled(ti: TaskInstanceRecord, now: float) -> TaskChanged:
+def _cancelled(ti: TaskInstanceRecord, now: float, error: str) -> TaskChanged:
     return TaskChanged(
         run_id=ti.run_id,
         task_id=ti.task_id,
@@ -258,5 +283,5 @@ def _cancelled(ti: TaskInstanceRecord, now: float) -> TaskChanged:
         state=TaskState.CANCELLED,
         try_number=ti.try_number,
         at=now,
-        error=CANCELLED,
+        error=error,
     )

@@ -21,6 +21,7 @@ import anyio.to_thread
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings
+from orchestrator.errors import DamagedRowError
 from orchestrator.execution.executor import Executor
 from orchestrator.execution.try_processes import stop_token_holders, try_token
 from orchestrator.loading.dagbag import DagBag, load_dag_bag
@@ -29,11 +30,17 @@ from orchestrator.scheduling.active_runs import Transitions
 from orchestrator.scheduling.autostart import RunStarter
 from orchestrator.scheduling.driven_runs import DrivenRuns
 from orchestrator.scheduling.recovery import rebuild_run
+from orchestrator.scheduling.run_edits import fail_damaged_run
 from orchestrator.scheduling.scheduler import Scheduler
 from orchestrator.state import TaskState
 from orchestrator.store import Store, open_store
 from orchestrator.store.base import WriteBatch
-from orchestrator.store.records import DagRecord, ImportErrorRecord, TaskInstanceRecord
+from orchestrator.store.records import (
+    DagRecord,
+    ImportErrorRecord,
+    RunRecord,
+    TaskInstanceRecord,
+)
 
 if TYPE_CHECKING:
     from orchestrator.scheduling.engine import Engine
@@ -87,11 +94,29 @@ async def recover_runs(
             )
             continue
         results = await store.get_results(record.run_id)
-        run = rebuild_run(record, dag, driven.plan(dag), instances[record.run_id], results)
+        try:
+            run = rebuild_run(record, dag, driven.plan(dag), instances[record.run_id], results)
+        except DamagedRowError as error:
+            _fail_damaged(record, instances[record.run_id], str(error), tx)
+            continue
         scheduler.recover(run, triggers, tx)
         driven.track(record.run_id, dag)
         starter.note_unfinished(record)
     return True
+
+
+def _fail_damaged(
+    record: RunRecord, instances: list[TaskInstanceRecord], reason: str, tx: Transitions
+) -> None:
+    """One run that cannot be read fails; the daemon starts and the other runs go on."""
+    logger.error(
+        "run %s of DAG %s cannot be recovered, so it fails: %s (`orchestrator db check` "
+        "lists every damaged row)",
+        record.run_id,
+        record.dag_id,
+        reason,
+    )
+    fail_damaged_run(record, instances, reason, tx)
 
 
 async def stop_interrupted_tries(

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 import aiosqlite
 
 from orchestrator.errors import StoreError
+from orchestrator.store.apirows import TOKEN_COLUMNS, WEBHOOK_COLUMNS, token_params, webhook_params
 from orchestrator.store.records import TokenRecord, WebhookRecord
-from orchestrator.store.rows import TOKEN_COLUMNS, WEBHOOK_COLUMNS, token_params, webhook_params
 
 Connection = aiosqlite.Connection
 

@@ -313,3 +313,7 @@ class Store(Protocol):
     async def integrity_check(self) -> list[str]:
         """Problems found by a full check; empty when the database is sound."""
         ...
+
+    async def damaged_rows(self) -> list[str]:
+        """Rows whose JSON values cannot be read, each named; empty when none."""
+        ...

@@ -13,10 +13,10 @@ import aiosqlite
 
 from orchestrator.errors import DagNotFoundError, StoreError
 from orchestrator.store.records import EventRecord, RunSourceRecord
-from orchestrator.store.rows import (
+from orchestrator.store.rows import encode_json
+from orchestrator.store.waitrows import (
     EVENT_COLUMNS,
     RUN_SOURCE_COLUMNS,
-    encode_json,
     event_params,
     run_source_params,
 )

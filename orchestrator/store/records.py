@@ -40,7 +40,7 @@ class RunRecord:
     started_at: float | None = None
     ended_at: float | None = None
     data_interval_end: float | None = None  # ... and its end
-    damaged: str | None = None  # why part of the stored row cannot be read (conf then empty)
+    damaged: str | None = None  # why part of the stored row cannot be read (conf then {})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +63,7 @@ class TaskInstanceRecord:
     # Tries cut short by the daemon's death (kill -9, power cut): re-run without using a retry,
     # up to `max_interrupted_tries`.
     interrupted_tries: int = 0
+    damaged: str | None = None  # next_call cannot be read (it is then None)
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -97,6 +98,7 @@ class TriggerRecord:
     created_at: float
     timeout_at: float | None = None
     cursor: Any = None  # what the trigger saved with `save_cursor` (JSON)
+    damaged: str | None = None  # kwargs or cursor cannot be read (then {} and None)
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -118,6 +120,7 @@ class EventRecord:
     source: str = ""  # which of the DAG's run triggers saw it
     run_id: str | None = None
     event_id: int | None = None  # assigned by the store
+    damaged: str | None = None  # the payload cannot be read (it is then {})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,6 +134,7 @@ class RunSourceRecord:
     armed_at: float
     cursor: Any = None
     error: str | None = None  # why it is not watching right now (it is retried)
+    damaged: str | None = None  # kwargs or cursor cannot be read (then {} and None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,3 +173,4 @@ class WebhookRecord:
     delivery_header: str = "Idempotency-Key"  # kind hmac: the delivery id (optional)
     rate: float | None = None  # deliveries per second; None: Settings.webhook_rate
     created_at: float = 0.0
+    damaged: str | None = None  # filters or conf_map cannot be read: it takes no delivery

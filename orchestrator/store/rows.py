@@ -1,5 +1,8 @@
-"""Records to rows and back: the one place that knows each table's column order.
+"""Records to rows and back for runs, their task instances and tries, DAGs and import errors.
 
+Each table's column order is known in one place: here, in `waitrows.py` (what waits: triggers,
+events, run triggers) or in `apirows.py` (the API's tokens and webhooks). JSON columns are
+read through `jsonvalues.RowDamage`, so a value that cannot be read marks its record damaged.
 Rows are plain tuples (no row factory) because a 1000-task run reads and writes thousands of
 them and tuple indexing is the cheapest conversion there is.
 """
@@ -11,17 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.state import RunState, TaskState
+from orchestrator.store.jsonvalues import OBJECT, RowDamage
 from orchestrator.store.records import (
     DagRecord,
-    EventRecord,
     ImportErrorRecord,
     RunRecord,
-    RunSourceRecord,
     TaskInstanceRecord,
-    TokenRecord,
-    TriggerRecord,
     TryRecord,
-    WebhookRecord,
 )
 
 Row = Sequence[Any]
@@ -36,16 +35,8 @@ TASK_INSTANCE_COLUMNS = (
     "run_id, task_id, map_index, state, try_number, max_tries, pool, priority, queued_at,"
     " started_at, ended_at, next_retry_at, error, next_call, interrupted_tries"
 )
-TRIGGER_COLUMNS = "run_id, task_id, map_index, classpath, kwargs, created_at, timeout_at, cursor"
-EVENT_COLUMNS = "dag_id, dedup_key, payload, received_at, source, run_id, event_id"
-RUN_SOURCE_COLUMNS = "dag_id, source, classpath, kwargs, armed_at, cursor, error"
 TRY_COLUMNS = (
     "run_id, task_id, map_index, try_number, state, started_at, ended_at, log_path, error, pid"
-)
-TOKEN_COLUMNS = "token_id, name, scope, secret_hash, created_at, expires_at, revoked_at"
-WEBHOOK_COLUMNS = (
-    "name, dag_id, kind, secret_env, secret_file, filters, conf_map, signature_header,"
-    " delivery_header, rate, created_at"
 )
 
 
@@ -99,21 +90,16 @@ def run_params(run: RunRecord) -> tuple[Any, ...]:
 
 
 def run_from_row(row: Row) -> RunRecord:
-    """A run; one whose conf cannot be decoded comes back `damaged` (with an empty conf).
-
-    One damaged row must not make every listing fail: it is shown as damaged, and
-    `orchestrator db check` names it.
-    """
+    """A run; one whose conf cannot be read comes back `damaged`, with an empty conf."""
     run_id, dag_id, state, conf, run_type, dedup_key, logical_date, queued, started, ended = row[
         :10
     ]
-    decoded, damage = _decode_json(conf, "conf")
+    damage = RowDamage()
     return RunRecord(
         run_id=run_id,
         dag_id=dag_id,
         state=RunState(state),
-        conf=decoded if isinstance(decoded, dict) else {},
-        damaged=damage,
+        conf=damage.decode(conf, "conf", OBJECT, {}),
         run_type=run_type,
         dedup_key=dedup_key,
         logical_date=logical_date,
@@ -121,29 +107,8 @@ def run_from_row(row: Row) -> RunRecord:
         started_at=started,
         ended_at=ended,
         data_interval_end=row[10],
+        damaged=damage.reason,
     )
-
-
-def _decode_json(text: Any, column: str) -> tuple[Any, str | None]:
-    """The value of a JSON column, or None and why it cannot be read."""
-    try:
-        return json.loads(text), None
-    except (TypeError, ValueError) as error:
-        return None, f"its {column} is not valid JSON ({error})"
-
-
-#: Every column that holds JSON text, for `orchestrator db check`: (table, column).
-JSON_COLUMNS = (
-    ("runs", "conf"),
-    ("task_results", "value"),
-    ("events", "payload"),
-    ("triggers", "kwargs"),
-    ("triggers", "cursor"),
-    ("run_sources", "kwargs"),
-    ("run_sources", "cursor"),
-    ("webhooks", "filters"),
-    ("webhooks", "conf_map"),
-)
 
 
 def task_instance_params(ti: TaskInstanceRecord) -> tuple[Any, ...]:
@@ -167,6 +132,10 @@ def task_instance_params(ti: TaskInstanceRecord) -> tuple[Any, ...]:
 
 
 def task_instance_from_row(row: Row) -> TaskInstanceRecord:
+    """A task instance; its `next_call` stays JSON text, but text that cannot be read (or is
+    not an object) comes back as None with the row `damaged`."""
+    damage = RowDamage()
+    next_call = row[13] if damage.decode(row[13], "next_call", OBJECT) is not None else None
     return TaskInstanceRecord(
         run_id=row[0],
         task_id=row[1],
@@ -181,34 +150,9 @@ def task_instance_from_row(row: Row) -> TaskInstanceRecord:
         ended_at=row[10],
         next_retry_at=row[11],
         error=row[12],
-        next_call=row[13],
+        next_call=next_call,
         interrupted_tries=row[14],
-    )
-
-
-def trigger_params(trigger: TriggerRecord) -> tuple[Any, ...]:
-    return (
-        trigger.run_id,
-        trigger.task_id,
-        trigger.map_index,
-        trigger.classpath,
-        encode_json(trigger.kwargs, what=f"the arguments of trigger {trigger.classpath}"),
-        trigger.created_at,
-        trigger.timeout_at,
-        None if trigger.cursor is None else encode_json(trigger.cursor, what="a trigger cursor"),
-    )
-
-
-def trigger_from_row(row: Row) -> TriggerRecord:
-    return TriggerRecord(
-        run_id=row[0],
-        task_id=row[1],
-        map_index=row[2],
-        classpath=row[3],
-        kwargs=json.loads(row[4]),
-        created_at=row[5],
-        timeout_at=row[6],
-        cursor=None if row[7] is None else json.loads(row[7]),
+        damaged=damage.reason,
     )
 
 
@@ -240,114 +184,4 @@ def try_from_row(row: Row) -> TryRecord:
         log_path=log_path,
         error=error,
         pid=pid,
-    )
-
-
-def event_params(event: EventRecord) -> tuple[Any, ...]:
-    payload = encode_json(event.payload, what=f"the payload of event {event.dedup_key!r}")
-    return (
-        event.dag_id,
-        event.dedup_key,
-        payload,
-        event.received_at,
-        event.source,
-        event.run_id,
-        event.event_id,
-    )
-
-
-def event_from_row(row: Row) -> EventRecord:
-    dag_id, dedup_key, payload, received_at, source, run_id, event_id = row
-    return EventRecord(
-        dag_id=dag_id,
-        dedup_key=dedup_key,
-        payload=json.loads(payload),
-        received_at=received_at,
-        source=source,
-        run_id=run_id,
-        event_id=event_id,
-    )
-
-
-def run_source_params(source: RunSourceRecord) -> tuple[Any, ...]:
-    return (
-        source.dag_id,
-        source.source,
-        source.classpath,
-        encode_json(source.kwargs, what=f"the arguments of run trigger {source.source}"),
-        source.armed_at,
-        None if source.cursor is None else encode_json(source.cursor, what="a trigger cursor"),
-        source.error,
-    )
-
-
-def run_source_from_row(row: Row) -> RunSourceRecord:
-    dag_id, source, classpath, kwargs, armed_at, cursor, error = row
-    return RunSourceRecord(
-        dag_id=dag_id,
-        source=source,
-        classpath=classpath,
-        kwargs=json.loads(kwargs),
-        armed_at=armed_at,
-        cursor=None if cursor is None else json.loads(cursor),
-        error=error,
-    )
-
-
-def token_params(token: TokenRecord) -> tuple[Any, ...]:
-    return (
-        token.token_id,
-        token.name,
-        token.scope,
-        token.secret_hash,
-        token.created_at,
-        token.expires_at,
-        token.revoked_at,
-    )
-
-
-def token_from_row(row: Row) -> TokenRecord:
-    token_id, name, scope, secret_hash, created_at, expires_at, revoked_at = row
-    return TokenRecord(
-        token_id=token_id,
-        name=name,
-        scope=scope,
-        secret_hash=secret_hash,
-        created_at=created_at,
-        expires_at=expires_at,
-        revoked_at=revoked_at,
-    )
-
-
-def webhook_params(webhook: WebhookRecord) -> tuple[Any, ...]:
-    what = f"the {{}} of webhook {webhook.name}"
-    return (
-        webhook.name,
-        webhook.dag_id,
-        webhook.kind,
-        webhook.secret_env,
-        webhook.secret_file,
-        encode_json([list(pair) for pair in webhook.filters], what=what.format("filters")),
-        encode_json(webhook.conf_map, what=what.format("conf mapping")),
-        webhook.signature_header,
-        webhook.delivery_header,
-        webhook.rate,
-        webhook.created_at,
-    )
-
-
-def webhook_from_row(row: Row) -> WebhookRecord:
-    name, dag_id, kind, secret_env, secret_file, filters, conf_map = row[:7]
-    return WebhookRecord(
-        name=name,
-        dag_id=dag_id,
-        kind=kind,
-        secret_env=secret_env,
-        secret_file=secret_file,
-        filters=[(path, pattern) for path, pattern in json.loads(filters)],
-        conf_map=json.loads(conf_map),
-        signature_header=row[7],
-        delivery_header=row[8],
-        rate=row[9],
-        created_at=row[10],
     )

@@ -18,6 +18,12 @@ import anyio
 
 from orchestrator.errors import StoreError
 from orchestrator.state import RunState
+from orchestrator.store.apirows import (
+    TOKEN_COLUMNS,
+    WEBHOOK_COLUMNS,
+    token_from_row,
+    webhook_from_row,
+)
 from orchestrator.store.base import Store, StoreStatistics, WriteBatch
 from orchestrator.store.connection import (
     cannot_open,
@@ -25,6 +31,7 @@ from orchestrator.store.connection import (
     connect_reader,
     connect_writer,
 )
+from orchestrator.store.damagedrows import find_damaged_rows
 from orchestrator.store.migrations import check_version, migrate, read_version
 from orchestrator.store.records import (
     DagRecord,
@@ -40,28 +47,25 @@ from orchestrator.store.records import (
 )
 from orchestrator.store.rows import (
     DAG_COLUMNS,
-    EVENT_COLUMNS,
     IMPORT_ERROR_COLUMNS,
-    JSON_COLUMNS,
     RUN_COLUMNS,
-    RUN_SOURCE_COLUMNS,
     TASK_INSTANCE_COLUMNS,
-    TOKEN_COLUMNS,
-    TRIGGER_COLUMNS,
     TRY_COLUMNS,
-    WEBHOOK_COLUMNS,
     dag_from_row,
-    event_from_row,
     import_error_from_row,
     run_from_row,
-    run_source_from_row,
     task_instance_from_row,
-    token_from_row,
-    trigger_from_row,
     try_from_row,
-    webhook_from_row,
 )
 from orchestrator.store.statedir import prepare_state_dir
+from orchestrator.store.waitrows import (
+    EVENT_COLUMNS,
+    RUN_SOURCE_COLUMNS,
+    TRIGGER_COLUMNS,
+    event_from_row,
+    run_source_from_row,
+    trigger_from_row,
+)
 from orchestrator.store.walmark import WalMarker, check_wal_not_lost, wal_is_empty, wal_path
 from orchestrator.store.writer import GroupCommitWriter
 
@@ -237,18 +241,20 @@ class SqliteStore:
         return [webhook_from_row(row) for row in await self._fetch(sql)]
 
     async def integrity_check(self) -> list[str]:
-        """Problems found by a full check of the file and its foreign keys; empty when sound."""
+        """Problems found by a full check of the file and its foreign keys; empty when sound.
+
+        A file with such problems is not to be written to. Values that cannot be read in
+        sound rows are `damaged_rows`' business: the rest of the file is still good to use.
+        """
         problems = [str(row[0]) for row in await self._fetch("PRAGMA integrity_check")]
         problems = [problem for problem in problems if problem != "ok"]
         for table, rowid, parent, _ in await self._fetch("PRAGMA foreign_key_check"):
             problems.append(f"{table} row {rowid} refers to a missing row of {parent}")
-        for table, column in JSON_COLUMNS:
-            sql = (
-                f"SELECT rowid FROM {table} WHERE {column} IS NOT NULL AND NOT json_valid({column})"
-            )
-            for (rowid,) in await self._fetch(sql):
-                problems.append(f"{table} row {rowid}: {column} is not valid JSON")
         return problems
+
+    async def damaged_rows(self) -> list[str]:
+        """Every row with a JSON value that cannot be read: its table, key, column and why."""
+        return await find_damaged_rows(self._fetch)
 
     async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         try:

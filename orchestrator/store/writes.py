@@ -36,16 +36,15 @@ from orchestrator.store.rows import (
     IMPORT_ERROR_COLUMNS,
     RUN_COLUMNS,
     TASK_INSTANCE_COLUMNS,
-    TRIGGER_COLUMNS,
     TRY_COLUMNS,
     dag_params,
     encode_json,
     import_error_params,
     run_params,
     task_instance_params,
-    trigger_params,
     try_params,
 )
+from orchestrator.store.waitrows import TRIGGER_COLUMNS, trigger_params
 
 Connection = aiosqlite.Connection
 
