@@ -59,7 +59,12 @@ def load_bag_quietly(settings: Settings) -> DagBag:
 
     limits = ImportLimits.of(settings)
     with contextlib.redirect_stdout(sys.stderr):
-        return load_dag_bag(settings.dags_folder, pools=settings.pool_slots(), limits=limits)
+        return load_dag_bag(
+            settings.dags_folder,
+            pools=settings.pool_slots(),
+            limits=limits,
+            state_dir=settings.state_dir,
+        )
 
 
 async def _paused_dags(settings: Settings) -> set[str]:

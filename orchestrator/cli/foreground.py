@@ -40,7 +40,12 @@ def run_in_foreground(settings: Settings, dag_id: str, conf: dict[str, Any]) -> 
     Raises `DagNotFoundError` (with the known ids and import errors) before starting anything.
     """
     limits = ImportLimits.of(settings)
-    dagbag = load_dag_bag(settings.dags_folder, pools=settings.pool_slots(), limits=limits)
+    dagbag = load_dag_bag(
+        settings.dags_folder,
+        pools=settings.pool_slots(),
+        limits=limits,
+        state_dir=settings.state_dir,
+    )
     dag = dagbag.get(dag_id)
     for error in dagbag.errors:  # other files' problems must not stop this run
         warn(describe_dag_error(error))

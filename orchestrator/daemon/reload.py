@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -71,13 +73,15 @@ async def _check_at_once(engine: Engine, paths: list[str]) -> None:
     """Check several changed files together: `reload_file` then finds each verdict cached."""
     if len(paths) > 1:
         limits = ImportLimits.of(engine.settings)
-        await anyio.to_thread.run_sync(check_files, paths, limits)
+        check = partial(check_files, paths, limits, state_dir=engine.settings.state_dir)
+        await anyio.to_thread.run_sync(check)
 
 
 async def reload_file(engine: Engine, path: str) -> None:
     """Import `path` again (or drop its DAGs if it is gone) and hand the result to the engine."""
     limits = ImportLimits.of(engine.settings)
-    result = await anyio.to_thread.run_sync(_import_if_present, path, limits)
+    load = partial(_import_if_present, path, limits, engine.settings.state_dir)
+    result = await anyio.to_thread.run_sync(load)
     change = await engine.apply_file(result)
     if change.broken:
         for error in result.errors:
@@ -88,8 +92,10 @@ async def reload_file(engine: Engine, path: str) -> None:
         logger.info("DAG %s is gone from %s: it no longer starts runs", dag_id, path)
 
 
-def _import_if_present(path: str, limits: ImportLimits) -> FileResult:
-    return load_checked_file(path, limits) if os.path.isfile(path) else FileResult(path)
+def _import_if_present(path: str, limits: ImportLimits, state_dir: Path) -> FileResult:
+    if not os.path.isfile(path):
+        return FileResult(path)
+    return load_checked_file(path, limits, state_dir=state_dir)
 
 
 def _changed_files(folder: str, changed: set[str]) -> list[str]:

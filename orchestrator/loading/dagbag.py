@@ -106,7 +106,11 @@ def _promote_shadowed(bag: DagBag, dag_ids: list[str], pools: Collection[str] | 
 
 
 def load_dag_bag(
-    folder: Path, *, pools: Collection[str] | None = None, limits: ImportLimits | None = None
+    folder: Path,
+    *,
+    pools: Collection[str] | None = None,
+    limits: ImportLimits | None = None,
+    state_dir: Path | None = None,
 ) -> DagBag:
     """Import every DAG file under `folder`; never raises for a fault in the files.
 
@@ -114,7 +118,8 @@ def load_dag_bag(
     files). When `pools` is given, a DAG with a task in any other pool is left out, with an
     error at that task's line, because its task could never be scheduled. When `limits` is
     given, each file is imported here only once its import passed a check in a subprocess
-    under them (`loading/importcheck.py`): the daemon and the CLI always give them.
+    under them (`loading/importcheck.py`): the daemon and the CLI always give them, and their
+    `state_dir`, where the verdicts are kept for the next process.
     """
     folder = Path(os.path.abspath(folder))
     bag = DagBag(folder)
@@ -123,7 +128,7 @@ def load_dag_bag(
         return bag
     first_file: dict[str, str] = {}  # dag_id -> first file defining it, kept or not
     paths = dag_files(folder)
-    verdicts = {} if limits is None else check_files(paths, limits)
+    verdicts = {} if limits is None else check_files(paths, limits, state_dir=state_dir)
     for path in paths:
         result = _import_if_passed(path, verdicts.get(path))
         bag.errors.extend(result.errors)
@@ -139,9 +144,11 @@ def _import_if_passed(path: str, verdict: Verdict) -> FileResult:
     return FileResult(os.path.abspath(path), errors=[verdict])
 
 
-def load_checked_file(path: str, limits: ImportLimits) -> FileResult:
+def load_checked_file(
+    path: str, limits: ImportLimits, *, state_dir: Path | None = None
+) -> FileResult:
     """Check one file (or reuse its last check if unchanged), then import it if it passed."""
-    return _import_if_passed(path, check_files([path], limits)[path])
+    return _import_if_passed(path, check_files([path], limits, state_dir=state_dir)[path])
 
 
 def dag_files(folder: Path) -> list[str]:

@@ -1,4 +1,4 @@
-"""Check each DAG file's import in a short-lived subprocess before this process imports it.
+"""Check each DAG file's import in a short-lived process before this process imports it.
 
 Why a checked import, and not serialized DAGs the daemon never imports: the engine needs the
 real objects a DAG file makes (async tasks run in its event loop, callbacks, `Defer(resume=)`
@@ -10,13 +10,17 @@ import error with the reason, and only a file that passed is imported here. A fr
 per file, rather than a reused pool, because an import changes its process for good
 (`sys.modules`, threads, signal handlers): a pool worker would judge the next file wrongly.
 
+Fresh but cheap: each is a fork of a pre-started check server that has already imported what
+DAG files need (`checkserver`), and a new interpreter only where there is none (no fork or
+pidfd, or the server ended). And rarely: a verdict is kept, in this process and in the state
+directory, until the file, its helpers, the limits or the checker change (`verdictcache`).
+
 What remains: the check proves what the file did once. A file that behaves differently on
 its second import (time, randomness, the network) can still misbehave here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -33,6 +37,15 @@ from pathlib import Path
 
 from orchestrator.config import Settings
 from orchestrator.errors import DagImportError
+from orchestrator.loading.checkserver import CheckServerGone, kill_group, shared_server
+from orchestrator.loading.verdictcache import (
+    MAX_MODULES,
+    Fingerprint,
+    StoredVerdict,
+    fingerprint,
+    read_verdicts,
+    write_verdicts,
+)
 
 # Several at once, so a folder of files costs about its slowest import, not their sum.
 _CHECKS_AT_ONCE = max(2, min(8, os.cpu_count() or 1))
@@ -54,73 +67,125 @@ class ImportLimits:
     def of(cls, settings: Settings) -> ImportLimits:
         return cls(settings.dag_import_timeout, settings.dag_import_max_memory_mb)
 
+    @property
+    def key(self) -> tuple[float, int]:
+        """The limits as a stored verdict holds them."""
+        return (float(self.timeout), self.max_memory_mb)
+
 
 Verdict = DagImportError | None  # None: the file may be imported in this process
-_Version = tuple[int, int, str, ImportLimits]  # mtime, size, content hash, limits
 
-_verdicts: dict[str, tuple[_Version, Verdict]] = {}
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one check found: its verdict, and the helper files the import loaded (None when
+    the import never finished, so nobody knows: such a verdict is not persisted)."""
+
+    verdict: Verdict
+    modules: list[str] | None = None
+    lasting: bool = True  # False: the check itself could not run; check again next time
+
+
+# By resolved path: this process's verdicts, those not persisted included (the daemon keeps
+# them while it runs; another process checks such a file again).
+_verdicts: dict[str, StoredVerdict] = {}
 _verdicts_lock = threading.Lock()
 
 
-def check_files(paths: Sequence[str], limits: ImportLimits) -> dict[str, Verdict]:
+def check_files(
+    paths: Sequence[str], limits: ImportLimits, *, state_dir: Path | None = None
+) -> dict[str, Verdict]:
     """Each file's verdict: None if it may be imported here, else the import error saying why.
 
-    A file unchanged since its last check (same mtime, size and content hash) under the same
-    limits is not checked again. A file that cannot be read passes: importing it reports that.
+    A file unchanged since its last check (same size, mtime, content hash and helper modules)
+    under the same limits is not checked again; with `state_dir`, that holds across processes
+    (`verdictcache`). A file that cannot be read passes: importing it reports that.
     """
-    versions = {path: _version(path, limits) for path in paths}
+    stored = {} if state_dir is None else read_verdicts(state_dir)
+    with _verdicts_lock:
+        known = {**stored, **_verdicts}
     verdicts: dict[str, Verdict] = {}
-    pending = []
-    for path, version in versions.items():
-        with _verdicts_lock:
-            known = _verdicts.get(path)
-        if version is None or (known is not None and known[0] == version):
-            verdicts[path] = None if known is None or version is None else known[1]
+    pending: dict[str, Fingerprint] = {}
+    for path in paths:
+        found = fingerprint(path)
+        entry = known.get(os.path.realpath(path))
+        if found is None:
+            verdicts[path] = None
+        elif entry is not None and entry.holds_for(found, limits.key):
+            verdicts[path] = _error(path, entry.problem, entry.line)
         else:
-            pending.append(path)
+            pending[path] = found
     if pending:
-        with ThreadPoolExecutor(min(len(pending), _CHECKS_AT_ONCE)) as pool:
-            checked = pool.map(lambda path: check_import(path, limits), pending)
-            for path, verdict in zip(pending, checked, strict=True):
-                verdicts[path] = _remember(path, versions[path], verdict)
+        lasting = _check_all(pending, limits, verdicts)
+        if state_dir is not None and lasting:
+            write_verdicts(state_dir, {**stored, **lasting})
     return {path: verdicts[path] for path in paths}
 
 
-def _version(path: str, limits: ImportLimits) -> _Version | None:
-    try:
-        status = os.stat(path)
-        with open(path, "rb") as file:
-            digest = hashlib.sha256(file.read()).hexdigest()
-    except OSError:
-        return None
-    return (status.st_mtime_ns, status.st_size, digest, limits)
-
-
-def _remember(path: str, version: _Version | None, verdict: Verdict) -> Verdict:
-    if version is not None:
+def _check_all(
+    pending: dict[str, Fingerprint], limits: ImportLimits, verdicts: dict[str, Verdict]
+) -> dict[str, StoredVerdict]:
+    """Check the files at once into `verdicts`, remember each that lasts in this process, and
+    return those whose helpers are known (to persist), by resolved path."""
+    with ThreadPoolExecutor(min(len(pending), _CHECKS_AT_ONCE)) as pool:
+        outcomes = list(pool.map(lambda path: _check_import(path, limits), pending))
+    persisted = {}
+    for (path, found), outcome in zip(pending.items(), outcomes, strict=True):
+        verdicts[path] = outcome.verdict
+        if not outcome.lasting:
+            continue
+        stored = _stored(found, limits, outcome)
+        real = os.path.realpath(path)
         with _verdicts_lock:
-            _verdicts[path] = (version, verdict)
-    return verdict
+            _verdicts[real] = stored
+        if outcome.modules is not None and len(stored.modules) == len(outcome.modules):
+            persisted[real] = stored
+    return persisted
 
 
-def check_import(path: str, limits: ImportLimits) -> Verdict:
-    """Import `path` in a new process under `limits`, in its own session; nothing of it is
-    left running after (its process group is killed, forks included)."""
+def _stored(found: Fingerprint, limits: ImportLimits, outcome: _Outcome) -> StoredVerdict:
+    verdict = outcome.verdict
+    modules = [] if outcome.modules is None else outcome.modules[:MAX_MODULES]
+    helpers = tuple((m, known) for m in modules if (known := fingerprint(m)) is not None)
+    problem, line = (None, None) if verdict is None else (verdict.message, verdict.line)
+    return StoredVerdict(found, limits.key, problem, line, helpers)
+
+
+def _error(path: str, problem: str | None, line: int | None) -> Verdict:
+    return None if problem is None else DagImportError(problem, file=path, line=line)
+
+
+def _check_import(path: str, limits: ImportLimits) -> _Outcome:
+    """Import `path` in a checker under `limits`, in its own session; nothing of it is left
+    running after (its process group is killed, forks included). A fork of the check server
+    if it runs, else a new process."""
     with tempfile.TemporaryDirectory(prefix="orchestrator-import-") as folder:
         report = os.path.join(folder, "report.json")
-        argv = [sys.executable, "-m", "orchestrator.loading.importprobe", path, report]
-        argv += [repr(limits.timeout), str(limits.max_memory_mb), str(os.getpid())]
-        with open(f"{report}.stderr", "wb") as stderr:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                start_new_session=True,
-                env=_probe_environment(),
-            )
-        code = _wait_then_end_group(process, limits.timeout + _KILL_AFTER)
-        return _verdict(path, limits, code, report)
+        argv = [path, report, repr(limits.timeout), str(limits.max_memory_mb)]
+        environment = _probe_environment()
+        try:
+            server = shared_server(environment)
+            code = server.check(argv, environment, limits.timeout + _KILL_AFTER)
+        except CheckServerGone:
+            code = _check_in_new_process(argv, limits, environment)
+        return _outcome(path, limits, code, report)
+
+
+def _check_in_new_process(
+    argv: list[str], limits: ImportLimits, environment: dict[str, str]
+) -> int | None:
+    report = argv[1]
+    command = [sys.executable, "-m", "orchestrator.loading.importprobe", *argv, str(os.getpid())]
+    with open(f"{report}.stderr", "wb") as stderr:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+            env=environment,
+        )
+    return _wait_then_end_group(process, limits.timeout + _KILL_AFTER)
 
 
 def _probe_environment() -> dict[str, str]:
@@ -138,10 +203,7 @@ def _wait_then_end_group(process: subprocess.Popen[bytes], seconds: float) -> in
     try:
         exited = _wait_unreaped(process, seconds)
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(process.pid)
         code = process.wait()
     return code if exited else None
 
@@ -163,17 +225,16 @@ def _wait_unreaped(process: subprocess.Popen[bytes], seconds: float) -> bool:
         os.close(descriptor)
 
 
-def _verdict(path: str, limits: ImportLimits, code: int | None, report: str) -> Verdict:
+def _outcome(path: str, limits: ImportLimits, code: int | None, report: str) -> _Outcome:
     try:
         with open(report) as file:
             found = json.load(file)
     except FileNotFoundError:
         if not os.path.exists(f"{report}.stack"):  # the probe died before the import
-            return _probe_failure(path, code, _read_quietly(f"{report}.stderr"))
-        return _unreported(path, limits, code, _read_quietly(f"{report}.stack"))
-    if found["problem"] is None:
-        return None
-    return DagImportError(found["problem"], file=path, line=found["line"])
+            failure = _probe_failure(path, code, _read_quietly(f"{report}.stderr"))
+            return _Outcome(failure, lasting=False)
+        return _Outcome(_unreported(path, limits, code, _read_quietly(f"{report}.stack")))
+    return _Outcome(_error(path, found["problem"], found["line"]), found["modules"])
 
 
 def _unreported(path: str, limits: ImportLimits, code: int | None, stack: str) -> DagImportError:

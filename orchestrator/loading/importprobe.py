@@ -5,8 +5,9 @@ Run by `importcheck` as `python -m orchestrator.loading.importprobe PATH REPORT 
 allocation past it is a `MemoryError`), arms faulthandler to dump the stack and exit after
 SECONDS (so a stuck import is reported at the line it was stuck on), notes every `os.fork()`,
 and after the import looks for threads still running. It writes a JSON report
-`{"problem": ..., "line": ...}` to REPORT, with `problem` null when the file may be imported
-by the daemon; no report means the file ended the process itself.
+`{"problem": ..., "line": ..., "modules": [...]}` to REPORT, with `problem` null when the file
+may be imported by the daemon and `modules` the helper files it imported; no report means the
+file ended the process itself. `checkserver` runs the same `main` in a fork of itself.
 
 Errors the file raises are not problems here: the daemon's own import reports them the same
 way. Only what would stop, hang or bloat the daemon is.
@@ -21,10 +22,12 @@ import os
 import resource
 import signal
 import sys
+import sysconfig
 import threading
 import traceback
 
 from orchestrator.loading.importer import FileResult, load_dag_file
+from orchestrator.loading.verdictcache import MAX_MODULES
 
 _MIB = 1024 * 1024
 _PR_SET_PDEATHSIG = 1
@@ -69,6 +72,7 @@ def main(argv: list[str]) -> None:
     _limit_memory(megabytes)
     watch = _Watch(path)
     watch.arm()
+    before = set(sys.modules)
     with open(f"{report}.stack", "w") as stack:
         faulthandler.dump_traceback_later(timeout, exit=True, file=stack)
         result = load_dag_file(path)
@@ -76,10 +80,31 @@ def main(argv: list[str]) -> None:
     if watch.is_fork_copy:
         os._exit(0)  # the file's fork: only the original reports
     problem, line = _problem(watch, result, megabytes)
+    modules = _helper_files(before, path)
     with open(f"{report}.partial", "w") as file:
-        json.dump({"problem": problem, "line": line}, file)
+        json.dump({"problem": problem, "line": line, "modules": modules}, file)
     os.rename(f"{report}.partial", report)  # whole, or not there
     os._exit(0)  # not `exit`: it would wait for the threads the file started
+
+
+def _helper_files(before: set[str], path: str) -> list[str]:
+    """The files of the modules the import loaded from outside the installed packages (the
+    file's own helpers): a verdict on the file holds only while they are unchanged. At most
+    one more than `MAX_MODULES`, which is enough to say "too many to track"."""
+    paths = sysconfig.get_paths()
+    installed = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    installed |= {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    prefixes = tuple(os.path.join(folder, "") for folder in installed)
+    files = []
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if name in before or not isinstance(file, str) or file.startswith(prefixes):
+            continue
+        if os.path.abspath(file) != path:
+            files.append(os.path.realpath(file))
+        if len(files) > MAX_MODULES:
+            break
+    return files
 
 
 def _die_with_parent(parent: int) -> None:

@@ -158,6 +158,7 @@ async def open_engine(
             settings.dags_folder,
             pools=settings.pool_slots(),
             limits=ImportLimits.of(settings),
+            state_dir=settings.state_dir,
         )
         dagbag = await anyio.to_thread.run_sync(load)
     try:
