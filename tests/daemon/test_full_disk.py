@@ -60,11 +60,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 def _fill(folder: Path) -> Path:
     filler = folder / "filler"
-    with open(filler, "wb") as file:
+    # Unbuffered: a buffered file keeps what did not fit and fails again when it closes, so
+    # the test broke whenever the free space was not a multiple of the write size.
+    with open(filler, "wb", buffering=0) as file:
         try:
             while True:
-                file.write(b"\0" * 65536)
-                file.flush()
+                file.write(b"\0" * 65536)  # a short write fills the rest; the next one fails
         except OSError:
             pass
     return filler
