@@ -57,11 +57,12 @@ class CappedLog(io.RawIOBase):
 
     def write(self, data: ReadableBuffer) -> int:
         chunk = bytes(data)
+        length = len(chunk)
         # Sized on every write, not counted: the engine may append to the same file meanwhile.
         size = os.fstat(self._fd).st_size
         if size + len(chunk) <= self.max_bytes:
             _write_all(self._fd, chunk)
-            return len(chunk)
+            return length
         head = self.max_bytes // 2
         if size < head:  # the head is kept whole: fill it first
             _write_all(self._fd, chunk[: head - size])
@@ -69,7 +70,7 @@ class CappedLog(io.RawIOBase):
         keep = (self.max_bytes - head - _MARKER_ROOM) // 2  # the other half is room to append
         with _positioned_writes(self._fd):
             _cut_middle(self._fd, size, self.max_bytes, keep, chunk)
-        return len(bytes(data))
+        return length
 
     def close(self) -> None:
         if not self.closed:

@@ -73,6 +73,14 @@ def warm():
 def leaves_a_child_on_its_stdout():
     subprocess.Popen(["sleep", "3606"])  # holds the pipe behind fds 1 and 2
     return "done"
+
+@task
+def leaves_a_child_printing_without_end(started):
+    os.mkfifo(started)
+    subprocess.Popen(["sh", "-c", f"echo > {started}; exec yes"])
+    with open(started) as pipe:  # returns once `yes` is about to start
+        pipe.read()
+    return "done"
 """
 
 SHELL_DAG = """
@@ -217,15 +225,20 @@ async def test_a_try_killed_by_its_timeout_leaves_a_capped_readable_log(tmp_path
     assert data[found.end() : -len(notice)] in OUTPUT.encode()
 
 
+@pytest.mark.parametrize(
+    "task_id", ["leaves_a_child_on_its_stdout", "leaves_a_child_printing_without_end"]
+)
 async def test_a_background_child_holding_the_log_pipe_does_not_keep_the_try_running(
-    tmp_path: Path,
+    tmp_path: Path, task_id: str
 ) -> None:
     dag_file = DagFile(tmp_path, CHATTY)
-    task_id = "leaves_a_child_on_its_stdout"
     async with Executor.open(slots=1) as executor:
         with anyio.fail_after(30):  # the child sleeps for an hour
-            outcome = await executor.execute(dag_file.job(task_id), dag_file.task(task_id))
+            arguments = [str(tmp_path / "started")] if "without_end" in task_id else []
+            job = dag_file.job(task_id, *arguments, log_max_bytes=CAP)
+            outcome = await executor.execute(job, dag_file.task(task_id))
     assert outcome == TaskOutcome(status=Outcome.SUCCESS, result_json='"done"')
+    assert dag_file.log_path(task_id).stat().st_size <= CAP
 
 
 def test_a_capped_log_never_passes_its_cap_as_it_is_written(tmp_path: Path) -> None:
