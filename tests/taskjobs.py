@@ -15,10 +15,13 @@ import anyio
 
 from orchestrator.authoring.context import TaskContext
 from orchestrator.authoring.tasks import Task
+from orchestrator.config import Settings
 from orchestrator.execution.jobs import TaskJob
 from orchestrator.loading.importer import load_dag_file
 
 DAG_ID = "jobs"
+#: The cap on a try's log that jobs get unless a test sets its own: the engine's default.
+LOG_MAX_BYTES = Settings().task_log_max_bytes
 
 _HEADER = """\
 import logging, os, subprocess, sys, threading, time
@@ -72,6 +75,7 @@ class DagFile:
         result_max_bytes: int = 1_000_000,
         try_number: int = 1,
         log_path: str | None = None,
+        log_max_bytes: int = LOG_MAX_BYTES,
         **kwargs: Any,
     ) -> TaskJob:
         context = TaskContext(
@@ -90,6 +94,7 @@ class DagFile:
             timeout=timeout,
             in_process=in_process,
             result_max_bytes=result_max_bytes,
+            log_max_bytes=log_max_bytes,
         )
 
 

@@ -128,7 +128,7 @@ class Executor:
 
     async def _run_in_loop(self, job: TaskJob, task: Task) -> TaskOutcome:
         try:
-            with capture(job.context.log_path) as log, task_context(job.context):
+            with capture(job.context.log_path, job.log_max_bytes) as log, task_context(job.context):
                 with anyio.move_on_after(job.timeout) as deadline:
                     try:
                         value = await invoke_async(task, job)
@@ -147,7 +147,10 @@ class Executor:
     async def _run_in_thread(self, job: TaskJob, task: Task) -> TaskOutcome:
         def run() -> TaskOutcome:
             try:
-                with capture(job.context.log_path) as log, task_context(job.context):
+                with (
+                    capture(job.context.log_path, job.log_max_bytes) as log,
+                    task_context(job.context),
+                ):
                     return outcome_of_call(lambda: invoke(task, job), job, log)
             except OSError as error:
                 return _log_unusable(job, error)

@@ -21,6 +21,8 @@ class TaskJob:
     timeout: float | None  # seconds; the try is stopped (its worker killed) after it
     in_process: bool  # run in the engine process: a thread for sync code
     result_max_bytes: int
+    # The try's log never grows past this while it runs (`task_log_max_bytes`); 0: no cap.
+    log_max_bytes: int = 0
     # Set when the try resumes after a deferral: {"target": name or None, "kwargs": {...},
     # "event": the trigger event's payload}. Then the resume target runs instead of the task.
     resume: dict[str, Any] | None = None

@@ -11,6 +11,9 @@ written to `sys.stdout.buffer`, and threads the task starts itself (a new `threa
 does not inherit the context). That output lands in the engine's own streams; run such tasks
 in a worker process, where every byte reaches the log.
 
+With a cap (`task_log_max_bytes`) the log is a `CappedLog` under a text wrapper: it never
+grows past the cap while the task writes, as a worker's log pipe does (`capped_log.py`).
+
 The root logger's level still decides which records are made at all. Create the engine's
 own log handlers on `real_stream("stderr")` (or before the first `capture`): a handler on
 the routed `sys.stderr` would copy each of a task's records into its log a second time.
@@ -26,6 +29,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Literal, TextIO
+
+from orchestrator.execution.capped_log import open_capped_log
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -114,14 +119,15 @@ def real_stream(name: Literal["stdout", "stderr"]) -> TextIO | None:
 
 
 @contextmanager
-def capture(log_path: str) -> Iterator[TextIO]:
+def capture(log_path: str, max_bytes: int = 0) -> Iterator[TextIO]:
     """Send this context's `print`, `sys.stderr` and logging output to `log_path` (appended).
 
     Yields the open log so the caller can write to it too (a traceback, a timeout notice).
+    With `max_bytes`, the log never grows past it while the task writes (see `capped_log`).
     Without a log path the output goes to the engine's stderr, as a worker's would.
     """
     install()
-    with _opened_log(log_path) as log:
+    with _opened_log(log_path, max_bytes) as log:
         token = _current_log.set(log if log_path else None)
         try:
             yield log
@@ -129,18 +135,30 @@ def capture(log_path: str) -> Iterator[TextIO]:
             _current_log.reset(token)
 
 
-def _opened_log(log_path: str) -> AbstractContextManager[TextIO]:
-    if log_path:
-        return open_log(log_path)
-    return nullcontext(real_stream("stderr") or io.StringIO())
+def _opened_log(log_path: str, max_bytes: int) -> AbstractContextManager[TextIO]:
+    if not log_path:
+        return nullcontext(real_stream("stderr") or io.StringIO())
+    if max_bytes:
+        return open_capped_log(open_log_fd(log_path), max_bytes)
+    return open_log(log_path)
 
 
 def open_log(log_path: str) -> TextIO:
     """The try's log opened for appending, creating its folders."""
+    _make_folder(log_path)
+    return open(log_path, "a", encoding="utf-8", errors="backslashreplace")
+
+
+def open_log_fd(log_path: str) -> int:
+    """The try's log as a file descriptor for reading and appending, creating its folders."""
+    _make_folder(log_path)
+    return os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+
+
+def _make_folder(log_path: str) -> None:
     folder = os.path.dirname(log_path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    return open(log_path, "a", encoding="utf-8", errors="backslashreplace")
 
 
 def append_to_log(log_path: str, line: str) -> None:
@@ -156,34 +174,3 @@ def append_to_log(log_path: str, line: str) -> None:
             log.write(line.rstrip("\n") + "\n")
     except OSError as error:
         logger.warning("cannot write to the try's log %s: %s", log_path, error)
-
-
-def cap_log(log_path: str, max_bytes: int) -> int:
-    """Cut a finished try's log to `max_bytes`, keeping its head and tail; the bytes cut.
-
-    The middle goes, with a marker line in its place: the head says how the try started, the
-    tail how it ended. Done in place (the file only shrinks), so it works on a full disk.
-    Blocking: run it in a worker thread. A missing or unreadable log is left as it is.
-    """
-    try:
-        with open(log_path, "r+b") as log:
-            size = os.fstat(log.fileno()).st_size
-            if size <= max_bytes:
-                return 0
-            head = max_bytes // 2
-            tail_size = max_bytes - head - _MARKER_ROOM
-            cut = size - head - tail_size
-            marker = _CUT_MARKER.format(cut=cut, limit=max_bytes).encode()
-            log.seek(size - tail_size)
-            tail = log.read(tail_size)
-            log.seek(head)
-            log.write(marker + tail)
-            log.truncate()
-            return cut
-    except OSError as error:
-        logger.warning("cannot cap the try's log %s: %s", log_path, error)
-        return 0
-
-
-_CUT_MARKER = "\n[... {cut} bytes cut here: the log was over task_log_max_bytes ({limit}) ...]\n"
-_MARKER_ROOM = 120  # the marker's length with any numbers, rounded up

@@ -17,9 +17,11 @@ environment (`ORCHESTRATOR_TRY_TOKEN`), so they can be found after the worker di
 At start the worker moves the protocol to private copies of fds 0 and 1 and points fds 0/1
 at /dev/null, so nothing a task prints can corrupt the protocol. For each job it points fds
 1 and 2 at the try's log, so the output of the task, of its subprocesses, of C extensions and
-of `logging` all land there. Between jobs it puts back the environment, working directory,
-`sys.argv`, standard streams and root log handlers the task may have changed: a worker is
-reused. On Linux the worker dies with the engine, even when the engine is killed with -9.
+of `logging` all land there: through a pipe that holds the log to its cap while the try runs
+(`execution/log_pipe.py`), or, for a job without a cap, at the file itself. Between jobs
+it puts back the environment, working directory, `sys.argv`, standard streams and root log
+handlers the task may have changed: a worker is reused. On Linux the worker dies with the
+engine, even when the engine is killed with -9.
 
 This module is the first thing a worker imports: keep its imports to what running a task needs.
 """
@@ -35,7 +37,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any
 
 from orchestrator.authoring.context import TaskContext, task_context
@@ -43,7 +45,8 @@ from orchestrator.authoring.tasks import Task
 from orchestrator.errors import error_line
 from orchestrator.execution.invoke import invoke
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
-from orchestrator.execution.log_capture import LOG_FORMAT
+from orchestrator.execution.log_capture import LOG_FORMAT, open_log_fd
+from orchestrator.execution.log_pipe import LogPipe
 from orchestrator.execution.results import outcome_of_call
 from orchestrator.execution.try_processes import (
     TRY_TOKEN_VARIABLE,
@@ -125,6 +128,7 @@ class Runner:
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[tuple[int, int], FileResult]] = {}
+        self._log_pipe = LogPipe()
 
     def run(self, job: TaskJob) -> TaskOutcome:
         """Run one try with its output in its log and the process restored afterwards."""
@@ -132,7 +136,17 @@ class Runner:
             log_fd = _open_log_fd(job.context.log_path)
         except OSError as error:
             return _failed(f"cannot open the try's log {job.context.log_path}: {error_line(error)}")
-        with _output_to(log_fd), _process_state_restored():
+        with self._output_of(job, log_fd) as output_fd:
+            return self._run_with_output(job, output_fd)
+
+    def _output_of(self, job: TaskJob, log_fd: int) -> AbstractContextManager[int]:
+        """Where fds 1 and 2 go: a pipe into the log, held to its cap; or the log itself."""
+        if job.context.log_path and job.log_max_bytes:
+            return self._log_pipe.into(log_fd, job.log_max_bytes)
+        return nullcontext(log_fd)
+
+    def _run_with_output(self, job: TaskJob, output_fd: int) -> TaskOutcome:
+        with _output_to(output_fd), _process_state_restored():
             if job.process_token:
                 os.environ[TRY_TOKEN_VARIABLE] = job.process_token
             task = self._find_task(job)
@@ -195,22 +209,17 @@ def _failed(error: str) -> TaskOutcome:
 
 def _open_log_fd(log_path: str) -> int:
     """The try's log for appending; with no log path, a copy of the engine's stderr."""
-    if not log_path:
-        return os.dup(2)
-    folder = os.path.dirname(log_path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    return os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    return open_log_fd(log_path) if log_path else os.dup(2)
 
 
 @contextmanager
-def _output_to(log_fd: int) -> Iterator[None]:
-    """Point fds 1 and 2 at `log_fd` for the block (which takes the fd over)."""
+def _output_to(output_fd: int) -> Iterator[None]:
+    """Point fds 1 and 2 at `output_fd` for the block (which takes the fd over)."""
     _flush_all()
     saved = os.dup(1), os.dup(2)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.close(log_fd)
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    os.close(output_fd)
     try:
         yield
     finally:

@@ -19,9 +19,9 @@ from anyio.abc import TaskGroup
 from orchestrator.authoring.references import resolve_refs
 from orchestrator.config import Settings
 from orchestrator.crashpoints import crashpoint
+from orchestrator.execution.capped_log import cap_log
 from orchestrator.execution.executor import Executor
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
-from orchestrator.execution.log_capture import cap_log
 from orchestrator.execution.try_processes import try_token
 from orchestrator.loading.dagbag import DagBag
 from orchestrator.scheduling.active_runs import ActiveRun, TaskInstance
@@ -138,6 +138,7 @@ class Dispatcher:
             timeout=ti.task.options.timeout_seconds,
             in_process=self._settings.in_process if in_process is None else in_process,
             result_max_bytes=self._settings.result_max_bytes,
+            log_max_bytes=self._settings.task_log_max_bytes,
             resume=resume,
             process_token=try_token(self._state_identity, *ti.key, ti.try_number),
         )

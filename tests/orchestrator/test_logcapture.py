@@ -14,7 +14,8 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-from orchestrator.execution.log_capture import append_to_log, cap_log, capture, real_stream
+from orchestrator.execution.capped_log import cap_log
+from orchestrator.execution.log_capture import append_to_log, capture, real_stream
 
 
 @contextmanager

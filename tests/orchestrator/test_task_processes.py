@@ -15,7 +15,14 @@ from pathlib import Path
 
 import anyio
 import pytest
-from taskjobs import DagFile, is_running, open_fifo, read_fifo_line, wait_until_exited
+from taskjobs import (
+    LOG_MAX_BYTES,
+    DagFile,
+    is_running,
+    open_fifo,
+    read_fifo_line,
+    wait_until_exited,
+)
 
 from orchestrator.authoring.context import TaskContext
 from orchestrator.authoring.tasks import Task
@@ -70,6 +77,7 @@ class ShellDag:
             timeout=timeout,
             in_process=False,
             result_max_bytes=1000,
+            log_max_bytes=LOG_MAX_BYTES,
         )
         return job, self.tasks[task_id]
 
