@@ -191,9 +191,10 @@ class CheckServer:
         replies = self._process.stdout
         if replies is None:  # never: stdout=PIPE; says so to the type checker
             raise CheckServerGone("the check server has no reply pipe")
-        threading.Thread(
+        self._reader = threading.Thread(
             target=self._read_replies, args=(replies,), name="import-check-replies", daemon=True
-        ).start()
+        )
+        self._reader.start()
 
     def check(self, argv: Sequence[str], environment: dict[str, str], seconds: float) -> int | None:
         """Run `importprobe` with `argv` in a child: its exit code, or None past `seconds`."""
@@ -252,6 +253,9 @@ class CheckServer:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        self._reader.join(5)  # it ends at the server's end of file; then its pipe can close
+        if self._process.stdout is not None and not self._reader.is_alive():
+            self._process.stdout.close()
 
 
 _server: CheckServer | None = None
