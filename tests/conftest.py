@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import triggerkit
 
 from orchestrator.config import Settings
 
@@ -31,3 +32,11 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return Settings(**{**values, **overrides})
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def fresh_gates() -> Iterator[None]:
+    """Every test starts with no gate triggers open or waiting (see triggerkit)."""
+    triggerkit.reset()
+    yield
+    triggerkit.reset()

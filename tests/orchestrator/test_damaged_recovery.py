@@ -8,7 +8,7 @@ unreadable in the SQLite file while no engine runs; a new engine opens the state
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import closing
 
 import anyio
@@ -23,13 +23,6 @@ from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState, TaskState
 
 SettingsFactory = Callable[..., Settings]
-
-
-@pytest.fixture(autouse=True)
-def fresh_gates() -> Iterator[None]:
-    triggerkit.reset()
-    yield
-    triggerkit.reset()
 
 
 def landing(dag_id: str) -> DAG:

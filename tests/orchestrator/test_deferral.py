@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,13 +33,6 @@ from triggers.base import Trigger
 from triggers.time import TimeTrigger
 
 SettingsFactory = Callable[..., Settings]
-
-
-@pytest.fixture(autouse=True)
-def fresh_gates() -> Iterator[None]:
-    triggerkit.reset()
-    yield
-    triggerkit.reset()
 
 
 @asynccontextmanager

@@ -6,12 +6,11 @@ tasks are mid-flight; a new engine on the same state directory picks everything 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import anyio.lowlevel
-import pytest
 import triggerkit
 from triggerkit import GateSensor, GateTrigger, open_gate, until_waiting
 
@@ -25,13 +24,6 @@ from orchestrator.state import RunState, TaskState
 from triggers.time import TimeTrigger
 
 SettingsFactory = Callable[..., Settings]
-
-
-@pytest.fixture(autouse=True)
-def fresh_gates() -> Iterator[None]:
-    triggerkit.reset()
-    yield
-    triggerkit.reset()
 
 
 async def states_of(engine: Engine, run_id: str) -> dict[str, TaskState]:

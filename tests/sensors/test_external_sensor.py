@@ -6,12 +6,10 @@ read (every 60 s of that clock) never happens: only the engine's change feed can
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import triggerkit
 from sensorkit import (
     SettingsFactory,
     engine_for,
@@ -27,13 +25,6 @@ from orchestrator.clock import FakeClock
 from orchestrator.errors import DagError
 from orchestrator.state import RunState, TaskState
 from sensors import ExternalTaskSensor
-
-
-@pytest.fixture(autouse=True)
-def fresh_gates() -> Iterator[None]:
-    triggerkit.reset()
-    yield
-    triggerkit.reset()
 
 
 def features_dag(*, fail: bool = False) -> DAG:

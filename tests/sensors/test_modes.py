@@ -8,13 +8,11 @@ the gate, and the next check sees it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import pytest
-import triggerkit
 from anyio.streams.memory import MemoryObjectReceiveStream
 from sensorkit import (
     SettingsFactory,
@@ -34,13 +32,6 @@ from orchestrator.state import RunState, TaskState
 from sensors.base import BaseSensor
 
 POKE = 30.0
-
-
-@pytest.fixture(autouse=True)
-def fresh_gates() -> Iterator[None]:
-    triggerkit.reset()
-    yield
-    triggerkit.reset()
 
 
 def gate_dag(**options: Any) -> DAG:
