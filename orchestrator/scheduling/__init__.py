@@ -1,7 +1,8 @@
 """Scheduling: what decides.
 
 `engine` is the loop: it wakes on `messages`, takes one step of `decisions`, commits one
-store transaction and acts (`dispatch` starts tries and callbacks; `timers`, `change_feed`).
+store transaction and acts (`dispatch` starts tries and callbacks; `timers`, `change_feed`);
+a commit that finds the disk full waits for room (`full_disk`) instead of failing the daemon.
 What users ask for arrives through `run_requests` and `edit_requests`; `startup` opens the
 engine and picks up `recovery`'s runs. Deciding: the `scheduler` with `readiness` (trigger
 rules, fan-out, branches) and `slots` (pools, priorities), `active_runs` and `driven_runs`
