@@ -42,7 +42,7 @@ from typing import IO, Any, TypeVar
 from urllib.parse import quote
 
 from orchestrator.crashpoints import CRASH_AT_VARIABLE
-from orchestrator.daemon.control import control_path
+from orchestrator.daemon.control import control_path, request_sync
 from orchestrator.state import FINISHED_TASK_STATES, RunState
 
 T = TypeVar("T")
@@ -433,3 +433,13 @@ def _request_line(socket_path: Path, request: dict[str, Any], timeout: float) ->
     if not line:
         raise ConnectionResetError("the daemon closed the connection without a reply")
     return json.loads(line)
+
+
+def api_url(daemon: DaemonProcess) -> str:
+    """Where the daemon's API listens, from its control socket, once it does."""
+    daemon.wait_ready(30)
+
+    def url() -> str:  # empty (so false) until the API listens
+        return str(request_sync(control_path(daemon.state_dir), {"op": "ping"}).get("api") or "")
+
+    return wait_until(url, 30, f"the API to listen, {daemon}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import subprocess
 import textwrap
@@ -18,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crashkit import DaemonProcess, check_invariants, new_marker, wait_until
+from crashkit import DaemonProcess, api_url, check_invariants, new_marker, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -71,10 +70,9 @@ def _fill(folder: Path) -> Path:
     return filler
 
 
-def _health(log_text: str) -> tuple[int, dict[str, object]]:
-    port = re.findall(r"API on http://127\.0\.0\.1:(\d+)", log_text)[-1]
+def _health(url: str) -> tuple[int, dict[str, object]]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=5) as reply:
+        with urllib.request.urlopen(f"{url}/api/v1/health", timeout=5) as reply:
             return reply.status, json.loads(reply.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -99,20 +97,20 @@ def test_a_full_disk_pauses_the_daemon_and_it_resumes_when_space_returns(
     (dags / "land.py").write_text(textwrap.dedent(DAG_FILE).format(incoming=str(incoming)))
     env = {"ORCHESTRATOR_TASK_LOG_MAX_BYTES": str(LOG_CAP)}
     with DaemonProcess(small_disk, dags, marker=new_marker(), env=env) as daemon:
-        daemon.wait_ready(30)
+        url = api_url(daemon)  # asked before the disk fills: the API may log it after ready
         filler = _fill(small_disk)
         for index in range(5):
             (tmp_path / "x.csv").write_text(f"{index}\n" * 1000)
             os.replace(tmp_path / "x.csv", incoming / f"batch-{index}.csv")
-        wait_until(lambda: _health(daemon.log_text())[0] == 503, 60, f"disk_full, {daemon}")
-        _, body = _health(daemon.log_text())
+        wait_until(lambda: _health(url)[0] == 503, 60, f"disk_full, {daemon}")
+        _, body = _health(url)
         assert body["status"] == "disk_full"
         assert "the disk is full: no task is dispatched" in daemon.log_text()
         assert daemon.process.poll() is None  # up, waiting
 
         filler.unlink()
         wait_until(lambda: _runs(small_disk, finished=True) == 5, 120, f"5 runs, {daemon}")
-        assert _health(daemon.log_text()) == (200, {"status": "ok"})
+        assert _health(url) == (200, {"status": "ok"})
         assert "the disk has room again" in daemon.log_text()
         daemon.terminate()
         assert daemon.wait_exit(30) == 0, daemon.log_text()

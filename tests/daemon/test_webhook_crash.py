@@ -20,10 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
-from crashkit import DaemonProcess, check_invariants, new_marker, orphans, wait_until
+from crashkit import DaemonProcess, api_url, check_invariants, new_marker, orphans, wait_until
 
 from orchestrator.api.signatures import sign_github
-from orchestrator.daemon.control import control_path, request_sync
 
 pytestmark = pytest.mark.slow
 
@@ -59,16 +58,6 @@ def start(project: Path, marker: str, crash_at: str | None = None) -> DaemonProc
     return DaemonProcess(
         project / "state", project / "dags", marker=marker, crash_at=crash_at, env=environment
     )
-
-
-def api_url(daemon: DaemonProcess) -> str:
-    """Where the daemon's API listens, from its control socket, once it does."""
-    daemon.wait_ready(30)
-
-    def url() -> str:  # empty (so false) until the API listens
-        return str(request_sync(control_path(daemon.state_dir), {"op": "ping"}).get("api") or "")
-
-    return wait_until(url, 30, f"the API to listen, {daemon}")
 
 
 def send(url: str) -> httpx.Response:
