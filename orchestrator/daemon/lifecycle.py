@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 
 from orchestrator.api.app import create_app
 from orchestrator.api.context import ApiContext
@@ -56,11 +57,11 @@ async def serve(settings: Settings, *, on_ready: Callable[[Engine], None] | None
                 registry = await ApiRegistry.load(engine.store, environ=environ)
                 api = ApiContext(engine, registry)
                 control = DaemonControl(engine, api)
-                async with (
-                    serve_control(control_path(settings.state_dir), control.handle),
-                    anyio.create_task_group() as tg,
-                ):
+                async with anyio.create_task_group() as tg:
+                    # Watching before the control socket answers: a CLI (or a test) that saw
+                    # the daemon ready and then edits a DAG file is never missed.
                     await tg.start(follow_dag_folder, engine)
+                    await tg.start(_serve_control_until_cancelled, settings, control)
                     if settings.api_enabled:
                         app = create_app(api)
                         control.api_url = await tg.start(serve_api, app, settings)
@@ -75,6 +76,17 @@ async def serve(settings: Settings, *, on_ready: Callable[[Engine], None] | None
                     await engine.shutdown(settings.shutdown_grace)
                     tg.cancel_scope.cancel()
     logger.info("stopped")
+
+
+async def _serve_control_until_cancelled(
+    settings: Settings,
+    control: DaemonControl,
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    async with serve_control(control_path(settings.state_dir), control.handle):
+        task_status.started()
+        await anyio.sleep_forever()
 
 
 def _raise_open_file_limit() -> None:

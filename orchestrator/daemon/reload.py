@@ -20,7 +20,7 @@ import anyio
 from anyio.abc import TaskStatus
 from watchfiles._rust_notify import RustNotify
 
-from orchestrator.loading.dagbag import load_checked_file
+from orchestrator.loading.dagbag import changed_since_loaded, load_checked_file
 from orchestrator.loading.importcheck import ImportLimits, check_files
 from orchestrator.loading.importer import FileResult
 
@@ -50,15 +50,16 @@ async def follow_dag_folder(
     watcher = await anyio.to_thread.run_sync(_open_watcher, folder)
     task_status.started()  # the OS watch is in place: no later edit is missed
     try:
+        # Edits made while the engine loaded the folder, before the watch: found by their stamps.
+        await _reload_all(
+            engine, await anyio.to_thread.run_sync(changed_since_loaded, engine.dagbag)
+        )
         while True:
             changes = await anyio.to_thread.run_sync(
                 watcher.watch, _DEBOUNCE_MS, _STEP_MS, 0, stop, abandon_on_cancel=True
             )
             if isinstance(changes, set):
-                paths = _changed_files(folder, {path for _, path in changes})
-                await _check_at_once(engine, paths)
-                for path in paths:
-                    await reload_file(engine, path)
+                await _reload_all(engine, _changed_files(folder, {path for _, path in changes}))
     finally:
         stop.set()  # ends the abandoned `watch` call within one step
 
@@ -67,6 +68,12 @@ def _open_watcher(folder: str) -> RustNotify:
     # watchfiles' RustNotify on its own thread, not the file triggers' shared 1 ms watch: a
     # reload needs no millisecond latency, and a 50 ms step keeps an idle daemon near 0 % CPU.
     return RustNotify([folder], False, False, 300, True, True)
+
+
+async def _reload_all(engine: Engine, paths: list[str]) -> None:
+    await _check_at_once(engine, paths)
+    for path in paths:
+        await reload_file(engine, path)
 
 
 async def _check_at_once(engine: Engine, paths: list[str]) -> None:

@@ -29,6 +29,9 @@ class DagBag:
     # dag_id -> (file, DAG, its error) of a definition ignored because another file had the id
     # first; it takes over when that file drops the DAG (a DAG moved from one file to another).
     shadowed: dict[str, tuple[str, DAG, DagError]] = field(default_factory=dict)
+    # path -> (mtime_ns, size) of each file as it was just before it was loaded: a file that
+    # changed after that but before the folder was watched is found by `changed_since_loaded`.
+    stamps: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def get(self, dag_id: str) -> DAG:
         """The DAG with this id; else a `DagNotFoundError` listing what there is instead."""
@@ -128,6 +131,7 @@ def load_dag_bag(
         return bag
     first_file: dict[str, str] = {}  # dag_id -> first file defining it, kept or not
     paths = dag_files(folder)
+    bag.stamps = file_stamps(paths)
     verdicts = {} if limits is None else check_files(paths, limits, state_dir=state_dir)
     for path in paths:
         result = _import_if_passed(path, verdicts.get(path))
@@ -149,6 +153,23 @@ def load_checked_file(
 ) -> FileResult:
     """Check one file (or reuse its last check if unchanged), then import it if it passed."""
     return _import_if_passed(path, check_files([path], limits, state_dir=state_dir)[path])
+
+
+def changed_since_loaded(bag: DagBag) -> list[str]:
+    """The DAG files added, changed or removed since `load_dag_bag` read the folder."""
+    now = file_stamps(dag_files(bag.folder))
+    return sorted(path for path in {*now, *bag.stamps} if now.get(path) != bag.stamps.get(path))
+
+
+def file_stamps(paths: Collection[str]) -> dict[str, tuple[int, int]]:
+    stamps = {}
+    for path in paths:
+        try:
+            status = os.stat(path)
+        except OSError:
+            continue  # gone meanwhile: the comparison then sees it removed
+        stamps[path] = (status.st_mtime_ns, status.st_size)
+    return stamps
 
 
 def dag_files(folder: Path) -> list[str]:

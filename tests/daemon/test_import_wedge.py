@@ -104,8 +104,12 @@ def test_a_reloaded_file_that_exits_or_loops_leaves_the_daemon_up_and_reloading(
         daemon.wait_ready(60)
         (dags / "exits.py").write_text(EXIT)
         (dags / "loops.py").write_text(LOOP)
-        wait_until(lambda: "loops.py" in daemon.log_text(), 30, "the looping file to be refused")
-        wait_until(lambda: "exits.py" in daemon.log_text(), 30, "the exiting file to be refused")
+        wait_until(
+            lambda: "loops.py" in daemon.log_text(), 30, f"the looping file to be refused, {daemon}"
+        )
+        wait_until(
+            lambda: "exits.py" in daemon.log_text(), 30, f"the exiting file to be refused, {daemon}"
+        )
         assert daemon.process.poll() is None, daemon
         assert dag_count(daemon) == 1
         (dags / "loops.py").write_text(GOOD.format(dag_id="fixed"))

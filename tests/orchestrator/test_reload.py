@@ -227,6 +227,31 @@ async def test_following_the_folder_picks_up_an_edit_on_disk(
     assert answer == "v2"
 
 
+async def test_files_edited_while_the_folder_was_loading_are_reloaded_once_it_is_watched(
+    make_settings: SettingsFactory, inbox: Path
+) -> None:
+    """Between the engine reading the folder and the watch starting, no OS event is seen: a
+    file added, changed or deleted in that window is found by comparing its stamp."""
+    settings = make_settings()
+    changed = write(settings.dags_folder / "ingest.py", ingest_source(inbox, "v1"))
+    removed = write(settings.dags_folder / "old.py", HOURLY_FILE.format(schedule="@daily"))
+    async with folder_engine(settings) as engine, anyio.create_task_group() as group:
+        assert sorted(engine.dagbag.dags) == [BARRIER, "hourly", "ingest"]
+        before = engine.dagbag.dags["ingest"]
+        write(Path(changed), ingest_source(inbox, "v2") + "\n# a longer file\n")
+        Path(removed).unlink()
+        late = HOURLY_FILE.format(schedule="@daily").replace('"hourly"', '"late"')
+        write(settings.dags_folder / "late.py", late)
+        await group.start(follow_dag_folder, engine)
+
+        async def caught_up() -> bool:
+            dags = engine.dagbag.dags
+            return sorted(dags) == [BARRIER, "ingest", "late"] and dags["ingest"] is not before
+
+        await until(caught_up)
+        group.cancel_scope.cancel()
+
+
 async def test_a_dag_moved_to_another_file_goes_on_whichever_file_reloads_first(
     make_settings: SettingsFactory, inbox: Path
 ) -> None:
