@@ -58,7 +58,8 @@ from orchestrator.state import TaskState
 from orchestrator.store import SqliteStore
 from sensors.file import FileSensor
 from sensors.time import DateTimeSensor, TimeDeltaSensor
-from triggers.watch import scan_directory, watch_statistics
+from triggers.file_states import scan_directory
+from triggers.watch import watch_statistics
 
 DIRECTORIES = 100
 DAY = 86_400.0

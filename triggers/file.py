@@ -30,7 +30,8 @@ import anyio
 from orchestrator.clock import Clock
 from orchestrator.errors import TriggerError
 from triggers.base import Trigger, TriggerEvent, current_runtime
-from triggers.watch import FileState, Subscription, file_state, scan_directory, watch_directory
+from triggers.file_states import FileState, file_state, scan_directory
+from triggers.watch import Subscription, watch_directory
 
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
 

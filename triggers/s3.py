@@ -12,23 +12,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, SSLError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from orchestrator.errors import TriggerError
 from triggers.base import JSON, Trigger, TriggerEvent, current_runtime
+from triggers.s3_arguments import WILDCARD_CHARACTERS, check_arguments
+from triggers.s3_errors import describe, is_transient, no_such_bucket, status_of
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -36,21 +36,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_WILDCARD_CHARACTERS = "*?["
 _CLOSE_TIMEOUT = 5.0  # seconds; closing a client only drops pooled connections
-
-# S3 and the AWS SDKs name throttling in several ways; all of them mean "slow down and retry".
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "RequestLimitExceeded",
-        "RequestTimeout",
-        "InternalError",
-        "ServiceUnavailable",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-    }
-)
 
 # S3's LastModified is when an upload *started*, so an object can appear in a listing with a
 # time earlier than objects already seen. A resumed run re-yields keys modified this close to
@@ -85,9 +71,7 @@ class S3Trigger(Trigger):
     profile: str | None = None
 
     def __post_init__(self) -> None:
-        _check_location(self)
-        _check_numbers(self)
-        _check_connection(self)
+        check_arguments(self)
 
     async def run(self) -> AsyncGenerator[TriggerEvent, None]:
         """Poll until closed, yielding each new object version once; backs off on failures."""
@@ -127,7 +111,7 @@ class S3Trigger(Trigger):
     def listing_prefix(self) -> str:
         """What ListObjectsV2 is asked for: the prefix, or the wildcard's literal start."""
         if self.wildcard is not None:
-            cut = next(i for i, c in enumerate(self.wildcard) if c in _WILDCARD_CHARACTERS)
+            cut = next(i for i, c in enumerate(self.wildcard) if c in WILDCARD_CHARACTERS)
             return self.wildcard[:cut]
         return self.prefix or ""
 
@@ -164,86 +148,6 @@ class S3Trigger(Trigger):
         """Seconds until the next poll: the interval, doubled per failure, capped, jittered."""
         delay = min(self.poll_interval * 2.0**failures, self.max_poll_interval)
         return delay * random.uniform(1 - self.jitter, 1 + self.jitter)
-
-
-# -- validation ------------------------------------------------------------------------------------
-
-
-def _check_location(trigger: S3Trigger) -> None:
-    _check_optional_text(trigger, "bucket", "key", "prefix", "wildcard", "marker", required=1)
-    if "/" in trigger.bucket:
-        raise ValueError(f"bucket {trigger.bucket!r} must be a bucket name, without '/'")
-    given = [name for name in ("key", "prefix", "wildcard") if getattr(trigger, name) is not None]
-    if len(given) != 1:
-        raise ValueError(
-            f"give exactly one of key, prefix or wildcard (got {', '.join(given) or 'none'})"
-        )
-    if trigger.key == "":
-        raise ValueError("key must name an object; use prefix='' to watch the whole bucket")
-    if trigger.wildcard is not None and not set(trigger.wildcard) & set(_WILDCARD_CHARACTERS):
-        raise ValueError(
-            f"wildcard {trigger.wildcard!r} has no *, ? or [; use key= or prefix= instead"
-        )
-    _check_marker(trigger)
-
-
-def _check_marker(trigger: S3Trigger) -> None:
-    if trigger.marker is None:
-        return
-    if trigger.prefix is None:
-        raise ValueError("marker needs prefix: it waits for the object prefix + marker")
-    if trigger.marker == "":
-        raise ValueError("marker must name an object under the prefix, such as '_SUCCESS'")
-    if trigger.min_size:
-        raise ValueError("min_size does not apply with marker: a marker object is usually empty")
-
-
-def _check_optional_text(trigger: S3Trigger, *names: str, required: int) -> None:
-    """The first `required` names must be non-empty strings; the rest strings or None."""
-    for index, name in enumerate(names):
-        value = getattr(trigger, name)
-        if index < required and not (isinstance(value, str) and value):
-            raise ValueError(f"{name} must be a non-empty string, not {value!r}")
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"{name} must be a string or None, not {value!r}")
-
-
-def _check_numbers(trigger: S3Trigger) -> None:
-    _check_number(trigger, "min_size", int, minimum=0)
-    _check_number(trigger, "max_attempts", int, minimum=1)
-    _check_number(trigger, "full_scan_every", int, minimum=1)
-    _check_number(trigger, "poll_interval", float, minimum=0, strict=True)
-    _check_number(trigger, "max_poll_interval", float, minimum=0, strict=True)
-    if trigger.max_poll_interval < trigger.poll_interval:
-        raise ValueError(
-            f"max_poll_interval ({trigger.max_poll_interval!r}) must be at least"
-            f" poll_interval ({trigger.poll_interval!r})"
-        )
-    _check_number(trigger, "jitter", float, minimum=0)
-    if trigger.jitter >= 1:
-        raise ValueError(f"jitter is a fraction of the interval below 1, not {trigger.jitter!r}")
-
-
-def _check_number(
-    trigger: S3Trigger, name: str, kind: type, *, minimum: float, strict: bool = False
-) -> None:
-    value: Any = getattr(trigger, name)
-    kinds = (int, float) if kind is float else (int,)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite {kind.__name__}, not {value!r}")
-    if value < minimum or (strict and value == minimum):
-        bound = "above" if strict else "at least"
-        raise ValueError(f"{name} must be {bound} {minimum!r}, not {value!r}")
-
-
-def _check_connection(trigger: S3Trigger) -> None:
-    _check_optional_text(trigger, "endpoint_url", "region_name", "profile", required=0)
-    url = trigger.endpoint_url
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise ValueError(f"endpoint_url must start with http:// or https://, not {url!r}")
-    for name in ("region_name", "profile"):
-        if getattr(trigger, name) == "":
-            raise ValueError(f"{name} must be None (the AWS default) or a name, not ''")
 
 
 # -- one run's view of the bucket ------------------------------------------------------------------
@@ -385,7 +289,7 @@ class _Watch:
         try:
             head = await self.client.head_object(Bucket=self.trigger.bucket, Key=key)
         except ClientError as error:
-            if _status_of(error) != 404:
+            if status_of(error) != 404:
                 raise
             await self._confirm_bucket()
             return None
@@ -398,8 +302,8 @@ class _Watch:
         try:
             await self.client.head_bucket(Bucket=self.trigger.bucket)
         except ClientError as error:
-            if _status_of(error) == 404:
-                raise _no_such_bucket(error) from error
+            if status_of(error) == 404:
+                raise no_such_bucket(error) from error
             raise
         self.bucket_confirmed = True
 
@@ -443,48 +347,3 @@ class _Watch:
             "S3 %s on %s failed (attempt %d of %d), %s: %s",
             *(operation, where, failures, self.trigger.max_attempts, then, describe(error)),
         )
-
-
-# -- errors ----------------------------------------------------------------------------------------
-
-
-def is_transient(error: ClientError | BotoCoreError) -> bool:
-    """Throttling, 5xx and connection failures: worth retrying after a backoff."""
-    if isinstance(error, ClientError):
-        code = _code_of(error)
-        status = _status_of(error)
-        return (
-            code in _TRANSIENT_CODES or code.startswith("Throttl") or status == 429 or status >= 500
-        )
-    if isinstance(error, SSLError):  # a certificate does not fix itself
-        return False
-    return isinstance(error, BotoConnectionError | HTTPClientError)
-
-
-def describe(error: ClientError | BotoCoreError) -> str:
-    """The S3 error code and message (or the connection error), for a user to act on."""
-    if isinstance(error, ClientError):
-        code, status = _code_of(error), _status_of(error)
-        message = error.response.get("Error", {}).get("Message", "")
-        if code.isdigit():  # a HEAD response has no body, so S3 could not name the error
-            hint = " (access denied or invalid credentials)" if status == 403 else ""
-            return f"HTTP {status} {message}{hint}"
-        return f"{code} (HTTP {status}): {message}"
-    return f"{type(error).__name__}: {error}"
-
-
-def _code_of(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _status_of(error: ClientError) -> int:
-    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-
-
-def _no_such_bucket(error: ClientError) -> ClientError:
-    """HeadBucket's bare 404, given the code S3 uses everywhere else."""
-    response: Any = {
-        "Error": {"Code": "NoSuchBucket", "Message": "The specified bucket does not exist"},
-        "ResponseMetadata": error.response.get("ResponseMetadata", {"HTTPStatusCode": 404}),
-    }
-    return ClientError(response, error.operation_name)

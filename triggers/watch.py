@@ -42,49 +42,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
-import stat
 import threading
-import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 import anyio
 
 from orchestrator.errors import TriggerError
+from triggers.file_states import FileState, file_state, observation_time_ns, scan_subfolder
+from triggers.mounts import filesystem_type, is_network_filesystem
 from triggers.notifier import NotifierGroup
 
 logger = logging.getLogger(__name__)
 
 MAX_PENDING_FILES = 10_000
-_CTIME_CLOCK = getattr(time, "CLOCK_REALTIME_COARSE", time.CLOCK_REALTIME)
 _ADDED = 1  # watchfiles.Change.added
-
-# File systems whose changes made on another host never reach this kernel's inotify.
-NETWORK_FILE_SYSTEMS = frozenset(
-    {
-        "nfs", "nfs4", "cifs", "smb3", "smbfs", "sshfs", "9p", "ceph", "glusterfs",
-        "davfs", "afs", "lustre", "s3fs", "rclone", "gcsfuse",
-    }
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class FileState:
-    """A file's version (size and mtime, as `os.stat` gives them) and when it was last changed.
-
-    `ctime_ns` orders observations of one path: the kernel sets it on every change (rename
-    included) and nobody can set it back, so the observation with the older ctime is stale.
-    It is not part of the version: a `chmod` makes no new file.
-    """
-
-    size: int
-    mtime_ns: int
-    ctime_ns: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -344,49 +319,6 @@ def _resolve_key(
 # -- what is on disk --------------------------------------------------------------------------
 
 
-def file_state(path: str) -> FileState | None:
-    """The version of the regular file at `path` (symlinks followed), or None if there is none."""
-    try:
-        info = os.stat(path)
-    except (OSError, ValueError):  # gone, a dangling link, a name the OS refuses
-        return None
-    if not stat.S_ISREG(info.st_mode):
-        return None
-    return FileState(info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-
-
-def observation_time_ns() -> int:
-    """Now, on the clock the kernel stamps ctimes with (coarse: it may lag by a tick)."""
-    return time.clock_gettime_ns(_CTIME_CLOCK)
-
-
-def scan_directory(root: str, recursive: bool) -> dict[str, FileState]:
-    """Every regular file under `root`, by `/`-separated relative path. Blocking: use a thread.
-
-    Raises `OSError` when `root` itself cannot be listed; unreadable or vanishing subfolders are
-    skipped. Symlinked folders are not followed (a link loop would never end).
-    """
-    files: dict[str, FileState] = {}
-    _scan_into(files, root, "", recursive)
-    return files
-
-
-def _scan_into(files: dict[str, FileState], directory: str, prefix: str, recursive: bool) -> None:
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if recursive and entry.is_dir(follow_symlinks=False):
-                _scan_subfolder(files, entry.path, f"{prefix}{entry.name}/")
-            elif (state := file_state(entry.path)) is not None:
-                files[prefix + entry.name] = state
-
-
-def _scan_subfolder(files: dict[str, FileState], directory: str, prefix: str) -> None:
-    try:
-        _scan_into(files, directory, prefix, recursive=True)
-    except OSError as error:  # deleted while we list it, or not ours to read
-        logger.debug("skipping %s: %s", directory, error)
-
-
 def _describe_changes(
     changes: set[tuple[int, str]], roots: frozenset[str], recursive: bool
 ) -> tuple[dict[str, WatchBatch], frozenset[str]]:
@@ -426,56 +358,6 @@ def _changed_path(
     if recursive and change == _ADDED and os.path.isdir(path) and not os.path.islink(path):
         # A folder moved in whole brings files that no event names: list them.
         found: dict[str, FileState] = {}
-        _scan_subfolder(found, path, f"{relative}/")
+        scan_subfolder(found, path, f"{relative}/")
         return found
     return {relative: file_state(path)}
-
-
-# -- which file system a directory is on ------------------------------------------------------
-
-
-def filesystem_type(path: str, mountinfo: str | None = None) -> str | None:
-    """The type of the file system holding `path` (`ext4`, `nfs4`, `fuse.sshfs`), or None.
-
-    Read from `/proc/self/mountinfo` (or the given text): the longest mount point containing
-    `path`, the later mount where two share one point. None where there is no mountinfo.
-    """
-    if mountinfo is None:
-        try:
-            mountinfo = Path("/proc/self/mountinfo").read_text()
-        except OSError:  # not Linux
-            return None
-    found: tuple[int, str] | None = None
-    for line in mountinfo.splitlines():
-        mount = _parse_mount(line)
-        if mount is not None and _is_under(path, mount[0]):
-            if found is None or len(mount[0]) >= found[0]:
-                found = (len(mount[0]), mount[1])
-    return None if found is None else found[1]
-
-
-def is_network_filesystem(fstype: str | None) -> bool:
-    """True for file systems that give no inotify events for changes made elsewhere."""
-    if fstype is None:
-        return False
-    return fstype in NETWORK_FILE_SYSTEMS or fstype.removeprefix("fuse.") in NETWORK_FILE_SYSTEMS
-
-
-def _parse_mount(line: str) -> tuple[str, str] | None:
-    """`(mount point, fs type)` from `id parent dev root mount-point opts [tags] - type ...`."""
-    fields = line.split()
-    if len(fields) < 7 or "-" not in fields[6:]:
-        return None
-    separator = fields.index("-", 6)
-    if separator + 1 >= len(fields):
-        return None
-    return _unescape(fields[4]), fields[separator + 1]
-
-
-def _unescape(text: str) -> str:
-    """Mountinfo writes space, tab, newline and backslash as octal escapes (`\\040`)."""
-    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), text)
-
-
-def _is_under(path: str, mount_point: str) -> bool:
-    return path == mount_point or path.startswith(os.path.join(mount_point, ""))

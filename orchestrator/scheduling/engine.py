@@ -36,7 +36,7 @@ from orchestrator.loading.dagbag import DagBag, FileChange, replace_file
 from orchestrator.loading.importer import FileResult
 from orchestrator.policy import InputPolicy
 from orchestrator.scheduling.active_runs import Transitions
-from orchestrator.scheduling.autostart import DagDue, RunStarter
+from orchestrator.scheduling.autostart import RunStarter
 from orchestrator.scheduling.change_feed import ChangeFeed
 from orchestrator.scheduling.decisions import Decider
 from orchestrator.scheduling.deferred import Timer
@@ -46,18 +46,14 @@ from orchestrator.scheduling.edit_requests import EditRequests
 from orchestrator.scheduling.full_disk import FullDiskWait
 from orchestrator.scheduling.messages import (
     Message,
-    TimerDue,
     TriggerEnded,
     crash_after_commit,
     crash_before_commit,
+    timer_message,
 )
 from orchestrator.scheduling.run_requests import RunRequests
 from orchestrator.scheduling.scheduler import Scheduler
-from orchestrator.scheduling.startup import (
-    open_engine,
-    record_dags,
-    recover_runs,
-)
+from orchestrator.scheduling.startup import open_engine, record_dags, recover_runs
 from orchestrator.scheduling.timers import TimerQueue
 from orchestrator.store import Store
 from orchestrator.store.base import TaskKey
@@ -147,7 +143,7 @@ class Engine:
         self._decider = Decider(
             scheduler=self.scheduler, starter=self.starter, edits=self._edits, driven=self._driven
         )
-        self._timers = TimerQueue(clock, self._post_timer)
+        self._timers = TimerQueue(clock, lambda timer: self._post(timer_message(timer)))
         self.full_disk = FullDiskWait()  # `reason` is set while a full disk holds the engine
         self._starting_runs = False  # the daemon: schedules and run triggers start runs
         self._stepping = False
@@ -370,9 +366,6 @@ class Engine:
         timers = [*self.scheduler.timers, *self.starter.timers]
         self.scheduler.timers, self.starter.timers = [], []
         self._timers.add(timers)
-
-    def _post_timer(self, timer: Timer) -> None:
-        self._post(DagDue(timer.key[0], "dag") if timer.kind == "dag" else TimerDue(timer))
 
     async def _save_cursor(self, key: TaskKey, cursor: Any) -> None:
         tx = Transitions(self.clock.now())

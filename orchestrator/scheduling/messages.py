@@ -68,6 +68,11 @@ EngineMessage = TryFinished | CancelRequest | ClearRequest | TimerDue | TriggerE
 Message = EngineMessage | StarterMessage
 
 
+def timer_message(timer: Timer) -> Message:
+    """What a timer coming due means: a DAG's schedule to look at, or a task instance's wait."""
+    return DagDue(timer.key[0], "dag") if timer.kind == "dag" else TimerDue(timer)
+
+
 def crash_before_commit(inbox: list[Message]) -> None:
     """Crash points of the crash tests (no-ops unless ORCHESTRATOR_CRASH_AT names one)."""
     if not crash_armed():

@@ -27,7 +27,8 @@ import triggers.s3
 from orchestrator.clock import FakeClock
 from orchestrator.errors import TriggerError, TriggerLoadError
 from triggers.base import JSON, TriggerEvent, TriggerRuntime, load_trigger, set_runtime
-from triggers.s3 import S3Trigger, is_transient
+from triggers.s3 import S3Trigger
+from triggers.s3_errors import is_transient
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client

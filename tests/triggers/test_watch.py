@@ -15,17 +15,15 @@ import anyio
 import pytest
 from watchfiles._rust_notify import RustNotify, WatchfilesRustInternalError
 
-import triggers.notifier as notifier_module
+import triggers.notifier_opening as opening_module
 import triggers.watch as watch_module
 from orchestrator.errors import TriggerError
+from triggers.file_states import FileState, scan_directory
+from triggers.mounts import filesystem_type, is_network_filesystem
 from triggers.watch import (
-    FileState,
     Subscription,
     WatchBatch,
     WatchStatistics,
-    filesystem_type,
-    is_network_filesystem,
-    scan_directory,
     watch_directory,
     watch_statistics,
 )
@@ -179,7 +177,7 @@ async def test_the_watch_limit_falls_back_to_polling_and_says_how_to_fix_it(
             raise OSError("OS file watch limit reached. (Error { kind: MaxFilesWatch })")
         return RustNotify(paths, debug, force_polling, *rest)
 
-    monkeypatch.setattr(notifier_module, "RustNotify", limited)
+    monkeypatch.setattr(opening_module, "RustNotify", limited)
     with caplog.at_level(logging.WARNING, logger="triggers.watch"):
         async with watch_directory(str(tmp_path), poll_interval=0.05) as subscription:
             assert subscription.polling
@@ -199,7 +197,7 @@ async def test_a_watcher_error_is_logged_and_subscribers_rescan(
         opened.append(_FailingOnce(RustNotify(*args), fail=not opened))
         return opened[-1]
 
-    monkeypatch.setattr(notifier_module, "RustNotify", failing_once)
+    monkeypatch.setattr(opening_module, "RustNotify", failing_once)
     with caplog.at_level(logging.WARNING, logger="triggers.watch"):
         async with watch_directory(str(tmp_path)) as subscription:
             with anyio.fail_after(10):
@@ -353,7 +351,7 @@ async def test_arming_many_directories_at_once_opens_few_notifiers(
         opened.append(paths)
         return RustNotify(paths, *rest)
 
-    monkeypatch.setattr(notifier_module, "RustNotify", counting)
+    monkeypatch.setattr(opening_module, "RustNotify", counting)
     async with AsyncExitStack() as stack:
         armed = anyio.Event()
 
@@ -421,7 +419,7 @@ async def test_a_directory_leaving_re_opens_the_notifier_for_the_others(
         opened.append(paths)
         return RustNotify(paths, *rest)
 
-    monkeypatch.setattr(notifier_module, "RustNotify", counting)
+    monkeypatch.setattr(opening_module, "RustNotify", counting)
     async with watch_directory(str(first)) as staying:
         async with watch_directory(str(second)):
             assert opened[-1] == sorted([str(first), str(second)])
@@ -440,7 +438,7 @@ async def test_polling_directories_share_a_poller_at_the_shortest_interval(
         opened.append((paths, delay))
         return RustNotify(paths, debug, polling, delay, *rest)
 
-    monkeypatch.setattr(notifier_module, "RustNotify", recording)
+    monkeypatch.setattr(opening_module, "RustNotify", recording)
     async with watch_directory(str(slow), polling=True, poll_interval=30) as slow_subscription:
         async with watch_directory(str(fast), polling=True, poll_interval=0.05):
             assert opened[-1] == (sorted([str(slow), str(fast)]), 50)
@@ -460,7 +458,7 @@ async def test_only_directories_past_the_watch_limit_fall_back_to_polling(
             raise OSError("OS file watch limit reached. (Error { kind: MaxFilesWatch })")
         return RustNotify(paths, debug, force_polling, *rest)
 
-    monkeypatch.setattr(notifier_module, "RustNotify", one_watch)
+    monkeypatch.setattr(opening_module, "RustNotify", one_watch)
     with caplog.at_level(logging.WARNING, logger="triggers.watch"):
         async with watch_directory(str(first)) as watched:
             async with watch_directory(str(second), poll_interval=0.05) as polled:
@@ -477,7 +475,7 @@ async def test_only_directories_past_the_watch_limit_fall_back_to_polling(
 
 def test_opening_leaves_out_the_roots_that_cannot_be_watched(tmp_path: Path) -> None:
     present, missing, vanished = str(tmp_path), str(tmp_path / "missing"), str(tmp_path / "gone")
-    opened = notifier_module.open_notifier(
+    opened = opening_module.open_notifier(
         frozenset({present, missing, vanished}),
         recursive=False,
         polling=False,
