@@ -94,6 +94,11 @@ class Settings:
     # Seconds within which the same signed body to a GitHub or plain-HMAC webhook is a replay
     # and gets the first delivery's run, whatever delivery id it carries; 0: no such check.
     webhook_replay_window: float = 600.0
+    # The web UI (served with the API): how long a sign-in lasts, sign-in attempts a second
+    # per client address, and live-update streams one client may hold open at once.
+    ui_session_seconds: float = 43200.0
+    ui_login_rate: float = 0.5
+    ui_max_streams_per_client: int = 8
     # Runs of one DAG waiting to start; an API or webhook trigger beyond it is refused (429).
     max_queued_runs: int = 1000
     # Each DAG file is first imported in a short-lived subprocess under these limits, so a file

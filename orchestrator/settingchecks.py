@@ -61,6 +61,7 @@ _WHOLE_NUMBERS = (
     "max_queued_runs",
     "dag_import_max_memory_mb",
     "max_interrupted_tries",
+    "ui_max_streams_per_client",
 )
 _NUMBERS = (
     "shutdown_grace",
@@ -69,6 +70,8 @@ _NUMBERS = (
     "api_header_timeout",
     "api_body_timeout",
     "webhook_replay_window",
+    "ui_session_seconds",
+    "ui_login_rate",
     "dag_import_timeout",
 )
 _TRUE = ("1", "true", "yes", "on")
@@ -238,6 +241,11 @@ CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "dag_trigger_rate": lambda value, label: _check_rate(value, label, "dag_trigger_rate"),
     "webhook_replay_window": lambda value, label: _check_seconds(
         value, label, "webhook_replay_window"
+    ),
+    "ui_session_seconds": lambda value, label: _check_timeout(value, label, "ui_session_seconds"),
+    "ui_login_rate": lambda value, label: _check_rate(value, label, "ui_login_rate"),
+    "ui_max_streams_per_client": lambda value, label: _check_count(
+        value, label, "ui_max_streams_per_client"
     ),
     "max_queued_runs": lambda value, label: _check_count(value, label, "max_queued_runs"),
     "dag_import_timeout": lambda value, label: _check_timeout(value, label, "dag_import_timeout"),

@@ -11,13 +11,13 @@ returns into JSON. Errors become the one JSON shape of `problems.py`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from orchestrator.api import adminroutes, dagroutes, hooks, inforoutes, runroutes, taskroutes
 from orchestrator.api.endpoints import Endpoint
@@ -56,13 +56,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 
-def create_app(api: ApiContext) -> Starlette:
-    routes = [
+def create_app(api: ApiContext, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The API's routes, then `routes` (the web UI's, which the daemon adds)."""
+    own: list[BaseRoute] = [
         Route(endpoint.path, _bind(endpoint, api), methods=[endpoint.method])
         for endpoint in ENDPOINTS
     ]
     return Starlette(
-        routes=routes,
+        routes=[*own, *routes],
         exception_handlers={
             OrchestratorError: orchestrator_error,
             HTTPException: http_error,

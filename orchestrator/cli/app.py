@@ -20,6 +20,7 @@ from orchestrator.cli.db import db_group
 from orchestrator.cli.events import events_group
 from orchestrator.cli.exit_codes import EXIT_INTERRUPTED, exit_code_for
 from orchestrator.cli.init import init_command
+from orchestrator.cli.open import open_command
 from orchestrator.cli.options import settings_options
 from orchestrator.cli.run import run_command
 from orchestrator.cli.runs import runs_group
@@ -85,6 +86,7 @@ for _command in (
     webhooks_group,
     tokens_group,
     db_group,
+    open_command,
 ):
     cli.add_command(_command)
 

@@ -25,6 +25,7 @@ class LoopWatchdog:
         self.blocked_seconds = 0.0
         self.blocks = 0
         self.blocked_by: str | None = None
+        self.lag = 0.0  # seconds the last ping waited for the loop: its current lag
         self._names: dict[asyncio.Task[object], str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
@@ -85,6 +86,7 @@ class LoopWatchdog:
 
     def _pong(self) -> None:
         """Runs in the loop: the answer to a ping. Ends (and measures) a flagged block."""
+        self.lag = time.monotonic() - self._sent_at
         with self._lock:
             if self._flagged:
                 blocked = time.monotonic() - self._sent_at
