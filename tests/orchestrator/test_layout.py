@@ -56,8 +56,9 @@ ALLOWED: dict[str, set[str]] = {
     "sensors": {"core", "authoring", "triggers.base", "triggers"},
     "scheduling": _BELOW_SCHEDULING,
     "api": {"scheduling", *_BELOW_SCHEDULING},
-    "daemon": {"scheduling", "api", *_BELOW_SCHEDULING},
-    "cli": {"scheduling", "api", "daemon", *_BELOW_SCHEDULING},
+    "ui": {"api", "scheduling", *_BELOW_SCHEDULING},
+    "daemon": {"scheduling", "api", "ui", *_BELOW_SCHEDULING},
+    "cli": {"scheduling", "api", "daemon", "ui", *_BELOW_SCHEDULING},
     "facade": {"core", "authoring", "scheduling", "lazy", "cli"},
     # The sample DAG file `orchestrator init` copies: it imports what any DAG file may.
     "templates": {"facade", "core", "authoring", "triggers.base", "triggers", "sensors"},
@@ -191,3 +192,8 @@ def test_the_check_sees_a_wrong_arrow(tmp_path: Path) -> None:
     source = tmp_path / "probe.py"
     source.write_text("def f():\n    from orchestrator.scheduling import engine\n")
     assert list(imports_of(source)) == [(2, "orchestrator.scheduling.engine")]
+
+
+def test_the_web_ui_is_a_layer_of_its_own_above_the_api() -> None:
+    assert layer_of("orchestrator.ui.graph_layout") == "ui"
+    assert "api" in ALLOWED["ui"] and "ui" not in ALLOWED["api"]
