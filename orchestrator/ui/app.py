@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.api.app import create_app
-from orchestrator.ui import actions, dags, home, login, stream
+from orchestrator.ui import actions, dags, home, login, run_log, run_page, stream
 from orchestrator.ui.context import STATIC, UiContext
 from orchestrator.ui.pages import Page, bind
 
@@ -31,6 +31,8 @@ PAGES: tuple[Page, ...] = (
     *login.PAGES,
     *home.PAGES,
     *dags.PAGES,
+    *run_page.PAGES,
+    *run_log.PAGES,
     *actions.PAGES,
     *stream.PAGES,
 )
