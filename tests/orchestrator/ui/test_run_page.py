@@ -78,6 +78,14 @@ async def test_a_finished_run_lists_its_tasks_states_results_and_a_timeline_row_
         run_id = await finished_run(served, "pipeline")
         page = await served.client.get(f"/runs/{run_id}")
         missing = await served.client.get("/runs/no-such-run")
+        # The page's Clear form, as a browser sends it (downstream unticked: only `load`).
+        cleared = await served.client.post(
+            f"/runs/{run_id}/tasks/load/clear", data={"csrf": served.csrf}
+        )
+        with anyio.fail_after(15):
+            await served.engine.wait(run_id)
+        tries = await served.engine.store.list_tries(run_id, "load")
+        extract_tries = await served.engine.store.list_tries(run_id, "extract")
 
     assert page.status_code == 200
     body = page.text
@@ -92,6 +100,8 @@ async def test_a_finished_run_lists_its_tasks_states_results_and_a_timeline_row_
     assert 'hx-get="/runs/' in body and 'hx-trigger="sse:change"' in body
     assert stream_url(body) == "/ui/stream"
     assert missing.status_code == 404 and "no-such-run" in missing.text
+    assert cleared.status_code == 303 and cleared.headers["location"] == f"/runs/{run_id}"
+    assert len(tries) == 2 and len(extract_tries) == 1
 
 
 async def test_an_ended_trys_log_is_shown_whole_and_not_followed(
@@ -285,6 +295,7 @@ async def test_a_running_trys_log_streams_live_and_resumes_from_the_last_event_i
             (attempt,) = await served.engine.store.list_tries(run_id, "work")
             size = Path(attempt.log_path).stat().st_size
             page = await served.client.get(f"/runs/{run_id}?task=work")
+            so_far = await served.client.get(f"/runs/{run_id}/tasks/work/log")
             with anyio.fail_after(15):
                 headers = {"Last-Event-ID": seen[-1][0]}
                 async with served.client.stream("GET", follow, headers=headers) as response:
@@ -307,6 +318,9 @@ async def test_a_running_trys_log_streams_live_and_resumes_from_the_last_event_i
         "offset": [str(size)],
     }
     assert 'id="log-follow" checked' in page.text
+    # A running try downloads as it was when asked, though it goes on growing.
+    assert so_far.content == b"first\nsecond\n"
+    assert so_far.headers["content-disposition"].startswith("attachment;")
 
 
 async def logs_until(
