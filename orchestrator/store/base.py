@@ -348,6 +348,10 @@ class Store(Protocol):
         """Every try of a run, by task id, map index and try number."""
         ...
 
+    async def event_counts_by_source(self) -> dict[tuple[str, str], tuple[int, float]]:
+        """Per (DAG, run trigger): events recorded, and when the last one was received."""
+        ...
+
     def store_size(self) -> int:
         """Bytes on disk: the database and its write-ahead log."""
         ...

@@ -209,6 +209,7 @@ ALTER TABLE task_instances ADD COLUMN interrupted_tries INTEGER NOT NULL DEFAULT
 _UI_READS = """
 CREATE INDEX task_instances_by_state ON task_instances (state, ended_at);
 CREATE INDEX events_by_dag ON events (dag_id, event_id);
+CREATE INDEX events_by_source ON events (dag_id, source, received_at);
 """
 
 MIGRATIONS: list[Migration] = [
@@ -217,7 +218,7 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "run triggers: data intervals, event sources, run sources", _RUN_TRIGGERS),
     Migration(4, "HTTP API: bearer tokens and webhook definitions", _API),
     Migration(5, "interrupted tries: counted per task instance", _INTERRUPTED_TRIES),
-    Migration(6, "web UI reads: task instances by state and end, events by DAG", _UI_READS),
+    Migration(6, "web UI reads: task instances by state, events by DAG and source", _UI_READS),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].number

@@ -81,6 +81,12 @@ _RUN_TRIES = (
 )
 
 
+# Events per run trigger, read from events_by_source alone (it holds every column named).
+_EVENTS_BY_SOURCE = (
+    "SELECT dag_id, source, count(*), max(received_at) FROM events GROUP BY dag_id, source"
+)
+
+
 class UiConnection:
     """The UI's own read-only connection: opened on first use, closed with the store.
 
@@ -190,6 +196,11 @@ class OverviewReads:
     async def list_run_tries(self: _Reader, run_id: str) -> list[TryRecord]:
         """Every try of a run's task instances, by task id, map index and try number."""
         return [try_from_row(row) for row in await self._fetch(_RUN_TRIES, (run_id,))]
+
+    async def event_counts_by_source(self: _Reader) -> dict[tuple[str, str], tuple[int, float]]:
+        """Per (DAG, run trigger): how many events it recorded, and when the last one came."""
+        rows = await self._fetch(_EVENTS_BY_SOURCE)
+        return {(dag_id, source): (count, last) for dag_id, source, count, last in rows}
 
     def store_size(self: _Reader) -> int:
         """Bytes on disk: the database file and its write-ahead log."""

@@ -18,7 +18,16 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.api.app import create_app
-from orchestrator.ui import actions, dags, home, login, stream
+from orchestrator.ui import (
+    actions,
+    dag_page,
+    dags,
+    events_page,
+    home,
+    login,
+    stream,
+    triggers_page,
+)
 from orchestrator.ui.context import STATIC, UiContext
 from orchestrator.ui.pages import Page, bind
 
@@ -31,6 +40,9 @@ PAGES: tuple[Page, ...] = (
     *login.PAGES,
     *home.PAGES,
     *dags.PAGES,
+    *dag_page.PAGES,
+    *triggers_page.PAGES,
+    *events_page.PAGES,
     *actions.PAGES,
     *stream.PAGES,
 )
