@@ -68,10 +68,24 @@ def response_for(error: OrchestratorError) -> JSONResponse:
     """Our own errors: the status and code their class stands for, their message as it is."""
     if isinstance(error, ApiError):
         return problem(error.status, error.code, str(error))
+    status, code = _status_of(error)
+    return problem(status, code, str(error), **_details(error))
+
+
+def code_of(error: BaseException) -> str:
+    """The stable word the answer to `error` carries (`internal_error` for one unexpected)."""
+    if isinstance(error, ApiError):
+        return error.code
+    if isinstance(error, OrchestratorError):
+        return _status_of(error)[1]
+    return "internal_error"
+
+
+def _status_of(error: OrchestratorError) -> tuple[int, str]:
     for kind, status, code in _STATUS:
         if isinstance(error, kind):
-            return problem(status, code, str(error), **_details(error))
-    return problem(400, "bad_request", str(error))
+            return status, code
+    return 400, "bad_request"
 
 
 async def orchestrator_error(request: Request, error: Exception) -> Response:
