@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from starlette.responses import Response
 
 from orchestrator.api.endpoints import Endpoint
@@ -25,7 +25,8 @@ METRICS_PATH = "/metrics"
 
 
 async def metrics(api: ApiContext, request: Request) -> Response:
-    return Response(api.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    """The text format every Prometheus reads (0.0.4): legacy names, which ours all are."""
+    return Response(api.metrics.exposition(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 ENDPOINT = Endpoint(
@@ -35,7 +36,7 @@ ENDPOINT = Endpoint(
     auth="read",
     summary="Metrics in Prometheus's text format (no token with `metrics_public = true`)",
     tag="daemon",
-    response=CONTENT_TYPE_LATEST.split(";")[0],
+    response=CONTENT_TYPE_PLAIN_0_0_4.split(";")[0],
 )
 
 

@@ -24,6 +24,7 @@ from prometheus_client import (
     Histogram,
     Info,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 
@@ -34,6 +35,11 @@ from orchestrator.state import RunState, TaskState
 
 if TYPE_CHECKING:
     from orchestrator.scheduling.engine import Engine
+
+# No `_created` series beside every counter and histogram: they double what a scrape carries,
+# and a restart already shows in `orchestrator_start_time_seconds`. (A process-wide switch:
+# the daemon is the only user of prometheus_client in its process.)
+disable_created_metrics()
 
 #: Seconds, from a millisecond (an event-driven start) to a day (a long training task).
 DURATION_BUCKETS = (
