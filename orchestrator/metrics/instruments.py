@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 # No `_created` series beside every counter and histogram: they double what a scrape carries,
 # and a restart already shows in `orchestrator_start_time_seconds`. (A process-wide switch:
 # the daemon is the only user of prometheus_client in its process.)
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 #: Seconds, from a millisecond (an event-driven start) to a day (a long training task).
 DURATION_BUCKETS = (
