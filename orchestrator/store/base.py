@@ -223,6 +223,7 @@ class StoreStatistics:
     transactions: int  # write transactions committed
     batches: int  # write batches committed (failed ones are not counted)
     checkpoints: int = 0  # complete checkpoints of the WAL into the main file
+    transaction_seconds: float = 0.0  # time spent in write transactions, BEGIN to COMMIT
 
 
 class Store(Protocol):

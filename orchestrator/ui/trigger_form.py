@@ -4,7 +4,8 @@ Each param gets the field its default's type calls for: a checkbox for a bool, a
 an int or float, text for a string, JSON for a list, a dict or None. A field left as it was
 rendered keeps the default; the optional "conf as JSON" box, when filled, is merged over the
 fields. A field missing from the form (a script posting only some) keeps its default; a bool
-is a checkbox, so a missing one is false. Every value is checked against its type, and a wrong one names the param.
+is a checkbox, so a missing one is false. Every value is checked against its type, and a
+wrong one names the param.
 """
 
 from __future__ import annotations
