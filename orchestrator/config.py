@@ -87,6 +87,8 @@ class Settings:
     api_body_timeout: float = 30.0
     api_max_header_bytes: int = 16384  # a request's line and headers; more is refused (431)
     api_max_headers: int = 100  # headers a request may have; more is refused (431)
+    # `/metrics` without a token, for a Prometheus on the same host (the API is on loopback).
+    metrics_public: bool = False
     # Rate limits (requests per second, with a burst of as many): per webhook, and per DAG
     # for runs started through the API or webhooks. Beyond: 429 with Retry-After.
     webhook_rate: float = 50.0

@@ -37,7 +37,7 @@ def from_text(name: str, text: str, label: str) -> Any:
             return float(text)
         except ValueError:
             raise ConfigError(f"{label} must be a number, got {text!r}") from None
-    if name in ("in_process", "allow_private_urls", "api_enabled"):
+    if name in ("in_process", "allow_private_urls", "api_enabled", "metrics_public"):
         return _boolean_from_text(text, label)
     if name == "allowed_roots":
         return [part for part in text.split(os.pathsep) if part.strip()]
@@ -237,6 +237,7 @@ CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "api_body_timeout": lambda value, label: _check_timeout(value, label, "api_body_timeout"),
     "api_max_header_bytes": lambda value, label: _check_count(value, label, "api_max_header_bytes"),
     "api_max_headers": lambda value, label: _check_count(value, label, "api_max_headers"),
+    "metrics_public": lambda value, label: _check_boolean(value, label, "metrics_public"),
     "webhook_rate": lambda value, label: _check_rate(value, label, "webhook_rate"),
     "dag_trigger_rate": lambda value, label: _check_rate(value, label, "dag_trigger_rate"),
     "webhook_replay_window": lambda value, label: _check_seconds(

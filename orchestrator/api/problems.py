@@ -74,6 +74,13 @@ def status_of(error: OrchestratorError) -> tuple[int, str]:
     return 400, "bad_request"
 
 
+def code_of(error: BaseException) -> str:
+    """The stable word the answer to `error` carries (`internal_error` for one unexpected)."""
+    if isinstance(error, OrchestratorError):
+        return status_of(error)[1]
+    return "internal_error"
+
+
 def response_for(error: OrchestratorError) -> JSONResponse:
     """Our own errors: the status and code their class stands for, their message as it is."""
     status, code = status_of(error)

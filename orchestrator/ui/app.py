@@ -18,7 +18,18 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.api.app import create_app
-from orchestrator.ui import actions, dags, home, login, run_log, run_page, stream
+from orchestrator.ui import (
+    actions,
+    dag_page,
+    dags,
+    events_page,
+    home,
+    login,
+    run_log,
+    run_page,
+    stream,
+    triggers_page,
+)
 from orchestrator.ui.context import STATIC, UiContext
 from orchestrator.ui.pages import Page, bind
 
@@ -31,8 +42,11 @@ PAGES: tuple[Page, ...] = (
     *login.PAGES,
     *home.PAGES,
     *dags.PAGES,
+    *dag_page.PAGES,
     *run_page.PAGES,
     *run_log.PAGES,
+    *triggers_page.PAGES,
+    *events_page.PAGES,
     *actions.PAGES,
     *stream.PAGES,
 )

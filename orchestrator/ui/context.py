@@ -12,8 +12,9 @@ from starlette.responses import HTMLResponse
 from starlette.templating import Jinja2Templates
 
 from orchestrator.api.inputs import body_bytes
+from orchestrator.api.tokens import allows
 from orchestrator.errors import AuthError
-from orchestrator.ui import formats
+from orchestrator.ui import formats, svg
 from orchestrator.ui.sessions import Session, SessionBook, load_key
 
 if TYPE_CHECKING:
@@ -36,7 +37,14 @@ def make_templates() -> Jinja2Templates:
     env.autoescape = True
     env.trim_blocks, env.lstrip_blocks = True, True
     env.filters.update(formats.FILTERS)
+    env.filters.update(svg_points=svg.points, state_class=svg.state_class)
+    env.globals["can"] = can
     return templates
+
+
+def can(session: Session | None, scope: str) -> bool:
+    """In templates: may this session do what needs `scope`?"""
+    return session is not None and allows(session.scope, scope)
 
 
 class LastError(logging.Handler):
@@ -94,6 +102,10 @@ class UiContext:
     @property
     def clock(self) -> Clock:
         return self.api.clock
+
+    async def reads(self) -> Store:
+        """The store on the UI's own read connection: a heavy page never queues the engine."""
+        return await self.store.ui_reads()
 
     def session_of(self, cookie: str | None) -> Session | None:
         """The cookie's session, if valid and (for a token's session) its token still is."""

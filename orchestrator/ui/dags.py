@@ -36,7 +36,7 @@ class DagRow:
 async def dag_rows(ui: UiContext) -> list[DagRow]:
     engine, now = ui.engine, ui.clock.now()
     bag, paused = engine.dagbag, engine.starter.paused
-    recent = await ui.store.recent_runs_by_dag(LAST_RUNS)
+    recent = await (await ui.reads()).recent_runs_by_dag(LAST_RUNS)
     rows = []
     for dag_id, dag in sorted(bag.dags.items()):
         starts = dag.starts

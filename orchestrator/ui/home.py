@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,17 +34,6 @@ class Health:
     last_error_at: float | None
 
 
-def store_bytes(path: str) -> int:
-    """The database file and its write-ahead log, in bytes."""
-    total = 0
-    for name in (path, f"{path}-wal"):
-        try:
-            total += os.stat(name).st_size
-        except OSError:
-            pass
-    return total
-
-
 def health(ui: UiContext) -> Health:
     engine = ui.engine
     triggers = engine.triggerer.statistics()
@@ -58,7 +46,7 @@ def health(ui: UiContext) -> Health:
         slots=engine.scheduler.slots,
         triggers_waiting=triggers.running + triggers.waiting,
         run_triggers=len(engine.starter.host.hosted()),
-        store_bytes=store_bytes(ui.store.path),
+        store_bytes=ui.store.store_size(),
         full_disk=engine.full_disk.reason,
         last_error=last_error.message,
         last_error_at=last_error.at,
@@ -67,8 +55,9 @@ def health(ui: UiContext) -> Health:
 
 async def home(ui: UiContext, request: Request, session: Session | None) -> Response:
     since = ui.clock.now() - DAY
-    counts = await ui.store.run_counts_since(since)
-    failures = await ui.store.list_runs(state=RunState.FAILED, limit=RECENT_FAILURES)
+    reads = await ui.reads()
+    counts = await reads.run_counts_since(since)
+    failures = await reads.list_runs(state=RunState.FAILED, limit=RECENT_FAILURES)
     return ui.render(
         request,
         session,

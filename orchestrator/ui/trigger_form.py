@@ -3,7 +3,9 @@
 Each param gets the field its default's type calls for: a checkbox for a bool, a number for
 an int or float, text for a string, JSON for a list, a dict or None. A field left as it was
 rendered keeps the default; the optional "conf as JSON" box, when filled, is merged over the
-fields. Every value is checked against its type, and a wrong one names the param.
+fields. A field missing from the form (a script posting only some) keeps its default; a bool
+is a checkbox, so a missing one is false. Every value is checked against its type, and a
+wrong one names the param.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def conf_from_form(params: dict[str, Any], form: dict[str, str]) -> dict[str, An
     """The run's conf: each param's field read as its type, then the JSON box over them."""
     conf: dict[str, Any] = {}
     for field in fields_of(params):
-        conf[field.name] = _read(field, form)
+        absent = field.kind != "bool" and field.form_name not in form
+        conf[field.name] = params[field.name] if absent else _read(field, form)
     extra = form.get(CONF_JSON, "").strip()
     if extra:
         try:

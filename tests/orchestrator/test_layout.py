@@ -55,10 +55,12 @@ ALLOWED: dict[str, set[str]] = {
     "triggers": {"core", "store", "triggers.base"},
     "sensors": {"core", "authoring", "triggers.base", "triggers"},
     "scheduling": _BELOW_SCHEDULING,
-    "api": {"scheduling", *_BELOW_SCHEDULING},
-    "ui": {"api", "scheduling", *_BELOW_SCHEDULING},
-    "daemon": {"scheduling", "api", "ui", *_BELOW_SCHEDULING},
-    "cli": {"scheduling", "api", "daemon", "ui", *_BELOW_SCHEDULING},
+    # Metrics read the engine's state at scrape time, so they sit above it; the API serves them.
+    "metrics": {"scheduling", *_BELOW_SCHEDULING},
+    "api": {"scheduling", "metrics", *_BELOW_SCHEDULING},
+    "ui": {"api", "metrics", "scheduling", *_BELOW_SCHEDULING},
+    "daemon": {"scheduling", "metrics", "api", "ui", *_BELOW_SCHEDULING},
+    "cli": {"scheduling", "metrics", "api", "daemon", "ui", *_BELOW_SCHEDULING},
     "facade": {"core", "authoring", "scheduling", "lazy", "cli"},
     # The sample DAG file `orchestrator init` copies: it imports what any DAG file may.
     "templates": {"facade", "core", "authoring", "triggers.base", "triggers", "sensors"},

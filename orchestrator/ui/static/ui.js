@@ -24,6 +24,20 @@
     try { window.localStorage.setItem(THEME_KEY, next); } catch (e) { /* private mode */ }
   });
 
+  // A grid cell: the run page of its column, with its row's task log open.
+  document.addEventListener("click", function (event) {
+    var cell = event.target.closest && event.target.closest("#grid tbody td");
+    if (!cell || cell.classList.contains("c-absent")) return;
+    var row = cell.parentElement;
+    var column = Array.prototype.indexOf.call(row.querySelectorAll("td"), cell);
+    var heads = document.querySelectorAll("#grid thead th[data-run]");
+    if (column < 0 || column >= heads.length) return;
+    var run = heads[column].getAttribute("data-run");
+    var task = row.getAttribute("data-task");
+    window.location.href = "/runs/" + encodeURIComponent(run) + "?task=" +
+      encodeURIComponent(task) + "#log";
+  });
+
   // <form data-confirm="Cancel run X?">: ask first (destructive buttons).
   document.addEventListener("submit", function (event) {
     var form = event.target;

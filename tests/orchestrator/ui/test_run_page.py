@@ -76,10 +76,10 @@ async def test_a_finished_run_lists_its_tasks_states_results_and_a_timeline_row_
 ) -> None:
     async with ui_serving(make_settings(), pipeline()) as served:
         run_id = await finished_run(served, "pipeline")
-        page = await served.client.get(f"/runs/{run_id}")
-        missing = await served.client.get("/runs/no-such-run")
+        page = await served.browser.get(f"/runs/{run_id}")
+        missing = await served.browser.get("/runs/no-such-run")
         # The page's Clear form, as a browser sends it (downstream unticked: only `load`).
-        cleared = await served.client.post(
+        cleared = await served.browser.post(
             f"/runs/{run_id}/tasks/load/clear", data={"csrf": served.csrf}
         )
         with anyio.fail_after(15):
@@ -109,7 +109,7 @@ async def test_an_ended_trys_log_is_shown_whole_and_not_followed(
 ) -> None:
     async with ui_serving(make_settings(), pipeline()) as served:
         run_id = await finished_run(served, "pipeline")
-        page = await served.client.get(f"/runs/{run_id}?task=extract&try=1")
+        page = await served.browser.get(f"/runs/{run_id}?task=extract&try=1")
 
     assert log_text(page.text) == "extracted 3 rows\n"
     assert '<span id="log-state">ended</span>' in page.text
@@ -137,7 +137,7 @@ async def test_a_deferred_task_shows_its_trigger_since_when_and_its_timeout(
             return bool(await served.engine.store.list_triggers())
 
         await until(served, deferred)
-        page = await served.client.get(f"/runs/{run_id}")
+        page = await served.browser.get(f"/runs/{run_id}")
         open_gate("job-7", {"done": True})
         await served.engine.wait(run_id)
 
@@ -167,10 +167,10 @@ async def test_a_large_log_downloads_whole_and_the_panel_shows_its_last_64_kib(
         run_id = await finished_run(served, "chatty")
         (attempt,) = await served.engine.store.list_tries(run_id, "talk")
         on_disk = Path(attempt.log_path).read_bytes()
-        download = await served.client.get(f"/runs/{run_id}/tasks/talk/log?try=1")
-        page = await served.client.get(f"/runs/{run_id}?task=talk")
-        no_try = await served.client.get(f"/runs/{run_id}/tasks/talk/log?try=2")
-        no_task = await served.client.get(f"/runs/{run_id}/tasks/nope/log")
+        download = await served.browser.get(f"/runs/{run_id}/tasks/talk/log?try=1")
+        page = await served.browser.get(f"/runs/{run_id}?task=talk")
+        no_try = await served.browser.get(f"/runs/{run_id}/tasks/talk/log?try=2")
+        no_task = await served.browser.get(f"/runs/{run_id}/tasks/nope/log")
 
     assert len(on_disk) > 5_000_000
     assert download.status_code == 200 and download.content == on_disk
@@ -197,9 +197,9 @@ async def test_ids_with_markup_and_dot_dots_are_escaped_everywhere(
         log_path.write_text("<script>alert(3)</script>\n")
         await commit_run(served, run_id, task_id, log_path)
         url = f"/runs/{quote(run_id, safe='')}"
-        page = await served.client.get(url)
-        panel = await served.client.get(f"{url}?task={quote(task_id, safe='')}")
-        unknown = await served.client.get(f"/runs/{quote('<script>x<', safe='')}")
+        page = await served.browser.get(url)
+        panel = await served.browser.get(f"{url}?task={quote(task_id, safe='')}")
+        unknown = await served.browser.get(f"/runs/{quote('<script>x<', safe='')}")
 
     for answer in (page, panel, unknown):
         assert "<script>alert" not in answer.text and "<script>x" not in answer.text
@@ -218,8 +218,8 @@ async def test_a_log_path_outside_the_logs_folder_is_never_read(
         await finished_run(served, "pipeline")
         escape = served.engine.settings.logs_dir / ".." / ".." / "secret.txt"
         await commit_run(served, "forged", "t", escape)
-        page = await served.client.get("/runs/forged?task=t")
-        download = await served.client.get("/runs/forged/tasks/t/log")
+        page = await served.browser.get("/runs/forged?task=t")
+        download = await served.browser.get("/runs/forged/tasks/t/log")
 
     assert "TOP SECRET" not in page.text and "outside the logs folder" in page.text
     assert 'id="log-text"' not in page.text
@@ -285,7 +285,7 @@ async def test_a_running_trys_log_streams_live_and_resumes_from_the_last_event_i
             await until(served, started)
             follow = f"/ui/stream?run_id={run_id}&task_id=work&try=1&offset=0"
             with anyio.fail_after(15):
-                async with served.client.stream("GET", follow) as response:
+                async with served.browser.stream("GET", follow) as response:
                     assert response.status_code == 200
                     events = events_of(response)
                     seen = await logs_until(events, "first\n")
@@ -294,11 +294,11 @@ async def test_a_running_trys_log_streams_live_and_resumes_from_the_last_event_i
             # The task now waits on `third`: its log stands still while the page is read.
             (attempt,) = await served.engine.store.list_tries(run_id, "work")
             size = Path(attempt.log_path).stat().st_size
-            page = await served.client.get(f"/runs/{run_id}?task=work")
-            so_far = await served.client.get(f"/runs/{run_id}/tasks/work/log")
+            page = await served.browser.get(f"/runs/{run_id}?task=work")
+            so_far = await served.browser.get(f"/runs/{run_id}/tasks/work/log")
             with anyio.fail_after(15):
                 headers = {"Last-Event-ID": seen[-1][0]}
-                async with served.client.stream("GET", follow, headers=headers) as response:
+                async with served.browser.stream("GET", follow, headers=headers) as response:
                     third.set()
                     resumed = await logs_until(events_of(response), "ended")
             await served.engine.wait(run_id)
