@@ -35,6 +35,7 @@ CORE = {
 #: What the engine is built on; the front ends (api, daemon, cli) may use it all.
 _BELOW_SCHEDULING = {
     "core",
+    "airflow_compat",
     "store",
     "authoring",
     "loading",
@@ -48,8 +49,10 @@ ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "store": {"core"},
     "authoring": {"core", "triggers.base"},
-    "loading": {"core", "authoring", "triggers.base"},
-    "execution": {"core", "authoring", "loading", "triggers.base"},
+    "loading": {"core", "authoring", "triggers.base", "airflow_compat"},
+    # Airflow's DAG API over ours; the loader maps `import airflow` onto it while it imports.
+    "airflow_compat": {"core", "authoring", "triggers.base", "triggers", "sensors"},
+    "execution": {"core", "authoring", "loading", "triggers.base", "airflow_compat"},
     "waiting": {"core", "store", "triggers.base"},
     "triggers.base": {"core", "store"},
     "triggers": {"core", "store", "triggers.base"},
