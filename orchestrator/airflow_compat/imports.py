@@ -10,6 +10,7 @@ real `airflow` modules any other code imported are put back as they were.
 
 from __future__ import annotations
 
+import dis
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -206,12 +207,34 @@ class _AirflowFinder(importlib.abc.MetaPathFinder):
         if fullname != "airflow" and not fullname.startswith("airflow."):
             return None
         if fullname not in SURFACE and fullname not in _PACKAGES:
-            raise UnsupportedAirflowModule(unsupported_message(fullname), name=fullname)
+            wanted = _imported_name(fullname)
+            raise UnsupportedAirflowModule(unsupported_message(wanted), name=wanted)
         is_package = fullname in _PACKAGES or any(name.startswith(f"{fullname}.") for name in SURFACE)
         spec = importlib.machinery.ModuleSpec(fullname, _SurfaceLoader(), is_package=is_package)
         if is_package:
             spec.submodule_search_locations = []
         return spec
+
+
+def _imported_name(fullname: str) -> str:
+    """The whole dotted name the importing statement asked for (`fullname` may be a parent).
+
+    The import system asks for `airflow.providers.amazon` before `...amazon.aws.operators.s3`;
+    the user wrote the latter, so the error names it: read from the importing frame's
+    `IMPORT_NAME` instruction.
+    """
+    frame = sys._getframe(1)
+    while frame is not None and (
+        frame.f_code.co_filename.startswith("<frozen") or frame.f_code.co_filename == __file__
+    ):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return fullname
+    for instruction in dis.get_instructions(frame.f_code):
+        if instruction.offset == frame.f_lasti and instruction.opname == "IMPORT_NAME":
+            name = str(instruction.argval)
+            return name if name.startswith(fullname) else fullname
+    return fullname
 
 
 _FINDER = _AirflowFinder()
