@@ -276,8 +276,7 @@ def _refuse_unknown(name: str, kwargs: dict[str, Any]) -> None:
     unknown = sorted(set(kwargs) - known)
     if unknown:
         raise AirflowException(
-            f"Invalid arguments were passed to {name}. Invalid arguments were: "
-            f"{', '.join(unknown)}"
+            f"Invalid arguments were passed to {name}. Invalid arguments were: {', '.join(unknown)}"
         )
 
 

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from orchestrator.airflow_compat.assets import split_schedule
@@ -174,9 +174,7 @@ class DAG(NativeDAG):
 
 
 def _schedule_of(kwargs: dict[str, Any]) -> Any:
-    given = [
-        kwargs.pop(name, NOTSET) for name in ("schedule", "schedule_interval", "timetable")
-    ]
+    given = [kwargs.pop(name, NOTSET) for name in ("schedule", "schedule_interval", "timetable")]
     chosen = [value for value in given if value is not NOTSET]
     if len(chosen) > 1:
         raise ValueError("give the DAG one of schedule, schedule_interval and timetable, not both")
@@ -211,7 +209,8 @@ def _epoch(moment: Any) -> float:
             from datetime import UTC
 
             moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+        stamp: float = moment.timestamp()
+        return stamp
     return float(moment)
 
 
@@ -249,4 +248,3 @@ def dag(dag_id: Any = None, **options: Any) -> Any:
 
 
 __all__ = ("DAG", "dag")
-_unused = timedelta

@@ -51,7 +51,9 @@ class DecoratedBashOperator(_DecoratedMixIn, PythonOperator):
     def execute_callable(self, context: Any) -> Any:
         command = call_with_context(self.python_callable, self.op_args, self.op_kwargs, context)
         if not isinstance(command, str) or not command.strip():
-            raise TypeError("The returned value from the TaskFlow callable must be a non-empty string.")
+            raise TypeError(
+                "The returned value from the TaskFlow callable must be a non-empty string."
+            )
         command = render_value(command, context, environment(self.dag), (".sh", ".bash"))
         code, last = run_bash(command, None, None)  # type: ignore[arg-type]
         if code == 99:
@@ -59,7 +61,9 @@ class DecoratedBashOperator(_DecoratedMixIn, PythonOperator):
 
             raise AirflowSkipException("Bash command returned exit code 99. Skipping.")
         if code != 0:
-            raise AirflowException(f"Bash command failed. The command returned a non-zero exit code {code}.")
+            raise AirflowException(
+                f"Bash command failed. The command returned a non-zero exit code {code}."
+            )
         return last
 
 

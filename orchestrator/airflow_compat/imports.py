@@ -1,4 +1,4 @@
-"""`import airflow...` inside a DAG file, resolved to this package, whether or not Airflow is installed.
+"""`import airflow...` in a DAG file, resolved to this package, whether or not Airflow is installed.
 
 While DAG files load (`airflow_imports()`), and while an Airflow task runs, a meta-path finder
 answers every `airflow` / `airflow.*` import from `SURFACE`: each module Airflow 2 or 3 spells
@@ -141,9 +141,7 @@ SURFACE.update(
 )
 #: Packages with nothing of their own, only the modules below them.
 _PACKAGES = {
-    ".".join(name.split(".")[:depth])
-    for name in SURFACE
-    for depth in range(1, name.count(".") + 1)
+    ".".join(name.split(".")[:depth]) for name in SURFACE for depth in range(1, name.count(".") + 1)
 } - set(SURFACE)
 
 
@@ -209,7 +207,9 @@ class _AirflowFinder(importlib.abc.MetaPathFinder):
         if fullname not in SURFACE and fullname not in _PACKAGES:
             wanted = _imported_name(fullname)
             raise UnsupportedAirflowModule(unsupported_message(wanted), name=wanted)
-        is_package = fullname in _PACKAGES or any(name.startswith(f"{fullname}.") for name in SURFACE)
+        is_package = fullname in _PACKAGES or any(
+            name.startswith(f"{fullname}.") for name in SURFACE
+        )
         spec = importlib.machinery.ModuleSpec(fullname, _SurfaceLoader(), is_package=is_package)
         if is_package:
             spec.submodule_search_locations = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from orchestrator.airflow_compat.exceptions import AirflowException, AirflowNotFoundException
@@ -66,7 +66,7 @@ class ParamsDict(Mapping[str, Any]):
 class Variable:
     """`Variable.get("key")`: the environment variable `AIRFLOW_VAR_KEY`."""
 
-    _set: dict[str, str] = {}
+    _set: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def get(

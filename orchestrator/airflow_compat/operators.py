@@ -1,4 +1,4 @@
-"""Airflow's core operators: Empty, Python (and its branch and short-circuit forms), Bash, LatestOnly.
+"""Airflow's core operators: Empty, Python (with branch and short-circuit forms), Bash, LatestOnly.
 
 Branching is native: a branch operator's result is the list of direct downstream task ids to
 follow, and the engine skips the others (a chosen task group stands for its roots).
@@ -14,7 +14,6 @@ from typing import Any
 
 from orchestrator.airflow_compat.baseoperator import BaseOperator
 from orchestrator.airflow_compat.exceptions import AirflowException, AirflowSkipException
-from orchestrator.airflow_compat.taskgroup import TaskGroup
 
 
 class EmptyOperator(BaseOperator):
@@ -208,7 +207,7 @@ class BashOperator(BaseOperator):
 
 
 def run_bash(command: str, env: dict[str, str], cwd: str | None) -> tuple[int, str]:
-    """Run `command` with bash, echoing its output (stderr too) to the log: (exit code, last line)."""
+    """Run `command` with bash, echoing its output and stderr to the log: (exit code, last line)."""
     last = ""
     with subprocess.Popen(
         ["bash", "-c", command],
@@ -237,7 +236,6 @@ class TriggerDagRunOperator(BaseOperator):
         )
 
 
-_ = TaskGroup
 __all__ = (
     "BashOperator",
     "BranchPythonOperator",

@@ -29,14 +29,16 @@ class TaskGroup:
         tooltip: str = "",
         **_: Any,
     ) -> None:
-        self.parent_group = parent_group or current_group()
-        self.dag = dag or (self.parent_group.dag if self.parent_group else NativeDAG.current())
-        if self.dag is None:
+        parent = parent_group or current_group()
+        self.parent_group = parent
+        owner = dag or (parent.dag if parent else NativeDAG.current())
+        if owner is None:
             raise ValueError(f"TaskGroup {group_id!r} was created outside a DAG")
-        parent = self.parent_group
+        self.dag: NativeDAG = owner
+        inherited: dict[str, Any] = parent.default_args if parent else {}
         self.group_id = parent.child_id(group_id) if parent else group_id
         self.prefix_group_id = prefix_group_id
-        self.default_args = {**(parent.default_args if parent else {}), **(default_args or {})}
+        self.default_args: dict[str, Any] = {**inherited, **(default_args or {})}
         self.tooltip = tooltip
         self.tasks: list[Task] = []
 

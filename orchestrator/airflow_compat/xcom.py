@@ -63,7 +63,7 @@ class XComArg(Output):
     def operator(self) -> Task:
         return self.task
 
-    def __getitem__(self, key: str | int) -> XComArg:  # type: ignore[override]
+    def __getitem__(self, key: str | int) -> XComArg:
         return XComArg(self.task, str(key))
 
     def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:

@@ -1,4 +1,4 @@
-"""Airflow DAG files, unchanged, loaded by our loader and run by our engine with Airflow's results."""
+"""Airflow DAG files, unchanged, loaded and run by our engine with the results Airflow gives."""
 
 from __future__ import annotations
 
