@@ -107,3 +107,17 @@ async def test_bash_templates_and_xcom_keys(make_settings: Callable[..., Setting
         "echo": "hello world 2024-01-09",
         "rendered": "8",
     }
+
+
+def test_orchestrator_run_runs_the_issue_snippet(tmp_path: Path) -> None:
+    """`orchestrator run ml_pipeline` on the unchanged file, through the command line."""
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "ml_pipeline.py").write_bytes((DAGS / "ml_pipeline.py").read_bytes())
+    where = ["--state-dir", str(tmp_path / "state"), "--dags-folder", str(dags)]
+    result = CliRunner().invoke(cli, ["run", "ml_pipeline", *where], prog_name="orchestrator")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
