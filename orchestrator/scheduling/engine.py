@@ -51,6 +51,7 @@ from orchestrator.scheduling.messages import (
     crash_before_commit,
     timer_message,
 )
+from orchestrator.scheduling.outbox import AlertOutbox
 from orchestrator.scheduling.run_requests import RunRequests
 from orchestrator.scheduling.scheduler import Scheduler
 from orchestrator.scheduling.startup import open_engine, record_dags, recover_runs
@@ -109,6 +110,7 @@ class Engine:
             watchdog=self.watchdog,
         )
         self._driven = DrivenRuns(self.scheduler)
+        self.outbox = AlertOutbox(settings, self._driven.dag_of)  # alerts join each commit
         self._requests = RunRequests(
             settings=settings,
             dagbag=dagbag,
@@ -330,9 +332,11 @@ class Engine:
         inbox, self._inbox = self._inbox, []
         prepared = await self.starter.prepare(inbox, self.store, self.clock.now())
         step = self._decider.decide(inbox, prepared, self.clock.now())
+        self.outbox.add(step.tx)
         crash_before_commit(inbox)
         await self.full_disk.commit(self.store.commit, step.tx.batch)
         crash_after_commit(inbox, self.starter.runs_created)
+        self.outbox.committed()
         self._publish(step.tx.changes)
         self._after_commit(step.tx)
         self._edits.answer()
@@ -392,7 +396,9 @@ class Engine:
 
     async def _commit_and_act(self, tx: Transitions) -> None:
         """Commit a transaction made outside a step, then act on it as a step would."""
+        self.outbox.add(tx)
         await self.store.commit(tx.batch)
+        self.outbox.committed()
         self._publish(tx.changes)
         self._after_commit(tx)
         self._wake.set()
