@@ -78,6 +78,8 @@ def check_channels(value: Any, label: Any) -> dict[str, ChannelConfig]:
 
 
 def _channel(name: str, table: Any, label: Any) -> ChannelConfig:
+    if isinstance(table, ChannelConfig):
+        return table
     where = label(f"alert_channels.{name}")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(f"{where}: a channel name is 1 to 64 letters, digits, '_', '.', '-'")

@@ -27,7 +27,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.policy import InputPolicy, policy_checked_client
 from orchestrator.signing import decode_standard_secret, sign_standard
 
-_LISTED = 50  # alerts of a group named one by one; the rest are counted
+_LISTED = 100  # alerts of a group named one by one (a group holds at most 100: all)
 
 
 class NotifierError(OrchestratorError):
