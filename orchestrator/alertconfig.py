@@ -161,6 +161,6 @@ def check_rule_channels(
 
 def entry_line(text: str, table: str, index: int) -> int | None:
     """The line (from 1) of the `index`-th `[[table]]` header in TOML `text`, if found."""
-    header = re.compile(rf"^\s*\[\[\s*{re.escape(table)}\s*\]\]", re.MULTILINE)
+    header = re.compile(rf"^[ \t]*\[\[[ \t]*{re.escape(table)}[ \t]*\]\]", re.MULTILINE)
     starts = [match.start() for match in header.finditer(text)]
     return text.count("\n", 0, starts[index]) + 1 if index < len(starts) else None

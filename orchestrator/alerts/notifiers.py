@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import anyio
 import httpx
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, PolicyError
 from orchestrator.policy import InputPolicy, policy_checked_client
 from orchestrator.signing import decode_standard_secret, sign_standard
 
@@ -158,6 +158,15 @@ class BaseNotifier:
         """Airflow calls its notifiers; ours are sent from the outbox, so a call does nothing."""
 
 
+def redact(text: str, url: str) -> str:
+    """`text` without the URL (a Slack webhook URL is its own password) or its path."""
+    parsed = httpx.URL(url)
+    for secret in (url, str(parsed.copy_with(query=None)), parsed.raw_path.decode("ascii")):
+        if len(secret) > 1:
+            text = text.replace(secret, "<the channel's URL>")
+    return text
+
+
 def read_secret(env: str | None, file: str | None, what: str) -> str:
     """The secret from the environment variable or file named; `NotifierError` if absent."""
     if env:
@@ -193,8 +202,9 @@ async def post_json(url: str, body: bytes, headers: Mapping[str, str], what: str
     async with policy_checked_client(delivery.policy, timeout=delivery.timeout) as client:
         try:
             response = await client.post(url, content=body, headers=all_headers)
-        except httpx.HTTPError as error:
-            raise NotifierError(f"{what}: {type(error).__name__}: {error}") from None
+        except (httpx.HTTPError, PolicyError) as error:
+            message = redact(f"{type(error).__name__}: {error}", url)
+            raise NotifierError(f"{what}: {message}") from None
     if not response.is_success:
         raise NotifierError(f"{what}: the receiver answered {response.status_code}")
     return response

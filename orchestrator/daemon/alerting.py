@@ -20,6 +20,7 @@ from orchestrator.alerts.notifiers import (
     Delivery,
     NotifierError,
     read_secret_off_loop,
+    redact,
     set_delivery,
 )
 from orchestrator.alerts.sender import AlertSender
@@ -100,7 +101,10 @@ async def channel_problem(
                     options.get(env_key), options.get(file_key), what
                 )
                 if env_key == "url_env" or file_key == "url_file":
-                    await policy.check_url(value)
+                    try:
+                        await policy.check_url(value)
+                    except PolicyError as error:
+                        raise PolicyError(redact(str(error), value)) from None
         if config.kind == "pagerduty" and "url" in options:
             await policy.check_url(str(options["url"]))
         if options.get("username"):
