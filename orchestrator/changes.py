@@ -12,6 +12,7 @@ class TaskChanged:
     """A task instance moved to `state` (announced after the store committed it)."""
 
     run_id: str
+    dag_id: str
     task_id: str
     map_index: int
     state: TaskState
@@ -29,6 +30,8 @@ class RunChanged:
     dag_id: str
     state: RunState
     at: float
+    #: A scheduled run: the moment its schedule said it was due (its data interval's end).
+    scheduled_for: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +43,7 @@ class EventRecorded:
     dedup_key: str
     run_id: str | None
     at: float
+    received_at: float  # when the event arrived (before `at` for one that waited for its window)
 
 
 Change = TaskChanged | RunChanged | EventRecorded

@@ -88,6 +88,8 @@ class Settings:
     api_body_timeout: float = 30.0
     api_max_header_bytes: int = 16384  # a request's line and headers; more is refused (431)
     api_max_headers: int = 100  # headers a request may have; more is refused (431)
+    # `/metrics` without a token, for a Prometheus on the same host (the API is on loopback).
+    metrics_public: bool = False
     # Rate limits (requests per second, with a burst of as many): per webhook, and per DAG
     # for runs started through the API or webhooks. Beyond: 429 with Retry-After.
     webhook_rate: float = 50.0
@@ -95,6 +97,11 @@ class Settings:
     # Seconds within which the same signed body to a GitHub or plain-HMAC webhook is a replay
     # and gets the first delivery's run, whatever delivery id it carries; 0: no such check.
     webhook_replay_window: float = 600.0
+    # The web UI (served with the API): how long a sign-in lasts, sign-in attempts a second
+    # per client address, and live-update streams one client may hold open at once.
+    ui_session_seconds: float = 43200.0
+    ui_login_rate: float = 0.5
+    ui_max_streams_per_client: int = 8
     # Runs of one DAG waiting to start; an API or webhook trigger beyond it is refused (429).
     max_queued_runs: int = 1000
     # Each DAG file is first imported in a short-lived subprocess under these limits, so a file

@@ -38,7 +38,7 @@ def from_text(name: str, text: str, label: str) -> Any:
             return float(text)
         except ValueError:
             raise ConfigError(f"{label} must be a number, got {text!r}") from None
-    if name in ("in_process", "allow_private_urls", "api_enabled"):
+    if name in ("in_process", "allow_private_urls", "api_enabled", "metrics_public"):
         return _boolean_from_text(text, label)
     if name == "allowed_roots":
         return [part for part in text.split(os.pathsep) if part.strip()]
@@ -62,6 +62,7 @@ _WHOLE_NUMBERS = (
     "max_queued_runs",
     "dag_import_max_memory_mb",
     "max_interrupted_tries",
+    "ui_max_streams_per_client",
 )
 _NUMBERS = (
     "shutdown_grace",
@@ -70,6 +71,8 @@ _NUMBERS = (
     "api_header_timeout",
     "api_body_timeout",
     "webhook_replay_window",
+    "ui_session_seconds",
+    "ui_login_rate",
     "dag_import_timeout",
 )
 _TRUE = ("1", "true", "yes", "on")
@@ -246,10 +249,16 @@ CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "api_body_timeout": lambda value, label: _check_timeout(value, label, "api_body_timeout"),
     "api_max_header_bytes": lambda value, label: _check_count(value, label, "api_max_header_bytes"),
     "api_max_headers": lambda value, label: _check_count(value, label, "api_max_headers"),
+    "metrics_public": lambda value, label: _check_boolean(value, label, "metrics_public"),
     "webhook_rate": lambda value, label: _check_rate(value, label, "webhook_rate"),
     "dag_trigger_rate": lambda value, label: _check_rate(value, label, "dag_trigger_rate"),
     "webhook_replay_window": lambda value, label: _check_seconds(
         value, label, "webhook_replay_window"
+    ),
+    "ui_session_seconds": lambda value, label: _check_timeout(value, label, "ui_session_seconds"),
+    "ui_login_rate": lambda value, label: _check_rate(value, label, "ui_login_rate"),
+    "ui_max_streams_per_client": lambda value, label: _check_count(
+        value, label, "ui_max_streams_per_client"
     ),
     "max_queued_runs": lambda value, label: _check_count(value, label, "max_queued_runs"),
     "dag_import_timeout": lambda value, label: _check_timeout(value, label, "dag_import_timeout"),

@@ -11,15 +11,23 @@ returns into JSON. Errors become the one JSON shape of `problems.py`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from orchestrator.api import adminroutes, dagroutes, hooks, inforoutes, runroutes, taskroutes
+from orchestrator.api import (
+    adminroutes,
+    dagroutes,
+    hooks,
+    inforoutes,
+    metricsroute,
+    runroutes,
+    taskroutes,
+)
 from orchestrator.api.endpoints import Endpoint
 from orchestrator.api.inputs import refuse_token_in_query
 from orchestrator.api.openapi import openapi_document
@@ -30,12 +38,13 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from orchestrator.api.context import ApiContext
+    from orchestrator.config import Settings
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 
 
 async def openapi(api: ApiContext, request: Request) -> dict[str, Any]:
-    return openapi_document(ENDPOINTS)
+    return openapi_document(endpoints(api.settings))
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -53,16 +62,23 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *taskroutes.ENDPOINTS,
     *adminroutes.ENDPOINTS,
     *hooks.ENDPOINTS,
+    metricsroute.ENDPOINT,
 )
 
 
-def create_app(api: ApiContext) -> Starlette:
-    routes = [
+def endpoints(settings: Settings) -> tuple[Endpoint, ...]:
+    """Every endpoint, with the auth decisions the settings change (`metrics_public`)."""
+    return tuple(metricsroute.as_configured(endpoint, settings) for endpoint in ENDPOINTS)
+
+
+def create_app(api: ApiContext, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The API's routes, then `routes` (the web UI's, which the daemon adds)."""
+    own: list[BaseRoute] = [
         Route(endpoint.path, _bind(endpoint, api), methods=[endpoint.method])
-        for endpoint in ENDPOINTS
+        for endpoint in endpoints(api.settings)
     ]
     return Starlette(
-        routes=routes,
+        routes=[*own, *routes],
         exception_handlers={
             OrchestratorError: orchestrator_error,
             HTTPException: http_error,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from orchestrator.api.limits import RateLimiter
 from orchestrator.api.replays import ReplayGuard
 from orchestrator.errors import RunLimitError
+from orchestrator.metrics.instruments import EngineMetrics
 
 if TYPE_CHECKING:
     from orchestrator.api.registry import ApiRegistry
@@ -26,11 +27,13 @@ class ApiContext:
     registry: ApiRegistry
     limiter: RateLimiter = field(init=False)
     replays: ReplayGuard = field(init=False)
+    metrics: EngineMetrics = field(init=False)  # `GET /metrics`; counts from the API's start
     stopping: bool = False  # the daemon is shutting down: health says so, triggers are refused
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.engine.clock)
         self.replays = ReplayGuard(self.engine.clock)
+        self.metrics = EngineMetrics.attach(self.engine)
 
     @property
     def settings(self) -> Settings:

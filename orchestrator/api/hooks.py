@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse
 from orchestrator.api.endpoints import Endpoint
 from orchestrator.api.inputs import body_bytes, path_text
 from orchestrator.api.limits import parse_json
+from orchestrator.api.problems import code_of
 from orchestrator.api.runroutes import refuse_while_stopping
 from orchestrator.api.signatures import verify_github, verify_hmac, verify_standard
 from orchestrator.api.webhookconfig import build_conf, first_mismatch
@@ -58,6 +59,17 @@ _UNKNOWN_KEYS = [random_secrets.token_bytes(32)]
 
 
 async def receive_webhook(api: ApiContext, request: Request) -> JSONResponse:
+    """Answer the delivery, and count it by its outcome (a refusal by its error's code)."""
+    try:
+        answer, outcome = await _receive(api, request)
+    except Exception as error:
+        api.metrics.webhook_delivery("refused", code_of(error))
+        raise
+    api.metrics.webhook_delivery(outcome)
+    return answer
+
+
+async def _receive(api: ApiContext, request: Request) -> tuple[JSONResponse, str]:
     hook = api.registry.webhook(path_text(request, "name"))
     body = await body_bytes(api, request)
     delivery = await _verify(api, hook, request.headers, body)
@@ -67,15 +79,21 @@ async def receive_webhook(api: ApiContext, request: Request) -> JSONResponse:
     payload = _payload(api, request.headers, body)
     mismatch = first_mismatch(hook, payload, request.headers)
     if mismatch is not None:
-        return JSONResponse({"run_id": None, "created": False, "ignored": mismatch})
+        return JSONResponse({"run_id": None, "created": False, "ignored": mismatch}), "ignored"
     refuse_while_stopping(api)
     api.limit(
         f"dag:{hook.dag_id}", api.settings.dag_trigger_rate, f"starting runs of {hook.dag_id!r}"
     )
     if hook.kind == "standard" or not api.settings.webhook_replay_window:
         answer, _ = await _start_run(api, hook, request.headers, payload, delivery)
-        return answer
-    return await _start_once(api, hook, request.headers, payload, delivery, body)
+        return answer, _outcome(answer)
+    answer = await _start_once(api, hook, request.headers, payload, delivery, body)
+    return answer, _outcome(answer)
+
+
+def _outcome(answer: JSONResponse) -> str:
+    """A run created (201), or the run an earlier delivery of the same event created (200)."""
+    return "created" if answer.status_code == 201 else "duplicate"
 
 
 def _refuse_if_damaged(hook: WebhookRecord) -> None:
@@ -197,6 +215,7 @@ async def _start_run(
     conf = build_conf(hook, payload, headers, delivery)
     key = f"webhook:{hook.name}:{delivery}" if delivery else None
     event = _event(api, hook, headers, delivery, key)
+    received_at = api.clock.now()
     try:
         run_id = await api.engine.trigger(
             hook.dag_id, conf, run_type="webhook", dedup_key=key, event=event
@@ -205,6 +224,7 @@ async def _start_run(
         existing = error.existing_run_id
         return _answer(hook, existing, delivery, created=False), existing
     crashpoint("webhook_committed")
+    api.metrics.event_started_run(run_id, f"webhook {hook.name}", received_at)
     return _answer(hook, run_id, delivery, created=True), run_id
 
 

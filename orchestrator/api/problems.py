@@ -64,14 +64,27 @@ def problem(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=_headers(extra))
 
 
-def response_for(error: OrchestratorError) -> JSONResponse:
-    """Our own errors: the status and code their class stands for, their message as it is."""
+def status_of(error: OrchestratorError) -> tuple[int, str]:
+    """The HTTP status and stable code an error of ours stands for (the web UI's too)."""
     if isinstance(error, ApiError):
-        return problem(error.status, error.code, str(error))
+        return error.status, error.code
     for kind, status, code in _STATUS:
         if isinstance(error, kind):
-            return problem(status, code, str(error), **_details(error))
-    return problem(400, "bad_request", str(error))
+            return status, code
+    return 400, "bad_request"
+
+
+def code_of(error: BaseException) -> str:
+    """The stable word the answer to `error` carries (`internal_error` for one unexpected)."""
+    if isinstance(error, OrchestratorError):
+        return status_of(error)[1]
+    return "internal_error"
+
+
+def response_for(error: OrchestratorError) -> JSONResponse:
+    """Our own errors: the status and code their class stands for, their message as it is."""
+    status, code = status_of(error)
+    return problem(status, code, str(error), **_details(error))
 
 
 async def orchestrator_error(request: Request, error: Exception) -> Response:

@@ -21,6 +21,7 @@ from orchestrator.cli.db import db_group
 from orchestrator.cli.events import events_group
 from orchestrator.cli.exit_codes import EXIT_INTERRUPTED, exit_code_for
 from orchestrator.cli.init import init_command
+from orchestrator.cli.open import open_command
 from orchestrator.cli.options import settings_options
 from orchestrator.cli.run import run_command
 from orchestrator.cli.runs import runs_group
@@ -87,6 +88,7 @@ for _command in (
     tokens_group,
     alerts_group,
     db_group,
+    open_command,
 ):
     cli.add_command(_command)
 

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import asdict
 from functools import partial
 from typing import Any
@@ -27,7 +28,6 @@ import anyio
 from anyio.abc import TaskStatus
 
 from orchestrator.alerts.sender import AlertSender
-from orchestrator.api.app import create_app
 from orchestrator.api.context import ApiContext
 from orchestrator.api.registry import ApiRegistry
 from orchestrator.api.registryops import RegistryOps
@@ -43,6 +43,9 @@ from orchestrator.descriptors import raise_open_file_limit
 from orchestrator.errors import OrchestratorError, RunError, StoreError
 from orchestrator.scheduling.engine import Engine
 from orchestrator.store import open_store
+from orchestrator.ui.app import build_app
+from orchestrator.ui.context import UiContext
+from orchestrator.ui.sessions import LINK_SECONDS
 
 logger = logging.getLogger("orchestrator.daemon")
 
@@ -61,7 +64,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[Engine], None] | None
                 registry = await ApiRegistry.load(engine.store, environ=environ)
                 api = ApiContext(engine, registry)
                 control = DaemonControl(engine, api)
-                async with anyio.create_task_group() as tg:
+                async with AsyncExitStack() as stack, anyio.create_task_group() as tg:
                     # Watching before the control socket answers: a CLI (or a test) that saw
                     # the daemon ready and then edits a DAG file is never missed.
                     await tg.start(follow_dag_folder, engine)
@@ -70,7 +73,8 @@ async def serve(settings: Settings, *, on_ready: Callable[[Engine], None] | None
                     )
                     await tg.start(_serve_control_until_cancelled, settings, control)
                     if settings.api_enabled:
-                        app = create_app(api)
+                        app, control.ui = build_app(api)
+                        stack.callback(control.ui.close)
                         control.api_url = await tg.start(serve_api, app, settings)
                     _log_ready(engine)
                     if on_ready is not None:
@@ -156,6 +160,7 @@ class DaemonControl(RegistryOps):
         self.registry = api.registry
         self.api_url: str | None = None  # where the HTTP API listens, once it does
         self.alerts: AlertSender | None = None  # the alerts outbox's sender, once started
+        self.ui: UiContext | None = None  # the web UI, served with the API
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -167,6 +172,15 @@ class DaemonControl(RegistryOps):
 
     async def _op_ping(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"pid": os.getpid(), "dags": len(self.engine.dagbag.dags), "api": self.api_url}
+
+    async def _op_ui_link(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A one-time sign-in link to the web UI (two minutes), for `orchestrator open`."""
+        if self.ui is None or self.api_url is None:
+            raise RunError(
+                "the daemon serves no web UI: its HTTP API is off (`api_enabled = false`)"
+            )
+        code = self.ui.sessions.issue_link_code()
+        return {"url": f"{self.api_url}/login/once/{code}", "expires_in": LINK_SECONDS}
 
     async def _op_status(self, request: dict[str, Any]) -> dict[str, Any]:
         """Counters for monitoring and benchmarks: runs driven, triggers, store writes."""

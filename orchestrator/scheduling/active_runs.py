@@ -85,6 +85,7 @@ class ActiveRun:
 
     def __init__(self, record: RunRecord, dag: DAG, plan: DagPlan) -> None:
         self.run_id = record.run_id
+        self.run_type = record.run_type
         self.dag = dag
         self.state = record.state
         self.conf = record.conf
@@ -318,6 +319,7 @@ class Transitions:
         self.changes.append(
             TaskChanged(
                 run_id=ti.run.run_id,
+                dag_id=ti.run.dag.dag_id,
                 task_id=ti.task_id,
                 map_index=ti.map_index,
                 state=ti.state,
@@ -331,6 +333,13 @@ class Transitions:
     def move_run(self, run: ActiveRun, new: RunState) -> None:
         self.batch.set_run_state(run.run_id, run.state, new, at=self.now)
         run.state = new
+        scheduled_for = run.data_interval_end if run.run_type == "scheduled" else None
         self.changes.append(
-            RunChanged(run_id=run.run_id, dag_id=run.dag.dag_id, state=new, at=self.now)
+            RunChanged(
+                run_id=run.run_id,
+                dag_id=run.dag.dag_id,
+                state=new,
+                at=self.now,
+                scheduled_for=scheduled_for,
+            )
         )

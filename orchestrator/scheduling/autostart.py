@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,6 +111,7 @@ class RunStarter:
         self.stopped = False
         self.timers: list[Timer] = []  # DAG timers for the engine's heap (key: (dag_id, "", -1))
         self.runs_created = 0  # runs this step created from events or ticks (for crash points)
+        self.duplicate_events: Counter[str] = Counter()  # by DAG: events seen before, no run
         self._cursors: dict[SourceKey, Any] = {}
         self._armings: list[tuple[SourceKey, Trigger]] = []
         self._wakeups: dict[str, set[float]] = {}  # dag_id -> when its DAG timers are set for
@@ -268,7 +270,10 @@ class RunStarter:
         dag = self.dags.get(dag_id)
         known = prepared.known_events.setdefault(dag_id, set())
         key = event_key(message.event)
-        if dag is None or self.stopped or key in known:
+        if dag is None or self.stopped:
+            return
+        if key in known:
+            self.duplicate_events[dag_id] += 1
             return  # seen before (a rescan after a restart): no second run
         known.add(key)
         self._accept(dag, Incoming(dag_id, source, key, dict(message.event.payload)), tx)

@@ -2,12 +2,14 @@
 
 A change is sent only after the store committed it, so a listener never sees a state that a
 crash could take back. Streams are unbounded: the engine never waits for a slow listener.
+A `listen` callback is called in the engine's step itself, for bookkeeping that must keep
+up with every change and never wait (the metrics' counters): it must be quick and not raise.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -21,6 +23,7 @@ class ChangeFeed:
 
     def __init__(self) -> None:
         self._subscribers: list[MemoryObjectSendStream[Change]] = []
+        self._listeners: list[Callable[[Change], None]] = []
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[MemoryObjectReceiveStream[Change]]:
@@ -34,6 +37,11 @@ class ChangeFeed:
             self._subscribers.remove(send)
             send.close()
 
+    def listen(self, callback: Callable[[Change], None]) -> Callable[[], None]:
+        """Call `callback` with every change from now on, as it is published; returns `stop`."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
     @property
     def listening(self) -> int:
         """How many subscribers are listening now."""
@@ -41,5 +49,7 @@ class ChangeFeed:
 
     def publish(self, changes: Iterable[Change]) -> None:
         for change in changes:
+            for callback in self._listeners:
+                callback(change)
             for subscriber in self._subscribers:
                 subscriber.send_nowait(change)

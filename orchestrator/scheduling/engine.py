@@ -92,7 +92,7 @@ class Engine:
             max_interrupted_tries=settings.max_interrupted_tries,
         )
         self._inbox: list[Message] = []
-        self._feed = ChangeFeed()
+        self.feed = ChangeFeed()  # committed changes: `subscribe` streams, `listen` callbacks
         self._wake = anyio.Event()
         self.watchdog = LoopWatchdog()
         self.runtime = TriggerRuntime(
@@ -300,7 +300,7 @@ class Engine:
 
     def subscribe(self) -> AbstractAsyncContextManager[MemoryObjectReceiveStream[Change]]:
         """A stream of every state change, each sent after the store committed it."""
-        return self._feed.subscribe()
+        return self.feed.subscribe()
 
     def pending_timers(self) -> list[Timer]:
         """Timers set and not yet due (retries, timeouts, schedule ticks), for diagnostics."""
@@ -356,7 +356,7 @@ class Engine:
         for change in changes:
             if isinstance(change, RunChanged) and change.state.finished:
                 self._driven.finished(change.run_id)
-        self._feed.publish(changes)
+        self.feed.publish(changes)
 
     async def _until_settled(self) -> None:
         """Wait until no try runs and every message so far is committed."""

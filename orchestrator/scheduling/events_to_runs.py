@@ -169,6 +169,7 @@ def _recorded(event: EventRecord, now: float) -> EventRecorded:
         dedup_key=event.dedup_key,
         run_id=event.run_id,
         at=now,
+        received_at=event.received_at,
     )
 
 

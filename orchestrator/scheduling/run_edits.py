@@ -258,7 +258,7 @@ def _close_stored_run(
     for ti in instances:
         if not ti.state.finished:
             _cancel_row(ti, tx.batch, tx.now, error)
-            tx.changes.append(_cancelled(ti, tx.now, error))
+            tx.changes.append(_cancelled(ti, record.dag_id, tx.now, error))
     tx.batch.set_run_state(record.run_id, record.state, state, at=tx.now)
     tx.changes.append(
         RunChanged(run_id=record.run_id, dag_id=record.dag_id, state=state, at=tx.now)
@@ -275,9 +275,10 @@ def _cancel_row(ti: TaskInstanceRecord, batch: WriteBatch, now: float, error: st
     )
 
 
-def _cancelled(ti: TaskInstanceRecord, now: float, error: str) -> TaskChanged:
+def _cancelled(ti: TaskInstanceRecord, dag_id: str, now: float, error: str) -> TaskChanged:
     return TaskChanged(
         run_id=ti.run_id,
+        dag_id=dag_id,
         task_id=ti.task_id,
         map_index=ti.map_index,
         state=TaskState.CANCELLED,

@@ -10,7 +10,9 @@ async with open_store(state_dir) as store:
 
 from orchestrator.store.base import Store, StoreStatistics, TaskKey, WriteBatch
 from orchestrator.store.records import (
+    DagGrid,
     DagRecord,
+    DagTaskInstance,
     ImportErrorRecord,
     RunRecord,
     TaskInstanceRecord,
@@ -22,7 +24,9 @@ from orchestrator.store.records import (
 from orchestrator.store.sqlite import SqliteStore, open_store
 
 __all__ = (
+    "DagGrid",
     "DagRecord",
+    "DagTaskInstance",
     "ImportErrorRecord",
     "RunRecord",
     "SqliteStore",

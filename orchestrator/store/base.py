@@ -15,7 +15,9 @@ from typing import Any, Protocol
 from orchestrator.state import RunState, TaskState, check_run_transition, check_task_transition
 from orchestrator.store.alertrows import AlertRecord
 from orchestrator.store.records import (
+    DagGrid,
     DagRecord,
+    DagTaskInstance,
     EventRecord,
     ImportErrorRecord,
     RunRecord,
@@ -234,6 +236,7 @@ class StoreStatistics:
     transactions: int  # write transactions committed
     batches: int  # write batches committed (failed ones are not counted)
     checkpoints: int = 0  # complete checkpoints of the WAL into the main file
+    transaction_seconds: float = 0.0  # time spent in write transactions, BEGIN to COMMIT
 
 
 class Store(Protocol):
@@ -339,4 +342,40 @@ class Store(Protocol):
 
     async def damaged_rows(self) -> list[str]:
         """Rows whose JSON values cannot be read, each named; empty when none."""
+        ...
+
+    # The web UI's reads (see `overview.py`).
+
+    async def ui_reads(self) -> Store:
+        """These reads on a connection of the UI's own, so pages never delay the engine."""
+        ...
+
+    async def run_counts_since(self, since: float) -> dict[RunState, int]:
+        """Runs queued at `since` or later, counted by state (every state named)."""
+        ...
+
+    async def recent_runs_by_dag(self, per_dag: int) -> dict[str, list[RunRecord]]:
+        """Each known DAG's last `per_dag` runs, newest first."""
+        ...
+
+    async def grid(self, dag_id: str, limit: int, before: str | None = None) -> DagGrid:
+        """A DAG's last `limit` runs (keyset `before`, as `list_runs`) and their instances."""
+        ...
+
+    async def list_task_instances_by_state(
+        self, state: TaskState, limit: int = 50, before: TaskKey | None = None
+    ) -> list[DagTaskInstance]:
+        """Task instances in `state` that ended, last ended first; `before` pages on."""
+        ...
+
+    async def list_run_tries(self, run_id: str) -> list[TryRecord]:
+        """Every try of a run, by task id, map index and try number."""
+        ...
+
+    async def event_counts_by_source(self) -> dict[tuple[str, str], tuple[int, float]]:
+        """Per (DAG, run trigger): events recorded, and when the last one was received."""
+        ...
+
+    def store_size(self) -> int:
+        """Bytes on disk: the database and its write-ahead log."""
         ...

@@ -174,3 +174,30 @@ class WebhookRecord:
     rate: float | None = None  # deliveries per second; None: Settings.webhook_rate
     created_at: float = 0.0
     damaged: str | None = None  # filters or conf_map cannot be read: it takes no delivery
+
+
+@dataclass(frozen=True, kw_only=True)
+class DagTaskInstance:
+    """A task instance with the DAG its run belongs to (a list across DAGs shows both)."""
+
+    dag_id: str
+    task_instance: TaskInstanceRecord
+
+
+@dataclass(frozen=True, kw_only=True)
+class DagGrid:
+    """A DAG's grid: its runs, newest first, and every task instance of each of them.
+
+    `task_instances` has an entry for each run of `runs` (empty for a run without any), in the
+    order they were created: the DAG's task order, then the elements of expanded tasks.
+    """
+
+    runs: list[RunRecord]
+    task_instances: dict[str, list[TaskInstanceRecord]]
+
+    def task_ids(self) -> list[str]:
+        """The grid's rows: every task id once, in the newest run's order, older ones' after."""
+        seen: dict[str, None] = {}
+        for run in self.runs:
+            seen.update((ti.task_id, None) for ti in self.task_instances[run.run_id])
+        return list(seen)

@@ -34,6 +34,7 @@ from orchestrator.store.connection import (
 )
 from orchestrator.store.damagedrows import find_damaged_rows
 from orchestrator.store.migrations import check_version, migrate, read_version
+from orchestrator.store.overview import OverviewReads, UiConnection
 from orchestrator.store.records import (
     DagRecord,
     EventRecord,
@@ -73,15 +74,29 @@ from orchestrator.store.writer import GroupCommitWriter
 _TASK_KEY = "run_id = ? AND task_id = ? AND map_index = ?"
 
 
-class SqliteStore:
+class SqliteStore(OverviewReads):
     """The durable state in `<state_dir>/orchestrator.db`. Get one from `open_store`."""
 
     def __init__(
-        self, path: str, reader: aiosqlite.Connection, writer: GroupCommitWriter | None
+        self,
+        path: str,
+        reader: aiosqlite.Connection,
+        writer: GroupCommitWriter | None,
+        ui_connection: UiConnection | None = None,
     ) -> None:
         self.path = path
         self._reader = reader
         self._writer = writer
+        self._ui_connection = ui_connection
+
+    async def ui_reads(self) -> SqliteStore:
+        """The same reads on the web UI's own connection (see `overview.py`); commits refused.
+
+        A read-only store has no engine to keep waiting: it reads on its one connection.
+        """
+        if self._ui_connection is None:
+            return self
+        return SqliteStore(self.path, await self._ui_connection.get(), None)
 
     async def commit(self, batch: WriteBatch) -> None:
         """Apply `batch` atomically and durably; raises `StoreError` and applies nothing."""
@@ -308,13 +323,16 @@ async def open_store(
 async def _open_writable(db_path: Path, synchronous: str) -> AsyncIterator[SqliteStore]:
     async with connect_writer(db_path, synchronous) as connection:
         await migrate(connection, str(db_path))
-        async with connect_reader(db_path, synchronous, check=False) as reader:
+        async with (
+            connect_reader(db_path, synchronous, check=False) as reader,
+            UiConnection(db_path, synchronous) as ui_connection,
+        ):
             writer = GroupCommitWriter(connection, str(db_path), WalMarker(db_path))
             body_error: BaseException | None = None
             async with anyio.create_task_group() as task_group:
                 task_group.start_soon(writer.run)
                 try:
-                    yield SqliteStore(str(db_path), reader, writer)
+                    yield SqliteStore(str(db_path), reader, writer, ui_connection)
                 except BaseException as error:
                     body_error = error
                 finally:

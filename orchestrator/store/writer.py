@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import time
 from dataclasses import dataclass, field
 
 import aiosqlite
@@ -66,6 +67,7 @@ class GroupCommitWriter:
         self._send, self._receive = anyio.create_memory_object_stream[_Pending](math.inf)
         self._transactions = 0
         self._batches = 0
+        self._transaction_seconds = 0.0
 
     async def commit(self, batch: WriteBatch) -> None:
         """Queue `batch`, wait until it is durable, and raise its `StoreError` if it failed."""
@@ -87,7 +89,10 @@ class GroupCommitWriter:
 
     def statistics(self) -> StoreStatistics:
         return StoreStatistics(
-            transactions=self._transactions, batches=self._batches, checkpoints=self._checkpoints
+            transactions=self._transactions,
+            batches=self._batches,
+            checkpoints=self._checkpoints,
+            transaction_seconds=self._transaction_seconds,
         )
 
     def close(self) -> None:
@@ -153,6 +158,7 @@ class GroupCommitWriter:
         self._receive.close()
 
     async def _commit_group(self, group: list[_Pending]) -> None:
+        began = time.perf_counter()
         try:
             if not await self._commit_all_or_nothing(group):
                 await self._commit_in_savepoints(group)
@@ -160,6 +166,7 @@ class GroupCommitWriter:
             await self._rollback()
             self._fail_group(group, error)
         finally:
+            self._transaction_seconds += time.perf_counter() - began
             for pending in group:
                 pending.done.set()
 

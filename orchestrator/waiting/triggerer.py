@@ -17,9 +17,9 @@ wait in order for a place, still deferred in the store.
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -63,6 +63,11 @@ class TriggererStatistics:
     failed: int  # triggers that raised or ended without an event
     blocked_seconds: float  # time the event loop was blocked past the watchdog's threshold
     blocked_by: str | None  # the trigger (or task) that blocked it last
+    # The same by kind (the trigger's class name: a bounded set, fit for a metric's label).
+    running_by_kind: dict[str, int] = field(default_factory=dict)
+    waiting_by_kind: dict[str, int] = field(default_factory=dict)
+    fired_by_kind: dict[str, int] = field(default_factory=dict)
+    failed_by_kind: dict[str, int] = field(default_factory=dict)
 
 
 class Triggerer:
@@ -87,8 +92,8 @@ class Triggerer:
         self._scopes: dict[TaskKey, anyio.CancelScope] = {}
         self._triggers: dict[TaskKey, Trigger] = {}
         self._waiting: deque[tuple[TaskKey, Trigger, Any]] = deque()
-        self._fired = 0
-        self._failed = 0
+        self._fired: Counter[str] = Counter()  # by kind
+        self._failed: Counter[str] = Counter()
 
     def arm(self, key: TaskKey, trigger: Trigger, cursor: Any = None) -> None:
         """Start hosting `trigger` for `key` now, or as soon as there is a place."""
@@ -115,10 +120,14 @@ class Triggerer:
         return TriggererStatistics(
             running=len(self._triggers),
             waiting=len(self._waiting),
-            fired=self._fired,
-            failed=self._failed,
+            fired=self._fired.total(),
+            failed=self._failed.total(),
             blocked_seconds=watchdog.blocked_seconds if watchdog else 0.0,
             blocked_by=watchdog.blocked_by if watchdog else None,
+            running_by_kind=dict(Counter(kind_of(t) for t in self._triggers.values())),
+            waiting_by_kind=dict(Counter(kind_of(entry[1]) for entry in self._waiting)),
+            fired_by_kind=dict(self._fired),
+            failed_by_kind=dict(self._failed),
         )
 
     # -- hosting one trigger ----------------------------------------------------------------------
@@ -134,7 +143,7 @@ class Triggerer:
             with scope:
                 self._scopes[key] = scope
                 outcome = await self._first_outcome(trigger)
-                self._deliver(key, outcome)
+                self._deliver(key, kind_of(trigger), outcome)
         finally:
             if self._scopes.get(key) is scope:
                 del self._scopes[key]
@@ -154,11 +163,11 @@ class Triggerer:
             await close_events(events)
         return Failed(f"trigger {trigger.describe()} ended without an event")
 
-    def _deliver(self, key: TaskKey, outcome: TriggerOutcome) -> None:
+    def _deliver(self, key: TaskKey, kind: str, outcome: TriggerOutcome) -> None:
         if isinstance(outcome, Fired):
-            self._fired += 1
+            self._fired[kind] += 1
         else:
-            self._failed += 1
+            self._failed[kind] += 1
         self._report(key, outcome)
 
     def _runtime_for(self, key: TaskKey, cursor: Any) -> TriggerRuntime:
@@ -187,6 +196,11 @@ async def close_events(events: AsyncIterator[TriggerEvent]) -> None:
                 await aclose()
             except Exception:
                 logger.warning("closing a trigger raised", exc_info=True)
+
+
+def kind_of(trigger: Trigger) -> str:
+    """A trigger's kind, as statistics and metrics count it: its class name."""
+    return type(trigger).__name__
 
 
 def _label(key: TaskKey) -> str:

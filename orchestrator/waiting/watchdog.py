@@ -25,6 +25,7 @@ class LoopWatchdog:
         self.blocked_seconds = 0.0
         self.blocks = 0
         self.blocked_by: str | None = None
+        self.lag = 0.0  # how long the loop took to answer the last ping, in seconds
         self._names: dict[asyncio.Task[object], str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
@@ -86,6 +87,7 @@ class LoopWatchdog:
     def _pong(self) -> None:
         """Runs in the loop: the answer to a ping. Ends (and measures) a flagged block."""
         with self._lock:
+            self.lag = time.monotonic() - self._sent_at
             if self._flagged:
                 blocked = time.monotonic() - self._sent_at
                 self.blocked_seconds += blocked

@@ -81,7 +81,13 @@ def run_changed(run_id: str, state: RunState, dag_id: str = "etl") -> RunChanged
 
 def task_changed(run_id: str, task_id: str, state: TaskState, map_index: int = -1) -> TaskChanged:
     return TaskChanged(
-        run_id=run_id, task_id=task_id, map_index=map_index, state=state, try_number=1, at=START
+        run_id=run_id,
+        dag_id="etl",
+        task_id=task_id,
+        map_index=map_index,
+        state=state,
+        try_number=1,
+        at=START,
     )
 
 

@@ -53,6 +53,7 @@ def changed(
 ) -> TaskChanged:
     return TaskChanged(
         run_id=run_id,
+        dag_id="pipeline",
         task_id=task_id,
         map_index=map_index,
         state=state,

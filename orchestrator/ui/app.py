@@ -1,0 +1,107 @@
+"""The web UI's routes, mounted beside the API on the daemon's one Starlette app.
+
+```
+app, ui = build_app(api)     # the API's routes, the UI's, and SecurityHeaders around them
+```
+
+Every page is a `Page` with its auth decision (see pages.py); the assets under `/static/`
+are public and vendored in the package (htmx, its SSE extension, our script and stylesheet):
+nothing is fetched from elsewhere, and there is no build step.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orchestrator.api.app import create_app
+from orchestrator.ui import (
+    actions,
+    dag_page,
+    dags,
+    events_page,
+    home,
+    login,
+    stream,
+    triggers_page,
+)
+from orchestrator.ui.context import STATIC, UiContext
+from orchestrator.ui.pages import Page, bind
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from orchestrator.api.context import ApiContext
+
+PAGES: tuple[Page, ...] = (
+    *login.PAGES,
+    *home.PAGES,
+    *dags.PAGES,
+    *dag_page.PAGES,
+    *triggers_page.PAGES,
+    *events_page.PAGES,
+    *actions.PAGES,
+    *stream.PAGES,
+)
+
+#: No inline script or style anywhere: scripts and styles come from /static/ only.
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+SECURITY_HEADERS = (
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+)
+
+
+def ui_routes(ui: UiContext) -> list[BaseRoute]:
+    routes: list[BaseRoute] = [
+        Route(page.path, bind(page, ui), methods=[page.method]) for page in PAGES
+    ]
+    routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
+    return routes
+
+
+class SecurityHeaders:
+    """Adds the headers above to every HTTP answer (API answers too: they cost nothing there)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(item for item in SECURITY_HEADERS if item[0] not in present)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def build_app(api: ApiContext) -> tuple[Starlette, UiContext]:
+    """The daemon's one app: the API, the UI beside it, security headers on every answer."""
+    ui = UiContext.for_api(api)
+    app = create_app(api, routes=ui_routes(ui))
+    app.add_middleware(SecurityHeaders)
+    return app, ui
