@@ -9,6 +9,13 @@ url_env = "SLACK_WEBHOOK_URL"    # secrets come from the environment or a file, 
 on = ["task_failed", "run_failed"]
 dags = ["retrain*"]              # globs; leave out for every DAG
 channels = ["ops"]
+
+[[alerts]]                       # proactive: something that should have happened did not
+on = ["run_late", "trigger_silent", "run_too_long"]
+late_after = 600                 # a scheduled run not started 10 minutes after its tick
+silent_for = 3600                # a run trigger that has not fired for an hour
+max_duration = 7200              # a run still going after two hours
+channels = ["ops"]
 ```
 
 Only the standard library: settings are read at the start of every CLI command. A bad entry
@@ -31,8 +38,17 @@ EVENTS: dict[str, str] = {
     "sensor_timeout": "a deferred task's trigger passed its timeout (also a task_failed)",
     "trigger_error": "a DAG's run trigger stopped with an error (data may stop arriving)",
     "daemon_started_after_crash": "the daemon started after one that did not stop cleanly",
-    "run_late": "reserved: a scheduled run that has not started in time (not produced yet)",
+    "run_late": "a scheduled run has not started `late_after` seconds after its tick",
+    "trigger_silent": "a DAG's run trigger has not fired for `silent_for` seconds",
+    "run_too_long": "a run is still going `max_duration` seconds after it started",
 }
+#: The proactive events, each with the threshold (seconds) its rule must give.
+THRESHOLDS: dict[str, str] = {
+    "run_late": "late_after",
+    "trigger_silent": "silent_for",
+    "run_too_long": "max_duration",
+}
+_RULE_KEYS = ("on", "channels", "dags", *THRESHOLDS.values())
 #: What each kind of channel needs besides `kind`, and what it may have.
 CHANNEL_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "slack": (frozenset(), frozenset({"url_env", "url_file"})),
@@ -68,6 +84,14 @@ class AlertRule:
     on: tuple[str, ...]
     channels: tuple[str, ...]
     dags: tuple[str, ...] = ()  # fnmatch globs; empty: every DAG
+    late_after: float | None = None  # seconds, for `run_late`
+    silent_for: float | None = None  # seconds, for `trigger_silent`
+    max_duration: float | None = None  # seconds, for `run_too_long`
+
+    def threshold(self, event: str) -> float | None:
+        """The seconds a proactive `event` waits before it alerts (None: not one of them)."""
+        key = THRESHOLDS.get(event)
+        return None if key is None else getattr(self, key)
 
 
 def check_channels(value: Any, label: Any) -> dict[str, ChannelConfig]:
@@ -121,8 +145,8 @@ def _rule(entry: Any, where: str) -> AlertRule:
     if not isinstance(entry, Mapping):
         raise ConfigError(f"{where} must be a table with `on` and `channels`")
     for key in entry:
-        if key not in ("on", "channels", "dags"):
-            raise ConfigError(f"{where}: unknown key `{key}`; known: on, channels, dags")
+        if key not in _RULE_KEYS:
+            raise ConfigError(f"{where}: unknown key `{key}`; known: {', '.join(_RULE_KEYS)}")
     on = _names(entry.get("on"), where, "on")
     for event in on:
         if event not in EVENTS:
@@ -131,7 +155,21 @@ def _rule(entry: Any, where: str) -> AlertRule:
             )
     channels = _names(entry.get("channels"), where, "channels")
     dags = _names(entry.get("dags", []), where, "dags", empty=True)
-    return AlertRule(on=on, channels=channels, dags=dags)
+    thresholds = _thresholds(entry, on, where)
+    return AlertRule(on=on, channels=channels, dags=dags, **thresholds)
+
+
+def _thresholds(entry: Mapping[str, Any], on: tuple[str, ...], where: str) -> dict[str, float]:
+    """Each proactive event needs its threshold, and a threshold needs its event."""
+    thresholds: dict[str, float] = {}
+    for event, key in THRESHOLDS.items():
+        if event in on and key not in entry:
+            raise ConfigError(f"{where}: `{event}` needs `{key}` (seconds), say {key} = 600")
+        if key in entry and event not in on:
+            raise ConfigError(f"{where}: `{key}` is read only for `{event}`; add it to `on`")
+        if key in entry:
+            thresholds[key] = _seconds(entry[key], f"{where}: `{key}`", least=1.0)
+    return thresholds
 
 
 def _names(value: Any, where: str, key: str, *, empty: bool = False) -> tuple[str, ...]:

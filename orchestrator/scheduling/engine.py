@@ -110,7 +110,6 @@ class Engine:
             watchdog=self.watchdog,
         )
         self._driven = DrivenRuns(self.scheduler)
-        self.outbox = AlertOutbox(settings, self._driven.dag_of)  # alerts join each commit
         self._requests = RunRequests(
             settings=settings,
             dagbag=dagbag,
@@ -124,6 +123,8 @@ class Engine:
         self.starter = RunStarter(
             task_group, runtime=self.runtime, post=self._post, new_run=self._requests.new_run
         )
+        # Alerts join each commit: of its changes, and of what is overdue (see `overdue`).
+        self.outbox = AlertOutbox(settings, self._driven.dag_of, self.scheduler, self.starter)
         self._edits = EditRequests(
             store=store,
             dagbag=dagbag,
@@ -367,8 +368,8 @@ class Engine:
     # -- timers, cursors and start-up -----------------------------------------------------------
 
     def _arm_timers(self) -> None:
-        timers = [*self.scheduler.timers, *self.starter.timers]
-        self.scheduler.timers, self.starter.timers = [], []
+        timers = [*self.scheduler.timers, *self.starter.timers, *self.outbox.overdue.timers]
+        self.scheduler.timers, self.starter.timers, self.outbox.overdue.timers = [], [], []
         self._timers.add(timers)
 
     async def _save_cursor(self, key: TaskKey, cursor: Any) -> None:
@@ -380,6 +381,7 @@ class Engine:
         """Record the DAGs, pick up what an earlier process left, and start starting runs."""
         await record_dags(self.store, self.dagbag, self.clock.now())
         await self.starter.load(self.store)
+        await self.outbox.overdue.load(self.store)
         for dag_id in self.starter.paused:
             self.scheduler.set_paused(dag_id, True)
         tx = Transitions(self.clock.now())

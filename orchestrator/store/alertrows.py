@@ -71,7 +71,9 @@ def alert_from_row(row: Row) -> AlertRecord:
     return AlertRecord(**dict(zip(names, row, strict=True)))
 
 
-_INSERT = f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+# OR IGNORE: an alert whose id is made from what it is about (a proactive alert: this rule, this
+# late run) is added at most once, even when a restarted engine finds the same late run again.
+_INSERT = f"INSERT OR IGNORE INTO alerts ({ALERT_COLUMNS}) VALUES ({', '.join('?' * 16)})"
 _MARK_SENT = (
     "UPDATE alerts SET state = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL"
     " WHERE alert_id = ? AND state = 'pending'"
