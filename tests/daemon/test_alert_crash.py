@@ -89,3 +89,49 @@ def test_alerts_committed_before_a_kill_are_sent_once_after_the_restart(tmp_path
     assert "the upstream table is empty" in slack_text and "nightly" in slack_text
     assert "OPS_SLACK_URL" not in daemon.log_text() and http.url not in daemon.log_text()
     assert check_invariants(state / "orchestrator.db", settled=True) == []
+
+
+CRASH_CONFIG = """
+allow_private_urls = true
+
+[alert_channels.ops]
+kind = "slack"
+url_env = "OPS_SLACK_URL"
+min_interval = 0
+
+[[alerts]]
+on = ["daemon_started_after_crash"]
+channels = ["ops"]
+"""
+
+
+def test_a_daemon_started_after_a_kill_alerts_once_and_a_clean_restart_does_not(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "nightly.py").write_text(textwrap.dedent(DAG_FILE))
+    (tmp_path / "orchestrator.toml").write_text(CRASH_CONFIG)
+    marker = new_marker()
+    state = tmp_path / "state"
+    with serve() as http:
+        http.script("/slack", Reply.json({"ok": True}))
+        env = {
+            "ORCHESTRATOR_CONFIG": str(tmp_path / "orchestrator.toml"),
+            "ORCHESTRATOR_API_PORT": "0",
+            "OPS_SLACK_URL": f"{http.url}/slack",
+        }
+        with DaemonProcess(state, tmp_path / "dags", marker=marker, env=env) as daemon:
+            daemon.wait_ready(60)
+            daemon.kill9()
+            assert daemon.wait_exit(30) == -signal.SIGKILL
+        for _ in range(2):  # after the kill: one alert; after the clean stop: none
+            with DaemonProcess(state, tmp_path / "dags", marker=marker, env=env) as daemon:
+                daemon.wait_ready(60)
+                wait_until(lambda: http.hits("/slack") == 1, 60, "the crash alert")
+                listed = request_sync(daemon.socket_path, {"op": "alerts_list"})
+                daemon.terminate()
+                assert daemon.wait_exit(30) == 0, daemon.log_text()
+        assert http.hits("/slack") == 1
+    crashes = [a for a in listed["alerts"] if a["event"] == "daemon_started_after_crash"]
+    assert len(crashes) == 1 and crashes[0]["state"] == "sent"
+    assert "daemon started after crash" in json.loads(http.requests[0].body)["text"]

@@ -52,3 +52,29 @@ def test_a_channel_without_a_secret_source_or_with_a_url_in_the_file_is_refused(
         load(tmp_path, '[alert_channels.ops]\nkind = "slack"\n')
     with pytest.raises(ConfigError, match="unknown key `url` for a slack channel"):
         load(tmp_path, '[alert_channels.ops]\nkind = "slack"\nurl = "https://hooks.x/T0"\n')
+
+
+def test_proactive_rules_load_with_their_thresholds(tmp_path: Path) -> None:
+    text = CHANNELS + (
+        '\n[[alerts]]\non = ["run_late", "trigger_silent", "run_too_long"]\n'
+        'late_after = 600\nsilent_for = 3600\nmax_duration = 7200\nchannels = ["ops"]\n'
+    )
+    (rule,) = load(tmp_path, text).alerts  # type: ignore[attr-defined]
+    assert (rule.late_after, rule.silent_for, rule.max_duration) == (600.0, 3600.0, 7200.0)
+    assert rule.threshold("run_late") == 600.0 and rule.threshold("task_failed") is None
+
+
+def test_a_proactive_event_without_its_threshold_or_a_stray_threshold_is_named_with_its_line(
+    tmp_path: Path,
+) -> None:
+    missing = CHANNELS + '\n[[alerts]]\non = ["run_late"]\nchannels = ["ops"]\n'
+    with pytest.raises(ConfigError, match=r"line 6\): `run_late` needs `late_after`"):
+        load(tmp_path, missing)
+    stray = CHANNELS + '\n[[alerts]]\non = ["run_failed"]\nsilent_for = 60\nchannels = ["ops"]\n'
+    with pytest.raises(ConfigError, match=r"line 6\): `silent_for` is read only for"):
+        load(tmp_path, stray)
+    negative = (
+        CHANNELS + '\n[[alerts]]\non = ["run_too_long"]\nmax_duration = 0\nchannels = ["ops"]\n'
+    )
+    with pytest.raises(ConfigError, match=r"`max_duration` must be a number of seconds from 1"):
+        load(tmp_path, negative)
