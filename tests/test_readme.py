@@ -182,7 +182,10 @@ def test_the_alerts_example_loads_and_the_dag_example_imports(tmp_path: Path) ->
     assert [rule.channels for rule in settings.alerts] == [
         ("ops-slack", "team-mail"),
         ("oncall",),
+        ("ops-slack",),
     ]
+    proactive = settings.alerts[2]
+    assert (proactive.late_after, proactive.silent_for, proactive.max_duration) == (600, 3600, 7200)
     (tmp_path / "dags").mkdir()
     (tmp_path / "dags" / "retrain.py").write_text(block("python", "SlackNotifier"))
     listed = orchestrator(tmp_path, "dags", "list")
