@@ -16,6 +16,9 @@ finds the same late run, or the same silence, alerts nobody twice. What each is 
 - `trigger_silent`: a run trigger and its last event (before any, since this engine began
   watching it). Once per silence: an event ends it, and the next silence alerts again.
 - `run_too_long`: a run still running `max_duration` seconds after it started.
+
+Without a proactive rule this costs nothing; with one, each step visits the engine's active
+runs and its DAGs' run triggers once per rule (what it holds in memory, no query).
 """
 
 from __future__ import annotations
