@@ -73,7 +73,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[Engine], None] | None
                     )
                     await tg.start(_serve_control_until_cancelled, settings, control)
                     if settings.api_enabled:
-                        app, control.ui = build_app(api)
+                        app, control.ui = build_app(api, channels=control.alerts.statuses)
                         stack.callback(control.ui.close)
                         control.api_url = await tg.start(serve_api, app, settings)
                     _log_ready(engine)
