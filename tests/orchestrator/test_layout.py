@@ -29,6 +29,8 @@ CORE = {
     "lazy",
     "policy",
     "settingchecks",
+    "signing",
+    "alertconfig",
     "state",
 }
 
@@ -41,12 +43,14 @@ _BELOW_SCHEDULING = {
     "loading",
     "execution",
     "waiting",
+    "alerts",
     "triggers.base",
 }
 #: Which layers each layer may import (besides itself). Read it bottom-up: the lower a layer,
 #: the less it knows. `orchestrator` is the package's facade (`from orchestrator import DAG`).
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
+    "alerts": {"core", "store", "authoring"},
     "store": {"core"},
     "authoring": {"core", "triggers.base"},
     "loading": {"core", "authoring", "triggers.base", "airflow_compat"},
