@@ -41,6 +41,11 @@ class Output(Ref):
         return {self.task.task_id}
 
     def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:
+        # An upstream without a result (skipped or failed before a join with all_done,
+        # none_failed, one_success; or not finished yet under one_success) gives None, its
+        # items too, as Airflow's XComArg does: the join decides what a missing value means.
+        if self.task.task_id not in results:
+            return None
         value = results[self.task.task_id]
         for key in self.path:
             value = value[key]
