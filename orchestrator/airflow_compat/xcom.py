@@ -55,6 +55,8 @@ def is_stored_wrapper(value: Any) -> bool:
 class XComArg(Output):
     """Another task's XCom (by default its return value), as an argument of this one."""
 
+    own_attributes = (*Output.own_attributes, "key")
+
     def __init__(self, operator: Task, key: str = RETURN_VALUE) -> None:
         super().__init__(operator)
         self.key = key

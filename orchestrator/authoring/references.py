@@ -9,7 +9,8 @@ run's params. The values are nested in plain lists, tuples and dicts, so `iter_r
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from orchestrator.authoring.context import TaskContext
 
@@ -30,9 +31,24 @@ class Ref:
 class Output(Ref):
     """The result of `task`, or an item inside it (`output["key"]`), usable as another's input."""
 
+    #: What an output holds itself; any other name set on it must be an option of its task.
+    own_attributes: ClassVar[tuple[str, ...]] = ("task", "path")
+
     def __init__(self, task: Task, path: tuple[str | int, ...] = ()) -> None:
         self.task = task
         self.path = path
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """`output.trigger_rule = ...` sets the option on the task that makes the output."""
+        if name in self.own_attributes:
+            super().__setattr__(name, value)
+        elif name in {field.name for field in fields(self.task.options)}:
+            setattr(self.task, name, value)
+        else:
+            raise AttributeError(
+                f"cannot set {name!r} on the output of task {self.task.task_id!r}: "
+                "only task options can be set there"
+            )
 
     def __getitem__(self, key: str | int) -> Output:
         return Output(self.task, (*self.path, key))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Union
 
 from orchestrator.authoring.assets import Asset, as_assets
@@ -93,6 +93,9 @@ class TaskOptions:
         return cls(**{**defaults, **given})
 
 
+OPTION_NAMES = frozenset(field.name for field in fields(TaskOptions))
+
+
 def _whole_number(name: str, value: object) -> None:
     # bool is an int subclass, but `retries=True` is a mistake, not one retry.
     if not isinstance(value, int) or isinstance(value, bool):
@@ -153,6 +156,24 @@ class Task:
         self.expand_inputs: dict[str, Any] | None = None
         self.is_branch = False
         owner.add_task(self)
+
+    # -- options as attributes -----------------------------------------------------------------
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """`task.trigger_rule = "all_done"` (any option) takes effect, validated as at creation.
+
+        Without this, the assignment made a stray attribute the engine never read. A subclass
+        with its own property for an option (the Airflow layer's) keeps it.
+        """
+        if name in OPTION_NAMES and not hasattr(type(self), name):
+            self.options = replace(self.options, **{name: value})
+        else:
+            super().__setattr__(name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in OPTION_NAMES and "options" in self.__dict__:
+            return getattr(self.options, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- what running means -------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.authoring.context import TaskContext
 from orchestrator.authoring.dag import DAG, dag
+from orchestrator.authoring.operators import Shell
 from orchestrator.authoring.references import Output, ParamRef, iter_refs, resolve_refs
 from orchestrator.authoring.taskflow import FunctionTask, TaskFunction, task
 from orchestrator.authoring.tasks import map_combinations
@@ -310,3 +311,18 @@ def test_branch_tasks_are_marked() -> None:
     assert not _function_task(plain).is_branch
     assert pipeline.tasks["extract"].upstream_task_ids == {"choose"}
     assert _function_task(chosen).run({}, _context()) == "left"
+
+
+def test_an_option_set_after_creation_takes_effect_and_is_checked() -> None:
+    with DAG("late") as pipeline:
+        made = total([1])
+        made.trigger_rule = "all_done"  # type: ignore[misc]
+        shell = Shell(task_id="shell", command="true")
+        shell.retries = 3
+    assert pipeline.tasks["total"].options.trigger_rule is TriggerRule.ALL_DONE
+    assert pipeline.tasks["shell"].options.retries == 3
+    assert shell.retries == 3
+    with pytest.raises(ValueError, match="unknown trigger_rule 'sometimes'"):
+        shell.trigger_rule = "sometimes"
+    with pytest.raises(AttributeError, match="only task options"):
+        made.retires = 2  # type: ignore[attr-defined]
