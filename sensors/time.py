@@ -34,7 +34,11 @@ class DateTimeSensor(BaseSensor):
 
 
 class TimeDeltaSensor(BaseSensor):
-    """Wait `delta` after the run's logical date (scheduled runs) or after the sensor starts."""
+    """Wait `delta` after the run's data interval ends (scheduled runs), or after it starts.
+
+    A scheduled run's data is complete at its interval's end, so that is where Airflow counts
+    from; a run with only a logical date counts from it, a manual run from the first check.
+    """
 
     def __init__(self, *, task_id: str, delta: Duration, **options: Any) -> None:
         super().__init__(task_id=task_id, **options)
@@ -44,7 +48,8 @@ class TimeDeltaSensor(BaseSensor):
         self.delta = wait
 
     def make_trigger(self, args: SensorArgs) -> Trigger:
-        start = args.context.logical_date
+        context = args.context
+        start = context.data_interval_end or context.logical_date
         if start is None:  # from the first check: a rescheduled check must not move the goal
             start = args.started_at or current_runtime().clock.now()
         return TimeTrigger(moment=start + self.delta)

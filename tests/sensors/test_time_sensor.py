@@ -129,6 +129,24 @@ async def test_a_timedelta_sensor_of_a_scheduled_run_counts_from_the_logical_dat
     assert results["wait"]["moment"] == logical_date + 30 * 60
 
 
+async def test_a_timedelta_sensor_of_a_scheduled_run_counts_from_the_interval_end(
+    make_settings: SettingsFactory,
+) -> None:
+    """Airflow's rule: `delta` after the data interval's end, when the interval is complete."""
+    clock = FakeClock()
+    end = (clock.now() // HOUR - 1) * HOUR  # the last whole hour but one: its moment has passed
+    with DAG("hourly", schedule="@hourly", start_date=end - 24 * HOUR) as pipeline:
+        TimeDeltaSensor(task_id="wait", delta=timedelta(minutes=30))
+
+    async with engine_for(make_settings(), pipeline, clock=clock) as engine:
+        [run_id], _ = await engine.backfill("hourly", end - HOUR, end - 1)
+        record = await engine.wait(run_id)
+        results = await results_of(engine, run_id)
+
+    assert record.state is RunState.SUCCESS
+    assert results["wait"]["moment"] == end + 30 * 60
+
+
 async def test_a_moment_that_passed_while_the_engine_was_down_fires_on_start(
     make_settings: SettingsFactory,
 ) -> None:
