@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any, overload
 
 from orchestrator.authoring.context import TaskContext
@@ -48,7 +49,8 @@ class FunctionTask(Task):
         self._inputs = {"args": list(args), "kwargs": dict(kwargs or {})}
         self.expand_inputs = expand
         self.is_branch = is_branch
-        self._wants_context = "context" in inspect.signature(function).parameters
+        self._signature = inspect.signature(function)
+        self._context_names = context_parameters(self._signature)
         self.link_input_refs()
 
     @property
@@ -66,11 +68,32 @@ class FunctionTask(Task):
         return find_function(name, self.function.__globals__) or _missing(name, self.task_id)
 
     def run(self, inputs: dict[str, Any], context: TaskContext) -> Any:
-        kwargs = dict(inputs.get("kwargs", {}))
-        kwargs.update(inputs.get("mapped", {}))
-        if self._wants_context and "context" not in kwargs:
-            kwargs["context"] = context
-        return self.function(*inputs.get("args", []), **kwargs)
+        args = inputs.get("args", [])
+        kwargs = {**inputs.get("kwargs", {}), **inputs.get("mapped", {})}
+        if self._context_names:
+            bound = self._signature.bind_partial(*args, **kwargs).arguments
+            for name in self._context_names - bound.keys():
+                kwargs[name] = context if name == "context" else getattr(context, name)
+        return self.function(*args, **kwargs)
+
+
+def context_parameters(signature: inspect.Signature) -> frozenset[str]:
+    """The parameters filled from the run context when no argument gives them, as in Airflow.
+
+    `context` gets the whole `TaskContext`; a parameter named after one of its fields
+    (`params`, `conf`, `run_id`, `logical_date`, `try_number`, ...) gets that field, if it has
+    no default or defaults to None (a real default is the function's own choice).
+    """
+    fields_by_name = {field.name for field in fields(TaskContext)}
+    return frozenset(
+        name
+        for name, parameter in signature.parameters.items()
+        if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        and (
+            name == "context"
+            or (name in fields_by_name and parameter.default in (parameter.empty, None))
+        )
+    )
 
 
 def _missing(name: str, task_id: str) -> Callable[..., Any]:

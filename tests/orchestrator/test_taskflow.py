@@ -326,3 +326,23 @@ def test_an_option_set_after_creation_takes_effect_and_is_checked() -> None:
         shell.trigger_rule = "sometimes"
     with pytest.raises(AttributeError, match="only task options"):
         made.retires = 2  # type: ignore[attr-defined]
+
+
+def test_context_fields_reach_parameters_named_after_them() -> None:
+    @task
+    def report(
+        value: int,
+        params: dict[str, Any],
+        run_id: str | None = None,
+        logical_date: float | None = None,
+        try_number: int = 7,
+    ) -> list[Any]:
+        return [value, params, run_id, logical_date, try_number]
+
+    with DAG("named", params={"size": 2}):
+        made = _function_task(report(1))
+        given = _function_task(report(2, {"given": True}, run_id="mine"))
+    context = _context(params={"size": 2}, logical_date=60.0, try_number=2)
+    # a real default (try_number=7) is the function's own: only None or none is filled in
+    assert made.run(made.inputs, context) == [1, {"size": 2}, "r1", 60.0, 7]
+    assert given.run(given.inputs, context) == [2, {"given": True}, "mine", 60.0, 7]
