@@ -33,6 +33,7 @@ __all__ = (
     "DagFinished",
     "Defer",
     "Engine",
+    "Fail",
     "Output",
     "RunState",
     "Shell",
@@ -59,6 +60,7 @@ _WHERE = {
     "defer": "orchestrator.authoring.defer",
     "Output": "orchestrator.authoring.references",
     "Skip": "orchestrator.authoring.tasks",
+    "Fail": "orchestrator.authoring.tasks",
     "chain": "orchestrator.authoring.tasks",
     "RunState": "orchestrator.state",
     "TaskState": "orchestrator.state",
@@ -77,7 +79,7 @@ if TYPE_CHECKING:
     from orchestrator.authoring.references import Output
     from orchestrator.authoring.run_sources import DagFinished
     from orchestrator.authoring.taskflow import task
-    from orchestrator.authoring.tasks import Skip, chain
+    from orchestrator.authoring.tasks import Fail, Skip, chain
     from orchestrator.authoring.trigger_rules import TriggerRule
     from orchestrator.scheduling.engine import Engine
     from orchestrator.state import RunState, TaskState

@@ -1,8 +1,8 @@
-"""Airflow's exceptions: skip, fail without retry, timeouts. A skip is the native `Skip`."""
+"""Airflow's exceptions: skip, fail without retry, timeouts, over the native `Skip` and `Fail`."""
 
 from __future__ import annotations
 
-from orchestrator.authoring.tasks import Skip
+from orchestrator.authoring.tasks import Fail, Skip
 
 
 class AirflowException(Exception):
@@ -13,8 +13,8 @@ class AirflowSkipException(AirflowException, Skip):
     """Raise in a task to mark it skipped."""
 
 
-class AirflowFailException(AirflowException):
-    """Raise in a task to fail it without retrying."""
+class AirflowFailException(AirflowException, Fail):
+    """Raise in a task to fail it without retrying (the native `Fail`)."""
 
 
 class AirflowSensorTimeout(AirflowException):

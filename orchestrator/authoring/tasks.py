@@ -35,6 +35,10 @@ class Skip(Exception):
     """Raise inside a task to mark it `skipped` instead of `success` or `failed`."""
 
 
+class Fail(Exception):
+    """Raise inside a task to fail it now, with no retry: retrying cannot help (bad input)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class TaskOptions:
     """Per-task settings; a DAG's `default_args` supplies the ones a task leaves out."""

@@ -34,6 +34,7 @@ class TaskJob:
 class Outcome(StrEnum):
     SUCCESS = "success"
     FAILED = "failed"
+    FAILED_FINAL = "failed_final"  # the task raised `Fail`: no retry, whatever tries are left
     SKIPPED = "skipped"  # the task raised `Skip`
     DEFERRED = "deferred"  # the task returned `Defer(...)`: wait on a trigger without a slot
 

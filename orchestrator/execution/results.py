@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from orchestrator.authoring.defer import Deferral
-from orchestrator.authoring.tasks import Skip
+from orchestrator.authoring.tasks import Fail, Skip
 from orchestrator.errors import ResultError, error_line
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
 
@@ -77,7 +77,10 @@ def outcome_of_error(error: BaseException, log: TextIO) -> TaskOutcome:
     log.write("".join(traceback.format_exception(error)))
     if isinstance(error, SystemExit):
         return TaskOutcome(status=Outcome.FAILED, error=f"task called sys.exit({error.code!r})")
-    return TaskOutcome(status=Outcome.FAILED, error=error_line(error))
+    final = isinstance(error, Fail)
+    return TaskOutcome(
+        status=Outcome.FAILED_FINAL if final else Outcome.FAILED, error=error_line(error)
+    )
 
 
 def outcome_of_call(call: Callable[[], Any], job: TaskJob, log: TextIO) -> TaskOutcome:

@@ -264,7 +264,8 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
             return None
         if outcome.status is Outcome.DEFERRED:
             return self._defer_stored(ti, outcome.deferral_json or "", tx)
-        return self._fail(ti, outcome.error or "failed", tx)
+        final = outcome.status is Outcome.FAILED_FINAL
+        return self._fail(ti, outcome.error or "failed", tx, retry=not final)
 
     def _succeed(self, ti: TaskInstance, result_json: str, tx: Transitions) -> str | None:
         value = decode_result(result_json)
@@ -278,9 +279,11 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         self._settle(ti, TaskState.SUCCESS, tx, error=None)
         return "on_success"
 
-    def _fail(self, ti: TaskInstance, error: str, tx: Transitions, **fields: Any) -> str:
+    def _fail(
+        self, ti: TaskInstance, error: str, tx: Transitions, *, retry: bool = True, **fields: Any
+    ) -> str:
         """The try failed: retry after the backoff if tries remain, else the instance fails."""
-        if ti.try_number < ti.max_tries:
+        if retry and ti.try_number < ti.max_tries:
             delay = ti.task.options.retry_policy.delay_after(ti.try_number, self.rng)
             self._end_try(ti, TaskState.UP_FOR_RETRY, error, tx)
             retry_at = tx.now + delay

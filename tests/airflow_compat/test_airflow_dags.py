@@ -40,7 +40,9 @@ async def run_dag(
 
 def test_every_dag_file_loads_and_only_the_unsupported_import_fails() -> None:
     bag = load_dag_bag(DAGS)
-    assert {"ml_pipeline", "taskflow_etl", "branching", "bash_xcom"} <= set(bag.dags)
+    assert {"ml_pipeline", "taskflow_etl", "branching", "bash_xcom", "fail_without_retry"} <= set(
+        bag.dags
+    )
     assert len(bag.errors) == 1
     error = bag.errors[0]
     assert error.file is not None and error.file.endswith("unsupported_provider.py")
@@ -107,6 +109,20 @@ async def test_bash_templates_and_xcom_keys(make_settings: Callable[..., Setting
         "echo": "hello world 2024-01-09",
         "rendered": "8",
     }
+
+
+async def test_airflow_fail_exception_fails_without_a_retry(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with Engine.open(make_settings(in_process=False), dagbag=load_dag_bag(DAGS)) as engine:
+        with anyio.fail_after(60):
+            record = await engine.wait(await engine.trigger("fail_without_retry"))
+        instances = {ti.task_id: ti for ti in await engine.store.list_task_instances(record.run_id)}
+    assert record.state is RunState.SUCCESS  # Airflow's rule: the leaves decide, and alert ran
+    assert instances["validate"].state is TaskState.FAILED
+    assert (instances["validate"].try_number, instances["validate"].max_tries) == (1, 4)
+    assert "the input file has no header" in (instances["validate"].error or "")
+    assert instances["alert"].state is TaskState.SUCCESS
 
 
 def test_orchestrator_run_runs_the_issue_snippet(tmp_path: Path) -> None:

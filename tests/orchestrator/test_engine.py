@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from helpers import bag_of
-from orchestrator import DAG, Skip, TaskContext, TriggerRule, task
+from orchestrator import DAG, Fail, Skip, TaskContext, TriggerRule, task
 from orchestrator.changes import Change, RunChanged, TaskChanged
 from orchestrator.clock import FakeClock
 from orchestrator.config import Settings
@@ -524,3 +524,19 @@ async def test_an_error_in_the_callers_block_reaches_it_unwrapped(
     with pytest.raises(DagNotFoundError):
         async with Engine.open(make_settings(), dagbag=bag_of(dag)) as engine:
             await engine.trigger("not_there")
+
+
+async def test_fail_ends_the_task_at_once_whatever_retries_are_left(
+    make_settings: SettingsFactory,
+) -> None:
+    @task(retries=3, retry_delay=0)
+    def validate() -> None:
+        raise Fail("the input file has no header: retrying cannot help")
+
+    with DAG("no_retry") as dag:
+        validate()
+    record, instances, _ = await run_once(make_settings(), dag)
+    assert record.state is RunState.FAILED
+    assert instances["validate"].state is TaskState.FAILED
+    assert instances["validate"].try_number == 1
+    assert "the input file has no header" in (instances["validate"].error or "")
