@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import heapq
 import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from orchestrator.authoring.references import ParamRef
 from orchestrator.authoring.run_sources import RunStarts, parse_run_starts
@@ -31,6 +32,14 @@ class DAG:
     _stack: ClassVar[list[DAG]] = []
     #: Set by the loader while it imports a file: every DAG created is reported to it.
     _collector: ClassVar[list[DAG] | None] = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        """Name an unknown keyword at the DAG's line, with the one meant (Python would not)."""
+        known = inspect.signature(cls.__init__).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in known.values()):
+            for name in kwargs.keys() - known.keys():
+                _refuse_keyword(name, sorted(set(known) - {"self", "site"}), kwargs.get("site"))
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -234,6 +243,13 @@ class DAG:
 
     def __repr__(self) -> str:
         return f"<DAG {self.dag_id} ({len(self.tasks)} tasks)>"
+
+
+def _refuse_keyword(name: str, known: list[str], site: Site | None) -> None:
+    where = site or caller_site()
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+    raise DagError(f"DAG() got an unknown keyword {name!r}{hint}", file=where.file, line=where.line)
 
 
 def _positive(name: str, value: int, site: Site) -> None:

@@ -421,6 +421,16 @@ def test_an_unknown_default_arg_is_refused_by_the_dag() -> None:
         DAG("typo", default_args={"retires": 2})
 
 
+def test_an_unknown_dag_keyword_is_named_at_its_line_with_the_one_meant() -> None:
+    line = _next_line()
+    with pytest.raises(DagError, match="unknown keyword 'schedule_interval'") as caught:
+        DAG("typo", schedule_interval="@daily")  # type: ignore[call-arg]
+    assert "did you mean 'schedule'?" in str(caught.value)
+    assert (caught.value.file, caught.value.line) == (HERE, line + 1)
+    with pytest.raises(DagError, match="unknown keyword 'colour'; known: batch_window, catchup"):
+        DAG("typo", colour="red")  # type: ignore[call-arg]
+
+
 def test_an_unknown_task_option_lists_the_known_ones() -> None:
     with DAG("typo"), pytest.raises(TypeError, match="unknown task option 'pol'") as caught:
         _noop("a", pol="gpu")
