@@ -14,6 +14,7 @@ class Upload(BaseOperator):
 from __future__ import annotations
 
 import codecs
+import copy
 import inspect
 import json
 import os
@@ -23,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any, cast
 
 from orchestrator.authoring.context import TaskContext
+from orchestrator.authoring.references import iter_refs
 from orchestrator.authoring.tasks import Task
 from orchestrator.errors import TaskError
 
@@ -37,8 +39,25 @@ class BaseOperator(Task):
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.execute)
 
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """Attributes holding a `@dag` param or another task's output, resolved at run time."""
+        held = {name: value for name, value in vars(self).items() if any(iter_refs(value))}
+        return {"fields": held} if held else {}
+
     def run(self, inputs: dict[str, Any], context: TaskContext) -> Any:
-        return self.execute(context)
+        fields = inputs.get("fields")
+        if not fields:
+            return self.execute(context)
+        # A copy holds the run's values: one operator object serves concurrent runs.
+        running = copy.copy(self)
+        running.__dict__.update(fields)
+        return running.execute(context)
+
+    def resolve_string_dependencies(self) -> None:
+        """Also link the outputs held in attributes, set after `Task.__init__` made the task."""
+        super().resolve_string_dependencies()
+        self.link_input_refs()
 
     # Resuming after `Defer(trigger, resume="execute_complete")`: a method of the operator,
     # called as `method(context, event, **kwargs)`, Airflow's convention.

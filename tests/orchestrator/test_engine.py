@@ -10,7 +10,8 @@ import anyio
 import pytest
 
 from helpers import bag_of
-from orchestrator import DAG, Fail, Skip, TaskContext, TriggerRule, task
+from orchestrator import DAG, BaseOperator, Fail, Skip, TaskContext, TriggerRule, dag, task
+from orchestrator.authoring.references import ParamRef
 from orchestrator.changes import Change, RunChanged, TaskChanged
 from orchestrator.clock import FakeClock
 from orchestrator.config import Settings
@@ -540,3 +541,29 @@ async def test_fail_ends_the_task_at_once_whatever_retries_are_left(
     assert instances["validate"].state is TaskState.FAILED
     assert instances["validate"].try_number == 1
     assert "the input file has no header" in (instances["validate"].error or "")
+
+
+class Greet(BaseOperator):
+    def __init__(self, *, who: Any, count: Any, **options: Any) -> None:
+        super().__init__(**options)
+        self.who = who
+        self.count = count
+
+    def execute(self, context: TaskContext) -> str:
+        return f"hello {self.who} x{self.count}"
+
+
+async def test_an_operator_gets_dag_params_and_outputs_resolved(
+    make_settings: SettingsFactory,
+) -> None:
+    @dag
+    def greeting(who: str = "world") -> None:
+        Greet(task_id="greet", who=who, count=one())
+
+    pipeline = greeting()
+    pipeline.validate()
+    assert pipeline.tasks["greet"].upstream_task_ids == {"one"}
+    record, _, results = await run_once(make_settings(), pipeline, {"who": "Ada"})
+    assert record.state is RunState.SUCCESS
+    assert results["greet"] == "hello Ada x1"
+    assert isinstance(pipeline.tasks["greet"].who, ParamRef)  # type: ignore[attr-defined]
