@@ -96,7 +96,7 @@ class Settings:
     # Seconds within which the same signed body to a GitHub or plain-HMAC webhook is a replay
     # and gets the first delivery's run, whatever delivery id it carries; 0: no such check.
     webhook_replay_window: float = 600.0
-    # The web UI (served with the API): how long a sign-in lasts, sign-in attempts a second
+    # The web UI (served with the API): how long a sign-in lasts, failed sign-ins a second
     # per client address, and live-update streams one client may hold open at once.
     ui_session_seconds: float = 43200.0
     ui_login_rate: float = 0.5

@@ -25,6 +25,8 @@ from orchestrator.ui import (
     events_page,
     home,
     login,
+    run_log,
+    run_page,
     stream,
     triggers_page,
 )
@@ -41,6 +43,8 @@ PAGES: tuple[Page, ...] = (
     *home.PAGES,
     *dags.PAGES,
     *dag_page.PAGES,
+    *run_page.PAGES,
+    *run_log.PAGES,
     *triggers_page.PAGES,
     *events_page.PAGES,
     *actions.PAGES,
