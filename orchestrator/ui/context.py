@@ -16,6 +16,7 @@ from orchestrator.api.tokens import allows
 from orchestrator.errors import AuthError
 from orchestrator.ui import formats, svg
 from orchestrator.ui.sessions import Session, SessionBook, load_key
+from orchestrator.ui.stream import stream_since
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -144,7 +145,9 @@ class UiContext:
             "csrf": self.sessions.csrf(session) if session else "",
             "now": self.clock.now(),
             "path": request.url.path,
-            "stream_url": context.pop("stream_url", "/ui/stream"),
+            "stream_url": stream_since(
+                context.pop("stream_url", "/ui/stream"), self.engine.feed.published
+            ),
         }
         response: HTMLResponse = self.templates.TemplateResponse(
             request, template, {**base, **context}, status_code=status

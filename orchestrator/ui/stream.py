@@ -3,7 +3,13 @@
 ```
 GET /ui/stream                       event: change   (something committed; refresh)
 GET /ui/stream?run_id=R&task_id=T    ... and event: log, id: <byte offset>, data: new log text
+GET /ui/stream?since=N               ... and a change at once if the feed moved on since N
 ```
+
+A page is rendered, then opens its stream: a change committed in between would be missed,
+and a page showing a task running could wait for ever for the next change. So every page
+names the feed's count of changes it was rendered at (`since`), and a stream that finds the
+count moved on by the time it subscribed starts with a change.
 
 The page's live regions listen for `sse:change` (htmx's SSE extension) and fetch themselves
 again, at most once a `REFRESH_SECONDS`: a busy daemon costs an open page one refresh a
@@ -60,16 +66,22 @@ async def stream(ui: UiContext, request: Request, session: Session | None) -> Re
             headers={"Retry-After": "5"},
         )
     follow = await _log_to_follow(ui, request)
+    since = query_int(request, "since", default=-1, low=-1, high=2**62)
     ui.streams[key] = ui.streams.get(key, 0) + 1
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         try:
-            async for event in _events(ui, follow):
+            async for event in _events(ui, follow, since):
                 yield event
         finally:
             _release(ui, key)
 
     return EventSourceResponse(events(), ping=PING_SECONDS, headers={"Cache-Control": "no-store"})
+
+
+def stream_since(url: str, published: int) -> str:
+    """`url` (a stream's) naming the count of changes the page was rendered at."""
+    return f"{url}{'&' if '?' in url else '?'}since={published}"
 
 
 def _release(ui: UiContext, key: str) -> None:
@@ -141,9 +153,13 @@ def log_path_within(ui: UiContext, attempt: TryRecord) -> Path | None:
     return path if path.is_relative_to(logs) else None
 
 
-async def _events(ui: UiContext, follow: _Follow | None) -> AsyncIterator[ServerSentEvent]:
+async def _events(
+    ui: UiContext, follow: _Follow | None, since: int
+) -> AsyncIterator[ServerSentEvent]:
     dirty = anyio.Event()
     async with ui.engine.subscribe() as changes, anyio.create_task_group() as group:
+        if 0 <= since != ui.engine.feed.published:  # it changed while the page was on its way
+            dirty.set()
 
         async def drain() -> None:
             nonlocal dirty
