@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench soak clean
+.PHONY: run test lint bench soak screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ bench: $(VENV)/.test-deps
 ## (printed) or on CRASH_SEED=n to replay one
 soak: $(VENV)/.test-deps
 	CRASH_ROUNDS=30 $(BIN)/pytest tests/daemon/test_crash.py -k random -p no:randomly
+
+## screenshots: the web UI in light and dark, on a daemon running the examples, into
+## docs/screenshots/ (needs Chromium at /usr/bin/chromium)
+screenshots: $(VENV)/.test-deps
+	$(BIN)/python docs/screenshots.py
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache

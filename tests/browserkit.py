@@ -125,7 +125,7 @@ class ServedUi:
         opened = subprocess.run(
             [*OPEN_COMMAND, "--state-dir", str(self.state_dir)],
             cwd=self.root,
-            env=_environment(),
+            env=_environment(self.root),
             capture_output=True,
             text=True,
             timeout=60,
@@ -165,8 +165,9 @@ class Tab:
 def ui_daemon(root: Path, *, extra_dags: Mapping[str, str] | None = None) -> Iterator[ServedUi]:
     """`orchestrator daemon` on examples/*.py (and `extra_dags`) copied to `root/dags`.
 
-    The daemon's working directory is `root`, where the examples' relative folders
-    (data/incoming) are. Leaving stops it with SIGTERM, and SIGKILL if that does not do.
+    The daemon's working directory is `root`, where the folders the examples watch
+    (data/incoming, data/arrivals) are made. Leaving stops it with SIGTERM, and SIGKILL
+    if that does not do.
     """
     dags = root / "dags"
     dags.mkdir(parents=True)
@@ -174,12 +175,13 @@ def ui_daemon(root: Path, *, extra_dags: Mapping[str, str] | None = None) -> Ite
         shutil.copy(example, dags / example.name)
     for name, source in (extra_dags or {}).items():
         (dags / name).write_text(source)
-    (root / "data" / "incoming").mkdir(parents=True)
+    for watched in ("incoming", "arrivals"):  # ml_training.py's file trigger and sensor
+        (root / "data" / watched).mkdir(parents=True)
     with DaemonProcess(
         root / "state",
         dags,
         marker=new_marker(),
-        env=_environment(),
+        env=_environment(root),
         log_path=root / "daemon.log",
         cwd=root,
     ) as daemon:
@@ -200,15 +202,17 @@ def _api_url(daemon: DaemonProcess) -> str:
         return pool.submit(api_url, daemon).result()
 
 
-def _environment() -> dict[str, str]:
-    """This checkout's code on a free port; a stop that does not wait long on running tasks,
-    and sign-ins not limited to one in two seconds (a test signs several browsers in)."""
+def _environment(root: Path) -> dict[str, str]:
+    """This checkout's code on a free port; sensors may watch folders under data/ (the
+    examples' `incoming_dir` is a param: untrusted input); a stop that does not wait long on
+    running tasks; sign-ins not limited to one in two seconds (a test signs several in)."""
     return {
         **os.environ,
         "PYTHONPATH": str(REPO),
         "ORCHESTRATOR_API_PORT": "0",
         "ORCHESTRATOR_SHUTDOWN_GRACE": "2",
         "ORCHESTRATOR_UI_LOGIN_RATE": "100",
+        "ORCHESTRATOR_ALLOWED_ROOTS": str(root / "data"),
     }
 
 
