@@ -23,7 +23,6 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -85,6 +84,7 @@ class _Follow:
 
     def __init__(self, ui: UiContext, attempt: TryRecord, path: Path, offset: int) -> None:
         self.ui, self.attempt, self.path, self.offset = ui, attempt, path, offset
+        self.told_end = False  # `log-end` is sent once, also for a try that ended before
 
     async def still_running(self) -> bool:
         attempt = self.attempt
@@ -169,14 +169,13 @@ async def _events(ui: UiContext, follow: _Follow | None) -> AsyncIterator[Server
 async def _log_events(follow: _Follow) -> AsyncIterator[ServerSentEvent]:
     while (text := await follow.read_new()) is not None:
         yield ServerSentEvent(data=html.escape(text), event="log", id=str(follow.offset))
-    if follow.attempt.ended_at is None and not await follow.still_running():
-        # The try ended: what it wrote last was read above; say so once.
-        follow.attempt = _ended(follow.attempt)
+    if follow.told_end:
+        return
+    if follow.attempt.ended_at is not None or not await follow.still_running():
+        # The try ended (maybe long before the page opened): what it wrote last was read
+        # above; say so once, so the page can stop showing it as live.
+        follow.told_end = True
         yield ServerSentEvent(data="ended", event="log-end")
-
-
-def _ended(attempt: TryRecord) -> TryRecord:
-    return replace(attempt, ended_at=attempt.ended_at or 0.0)
 
 
 def _read_from(path: Path, offset: int) -> tuple[int, bytes]:
