@@ -8,8 +8,8 @@ Seeds a state directory with `ui_data.seed_ui_data` (10,000 runs, 100,000 task i
 seeded ids, serves the API and the UI on a loopback port in this process, signs in, and for
 each page prints the median time of `--repeat` requests (client and server in one process,
 so this is the server's time plus a loopback round trip) and the page's size, raw and as sent.
-Then `--clients` clients hammer the wide DAG's grid for `--hammer-seconds` while a task in the
-same event loop sleeps 10 ms again and again: its oversleep is the loop's lag.
+Then `--clients` clients in another process hammer the wide DAG's grid for `--hammer-seconds`
+while a task in the server's event loop sleeps 10 ms again and again: its oversleep is the lag.
 
 Targets: at most 100 ms and 200 KB a page, and a loop lag under 50 ms while hammered.
 """
