@@ -2,13 +2,14 @@
 
 ```python
 async with ui_serving(settings, dag) as served:
-    browser = await served.signed_in()                 # an httpx client holding a session
-    page = await browser.get("/dags")
-    await browser.post("/dags/hello/pause", data={"csrf": csrf_of(page.text)})
+    page = await served.browser.get("/runs/R")          # signed in (admin), ready to use
+    await served.browser.post("/runs/R/cancel", data={"csrf": served.csrf})
+    reader = await served.signed_in("read")              # another session, of another scope
 ```
 
 `served.signed_in(scope)` signs in the way a person does: `admin` through a one-time link
-(`orchestrator open`), other scopes with a token of that scope at `/login`.
+(`orchestrator open`), other scopes with a token of that scope at `/login`. `events_of` reads
+a streamed answer's server-sent events as they come.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class UiServed:
     ui: UiContext
     url: str
     tokens: dict[str, str] = field(default_factory=dict)
+    browser: httpx.AsyncClient = field(init=False)  # signed in (admin) before the test starts
+    csrf: str = ""  # the browser's session's CSRF token
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     def client(self) -> httpx.AsyncClient:
@@ -89,7 +92,35 @@ async def ui_serving(
                     )
                     served.tokens[scope] = text
                 async with served._stack:
+                    served.browser = await served.signed_in()
+                    served.csrf = csrf_of((await served.browser.get("/")).text)
                     yield served
                 tg.cancel_scope.cancel()
         finally:
             ui.close()
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    id: str
+    data: str
+
+
+async def events_of(response: httpx.Response) -> AsyncIterator[Event]:
+    """The server-sent events of a streamed answer, as they come (comments skipped)."""
+    fields: dict[str, list[str]] = {}
+    async for line in response.aiter_lines():
+        if not line:
+            if fields:
+                data = "\n".join(fields.get("data", []))
+                yield Event(_last(fields, "event") or "message", _last(fields, "id"), data)
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            fields.setdefault(name, []).append(value.removeprefix(" "))
+
+
+def _last(fields: dict[str, list[str]], name: str) -> str:
+    values = fields.get(name)
+    return values[-1] if values else ""

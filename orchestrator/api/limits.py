@@ -198,6 +198,14 @@ class RateLimiter:
             return None
         return (1 - bucket.tokens) / rate
 
+    def waiting_time(self, key: str, rate: float) -> float | None:
+        """What `acquire` would answer now, without taking a token: None if one is there."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return None
+        tokens = bucket.tokens_at(self._clock.now())
+        return None if tokens + _EARLY_SECONDS * rate >= 1 else (1 - tokens) / rate
+
     def __len__(self) -> int:
         """How many buckets are held (idle ones are dropped as the table grows)."""
         return len(self._buckets)

@@ -20,8 +20,11 @@ from orchestrator.ui import formats, svg
 from orchestrator.ui.sessions import Session, SessionBook, load_key
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from starlette.requests import Request
 
+    from orchestrator.alerts.sender import ChannelStatus
     from orchestrator.api.context import ApiContext
     from orchestrator.clock import Clock
     from orchestrator.config import Settings
@@ -76,6 +79,7 @@ class UiContext:
     started_at: float = 0.0
     last_error: LastError = field(default_factory=LastError)
     render_slots: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(2))
+    channels: Callable[[], list[ChannelStatus]] = field(default=list)  # alert channels' health
 
     @classmethod
     def for_api(cls, api: ApiContext) -> UiContext:

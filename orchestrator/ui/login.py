@@ -1,7 +1,10 @@
 """Signing in and out: a bearer token at `/login`, or a one-time link from `orchestrator open`.
 
-Attempts are rate-limited per client address (`ui_login_rate` a second, with a burst of one),
-whatever their outcome, so neither tokens nor link codes can be guessed by hammering.
+Failed attempts are rate-limited per client address (`ui_login_rate` a second): each one
+takes a token of the address's bucket, and while the bucket is empty every attempt is refused
+with a 429 *before* it is looked at, so neither tokens nor link codes can be guessed faster
+than that. Attempts that succeed cost nothing: several people (or tests) behind one address
+sign in at once.
 """
 
 from __future__ import annotations
@@ -43,9 +46,12 @@ async def login(ui: UiContext, request: Request, session: Session | None) -> Res
     form = await ui.read_form(request)
     target = safe_next(form.get("next"))
     try:
-        _limit(ui, request)
-        token = form.get("token", "").strip()
-        new = ui.require_token_login(f"Bearer {token}")
+        _refuse_while_limited(ui, request)
+        try:
+            new = ui.require_token_login(f"Bearer {form.get('token', '').strip()}")
+        except AuthError:
+            _count_failure(ui, request)
+            raise
     except (AuthError, RunLimitError) as error:
         status = 429 if isinstance(error, RunLimitError) else 401
         return ui.render(request, None, "login.html", status, next=target, message=_refusal(error))
@@ -55,11 +61,12 @@ async def login(ui: UiContext, request: Request, session: Session | None) -> Res
 async def login_once(ui: UiContext, request: Request, session: Session | None) -> Response:
     """`/login/once/<code>`: the local user's link, good once for two minutes; admin scope."""
     try:
-        _limit(ui, request)
+        _refuse_while_limited(ui, request)
+        if not ui.sessions.redeem_link_code(request.path_params["code"]):
+            _count_failure(ui, request)
+            return ui.render(request, None, "login.html", 401, next="/", message=_LINK_USED)
     except RunLimitError as error:
         return ui.render(request, None, "login.html", 429, next="/", message=str(error))
-    if not ui.sessions.redeem_link_code(request.path_params["code"]):
-        return ui.render(request, None, "login.html", 401, next="/", message=_LINK_USED)
     return signed_in(ui, request, ui.sessions.open_session(scope="admin", token_id=None), "/")
 
 
@@ -85,9 +92,24 @@ def signed_in(ui: UiContext, request: Request, session: Session, target: str) ->
     return response
 
 
-def _limit(ui: UiContext, request: Request) -> None:
-    client = request.client.host if request.client else "unknown"
-    ui.api.limit(f"ui-login:{client}", ui.settings.ui_login_rate, "signing in")
+def _limiter_key(request: Request) -> str:
+    return f"ui-login:{request.client.host if request.client else 'unknown'}"
+
+
+def _refuse_while_limited(ui: UiContext, request: Request) -> None:
+    """429 before looking at the attempt, while this address has failed too often."""
+    rate = ui.settings.ui_login_rate
+    wait = ui.api.limiter.waiting_time(_limiter_key(request), rate)
+    if wait is not None:
+        raise RunLimitError(
+            f"too many failed sign-ins from this address; try again in {wait:.0f} s",
+            retry_after=wait,
+        )
+
+
+def _count_failure(ui: UiContext, request: Request) -> None:
+    """A failed attempt takes a token of the address's bucket (never refused here)."""
+    ui.api.limiter.acquire(_limiter_key(request), ui.settings.ui_login_rate)
 
 
 def _refusal(error: AuthError | RunLimitError) -> str:

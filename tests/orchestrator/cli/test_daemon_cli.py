@@ -129,6 +129,7 @@ def paris_midnight(day: str) -> float:
         ["dags", "unpause"],
         ["triggers", "list"],
         ["events", "list"],
+        ["open"],
     ],
     ids=" ".join,
 )
@@ -401,3 +402,30 @@ def test_empty_listings_say_so_in_a_sentence(project: Project) -> None:
     project.json("trigger", "hello")  # the store exists now
     filtered = project.ok("events", "list", "--dag", "landing", "--run", "nope").stdout
     assert filtered.strip() == "No events match DAG 'landing' and run 'nope'."
+
+
+# -- open ---------------------------------------------------------------------------------------
+
+
+def test_open_prints_a_link_that_signs_in_once(project: Project) -> None:
+    import httpx
+
+    with daemon(project):
+        printed = project.ok("open", "--no-browser")
+        link = printed.stdout.strip()
+        assert "/login/once/" in link and "(this link signs you in once" in printed.stderr
+        with httpx.Client(follow_redirects=False) as browser:
+            signed_in = browser.get(link)
+            assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
+            assert "orch_session" in browser.cookies
+            home = browser.get(link.split("/login/")[0] + "/")
+            assert home.status_code == 200 and "Runs in the last 24 hours" in home.text
+        with httpx.Client(follow_redirects=False) as other:
+            again = other.get(link)  # used: refused (or rate-limited), never a session
+            assert again.status_code in (401, 429) and "orch_session" not in other.cookies
+
+
+def test_open_without_a_daemon_says_how_to_start_one(project: Project) -> None:
+    result = project.invoke("open", "--no-browser")
+    assert result.exit_code != 0
+    assert "no daemon runs on" in result.stderr and "orchestrator daemon" in result.stderr
