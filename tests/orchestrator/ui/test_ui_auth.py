@@ -267,7 +267,7 @@ async def test_hammered_sign_ins_get_a_429_that_says_why(
             answers = [await client.post("/login", data={"token": "guess"}) for _ in range(5)]
             assert answers[0].status_code == 401
             assert {a.status_code for a in answers[1:]} == {429}
-            assert "signing in is limited to" in answers[-1].text
+            assert "too many failed sign-ins from this address" in answers[-1].text
             # The right token does not get through the limit either, nor does a link.
             right = await client.post("/login", data={"token": served.tokens["admin"]})
             link = await client.get(f"/login/once/{served.ui.sessions.issue_link_code()}")
@@ -323,3 +323,20 @@ async def test_the_session_cookie_is_httponly_strict_and_site_wide(
             flags = {part.strip().lower() for part in header.split(";")[1:]}
             assert {"httponly", "samesite=strict", "path=/"} <= flags, header
             assert not any(flag.startswith("domain") for flag in flags)
+
+
+async def test_a_sign_in_posted_from_another_site_is_refused(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with serving(make_settings()) as (served, _clock):
+        async with served.client() as client:
+            forged = await client.post(
+                "/login",
+                data={"token": served.tokens["admin"]},
+                headers={"Origin": "http://evil.example"},
+            )
+            assert forged.status_code == 403 and "orch_session" not in client.cookies
+            own = await client.post(
+                "/login", data={"token": served.tokens["admin"]}, headers={"Origin": served.url}
+            )
+            assert own.status_code == 303 and "orch_session" in client.cookies
