@@ -88,7 +88,8 @@ class _Follow:
 
     async def still_running(self) -> bool:
         attempt = self.attempt
-        tries = await self.ui.store.list_tries(attempt.run_id, attempt.task_id, attempt.map_index)
+        reads = await self.ui.reads()
+        tries = await reads.list_tries(attempt.run_id, attempt.task_id, attempt.map_index)
         mine = [t for t in tries if t.try_number == attempt.try_number]
         return bool(mine) and mine[0].ended_at is None
 
@@ -156,6 +157,8 @@ async def _events(ui: UiContext, follow: _Follow | None) -> AsyncIterator[Server
                 if follow is not None:
                     async for event in _log_events(follow):
                         yield event
+                    if follow.told_end:  # all of it was sent: from now on, changes only
+                        follow = None
                 with anyio.move_on_after(LOG_POLL_SECONDS if follow else None):
                     await dirty.wait()
                 if dirty.is_set():
