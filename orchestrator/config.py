@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.alertconfig import AlertRule, ChannelConfig, check_rule_channels, entry_line
 from orchestrator.errors import ConfigError
 from orchestrator.settingchecks import CHECKS, Label, from_text
 
@@ -107,11 +108,17 @@ class Settings:
     # that loops, sleeps, exits, forks or allocates at import is an error, not a wedged daemon.
     dag_import_timeout: float = 30.0
     dag_import_max_memory_mb: int = 1024
+    # Alerts: channels by name, and rules sending events to them (see `alertconfig`); the
+    # daemon's address as users reach it (behind a proxy), for the links in alerts.
+    alert_channels: Mapping[str, ChannelConfig] = field(default_factory=dict, hash=False)
+    alerts: tuple[AlertRule, ...] = ()
+    public_url: str | None = None
     config_file: Path | None = None  # the TOML file these settings came from, if any
 
     def __post_init__(self) -> None:
         for name, check in CHECKS.items():
             object.__setattr__(self, name, check(getattr(self, name), _argument_label))
+        check_rule_channels(self.alerts, self.alert_channels, _argument_label)
 
     @property
     def logs_dir(self) -> Path:
@@ -178,10 +185,17 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read the config file {path}: {error}") from None
     _reject_unknown_keys(document, path)
 
+    text = path.read_text(encoding="utf-8")
+
     def label(key: str) -> str:
+        if key.startswith("alerts["):  # `[[alerts]]` entries have no key: name the line
+            index = int(key[len("alerts[") : -1])
+            line = entry_line(text, "alerts", index)
+            return f"[[alerts]] entry {index + 1} ({path}, line {line})"
         return f"`{key}` in {path}"
 
     values = {name: CHECKS[name](value, label) for name, value in document.items()}
+    check_rule_channels(values.get("alerts", ()), values.get("alert_channels", {}), label)
     return _absolute_paths(values, path.parent)
 
 
@@ -209,8 +223,11 @@ def _read_environ(environ: Mapping[str, str], cwd: Path) -> dict[str, Any]:
     return _absolute_paths(values, cwd)
 
 
-# Every setting but `pools`: a table of pools has no one-line form, so it lives in the file.
-_ENVIRON_VARIABLES = {name: f"ORCHESTRATOR_{name.upper()}" for name in CHECKS if name != "pools"}
+# Every setting but the tables (pools, alerts): they have no one-line form, so live in the file.
+_TABLES = ("pools", "alerts", "alert_channels")
+_ENVIRON_VARIABLES = {
+    name: f"ORCHESTRATOR_{name.upper()}" for name in CHECKS if name not in _TABLES
+}
 
 
 def _read_overrides(overrides: Mapping[str, Any], cwd: Path) -> dict[str, Any]:

@@ -39,6 +39,7 @@ CRASH_POINTS: dict[str, str] = {
     "schedule_tick": "a schedule tick's run committed",
     "shutdown_grace": "during a SIGTERM grace period",
     "webhook_committed": "a webhook delivery's run committed, before the 2xx is sent",
+    "alert_committed": "a state change and its alerts committed, before the alerts are sent",
 }
 
 # None until the variable is read; then the armed point -> how many more passes until the

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.alertconfig import check_channels, check_rules
 from orchestrator.errors import ConfigError
 
 SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
@@ -209,6 +210,17 @@ def _check_pools(value: Any, label: Label) -> dict[str, int]:
     return pools
 
 
+def _check_public_url(value: Any, label: Label) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"{label('public_url')} must be the http(s) address users reach the daemon at "
+            f"(such as https://orchestrator.example.com), got {value!r}"
+        )
+    return value.rstrip("/")
+
+
 CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "state_dir": lambda value, label: _check_path(value, label, "state_dir"),
     "dags_folder": lambda value, label: _check_path(value, label, "dags_folder"),
@@ -257,4 +269,7 @@ CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "max_interrupted_tries": lambda value, label: _check_count(
         value, label, "max_interrupted_tries"
     ),
+    "alert_channels": check_channels,
+    "alerts": check_rules,
+    "public_url": _check_public_url,
 }

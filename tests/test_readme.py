@@ -174,3 +174,19 @@ def test_the_readme_says_what_url_checks_and_webhook_signatures_cannot_prove() -
     webhooks = README[README.index("## Runs started by a webhook") : README.index("## How it")]
     assert "What a signature proves, and what it does not" in webhooks
     assert "webhook_replay_window" in webhooks
+
+
+def test_the_alerts_example_loads_and_the_dag_example_imports(tmp_path: Path) -> None:
+    (tmp_path / "orchestrator.toml").write_text(block("toml", "[[alerts]]"))
+    settings = load_settings(cwd=tmp_path, environ={})
+    assert [rule.channels for rule in settings.alerts] == [
+        ("ops-slack", "team-mail"),
+        ("oncall",),
+        ("ops-slack",),
+    ]
+    proactive = settings.alerts[2]
+    assert (proactive.late_after, proactive.silent_for, proactive.max_duration) == (600, 3600, 7200)
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "retrain.py").write_text(block("python", "SlackNotifier"))
+    listed = orchestrator(tmp_path, "dags", "list")
+    assert listed.returncode == 0 and "retrain_alerts" in listed.stdout, listed.stderr

@@ -24,13 +24,17 @@ import re
 from collections.abc import Sequence
 
 from orchestrator.errors import SignatureError
+from orchestrator.signing import (  # re-exported: the API's callers import them here
+    decode_standard_secret as decode_standard_secret,
+)
+from orchestrator.signing import sign_standard as sign_standard
+from orchestrator.signing import standard_digest
 
 GITHUB_HEADER = "X-Hub-Signature-256"
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 _MISMATCH = "the signature does not match the body (wrong secret, or the body was changed)"
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")  # whole seconds; 15 digits is far past year 9999
 _SIGNATURE_BYTES = hashlib.sha256().digest_size
-_WHSEC_PREFIX = "whsec_"
 
 
 # -- GitHub ---------------------------------------------------------------------------------------
@@ -84,31 +88,6 @@ def verify_hmac(
 # -- Standard Webhooks ----------------------------------------------------------------------------
 
 
-def decode_standard_secret(text: str) -> bytes:
-    """The key of a Standard Webhooks secret: base64, after an optional `whsec_` prefix.
-
-    The `=` padding may be left out, as the reference libraries allow.
-    """
-    encoded = text.strip().removeprefix(_WHSEC_PREFIX)
-    encoded += "=" * (-len(encoded) % 4)
-    try:
-        key = base64.b64decode(encoded, validate=True)
-    except binascii.Error:
-        key = b""
-    if not key:
-        # The text is a secret: the message describes it without quoting any of it.
-        raise ValueError(
-            "the Standard Webhooks secret is not valid base64 after its optional whsec_ prefix;"
-            " copy it again from the sender's settings"
-        )
-    return key
-
-
-def sign_standard(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The `webhook-signature` entry for one delivery: `v1,<base64 HMAC-SHA256>`."""
-    return "v1," + base64.b64encode(_standard_digest(key, msg_id, timestamp, body)).decode()
-
-
 def verify_standard(
     keys: Sequence[bytes],
     *,
@@ -133,7 +112,7 @@ def verify_standard(
     seconds = _fresh_timestamp(timestamp, now=now, tolerance=tolerance)
     candidates = _v1_signatures(signature)
     for key in keys:
-        expected = _standard_digest(key, msg_id, seconds, body)
+        expected = standard_digest(key, msg_id, seconds, body)
         if _matches_any(expected, candidates):
             return
     raise SignatureError(_MISMATCH)
@@ -185,10 +164,6 @@ def _decode_base64(text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except binascii.Error:
         return b""
-
-
-def _standard_digest(key: bytes, msg_id: str, timestamp: int, body: bytes) -> bytes:
-    return _digest(key, f"{msg_id}.{timestamp}.".encode() + body)
 
 
 # -- shared ---------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import functools
 import heapq
 import inspect
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -42,8 +42,8 @@ class DAG:
         max_active_runs: int = 16,
         max_active_tasks: int = 16,
         tags: tuple[str, ...] | list[str] = (),
-        on_success: Callable[[Any], Any] | None = None,
-        on_failure: Callable[[Any], Any] | None = None,
+        on_success: Callable[[Any], Any] | Sequence[Callable[[Any], Any]] | None = None,
+        on_failure: Callable[[Any], Any] | Sequence[Callable[[Any], Any]] | None = None,
         schedule: str | timedelta | None = None,
         timezone: str = "UTC",
         start_date: Any = None,

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from orchestrator.authoring.dag import DAG
 
 Callback = Callable[[TaskContext], Any]
+#: A hook: one callback, or a list of them; a list may hold notifiers (`orchestrator.alerts`),
+#: which are sent durably from the alerts outbox rather than called.
+Hooks = Callback | Sequence[Callback]
 
 
 class Skip(Exception):
@@ -46,9 +49,9 @@ class TaskOptions:
     pool: str = "default"
     pool_slots: int = 1
     priority_weight: int = 1
-    on_success: Callback | None = None
-    on_failure: Callback | None = None
-    on_retry: Callback | None = None
+    on_success: Hooks | None = None
+    on_failure: Hooks | None = None
+    on_retry: Hooks | None = None
     in_process: bool | None = None  # None: the engine's default executor mode
     outlets: tuple[Asset, ...] = ()  # assets this task updates when it succeeds
 

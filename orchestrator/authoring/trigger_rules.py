@@ -20,6 +20,10 @@ class TriggerRule(StrEnum):
     NONE_FAILED = "none_failed"  # no upstream failed: each succeeded or was skipped
     NONE_SKIPPED = "none_skipped"  # no upstream was skipped: each finished otherwise
     ALWAYS = "always"  # no condition at all
+    ONE_DONE = "one_done"  # at least one upstream succeeded or failed (runs as soon as one has)
+    # every upstream finished, none failed, at least one succeeded (after a branch, say)
+    NONE_FAILED_MIN_ONE_SUCCESS = "none_failed_min_one_success"
+    ALL_SKIPPED = "all_skipped"  # every upstream was skipped
 
 
 class Verdict(StrEnum):
@@ -32,6 +36,11 @@ class Verdict(StrEnum):
 
 
 _FAILED = (TaskState.FAILED, TaskState.UPSTREAM_FAILED)
+_FAIL_ON_A_FAILURE = (
+    TriggerRule.ALL_SUCCESS,
+    TriggerRule.NONE_FAILED,
+    TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+)
 
 
 def evaluate(rule: TriggerRule, upstream: Iterable[TaskState]) -> Verdict:
@@ -52,6 +61,8 @@ def evaluate(rule: TriggerRule, upstream: Iterable[TaskState]) -> Verdict:
         return _one(success, done, total, on_none=_none_verdict(failed))
     if rule is TriggerRule.ONE_FAILED:
         return _one(failed, done, total, on_none=Verdict.SKIP)
+    if rule is TriggerRule.ONE_DONE:
+        return _one(success + failed, done, total, on_none=Verdict.SKIP)
     if done < total:
         return _early_verdict(rule, failed=failed, skipped=skipped, done=done)
     return _final_verdict(rule, failed=failed, skipped=skipped, success=success, total=total)
@@ -75,8 +86,10 @@ def _early_verdict(rule: TriggerRule, *, failed: int, skipped: int, done: int) -
     not skip early on a skipped upstream (unlike Airflow): another upstream may still fail,
     which makes the task `upstream_failed`, so the answer would depend on timing.
     """
-    if rule in (TriggerRule.ALL_SUCCESS, TriggerRule.NONE_FAILED) and failed:
+    if rule in _FAIL_ON_A_FAILURE and failed:
         return Verdict.UPSTREAM_FAILED
+    if rule is TriggerRule.ALL_SKIPPED and done > skipped:  # one finished without a skip
+        return Verdict.SKIP
     if rule is TriggerRule.ALL_FAILED and done > failed:  # one finished without failing
         return Verdict.SKIP
     if rule is TriggerRule.NONE_SKIPPED and skipped:
@@ -97,4 +110,8 @@ def _final_verdict(
         return Verdict.UPSTREAM_FAILED if failed else Verdict.RUN
     if rule is TriggerRule.NONE_SKIPPED:
         return Verdict.SKIP if skipped else Verdict.RUN
+    if rule is TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS:
+        return Verdict.UPSTREAM_FAILED if failed else Verdict.RUN if success else Verdict.SKIP
+    if rule is TriggerRule.ALL_SKIPPED:
+        return Verdict.RUN if skipped == total else Verdict.SKIP
     return Verdict.RUN  # ALL_DONE

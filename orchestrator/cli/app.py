@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from orchestrator.cli.alerts import alerts_group
 from orchestrator.cli.daemon import daemon_command
 from orchestrator.cli.dags import dags_group
 from orchestrator.cli.db import db_group
@@ -85,6 +86,7 @@ for _command in (
     events_group,
     webhooks_group,
     tokens_group,
+    alerts_group,
     db_group,
     open_command,
 ):

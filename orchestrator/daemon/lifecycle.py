@@ -20,12 +20,14 @@ import os
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from dataclasses import asdict
 from functools import partial
 from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 
+from orchestrator.alerts.sender import AlertSender
 from orchestrator.api.context import ApiContext
 from orchestrator.api.registry import ApiRegistry
 from orchestrator.api.registryops import RegistryOps
@@ -33,11 +35,12 @@ from orchestrator.api.server import serve_api
 from orchestrator.api.withheld import WithheldEnviron, withhold_webhook_secrets
 from orchestrator.config import Settings
 from orchestrator.crashpoints import check_crash_setting
+from orchestrator.daemon.alerting import secret_variables, start_alerts, stopped_uncleanly
 from orchestrator.daemon.control import control_path, serve_control
 from orchestrator.daemon.reload import follow_dag_folder
 from orchestrator.daemon.state_lock import StateDirLock
 from orchestrator.descriptors import raise_open_file_limit
-from orchestrator.errors import RunError, StoreError
+from orchestrator.errors import OrchestratorError, RunError, StoreError
 from orchestrator.scheduling.engine import Engine
 from orchestrator.store import open_store
 from orchestrator.ui.app import build_app
@@ -53,6 +56,7 @@ async def serve(settings: Settings, *, on_ready: Callable[[Engine], None] | None
     _raise_open_file_limit()
     acquire = partial(StateDirLock.acquire, settings.state_dir, command="orchestrator daemon")
     with await anyio.to_thread.run_sync(acquire):
+        crashed = await anyio.to_thread.run_sync(stopped_uncleanly, settings.state_dir)
         await _check_integrity(settings)
         environ = await _withhold_secrets(settings)  # before the first worker starts
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -64,9 +68,12 @@ async def serve(settings: Settings, *, on_ready: Callable[[Engine], None] | None
                     # Watching before the control socket answers: a CLI (or a test) that saw
                     # the daemon ready and then edits a DAG file is never missed.
                     await tg.start(follow_dag_folder, engine)
+                    control.alerts = await start_alerts(
+                        settings, engine, environ, tg, crashed=crashed
+                    )
                     await tg.start(_serve_control_until_cancelled, settings, control)
                     if settings.api_enabled:
-                        app, control.ui = build_app(api)
+                        app, control.ui = build_app(api, channels=control.alerts.statuses)
                         stack.callback(control.ui.close)
                         control.api_url = await tg.start(serve_api, app, settings)
                     _log_ready(engine)
@@ -118,6 +125,7 @@ async def _withhold_secrets(settings: Settings) -> WithheldEnviron:
         webhooks = await store.list_webhooks()
     environ = WithheldEnviron(os.environ)
     withhold_webhook_secrets(environ, (webhook.secret_env for webhook in webhooks))
+    environ.withhold(secret_variables(settings.alert_channels))
     return environ
 
 
@@ -151,6 +159,7 @@ class DaemonControl(RegistryOps):
         self.engine = engine
         self.registry = api.registry
         self.api_url: str | None = None  # where the HTTP API listens, once it does
+        self.alerts: AlertSender | None = None  # the alerts outbox's sender, once started
         self.ui: UiContext | None = None  # the web UI, served with the API
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -215,6 +224,28 @@ class DaemonControl(RegistryOps):
             raise RunError("the request's `downstream` must be true or false")
         keys = await self.engine.clear(_text(request, "run_id"), task_ids, downstream=downstream)
         return {"cleared": [[task_id, map_index] for _, task_id, map_index in keys]}
+
+    async def _op_alerts_list(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The latest alerts with their delivery state, and every channel's status."""
+        limit = request.get("limit", 50)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= 10_000:
+            raise RunError("the request's `limit` must be a whole number from 1 to 10000")
+        alerts = await self.engine.store.list_alerts(limit)
+        channels = self.alerts.statuses() if self.alerts is not None else []
+        return {
+            "alerts": [asdict(alert) for alert in alerts],
+            "channels": [asdict(channel) for channel in channels],
+        }
+
+    async def _op_alerts_test(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send a test message to a configured channel now; its error if it fails."""
+        if self.alerts is None:
+            raise RunError("the daemon's alerts are not started yet; try again")
+        try:
+            alert = await self.alerts.send_test(_text(request, "channel"))
+        except (OrchestratorError, OSError, TimeoutError) as error:
+            raise RunError(f"the test message was not delivered: {error}") from None
+        return {"alert_id": alert.alert_id}
 
     async def _op_backfill(self, request: dict[str, Any]) -> dict[str, Any]:
         start, end = request.get("start"), request.get("end")

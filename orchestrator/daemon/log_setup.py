@@ -103,6 +103,8 @@ def configure_logging(
         old.close()  # forgets the handler; a StreamHandler never closes its stream
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    # httpx logs every request's URL at INFO; an alert channel's URL is its password.
+    logging.getLogger("httpx").setLevel(max(numeric_level, logging.WARNING))
     return handler
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from orchestrator.airflow_compat.imports import airflow_imports
 from orchestrator.authoring.dag import DAG, DagFactory
 from orchestrator.errors import DagError, DagImportError
 
@@ -44,8 +45,9 @@ def load_dag_file(path: str | os.PathLike[str]) -> FileResult:
     previous, depth = DAG._collector, len(DAG._stack)
     DAG._collector = created
     try:
-        module = _import(path)
-        _build_uncalled_factories(module)
+        with airflow_imports():  # `import airflow...` in the file gets our compatibility layer
+            module = _import(path)
+            _build_uncalled_factories(module)
     except DagError as error:
         result.errors.append(_locate(error, path))
         return result

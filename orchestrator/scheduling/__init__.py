@@ -2,7 +2,8 @@
 
 `engine` is the loop: it wakes on `messages`, takes one step of `decisions`, commits one
 store transaction and acts (`dispatch` starts tries and callbacks; `timers`, `change_feed`);
-a commit that finds the disk full waits for room (`full_disk`) instead of failing the daemon.
+a commit that finds the disk full waits for room (`full_disk`) instead of failing the daemon;
+`outbox` adds each commit's alerts, with `overdue` finding what did not happen in time.
 What users ask for arrives through `run_requests` and `edit_requests`; `startup` opens the
 engine and picks up `recovery`'s runs. Deciding: the `scheduler` with `readiness` (trigger
 rules, fan-out, branches) and `slots` (pools, priorities), `active_runs` and `driven_runs`

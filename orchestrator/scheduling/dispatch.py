@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from orchestrator.alerts.notifiers import BaseNotifier
 from orchestrator.authoring.references import resolve_refs
 from orchestrator.config import Settings
 from orchestrator.crashpoints import crashpoint
@@ -86,15 +87,14 @@ class Dispatcher:
             scope.cancel()
 
     def call_task_callback(self, ti: TaskInstance, hook: str) -> None:
-        callback = getattr(ti.task.options, hook)
-        if callback is not None:
+        for callback in _callables(getattr(ti.task.options, hook)):
             self._tg.start_soon(_call_safely, callback, ti.context(ti.log_path), hook)
 
     def call_run_callback(self, run: ActiveRun) -> None:
         hook = "on_success" if run.state is RunState.SUCCESS else "on_failure"
-        callback = getattr(run.dag, hook)
-        if callback is not None and run.state is not RunState.CANCELLED:
-            self._tg.start_soon(_call_safely, callback, run.run_id, hook)
+        if run.state is not RunState.CANCELLED:
+            for callback in _callables(getattr(run.dag, hook)):
+                self._tg.start_soon(_call_safely, callback, run.run_id, hook)
 
     async def _execute(self, ti: TaskInstance) -> None:
         set_runtime(self._runtime)  # async tasks (poking sensors) run in this task
@@ -147,6 +147,12 @@ class Dispatcher:
 def state_identity(settings: Settings) -> str:
     """What tells this daemon's tries from another's on the same machine: its state directory."""
     return str(settings.state_dir.resolve())
+
+
+def _callables(hooks: Any) -> list[Callable[[Any], Any]]:
+    """A hook's callbacks: one, or a list; notifiers are left to the alerts outbox."""
+    listed = list(hooks) if isinstance(hooks, list | tuple) else [hooks]
+    return [hook for hook in listed if hook is not None and not isinstance(hook, BaseNotifier)]
 
 
 async def _call_safely(callback: Callable[[Any], Any], argument: Any, hook: str) -> None:

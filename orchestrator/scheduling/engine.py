@@ -51,6 +51,7 @@ from orchestrator.scheduling.messages import (
     crash_before_commit,
     timer_message,
 )
+from orchestrator.scheduling.outbox import AlertOutbox
 from orchestrator.scheduling.run_requests import RunRequests
 from orchestrator.scheduling.scheduler import Scheduler
 from orchestrator.scheduling.startup import open_engine, record_dags, recover_runs
@@ -122,6 +123,8 @@ class Engine:
         self.starter = RunStarter(
             task_group, runtime=self.runtime, post=self._post, new_run=self._requests.new_run
         )
+        # Alerts join each commit: of its changes, and of what is overdue (see `overdue`).
+        self.outbox = AlertOutbox(settings, self._driven.dag_of, self.scheduler, self.starter)
         self._edits = EditRequests(
             store=store,
             dagbag=dagbag,
@@ -330,9 +333,11 @@ class Engine:
         inbox, self._inbox = self._inbox, []
         prepared = await self.starter.prepare(inbox, self.store, self.clock.now())
         step = self._decider.decide(inbox, prepared, self.clock.now())
+        self.outbox.add(step.tx)
         crash_before_commit(inbox)
         await self.full_disk.commit(self.store.commit, step.tx.batch)
         crash_after_commit(inbox, self.starter.runs_created)
+        self.outbox.committed()
         self._publish(step.tx.changes)
         self._after_commit(step.tx)
         self._edits.answer()
@@ -363,8 +368,8 @@ class Engine:
     # -- timers, cursors and start-up -----------------------------------------------------------
 
     def _arm_timers(self) -> None:
-        timers = [*self.scheduler.timers, *self.starter.timers]
-        self.scheduler.timers, self.starter.timers = [], []
+        timers = [*self.scheduler.timers, *self.starter.timers, *self.outbox.overdue.timers]
+        self.scheduler.timers, self.starter.timers, self.outbox.overdue.timers = [], [], []
         self._timers.add(timers)
 
     async def _save_cursor(self, key: TaskKey, cursor: Any) -> None:
@@ -376,6 +381,7 @@ class Engine:
         """Record the DAGs, pick up what an earlier process left, and start starting runs."""
         await record_dags(self.store, self.dagbag, self.clock.now())
         await self.starter.load(self.store)
+        await self.outbox.overdue.load(self.store)
         for dag_id in self.starter.paused:
             self.scheduler.set_paused(dag_id, True)
         tx = Transitions(self.clock.now())
@@ -392,7 +398,9 @@ class Engine:
 
     async def _commit_and_act(self, tx: Transitions) -> None:
         """Commit a transaction made outside a step, then act on it as a step would."""
+        self.outbox.add(tx)
         await self.store.commit(tx.batch)
+        self.outbox.committed()
         self._publish(tx.changes)
         self._after_commit(tx)
         self._wake.set()

@@ -1,9 +1,10 @@
 """What wakes the engine: the messages its loop receives, and the crash points they pass.
 
 Everything that can change a decision arrives as a message in the engine's inbox — a try
-finished, a timer came due, a trigger ended, a user cancelled or cleared a run, a run trigger
-fired (the run starter's own messages, `StarterMessage`). One wake-up handles every message
-that arrived since the last one, in one scheduling step and one transaction.
+finished, a timer came due (an alert's deadline among them), a trigger ended, a user cancelled
+or cleared a run, a run trigger fired (the run starter's own messages, `StarterMessage`).
+One wake-up handles every message that arrived since the last one, in one scheduling step and
+one transaction.
 """
 
 from __future__ import annotations
@@ -64,12 +65,19 @@ class TriggerEnded:
     outcome: TriggerOutcome
 
 
-EngineMessage = TryFinished | CancelRequest | ClearRequest | TimerDue | TriggerEnded
+@dataclass(frozen=True)
+class AlertDue:
+    """A proactive alert's deadline came: nothing to decide, the step's outbox looks."""
+
+
+EngineMessage = TryFinished | CancelRequest | ClearRequest | TimerDue | TriggerEnded | AlertDue
 Message = EngineMessage | StarterMessage
 
 
 def timer_message(timer: Timer) -> Message:
-    """What a timer coming due means: a DAG's schedule to look at, or a task instance's wait."""
+    """What a timer coming due means: a DAG's schedule, an alert's deadline, or a task's wait."""
+    if timer.kind == "alert":
+        return AlertDue()
     return DagDue(timer.key[0], "dag") if timer.kind == "dag" else TimerDue(timer)
 
 

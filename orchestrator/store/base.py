@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrator.state import RunState, TaskState, check_run_transition, check_task_transition
+from orchestrator.store.alertrows import AlertRecord
 from orchestrator.store.records import (
     DagGrid,
     DagRecord,
@@ -211,6 +212,18 @@ class WriteBatch:
         """Forget a webhook definition; an unknown name fails the batch."""
         self.ops.append(Op("delete_webhook", {"name": name}))
 
+    def add_alerts(self, alerts: list[AlertRecord]) -> None:
+        """Put alerts in the outbox, with the state change that caused them."""
+        self.ops.append(Op("add_alerts", {"alerts": alerts}))
+
+    def mark_alerts_sent(self, alert_ids: list[str], at: float) -> None:
+        """Their channel took these alerts (an id already sent stays as it was)."""
+        self.ops.append(Op("mark_alerts_sent", {"alert_ids": alert_ids, "at": at}))
+
+    def note_alert_failures(self, alert_ids: list[str], error: str) -> None:
+        """An attempt to send these alerts failed with `error`; they stay pending."""
+        self.ops.append(Op("note_alert_failures", {"alert_ids": alert_ids, "error": error}))
+
 
 @dataclass(frozen=True)
 class StoreStatistics:
@@ -311,6 +324,16 @@ class Store(Protocol):
 
     async def list_webhooks(self) -> list[WebhookRecord]:
         """Every webhook definition, by name."""
+        ...
+
+    async def list_alerts(self, limit: int = 50) -> list[AlertRecord]:
+        """The latest alerts with their delivery state, newest first."""
+        ...
+
+    async def list_pending_alerts(
+        self, channel: str | None = None, limit: int = 100
+    ) -> list[AlertRecord]:
+        """Alerts not yet sent (of one channel, or all), oldest first."""
         ...
 
     async def integrity_check(self) -> list[str]:

@@ -212,6 +212,34 @@ CREATE INDEX events_by_dag ON events (dag_id, event_id);
 CREATE INDEX events_by_source ON events (dag_id, source, received_at);
 """
 
+# Alerts: an outbox. A row is written in the same transaction as the state change that causes
+# it (one row per alert and channel), and marked sent once its channel took it, so a crash
+# between the commit and the send loses nothing. `notifier` is the JSON classpath and kwargs of
+# a notifier attached in a DAG file (NULL: a channel of orchestrator.toml); neither holds a
+# secret, only where the daemon reads it.
+_ALERTS = """
+CREATE TABLE alerts (
+    alert_id    TEXT PRIMARY KEY,
+    created_at  REAL NOT NULL,
+    event       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    channel     TEXT NOT NULL,
+    notifier    TEXT,
+    dag_id      TEXT,
+    run_id      TEXT,
+    task_id     TEXT,
+    map_index   INTEGER,
+    try_number  INTEGER,
+    summary     TEXT NOT NULL DEFAULT '',
+    state       TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    sent_at     REAL
+);
+CREATE INDEX alerts_pending ON alerts (channel, created_at) WHERE state = 'pending';
+CREATE INDEX alerts_by_created_at ON alerts (created_at);
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "DAGs, runs, task instances, tries, results, events, triggers", _INITIAL_SCHEMA),
     Migration(2, "deferral: task instances' next call, trigger timeouts and cursors", _DEFERRAL),
@@ -219,6 +247,7 @@ MIGRATIONS: list[Migration] = [
     Migration(4, "HTTP API: bearer tokens and webhook definitions", _API),
     Migration(5, "interrupted tries: counted per task instance", _INTERRUPTED_TRIES),
     Migration(6, "web UI reads: task instances by state, events by DAG and source", _UI_READS),
+    Migration(7, "alerts: an outbox of alerts and their delivery", _ALERTS),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].number

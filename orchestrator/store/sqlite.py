@@ -18,6 +18,7 @@ import anyio
 
 from orchestrator.errors import StoreError
 from orchestrator.state import RunState
+from orchestrator.store.alertrows import ALERT_COLUMNS, AlertRecord, alert_from_row
 from orchestrator.store.apirows import (
     TOKEN_COLUMNS,
     WEBHOOK_COLUMNS,
@@ -254,6 +255,20 @@ class SqliteStore(OverviewReads):
         """Every webhook definition, by name."""
         sql = f"SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY name"
         return [webhook_from_row(row) for row in await self._fetch(sql)]
+
+    async def list_alerts(self, limit: int = 50) -> list[AlertRecord]:
+        """The latest alerts with their delivery state, newest first."""
+        sql = f"SELECT {ALERT_COLUMNS} FROM alerts ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        return [alert_from_row(row) for row in await self._fetch(sql, (limit,))]
+
+    async def list_pending_alerts(
+        self, channel: str | None = None, limit: int = 100
+    ) -> list[AlertRecord]:
+        """Alerts not yet sent (of one channel, or all), oldest first."""
+        where = "state = 'pending'" + (" AND channel = ?" if channel is not None else "")
+        params = (channel, limit) if channel is not None else (limit,)
+        sql = f"SELECT {ALERT_COLUMNS} FROM alerts WHERE {where} ORDER BY created_at, rowid LIMIT ?"
+        return [alert_from_row(row) for row in await self._fetch(sql, params)]
 
     async def integrity_check(self) -> list[str]:
         """Problems found by a full check of the file and its foreign keys; empty when sound.

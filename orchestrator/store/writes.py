@@ -20,6 +20,7 @@ import aiosqlite
 
 from orchestrator.errors import DuplicateRunError, StateConflictError, StoreError
 from orchestrator.state import RunState, TaskState
+from orchestrator.store.alertrows import ALERT_HANDLERS
 from orchestrator.store.apiwrites import API_HANDLERS
 from orchestrator.store.base import Op, TaskKey, check_task_state_fields
 from orchestrator.store.eventwrites import EVENT_HANDLERS
@@ -298,4 +299,5 @@ _HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
     "save_trigger_cursor": _save_trigger_cursor,
     **EVENT_HANDLERS,
     **API_HANDLERS,
+    **ALERT_HANDLERS,
 }

@@ -34,8 +34,11 @@ from orchestrator.ui.context import STATIC, UiContext
 from orchestrator.ui.pages import Page, bind
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from starlette.applications import Starlette
 
+    from orchestrator.alerts.sender import ChannelStatus
     from orchestrator.api.context import ApiContext
 
 PAGES: tuple[Page, ...] = (
@@ -103,9 +106,16 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def build_app(api: ApiContext) -> tuple[Starlette, UiContext]:
-    """The daemon's one app: the API, the UI beside it, security headers on every answer."""
+def build_app(
+    api: ApiContext, *, channels: Callable[[], list[ChannelStatus]] | None = None
+) -> tuple[Starlette, UiContext]:
+    """The daemon's one app: the API, the UI beside it, security headers on every answer.
+
+    `channels` tells how the alert channels are doing, for the home page.
+    """
     ui = UiContext.for_api(api)
+    if channels is not None:
+        ui.channels = channels
     app = create_app(api, routes=ui_routes(ui))
     app.add_middleware(SecurityHeaders)
     return app, ui

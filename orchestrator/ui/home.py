@@ -1,4 +1,4 @@
-"""The home page: is the daemon well, what ran in the last day, and what failed."""
+"""The home page: is the daemon well, what ran in the last day, what failed, who was told."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 DAY = 86400.0
 RECENT_FAILURES = 10
+RECENT_ALERTS = 10
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +59,7 @@ async def home(ui: UiContext, request: Request, session: Session | None) -> Resp
     reads = await ui.reads()
     counts = await reads.run_counts_since(since)
     failures = await reads.list_runs(state=RunState.FAILED, limit=RECENT_FAILURES)
+    alerts = await reads.list_alerts(limit=RECENT_ALERTS)
     return ui.render(
         request,
         session,
@@ -65,6 +67,8 @@ async def home(ui: UiContext, request: Request, session: Session | None) -> Resp
         health=health(ui),
         counts=[(state.value, counts.get(state, 0)) for state in RunState],
         failures=failures,
+        alerts=alerts,
+        channels=ui.channels(),
     )
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,10 +96,12 @@ class _Follow:
 
     def __init__(self, ui: UiContext, attempt: TryRecord, path: Path, offset: int) -> None:
         self.ui, self.attempt, self.path, self.offset = ui, attempt, path, offset
+        self.told_end = False  # `log-end` is sent once, also for a try that ended before
 
     async def still_running(self) -> bool:
         attempt = self.attempt
-        tries = await self.ui.store.list_tries(attempt.run_id, attempt.task_id, attempt.map_index)
+        reads = await self.ui.reads()
+        tries = await reads.list_tries(attempt.run_id, attempt.task_id, attempt.map_index)
         mine = [t for t in tries if t.try_number == attempt.try_number]
         return bool(mine) and mine[0].ended_at is None
 
@@ -172,6 +173,8 @@ async def _events(
                 if follow is not None:
                     async for event in _log_events(follow):
                         yield event
+                    if follow.told_end:  # all of it was sent: from now on, changes only
+                        follow = None
                 with anyio.move_on_after(LOG_POLL_SECONDS if follow else None):
                     await dirty.wait()
                 if dirty.is_set():
@@ -185,14 +188,13 @@ async def _events(
 async def _log_events(follow: _Follow) -> AsyncIterator[ServerSentEvent]:
     while (text := await follow.read_new()) is not None:
         yield ServerSentEvent(data=html.escape(text), event="log", id=str(follow.offset))
-    if follow.attempt.ended_at is None and not await follow.still_running():
-        # The try ended: what it wrote last was read above; say so once.
-        follow.attempt = _ended(follow.attempt)
+    if follow.told_end:
+        return
+    if follow.attempt.ended_at is not None or not await follow.still_running():
+        # The try ended (maybe long before the page opened): what it wrote last was read
+        # above; say so once, so the page can stop showing it as live.
+        follow.told_end = True
         yield ServerSentEvent(data="ended", event="log-end")
-
-
-def _ended(attempt: TryRecord) -> TryRecord:
-    return replace(attempt, ended_at=attempt.ended_at or 0.0)
 
 
 def _read_from(path: Path, offset: int) -> tuple[int, bytes]:

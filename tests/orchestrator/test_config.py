@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import orchestrator.alertconfig
 import orchestrator.config
 import orchestrator.settingchecks
 from orchestrator.config import Settings, load_settings
@@ -149,7 +150,7 @@ def test_an_unknown_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
     message = str(caught.value)
     assert f"unknown key `slot` in {config}" in message
     assert "did you mean `slots`?" in message
-    assert "known keys: allow_private_urls, allowed_hosts, allowed_roots" in message
+    assert "known keys: alert_channels, alerts, allow_private_urls, allowed_hosts" in message
 
 
 def test_an_unknown_table_is_an_unknown_key(tmp_path: Path) -> None:
@@ -329,7 +330,7 @@ def test_flag_text_is_parsed_like_the_environment(tmp_path: Path) -> None:
         ({"pools": {"gpu": 0}}, "the slots of pool 'gpu' given by --pool must be"),
         (
             {"slotz": 3},
-            "unknown setting 'slotz' given as a flag; known: allow_private_urls, allowed_hosts",
+            "unknown setting 'slotz' given as a flag; known: alert_channels, alerts, allow_",
         ),
     ],
 )
@@ -371,7 +372,9 @@ def test_every_setting_but_config_file_has_a_check_and_a_toml_key() -> None:
     assert set(orchestrator.settingchecks.CHECKS) == names
 
 
-@pytest.mark.parametrize("module", [orchestrator.config, orchestrator.settingchecks])
+@pytest.mark.parametrize(
+    "module", [orchestrator.config, orchestrator.settingchecks, orchestrator.alertconfig]
+)
 def test_the_module_imports_only_the_standard_library(module: ModuleType) -> None:
     """Every CLI command loads settings first: a heavy import here slows all of them."""
     tree = ast.parse(Path(module.__file__ or "").read_text(encoding="utf-8"))
@@ -385,7 +388,8 @@ def test_the_module_imports_only_the_standard_library(module: ModuleType) -> Non
         name
         for name in imported
         if name.split(".")[0] not in sys.stdlib_module_names
-        and name not in ("orchestrator.errors", "orchestrator.settingchecks")
+        and name
+        not in ("orchestrator.errors", "orchestrator.settingchecks", "orchestrator.alertconfig")
     }
     assert third_party == set()
 

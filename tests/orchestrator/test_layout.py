@@ -29,27 +29,34 @@ CORE = {
     "lazy",
     "policy",
     "settingchecks",
+    "signing",
+    "alertconfig",
     "state",
 }
 
 #: What the engine is built on; the front ends (api, daemon, cli) may use it all.
 _BELOW_SCHEDULING = {
     "core",
+    "airflow_compat",
     "store",
     "authoring",
     "loading",
     "execution",
     "waiting",
+    "alerts",
     "triggers.base",
 }
 #: Which layers each layer may import (besides itself). Read it bottom-up: the lower a layer,
 #: the less it knows. `orchestrator` is the package's facade (`from orchestrator import DAG`).
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
+    "alerts": {"core", "store", "authoring"},
     "store": {"core"},
     "authoring": {"core", "triggers.base"},
-    "loading": {"core", "authoring", "triggers.base"},
-    "execution": {"core", "authoring", "loading", "triggers.base"},
+    "loading": {"core", "authoring", "triggers.base", "airflow_compat"},
+    # Airflow's DAG API over ours; the loader maps `import airflow` onto it while it imports.
+    "airflow_compat": {"core", "authoring", "triggers.base", "triggers", "sensors"},
+    "execution": {"core", "authoring", "loading", "triggers.base", "airflow_compat"},
     "waiting": {"core", "store", "triggers.base"},
     "triggers.base": {"core", "store"},
     "triggers": {"core", "store", "triggers.base"},

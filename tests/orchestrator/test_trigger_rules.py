@@ -67,6 +67,20 @@ TABLE: list[tuple[TriggerRule, list[TaskState], Verdict]] = [
     # always
     (TriggerRule.ALWAYS, [R, N], RUN),
     (TriggerRule.ALWAYS, [F, U], RUN),
+    # one_done: runs as soon as one succeeds or fails
+    (TriggerRule.ONE_DONE, [F, R], RUN),  # early
+    (TriggerRule.ONE_DONE, [S, N], RUN),  # early
+    (TriggerRule.ONE_DONE, [K, R], WAIT),
+    (TriggerRule.ONE_DONE, [K, K], SKIP),
+    # none_failed_min_one_success: the join after a branch
+    (TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, [S, K], RUN),
+    (TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, [K, K], SKIP),
+    (TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, [F, R], UPSTREAM_FAILED),  # early
+    (TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, [S, R], WAIT),
+    # all_skipped
+    (TriggerRule.ALL_SKIPPED, [K, K], RUN),
+    (TriggerRule.ALL_SKIPPED, [S, R], SKIP),  # early
+    (TriggerRule.ALL_SKIPPED, [K, R], WAIT),
 ]
 
 

@@ -85,3 +85,40 @@ async def test_a_bad_value_in_the_trigger_form_names_the_param(
         assert answer.status_code == 400
         assert "param &#39;n&#39; must be a whole number" in answer.text
         assert await served.engine.store.list_runs(dag_id="hello") == []
+
+
+async def test_the_home_page_shows_failing_alert_channels_and_recent_alerts(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from orchestrator.alerts.sender import ChannelStatus
+    from orchestrator.store.alertrows import AlertRecord
+    from orchestrator.store.base import WriteBatch
+
+    async with ui_serving(make_settings(), hello_dag()) as served:
+        broken = ChannelStatus(
+            channel="ops-slack", kind="slack", healthy=False, failures=3, last_error="HTTP 500"
+        )
+        served.ui.channels = lambda: [broken, ChannelStatus(channel="mail", kind="email")]
+        batch = WriteBatch()
+        now = served.engine.clock.now()
+        batch.add_alerts(
+            [
+                AlertRecord(
+                    alert_id="a1",
+                    created_at=now,
+                    event="task_failed",
+                    channel="ops-slack",
+                    dag_id="hello",
+                    run_id="r<1>",
+                    task_id="say",
+                    attempts=3,
+                    last_error="HTTP 500",
+                )
+            ]
+        )
+        await served.engine.store.commit(batch)
+        page = (await served.browser.get("/")).text
+        failing = page[page.index('id="broken-channels"') : page.index("Runs in the last 24 hours")]
+        assert "ops-slack" in failing and "HTTP 500" in failing and "mail" not in failing
+        recent = page[page.index('id="alerts"') :]
+        assert "task_failed" in recent and "/runs/r%3C1%3E" in recent and "pending" in recent

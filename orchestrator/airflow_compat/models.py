@@ -1,0 +1,156 @@
+"""Airflow's `Param`, `Variable`, `Connection` and `BaseHook`, without Airflow's database.
+
+Variables come from `AIRFLOW_VAR_<KEY>` environment variables, connections from
+`AIRFLOW_CONN_<CONN_ID>` (a URI or JSON), as with Airflow's environment secrets backend.
+`Param` validates a run's value against its JSON schema with `jsonschema`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from orchestrator.airflow_compat.exceptions import AirflowException, AirflowNotFoundException
+
+_NOTSET: Any = object()
+
+
+class Param:
+    """A DAG param: a default value and a JSON schema that run values must satisfy."""
+
+    def __init__(self, default: Any = _NOTSET, description: str | None = None, **schema: Any):
+        self.value = None if default is _NOTSET else default
+        self.has_default = default is not _NOTSET
+        self.description = description
+        self.schema = schema
+
+    def resolve(self, value: Any, name: str) -> Any:
+        """`value`, checked against the schema; `AirflowException` naming the param if not."""
+        import jsonschema
+
+        if not self.schema:
+            return value
+        try:
+            jsonschema.validate(value, self.schema, format_checker=jsonschema.FormatChecker())
+        except jsonschema.ValidationError as error:
+            where = "".join(f"[{part!r}]" for part in error.absolute_path)
+            raise AirflowException(
+                f"Invalid input for param {name}{where}: {error.message}"
+            ) from None
+        return value
+
+    def __repr__(self) -> str:
+        return f"Param({self.value!r}, {self.schema!r})"
+
+
+class ParamsDict(Mapping[str, Any]):
+    """The run's params, by name."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        self._values = dict(values or {})
+
+    def __getitem__(self, name: str) -> Any:
+        value = self._values[name]
+        return value.value if isinstance(value, Param) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+class Variable:
+    """`Variable.get("key")`: the environment variable `AIRFLOW_VAR_KEY`."""
+
+    _set: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def get(
+        cls, key: str, default_var: Any = _NOTSET, deserialize_json: bool = False, **_: Any
+    ) -> Any:
+        text = cls._set.get(key, os.environ.get(f"AIRFLOW_VAR_{key.upper()}"))
+        if text is None:
+            if default_var is _NOTSET:
+                raise KeyError(f"Variable {key} does not exist (set AIRFLOW_VAR_{key.upper()})")
+            return default_var
+        return json.loads(text) if deserialize_json else text
+
+    @classmethod
+    def set(cls, key: str, value: Any, serialize_json: bool = False, **_: Any) -> None:
+        """Set for this process only: there is no shared variable store."""
+        cls._set[key] = json.dumps(value) if serialize_json else str(value)
+
+
+class Connection:
+    """A connection's fields, read from a URI or JSON."""
+
+    def __init__(
+        self,
+        conn_id: str | None = None,
+        conn_type: str | None = None,
+        host: str | None = None,
+        login: str | None = None,
+        password: str | None = None,
+        schema: str | None = None,
+        port: int | None = None,
+        extra: str | dict[str, Any] | None = None,
+        uri: str | None = None,
+        **_: Any,
+    ) -> None:
+        self.conn_id = conn_id
+        self.conn_type, self.host, self.login, self.password = conn_type, host, login, password
+        self.schema, self.port = schema, port
+        self.extra = json.dumps(extra) if isinstance(extra, dict) else extra
+        if uri:
+            self._parse(uri)
+
+    def _parse(self, uri: str) -> None:
+        parts = urlsplit(uri)
+        self.conn_type = parts.scheme.replace("-", "_")
+        self.host = unquote(parts.hostname or "") or None
+        self.login = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.port = parts.port
+        self.schema = unquote(parts.path.lstrip("/")) or None
+        query = dict(parse_qsl(parts.query))
+        extra = query.pop("__extra__", None)
+        self.extra = extra if extra is not None else (json.dumps(query) if query else None)
+
+    @property
+    def extra_dejson(self) -> dict[str, Any]:
+        return json.loads(self.extra) if self.extra else {}
+
+    def get_uri(self) -> str:
+        auth = ""
+        if self.login or self.password:
+            auth = f"{quote(self.login or '', safe='')}:{quote(self.password or '', safe='')}@"
+        port = f":{self.port}" if self.port else ""
+        return f"{self.conn_type}://{auth}{self.host or ''}{port}/{self.schema or ''}"
+
+    @classmethod
+    def get_connection_from_secrets(cls, conn_id: str) -> Connection:
+        text = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+        if text is None:
+            raise AirflowNotFoundException(
+                f"The conn_id `{conn_id}` isn't defined (set AIRFLOW_CONN_{conn_id.upper()})"
+            )
+        if text.lstrip().startswith("{"):
+            return cls(conn_id=conn_id, **json.loads(text))
+        return cls(conn_id=conn_id, uri=text)
+
+    get = get_connection_from_secrets
+
+
+class BaseHook:
+    """Only `BaseHook.get_connection(conn_id)`: hooks of providers are not supported."""
+
+    @classmethod
+    def get_connection(cls, conn_id: str) -> Connection:
+        return Connection.get_connection_from_secrets(conn_id)
+
+
+__all__ = ("BaseHook", "Connection", "Param", "ParamsDict", "Variable")
