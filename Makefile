@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench soak clean
+.PHONY: run test lint bench soak screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## bench: scheduling overhead, a 100,000-element expand, deferral, a daemon's file burst and idle cost, DAG loading (prints figures)
+## bench: scheduling overhead, a 100,000-element expand, deferral, a daemon's file burst and idle cost, DAG loading, web UI pages (prints figures)
 bench: $(VENV)/.test-deps
 	$(BIN)/python bench/scheduling_overhead.py
 	$(BIN)/python bench/expand_scale.py
@@ -39,11 +39,17 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python bench/idle_daemon.py
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/dag_loading.py
+	$(BIN)/python bench/ui.py
 
 ## soak: the random kill -9 crash test for 30 rounds (300 files) instead of 3, on a fresh seed
 ## (printed) or on CRASH_SEED=n to replay one
 soak: $(VENV)/.test-deps
 	CRASH_ROUNDS=30 $(BIN)/pytest tests/daemon/test_crash.py -k random -p no:randomly
+
+## screenshots: the web UI in light and dark, on a daemon running the examples, into
+## docs/screenshots/ (needs Chromium at /usr/bin/chromium)
+screenshots: $(VENV)/.test-deps
+	$(BIN)/python docs/screenshots.py
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,9 @@ class ChangeFeed:
     def __init__(self) -> None:
         self._subscribers: list[MemoryObjectSendStream[Change]] = []
         self._listeners: list[Callable[[Change], None]] = []
+        #: How many changes were published so far: a listener that saw `n` and subscribes
+        #: later knows it missed some when this has moved on.
+        self.published = 0
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[MemoryObjectReceiveStream[Change]]:
@@ -49,6 +52,7 @@ class ChangeFeed:
 
     def publish(self, changes: Iterable[Change]) -> None:
         for change in changes:
+            self.published += 1
             for callback in self._listeners:
                 callback(change)
             for subscriber in self._subscribers:

@@ -171,9 +171,9 @@ class OverviewReads:
         runs = await self.list_runs(dag_id=dag_id, limit=limit, before=before)
         run_ids = [run.run_id for run in runs]
         rows = await self._fetch(_GRID_TASK_INSTANCES, (json.dumps(run_ids),)) if runs else []
-        task_instances: dict[str, list[TaskInstanceRecord]] = {run_id: [] for run_id in run_ids}
-        for row in rows:
-            task_instances[row[0]].append(task_instance_from_row(row))
+        # 25 runs of 200 tasks are 5,000 rows: decoded in a worker thread, because decoding
+        # them here held the event loop (and every other page, and the engine) ~15 ms.
+        task_instances = await anyio.to_thread.run_sync(_by_run, run_ids, rows)
         return DagGrid(runs=runs, task_instances=task_instances)
 
     async def list_task_instances_by_state(
@@ -216,3 +216,10 @@ class OverviewReads:
 def _check_limit(limit: int) -> None:
     if limit < 0:
         raise ValueError(f"limit must be 0 or more, not {limit}")
+
+
+def _by_run(run_ids: list[str], rows: list[Any]) -> dict[str, list[TaskInstanceRecord]]:
+    task_instances: dict[str, list[TaskInstanceRecord]] = {run_id: [] for run_id in run_ids}
+    for row in rows:
+        task_instances[row[0]].append(task_instance_from_row(row))
+    return task_instances

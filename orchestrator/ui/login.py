@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from starlette.responses import RedirectResponse, Response
 
 from orchestrator.errors import AuthError, RunLimitError
-from orchestrator.ui.pages import Page
+from orchestrator.ui.pages import Page, cross_site
 from orchestrator.ui.sessions import COOKIE_NAME, Session
 
 if TYPE_CHECKING:
@@ -42,7 +42,12 @@ async def login_form(ui: UiContext, request: Request, session: Session | None) -
 
 
 async def login(ui: UiContext, request: Request, session: Session | None) -> Response:
-    """A token pasted into the form: a session of the token's scope."""
+    """A token pasted into the form: a session of the token's scope.
+
+    A form posted from another site is refused: it could sign a browser in as someone else.
+    """
+    if cross_site(request):
+        return ui.error_page(request, None, 403, "Sign in from this site's own /login page.")
     form = await ui.read_form(request)
     target = safe_next(form.get("next"))
     try:

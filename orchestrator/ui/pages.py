@@ -102,9 +102,14 @@ async def _refusal(
     return None
 
 
-async def _same_site_with_token(ui: UiContext, request: Request, session: Session) -> bool:
+def cross_site(request: Request) -> bool:
+    """True when the browser says the request comes from another site (its `Origin`)."""
     origin = request.headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+    return origin is not None and urlsplit(origin).netloc != request.headers.get("host")
+
+
+async def _same_site_with_token(ui: UiContext, request: Request, session: Session) -> bool:
+    if cross_site(request):
         return False
     sent = request.headers.get(CSRF_HEADER)
     if sent is None:

@@ -3,7 +3,13 @@
 ```
 GET /ui/stream                       event: change   (something committed; refresh)
 GET /ui/stream?run_id=R&task_id=T    ... and event: log, id: <byte offset>, data: new log text
+GET /ui/stream?since=N               ... and a change at once if the feed moved on since N
 ```
+
+A page is rendered, then opens its stream: a change committed in between would be missed,
+and a page showing a task running could wait for ever for the next change. So every page
+names the feed's count of changes it was rendered at (`since`), and a stream that finds the
+count moved on by the time it subscribed starts with a change.
 
 The page's live regions listen for `sse:change` (htmx's SSE extension) and fetch themselves
 again, at most once a `REFRESH_SECONDS`: a busy daemon costs an open page one refresh a
@@ -23,7 +29,6 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,16 +65,22 @@ async def stream(ui: UiContext, request: Request, session: Session | None) -> Re
             headers={"Retry-After": "5"},
         )
     follow = await _log_to_follow(ui, request)
+    since = query_int(request, "since", default=-1, low=-1, high=2**62)
     ui.streams[key] = ui.streams.get(key, 0) + 1
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         try:
-            async for event in _events(ui, follow):
+            async for event in _events(ui, follow, since):
                 yield event
         finally:
             _release(ui, key)
 
     return EventSourceResponse(events(), ping=PING_SECONDS, headers={"Cache-Control": "no-store"})
+
+
+def stream_since(url: str, published: int) -> str:
+    """`url` (a stream's) naming the count of changes the page was rendered at."""
+    return f"{url}{'&' if '?' in url else '?'}since={published}"
 
 
 def _release(ui: UiContext, key: str) -> None:
@@ -85,10 +96,12 @@ class _Follow:
 
     def __init__(self, ui: UiContext, attempt: TryRecord, path: Path, offset: int) -> None:
         self.ui, self.attempt, self.path, self.offset = ui, attempt, path, offset
+        self.told_end = False  # `log-end` is sent once, also for a try that ended before
 
     async def still_running(self) -> bool:
         attempt = self.attempt
-        tries = await self.ui.store.list_tries(attempt.run_id, attempt.task_id, attempt.map_index)
+        reads = await self.ui.reads()
+        tries = await reads.list_tries(attempt.run_id, attempt.task_id, attempt.map_index)
         mine = [t for t in tries if t.try_number == attempt.try_number]
         return bool(mine) and mine[0].ended_at is None
 
@@ -141,9 +154,13 @@ def log_path_within(ui: UiContext, attempt: TryRecord) -> Path | None:
     return path if path.is_relative_to(logs) else None
 
 
-async def _events(ui: UiContext, follow: _Follow | None) -> AsyncIterator[ServerSentEvent]:
+async def _events(
+    ui: UiContext, follow: _Follow | None, since: int
+) -> AsyncIterator[ServerSentEvent]:
     dirty = anyio.Event()
     async with ui.engine.subscribe() as changes, anyio.create_task_group() as group:
+        if 0 <= since != ui.engine.feed.published:  # it changed while the page was on its way
+            dirty.set()
 
         async def drain() -> None:
             nonlocal dirty
@@ -156,6 +173,8 @@ async def _events(ui: UiContext, follow: _Follow | None) -> AsyncIterator[Server
                 if follow is not None:
                     async for event in _log_events(follow):
                         yield event
+                    if follow.told_end:  # all of it was sent: from now on, changes only
+                        follow = None
                 with anyio.move_on_after(LOG_POLL_SECONDS if follow else None):
                     await dirty.wait()
                 if dirty.is_set():
@@ -169,14 +188,13 @@ async def _events(ui: UiContext, follow: _Follow | None) -> AsyncIterator[Server
 async def _log_events(follow: _Follow) -> AsyncIterator[ServerSentEvent]:
     while (text := await follow.read_new()) is not None:
         yield ServerSentEvent(data=html.escape(text), event="log", id=str(follow.offset))
-    if follow.attempt.ended_at is None and not await follow.still_running():
-        # The try ended: what it wrote last was read above; say so once.
-        follow.attempt = _ended(follow.attempt)
+    if follow.told_end:
+        return
+    if follow.attempt.ended_at is not None or not await follow.still_running():
+        # The try ended (maybe long before the page opened): what it wrote last was read
+        # above; say so once, so the page can stop showing it as live.
+        follow.told_end = True
         yield ServerSentEvent(data="ended", event="log-end")
-
-
-def _ended(attempt: TryRecord) -> TryRecord:
-    return replace(attempt, ended_at=attempt.ended_at or 0.0)
 
 
 def _read_from(path: Path, offset: int) -> tuple[int, bytes]:

@@ -78,6 +78,8 @@ def test_alerts_committed_before_a_kill_are_sent_once_after_the_restart(tmp_path
         with DaemonProcess(state, tmp_path / "dags", marker=marker, env=env) as daemon:
             daemon.wait_ready(60)
             wait_until(lambda: http.hits("/slack") == 1 and mailbox.messages, 60, "the alerts")
+            # A receiver has its message a moment before the sender marks it sent.
+            wait_until(lambda: all_sent(daemon.socket_path), 60, "the alerts marked sent")
             listed = request_sync(daemon.socket_path, {"op": "alerts_list"})
             daemon.terminate()
             assert daemon.wait_exit(30) == 0, daemon.log_text()
@@ -128,6 +130,7 @@ def test_a_daemon_started_after_a_kill_alerts_once_and_a_clean_restart_does_not(
             with DaemonProcess(state, tmp_path / "dags", marker=marker, env=env) as daemon:
                 daemon.wait_ready(60)
                 wait_until(lambda: http.hits("/slack") == 1, 60, "the crash alert")
+                wait_until(lambda: all_sent(daemon.socket_path), 60, "the alert marked sent")
                 listed = request_sync(daemon.socket_path, {"op": "alerts_list"})
                 daemon.terminate()
                 assert daemon.wait_exit(30) == 0, daemon.log_text()
@@ -135,3 +138,9 @@ def test_a_daemon_started_after_a_kill_alerts_once_and_a_clean_restart_does_not(
     crashes = [a for a in listed["alerts"] if a["event"] == "daemon_started_after_crash"]
     assert len(crashes) == 1 and crashes[0]["state"] == "sent"
     assert "daemon started after crash" in json.loads(http.requests[0].body)["text"]
+
+
+def all_sent(socket_path: Path) -> bool:
+    """True once every alert the daemon lists is marked sent."""
+    alerts = request_sync(socket_path, {"op": "alerts_list"})["alerts"]
+    return bool(alerts) and all(alert["state"] == "sent" for alert in alerts)

@@ -98,7 +98,7 @@ async def test_a_finished_run_lists_its_tasks_states_results_and_a_timeline_row_
     assert body.count('<g class="bar-row"') == 2 and '<svg id="timeline"' in body
     assert "style=" not in body.lower()
     assert 'hx-get="/runs/' in body and 'hx-trigger="sse:change"' in body
-    assert stream_url(body) == "/ui/stream"
+    assert urlsplit(stream_url(body)).path == "/ui/stream"
     assert missing.status_code == 404 and "no-such-run" in missing.text
     assert cleared.status_code == 303 and cleared.headers["location"] == f"/runs/{run_id}"
     assert len(tries) == 2 and len(extract_tries) == 1
@@ -113,7 +113,8 @@ async def test_an_ended_trys_log_is_shown_whole_and_not_followed(
 
     assert log_text(page.text) == "extracted 3 rows\n"
     assert '<span id="log-state">ended</span>' in page.text
-    assert stream_url(page.text) == "/ui/stream"  # change events only: nothing to follow
+    stream = urlsplit(stream_url(page.text))
+    assert (stream.path, parse_qs(stream.query).keys()) == ("/ui/stream", {"since"})  # no log
     assert 'id="log-cut"' not in page.text
     live = page.text.split('<div id="live"', 1)[1]
     assert live.index('<section class="card" id="log">') > live.index("</svg>\n</div>")
@@ -310,6 +311,7 @@ async def test_a_running_trys_log_streams_live_and_resumes_from_the_last_event_i
     assert resumed[-1] == ("end", "ended")
     assert log_text(page.text) == "first\nsecond\n" and '<span id="log-state">running' in page.text
     query = parse_qs(urlsplit(stream_url(page.text)).query)
+    assert query.pop("since")[0].isdigit()
     assert query == {
         "run_id": [run_id],
         "task_id": ["work"],
