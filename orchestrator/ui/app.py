@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -117,5 +118,13 @@ def build_app(
     if channels is not None:
         ui.channels = channels
     app = create_app(api, routes=ui_routes(ui))
+    # Pages and JSON compress well (a 200-task grid: 155 KB to a few KB). Never a stream
+    # (text/event-stream would be held back) nor a log (a 1 GB download is not the daemon's
+    # CPU's business): those stay as they are.
+    app.add_middleware(
+        GZipMiddleware,
+        minimum_size=1024,
+        exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "text/plain"),
+    )
     app.add_middleware(SecurityHeaders)
     return app, ui

@@ -122,3 +122,16 @@ async def test_the_home_page_shows_failing_alert_channels_and_recent_alerts(
         assert "ops-slack" in failing and "HTTP 500" in failing and "mail" not in failing
         recent = page[page.index('id="alerts"') :]
         assert "task_failed" in recent and "/runs/r%3C1%3E" in recent and "pending" in recent
+
+
+async def test_pages_are_compressed_and_streams_and_logs_are_not(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with ui_serving(make_settings(), hello_dag()) as served:
+        page = await served.browser.get("/dags/hello/source", headers={"Accept-Encoding": "gzip"})
+        assert page.headers["content-encoding"] == "gzip" and "hello" in page.text
+        async with served.browser.stream(
+            "GET", "/ui/stream", headers={"Accept-Encoding": "gzip"}
+        ) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            assert "content-encoding" not in stream.headers
