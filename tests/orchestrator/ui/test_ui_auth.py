@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
+from apikit import hello_dag
 from itsdangerous import URLSafeSerializer
 from uikit import UiServed, csrf_of, ui_serving
 
-from orchestrator import DAG, task
 from orchestrator.api.app import create_app
 from orchestrator.api.tokens import allows
 from orchestrator.clock import FakeClock
@@ -29,17 +29,6 @@ from orchestrator.ui.sessions import COOKIE_NAME, LINK_SECONDS, Session, Session
 
 LOGIN_SPACING = 10.0  # seconds the clock moves between sign-ins: past the login rate limit
 _LOWER = {"trigger": "read", "admin": "trigger"}
-
-
-def hello_dag() -> DAG:
-    with DAG("hello") as dag:
-
-        @task
-        def say() -> str:
-            return "hello"
-
-        say()
-    return dag
 
 
 def concrete(path: str) -> str:

@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 
 import anyio
 import httpx
+from apikit import hello_dag
 from startkit import until_true
 from uikit import UiServed, ui_serving
 
@@ -27,17 +28,6 @@ from orchestrator.ui.graph_layout import MAX_GRAPH_NODES
 from orchestrator.ui.stream import LOG_CHUNK_BYTES
 
 CAP = 3  # ui_max_streams_per_client in these tests
-
-
-def hello_dag() -> DAG:
-    with DAG("hello") as dag:
-
-        @task
-        def say() -> str:
-            return "hello"
-
-        say()
-    return dag
 
 
 def wide_dag(tasks: int) -> DAG:
