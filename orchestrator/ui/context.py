@@ -17,6 +17,7 @@ from orchestrator.api.inputs import body_bytes
 from orchestrator.api.tokens import allows
 from orchestrator.errors import AuthError
 from orchestrator.ui import formats, svg
+from orchestrator.ui.pages import PUBLISHED_KEY
 from orchestrator.ui.sessions import Session, SessionBook, load_key
 from orchestrator.ui.stream import stream_since
 
@@ -153,7 +154,8 @@ class UiContext:
             "now": self.clock.now(),
             "path": request.url.path,
             "stream_url": stream_since(
-                context.pop("stream_url", "/ui/stream"), self.engine.feed.published
+                context.pop("stream_url", "/ui/stream"),
+                request.scope.get(PUBLISHED_KEY, self.engine.feed.published),
             ),
         }
         response: HTMLResponse = self.templates.TemplateResponse(

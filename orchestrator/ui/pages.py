@@ -40,6 +40,7 @@ PageAuth = Literal["public", "read", "trigger", "admin"]
 PageHandler = Callable[["UiContext", "Request", "Session | None"], Awaitable[Response]]
 
 CSRF_FIELD = "csrf"
+PUBLISHED_KEY = "orchestrator.published"  # the change feed's count when the request came
 CSRF_HEADER = "X-CSRF-Token"
 
 
@@ -58,6 +59,9 @@ def bind(page: Page, ui: UiContext) -> Callable[[Request], Awaitable[Response]]:
     """The Starlette endpoint for `page`: session, scope, CSRF, then the handler."""
 
     async def handle(request: Request) -> Response:
+        # Counted before the handler reads anything: a change committed while the page is
+        # being read is then newer than the page, and its stream refreshes it at once.
+        request.scope[PUBLISHED_KEY] = ui.engine.feed.published
         session = ui.session_of(request.cookies.get(COOKIE_NAME))
         refusal = await _refusal(page, ui, request, session)
         if refusal is not None:

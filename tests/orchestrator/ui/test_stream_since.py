@@ -54,3 +54,44 @@ async def test_a_page_rendered_after_the_last_change_names_the_feed_as_it_is(
         page = await served.browser.get("/")
     assert published > 0
     assert f'sse-connect="/ui/stream?since={published}"' in page.text
+
+
+async def test_a_change_committed_while_the_page_was_being_read_makes_it_stale(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The count is taken when the request arrives, not when the page is rendered: a change
+    published between the store reads and the rendering must still refresh the page."""
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from orchestrator.changes import RunChanged
+    from orchestrator.state import RunState
+    from orchestrator.ui.pages import Page, bind
+    from orchestrator.ui.sessions import Session
+
+    async with ui_serving(make_settings(), quick()) as served:
+        ui = served.ui
+        before = ui.engine.feed.published
+
+        async def reads_then_a_change_lands(
+            ui_: object, request: Request, session: Session | None
+        ) -> Response:
+            change = RunChanged(run_id="r", dag_id="quick", state=RunState.RUNNING, at=0.0)
+            ui.engine.feed.publish([change])  # committed after the page read the store
+            return ui.render(request, session, "error.html", code=200, message="read")
+
+        page = Page(
+            method="GET", path="/x", handler=reads_then_a_change_lands, auth="read", summary="x"
+        )
+        handle = bind(page, ui)
+        cookie = served.browser.cookies["orch_session"]
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/x",
+            "headers": [(b"cookie", f"orch_session={cookie}".encode())],
+            "query_string": b"",
+        }
+        answer = await handle(Request(scope))
+        assert ui.engine.feed.published == before + 1
+        assert f"/ui/stream?since={before}".encode() in bytes(answer.body)
