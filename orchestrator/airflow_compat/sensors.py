@@ -11,6 +11,7 @@ try, resumed by a time trigger).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import time
@@ -30,6 +31,7 @@ from orchestrator.airflow_compat.xcom import stored_value
 from orchestrator.authoring.context import TaskContext
 from orchestrator.authoring.defer import Defer
 from triggers.base import Trigger
+from triggers.external import ExternalRunTrigger
 from triggers.file import FileTrigger
 from triggers.time import TimeTrigger
 
@@ -230,11 +232,50 @@ class DayOfWeekSensor(BaseSensorOperator):
 
 
 class ExternalTaskSensor(BaseSensorOperator):
-    def __init__(self, **kwargs: Any) -> None:
-        raise AirflowException(
-            "ExternalTaskSensor is not supported yet: schedule the DAG on the other DAG's "
-            "finish (native DagFinished) or on an Asset it updates"
+    """Wait, without a slot, for a task (or the whole run) of another DAG: the run with this
+    run's logical date (less `execution_delta`) for a scheduled run, else its newest run."""
+
+    def __init__(
+        self,
+        *,
+        external_dag_id: str,
+        external_task_id: str | None = None,
+        external_task_ids: Sequence[str] | None = None,
+        allowed_states: Sequence[str] | None = None,
+        failed_states: Sequence[str] | None = None,
+        execution_delta: dt.timedelta | None = None,
+        poll_interval: float = 2.0,
+        **kwargs: Any,
+    ) -> None:
+        for name in ("external_task_group_id", "execution_date_fn", "skipped_states"):
+            if kwargs.pop(name, None) is not None:
+                raise AirflowException(f"ExternalTaskSensor({name}=...) is not supported")
+        kwargs.pop("check_existence", None)
+        ids = list(external_task_ids or ([external_task_id] if external_task_id else []))
+        if len(ids) > 1:
+            raise AirflowException("ExternalTaskSensor waits for one task here, not several")
+        self.external_dag_id = external_dag_id
+        self.external_task_id = ids[0] if ids else None
+        self.allowed_states = tuple(allowed_states or ("success",))
+        self.failed_states = tuple(failed_states or ())
+        self.execution_delta = execution_delta or dt.timedelta(0)
+        self.poll_interval = poll_interval
+        super().__init__(**kwargs)
+
+    def native_trigger(self, context: Any) -> Trigger | None:
+        logical_date = None
+        if context["dag_run"].run_type == "scheduled":
+            logical_date = (context["logical_date"] - self.execution_delta).timestamp()
+        trigger = ExternalRunTrigger(
+            dag_id=self.external_dag_id,
+            logical_date=logical_date,
+            task_id=self.external_task_id,
+            states=self.allowed_states,
+            check_interval=max(self.poll_interval, 1.0),
         )
+        if self.failed_states:
+            return dataclasses.replace(trigger, failed_states=self.failed_states)
+        return trigger
 
 
 TimeDeltaSensorAsync = TimeDeltaSensor

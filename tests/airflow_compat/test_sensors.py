@@ -80,3 +80,19 @@ async def test_a_rescheduled_sensor_frees_its_only_slot_between_pokes(
     assert run.state is RunState.SUCCESS, states
     assert (tmp_path / "marker").exists()
     assert len((tmp_path / "pokes").read_text().splitlines()) >= 2
+
+
+async def test_an_external_task_sensor_waits_for_the_other_dags_task(
+    make_settings: SettingsFactory,
+) -> None:
+    async with Engine.open(make_settings(), dagbag=load_dag_bag(DAGS)) as engine:
+        reader = await engine.trigger("reader")
+        await until_state(engine, reader, "wait_for_publish", TaskState.DEFERRED)
+        publisher = await engine.trigger("publisher")
+        with anyio.fail_after(DEADLINE):
+            published = await engine.wait(publisher)
+            read = await engine.wait(reader)
+        values, states = await outcome(engine, reader)
+    assert published.state is RunState.SUCCESS
+    assert read.state is RunState.SUCCESS, states
+    assert values["read"] == "read"
