@@ -111,6 +111,14 @@ class DAG(NativeDAG):
         if self._once_start is not None:
             self.starts = dataclasses.replace(self.starts, schedule=OnceSchedule(self._once_start))
 
+    @property
+    def leaves(self) -> list[str]:
+        """The tasks a run's state comes from: as in Airflow, the work's leaves, not teardowns."""
+        work = {task_id for task_id, t in self.tasks.items() if not getattr(t, "is_teardown", 0)}
+        if not work:
+            return super().leaves
+        return [t for t in self.tasks if t in work and not self.tasks[t].downstream_task_ids & work]
+
     def check_conf(self, conf: Mapping[str, Any]) -> None:
         """Airflow refuses a trigger whose conf breaks a `Param`'s schema; so do we."""
         values = {name: spec.value for name, spec in self.param_specs.items()}
