@@ -41,6 +41,8 @@ __all__ = (
     "TaskContext",
     "TaskState",
     "TriggerRule",
+    "all_of",
+    "any_of",
     "chain",
     "dag",
     "defer",
@@ -51,6 +53,8 @@ __all__ = (
 _WHERE = {
     "DAG": "orchestrator.authoring.dag",
     "Asset": "orchestrator.authoring.assets",
+    "all_of": "orchestrator.authoring.assets",
+    "any_of": "orchestrator.authoring.assets",
     "DagFinished": "orchestrator.authoring.run_sources",
     "dag": "orchestrator.authoring.dag",
     "BaseOperator": "orchestrator.authoring.operators",
@@ -71,7 +75,7 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from orchestrator.authoring.assets import Asset
+    from orchestrator.authoring.assets import Asset, all_of, any_of
     from orchestrator.authoring.context import TaskContext, get_current_context
     from orchestrator.authoring.dag import DAG, dag
     from orchestrator.authoring.defer import Defer, defer

@@ -239,7 +239,10 @@ class PartialOperator:
         self.kwargs = kwargs
 
     def expand(self, **mapped: Any) -> BaseOperator:
-        operator = self.operator_class(**{**self.kwargs, **dict.fromkeys(mapped)})
+        # `__kwargs__` (expand_kwargs) is no argument of the operator: each mapped instance
+        # gets its own arguments at run time (apply_mapped).
+        own = dict.fromkeys(name for name in mapped if name != "__kwargs__")
+        operator = self.operator_class(**{**self.kwargs, **own})
         operator.expand_inputs = mapped
         operator._link_refs(mapped)
         return operator

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.airflow_compat.assets import split_schedule
+from orchestrator.airflow_compat.exceptions import AirflowException
 from orchestrator.airflow_compat.models import Param
 from orchestrator.authoring.dag import DAG as NativeDAG
 from orchestrator.authoring.dag import DagFactory
@@ -109,6 +110,24 @@ class DAG(NativeDAG):
         )
         if self._once_start is not None:
             self.starts = dataclasses.replace(self.starts, schedule=OnceSchedule(self._once_start))
+
+    @property
+    def leaves(self) -> list[str]:
+        """The tasks a run's state comes from: as in Airflow, the work's leaves, not teardowns."""
+        work = {task_id for task_id, t in self.tasks.items() if not getattr(t, "is_teardown", 0)}
+        if not work:
+            return super().leaves
+        return [t for t in self.tasks if t in work and not self.tasks[t].downstream_task_ids & work]
+
+    def check_conf(self, conf: Mapping[str, Any]) -> None:
+        """Airflow refuses a trigger whose conf breaks a `Param`'s schema; so do we."""
+        values = {name: spec.value for name, spec in self.param_specs.items()}
+        values.update({name: conf[name] for name in values.keys() & conf.keys()})
+        for name, spec in self.param_specs.items():
+            try:
+                spec.resolve(values[name], name)
+            except AirflowException as error:
+                raise ValueError(str(error)) from None
 
     def _native_arguments(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         schedule = _schedule_of(kwargs)

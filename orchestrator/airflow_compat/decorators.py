@@ -154,7 +154,15 @@ class _TaskDecorator:
 
 task = _TaskDecorator()
 setup = task
-teardown = _decorator(DecoratedPythonOperator, trigger_rule="all_done")
+
+
+class TeardownOperator(DecoratedPythonOperator):
+    """A `@teardown` task: runs whatever its upstream did; the run's state ignores it."""
+
+    is_teardown = True
+
+
+teardown = _decorator(TeardownOperator, trigger_rule="all_done")
 
 
 def task_group(python_callable: Callable[..., Any] | None = None, **options: Any) -> Any:

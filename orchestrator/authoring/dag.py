@@ -151,6 +151,14 @@ class DAG:
 
     # -- checking -------------------------------------------------------------------------------
 
+    def check_conf(self, conf: Mapping[str, Any]) -> None:
+        """Raise ValueError, naming the field, if `conf` cannot start a run of this DAG.
+
+        Called when a run is triggered (API, CLI, control socket, UI), so a bad value is
+        refused then rather than failing a task later. Plain params take any JSON value; a
+        DAG kind with typed params (Airflow's `Param`) checks them here.
+        """
+
     def validate(self) -> None:
         """Resolve `depends_on` ids and reject cycles; raises a `DagError` with file and line."""
         for task in list(self.tasks.values()):

@@ -11,8 +11,10 @@ with DAG(
 ```
 
 A run trigger is a trigger (the same classes tasks defer on: a new file, a new S3 object),
-an `Asset` (a task somewhere updated it) or `DagFinished` (another DAG's run ended). Every
-event starts one run, unless `batch_window` or `debounce` gathers the events into fewer runs.
+an `Asset` (a task somewhere updated it), a condition on assets (`all_of(a, b)`, `a & b`) or
+`DagFinished` (another DAG's run ended). The items of `run_on` are alternatives: every event
+starts one run, unless `batch_window` or `debounce` gathers the events into fewer runs, or an
+`all_of` holds an asset's updates until the others it names were updated too.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from orchestrator.authoring.assets import Asset
+from orchestrator.authoring.assets import AnyOf, Asset, AssetCondition
 from orchestrator.authoring.moments import parse_moment
 from orchestrator.authoring.retry import seconds
 from orchestrator.authoring.schedules import Schedule, load_timezone, parse_schedule
@@ -76,6 +78,8 @@ class RunStarts:
     triggers: tuple[Trigger, ...] = ()
     assets: tuple[Asset, ...] = ()
     dags: tuple[DagFinished, ...] = ()
+    #: When set, an asset update starts a run only once this holds for the updates waiting.
+    condition: AssetCondition | None = None
     batch_window: float | None = None  # gather events for this long after the first one
     debounce: float | None = None  # start once no event came for this long
 
@@ -120,6 +124,12 @@ def parse_run_starts(
     if schedule is not None:
         parsed = parse_schedule(schedule, timezone=timezone, anchor=start)
     triggers, assets, dags = _split_sources(run_on)
+    condition = _condition(run_on)
+    if condition is not None and (batch_window is not None or debounce is not None):
+        raise ValueError(
+            "all_of already gathers asset updates into one run; batch_window and debounce "
+            "cannot be used with it"
+        )
     return RunStarts(
         schedule=parsed,
         timezone=timezone,
@@ -129,6 +139,7 @@ def parse_run_starts(
         triggers=triggers,
         assets=assets,
         dags=dags,
+        condition=condition,
         batch_window=_window("batch_window", batch_window),
         debounce=_window("debounce", debounce),
     )
@@ -157,11 +168,14 @@ def _split_sources(
             triggers.append(item)
         elif isinstance(item, Asset):
             assets.append(item)
+        elif isinstance(item, AssetCondition):
+            assets.extend(item.assets())
         elif isinstance(item, DagFinished):
             dags.append(item)
         else:
             raise TypeError(
-                "run_on takes triggers (FileTrigger, S3Trigger, ...), Assets and DagFinished, "
+                "run_on takes triggers (FileTrigger, S3Trigger, ...), Assets, all_of/any_of "
+                "and DagFinished, "
                 f"got {item!r}"
             )
     sources: list[RunSource] = [*triggers, *assets, *dags]
@@ -170,6 +184,14 @@ def _split_sources(
     if duplicates:
         raise ValueError(f"run_on names the same source twice: {', '.join(duplicates)}")
     return tuple(triggers), tuple(assets), tuple(dags)
+
+
+def _condition(run_on: Any) -> AssetCondition | None:
+    """The asset condition of `run_on` (its items are alternatives), if any update may wait."""
+    items = run_on if isinstance(run_on, list | tuple) else (run_on,)
+    parts = [item for item in items if isinstance(item, Asset | AssetCondition)]
+    condition = AnyOf(tuple(parts)) if parts else None
+    return condition if condition is not None and condition.waits() else None
 
 
 def _check_trigger(trigger: Trigger) -> None:

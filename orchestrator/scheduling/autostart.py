@@ -279,11 +279,13 @@ class RunStarter:
         self._accept(dag, Incoming(dag_id, source, key, dict(message.event.payload)), tx)
 
     def _accept(self, dag: DAG, incoming: Incoming, tx: Transitions) -> None:
-        due = self.events.accept(dag, incoming, tx)
-        if due is None:
+        outcome = self.events.accept(dag, incoming, tx)
+        if isinstance(outcome, str):
             self.runs_created += 1
+        elif outcome is None:
+            return  # waits for the other asset updates its DAG's all_of needs
         elif len(self.events.pending[dag.dag_id]) == 1 or dag.starts.debounce is not None:
-            self._wake_at(dag.dag_id, due)
+            self._wake_at(dag.dag_id, outcome)
 
     def _record_status(self, message: SourceStatus, tx: Transitions) -> None:
         dag_id, source = message.key

@@ -6,7 +6,9 @@ runs, across restarts and `kill -9`. Events that wait for their window are store
 yet; a restart finds them (`list_pending_events`) and starts their run when the window ends.
 
 Asset updates and finished runs become events of the DAGs that run on them in the same
-transaction as the success or the finish that caused them.
+transaction as the success or the finish that caused them. A DAG run on `all_of(a, b)` keeps
+its asset updates waiting, like a window's, until they satisfy the condition; then they start
+one run together.
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ class EventRuns:
         for event in events:
             self.pending[event.dag_id].append(event)
 
-    def accept(self, dag: DAG, incoming: Incoming, tx: Transitions) -> float | None:
-        """Record the event; start its run now, or return when its DAG's window ends."""
+    def accept(self, dag: DAG, incoming: Incoming, tx: Transitions) -> str | float | None:
+        """Record the event; return the run it started, when its DAG's window ends, or None
+        while it waits for the other updates its DAG's asset condition needs."""
         record = EventRecord(
             dag_id=dag.dag_id,
             dedup_key=incoming.dedup_key,
@@ -78,7 +81,8 @@ class EventRuns:
             received_at=tx.now,
             source=incoming.source,
         )
-        if not dag.starts.gathers:
+        conditional = dag.starts.condition is not None and "asset" in incoming.payload
+        if not dag.starts.gathers and not conditional:
             conf = event_conf([incoming.payload], single=True)
             run_id = self._new_run(
                 dag, conf, tx.batch, run_type="event", dedup_key=incoming.dedup_key
@@ -87,16 +91,21 @@ class EventRuns:
         tx.batch.add_events([record])
         tx.changes.append(_recorded(record, tx.now))
         if record.run_id is not None:
-            return None
+            return record.run_id
         self.pending[dag.dag_id].append(record)
+        if conditional:
+            return self.flush(dag, tx) if self.due(dag) is not None else None
         return self.due(dag)
 
     def due(self, dag: DAG) -> float | None:
-        """When the DAG's waiting events should start their run (None: nothing waits)."""
+        """When the DAG's waiting events should start their run (None: not yet, or none wait)."""
         waiting = self.pending.get(dag.dag_id)
         if not waiting:
             return None
         starts = dag.starts
+        if starts.condition is not None:
+            updated = {str(event.payload.get("asset")) for event in waiting}
+            return waiting[0].received_at if starts.condition.satisfied(updated) else None
         candidates = []
         if starts.batch_window is not None:
             candidates.append(waiting[0].received_at + starts.batch_window)

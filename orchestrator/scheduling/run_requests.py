@@ -72,6 +72,10 @@ class RunRequests:
                 dag_id=dag_id,
             )
         conf = _checked_conf(conf)
+        try:
+            dag.check_conf(conf)
+        except ValueError as error:
+            raise RunError(f"DAG {dag_id!r} refuses this conf: {error}") from None
         self._check_queue_room(dag_id)
         batch = WriteBatch()
         record = self._run_record(dag, conf, **fields)

@@ -5,37 +5,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
+from airflowkit import DAGS, run_dag, until_runs_of
 
 from orchestrator.config import Settings
-from orchestrator.execution.results import decode_result
 from orchestrator.loading.dagbag import load_dag_bag
 from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState, TaskState
-
-DAGS = Path(__file__).resolve().parent / "dags"
-
-
-async def run_dag(
-    settings: Settings, dag_id: str, conf: dict[str, Any] | None = None
-) -> tuple[RunState, dict[str, Any], dict[str, TaskState]]:
-    async with Engine.open(settings, dagbag=load_dag_bag(DAGS)) as engine:
-        with anyio.fail_after(60):
-            run_id = await engine.trigger(dag_id, conf)
-            record = await engine.wait(run_id)
-        results = await engine.store.get_results(run_id)
-        instances = await engine.store.list_task_instances(run_id)
-    values: dict[str, Any] = {}
-    for (task_id, map_index), text in results.items():
-        if map_index >= 0:
-            values.setdefault(task_id, {})[map_index] = decode_result(text)
-        else:
-            values[task_id] = decode_result(text)
-    states = {ti.task_id: ti.state for ti in instances}
-    return record.state, values, states
 
 
 def test_every_dag_file_loads_and_only_the_unsupported_import_fails() -> None:
@@ -137,3 +115,28 @@ def test_orchestrator_run_runs_the_issue_snippet(tmp_path: Path) -> None:
     where = ["--state-dir", str(tmp_path / "state"), "--dags-folder", str(dags)]
     result = CliRunner().invoke(cli, ["run", "ml_pipeline", *where], prog_name="orchestrator")
     assert result.exit_code == 0, (result.stdout, result.stderr)
+
+
+async def test_a_list_or_and_of_assets_waits_for_all_and_or_runs_on_each(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    bag = load_dag_bag(DAGS)
+    async with Engine.open(settings, dagbag=bag, start_runs=True) as engine:
+        with anyio.fail_after(60):
+            for producer in ("produce_orders", "produce_orders", "produce_customers"):
+                await engine.wait(await engine.trigger(producer))
+            runs = await until_runs_of(engine, {"on_list": 1, "on_and": 1, "on_or": 3})
+    for dag_id in ("on_list", "on_and"):
+        [run] = runs[dag_id]
+        assert [event["asset"] for event in run.conf["events"]] == [
+            "s3://lake/orders",
+            "s3://lake/orders",
+            "s3://lake/customers",
+        ]
+    assert [run.conf["asset"] for run in runs["on_or"]] == [
+        "s3://lake/orders",
+        "s3://lake/orders",
+        "s3://lake/customers",
+    ]
+    assert {run.state for each in runs.values() for run in each} == {RunState.SUCCESS}

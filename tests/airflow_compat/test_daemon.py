@@ -13,6 +13,7 @@ import pytest
 from crashkit import DaemonProcess, new_marker, orphans, store_rows, wait_until
 
 from orchestrator.daemon.control import control_path, request_sync
+from orchestrator.errors import OrchestratorError
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +28,14 @@ def trigger_by_cli(project: Path, dag_id: str) -> str:
     answer = json.loads(done.stdout)
     assert answer["via"] == "daemon"
     return str(answer["run_id"])
+
+
+def refused_by_cli(project: Path, dag_id: str, conf: str) -> str:
+    argv = [sys.executable, "-m", "orchestrator", "trigger", dag_id, "--conf", conf]
+    argv += ["--state-dir", str(project / "state"), "--dags-folder", str(project / "dags")]
+    done = subprocess.run(argv, env=os.environ, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0, done.stdout
+    return done.stderr
 
 
 def quoted(text: str) -> str:
@@ -66,6 +75,12 @@ def test_the_daemon_runs_the_airflow_dags_folder_triggered_from_outside(tmp_path
             "preprocess": "success",
         }
         assert task_states(daemon.state_dir, etl)["load"] == "success"
+        bad = {"op": "trigger", "dag_id": "validated_params", "conf": {"batch_size": 0}}
+        with pytest.raises(OrchestratorError, match="Invalid input for param batch_size"):
+            request_sync(control_path(daemon.state_dir), bad)
+        assert "Invalid input for param mode" in refused_by_cli(
+            tmp_path, "validated_params", '{"mode": "partial"}'
+        )
         daemon.terminate()
         assert daemon.wait_exit(30) == 0, daemon.log_text()
     wait_until(lambda: not orphans(marker), 15, "no process of the daemon's left behind")

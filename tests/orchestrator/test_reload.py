@@ -289,7 +289,8 @@ BAD_DAGS = {
     ),
     "not a run trigger": (
         'DAG("bad", run_on=[3])',
-        "run_on takes triggers (FileTrigger, S3Trigger, ...), Assets and DagFinished, got 3",
+        "run_on takes triggers (FileTrigger, S3Trigger, ...), Assets, all_of/any_of "
+        "and DagFinished, got 3",
     ),
     "empty batch window": (
         'DAG("bad", run_on=Asset("x"), batch_window=0)',

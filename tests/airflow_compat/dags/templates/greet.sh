@@ -1,0 +1,1 @@
+echo "hello $WHO from {{ params.region }}"
