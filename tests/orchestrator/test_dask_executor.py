@@ -218,11 +218,11 @@ async def test_cancel_and_timeout_kill_the_task_on_its_worker(
                 group.start_soon(run)
                 pid = int(await read_fifo_line(fifo))
                 pidfd = os.pidfd_open(pid)
+                await _until(lambda: "started" in dag.log("hang"))  # shipped while it runs
                 if how == "cancel":
                     group.cancel_scope.cancel()
                 await wait_until_exited(pidfd)
                 os.close(pidfd)
-    assert "started" in dag.log("hang")  # shipped while it ran, or with the outcome
     if how == "timeout":
         assert outcome is not None and outcome.error == "timed out after 2 s"
         assert "timed out after 2 s" in dag.log("hang")
@@ -295,12 +295,34 @@ async def test_a_worker_killed_mid_task_costs_one_try_then_the_retry_succeeds(
     async with Engine.open(settings, dagbag=load_dag_bag(dags)) as engine:
         with anyio.fail_after(60):
             run_id = await engine.trigger("killed")
-            os.kill(int(await read_fifo_line(fifo)), signal.SIGKILL)  # the Dask worker process
+            worker_pid = int(await read_fifo_line(fifo))
+            logs = settings.logs_dir / "killed"
+            await _until(lambda: "started" in "".join(map(_text, logs.glob("*/long/try-1.log"))))
+            os.kill(worker_pid, signal.SIGKILL)  # the Dask worker process, mid-task
             record = await engine.wait(run_id)
         tries = await engine.store.list_tries(record.run_id, "long")
         (instance,) = await engine.store.list_task_instances(record.run_id)
     assert record.state is RunState.SUCCESS and instance.state is TaskState.SUCCESS
     assert [t.state for t in tries] == [TaskState.UP_FOR_RETRY, TaskState.SUCCESS]
     assert "lost: the Dask worker or scheduler went away" in (tries[0].error or "")
-    assert "started" in Path(tries[0].log_path).read_text()  # shipped before the kill
+    assert "started" in Path(tries[0].log_path).read_text()  # shipped live, before the kill
     assert "started" in Path(tries[1].log_path).read_text()
+
+
+async def test_a_new_daemon_stops_the_tries_an_earlier_one_left_on_the_workers(
+    dask_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """The reconcile: a daemon that restarts runs its interrupted tries again, so the copies
+    still running on the workers are stopped first, on connecting, before anything is sent."""
+    dag = DagFile(tmp_path, TASKS)
+    fifo = open_fifo(tmp_path / "pid")
+    async with DaskExecutor.open(dask_settings(), state_identity=str(tmp_path)) as earlier:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as group:
+                group.start_soon(_run, earlier, dag, "hang", str(tmp_path / "pid"))
+                pidfd = os.pidfd_open(int(await read_fifo_line(fifo)))
+                async with DaskExecutor.open(dask_settings(), state_identity=str(tmp_path)) as new:
+                    await new.connection.wait_connected()
+                    await wait_until_exited(pidfd)
+                os.close(pidfd)
+                group.cancel_scope.cancel()
