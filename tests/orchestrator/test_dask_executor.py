@@ -326,3 +326,20 @@ async def test_a_new_daemon_stops_the_tries_an_earlier_one_left_on_the_workers(
                     await wait_until_exited(pidfd)
                 os.close(pidfd)
                 group.cancel_scope.cancel()
+
+
+async def test_the_gpu_example_scores_on_the_gpu_worker(
+    dask_settings: Callable[..., Settings], tmp_path: Path, worker_pids: dict[str, int]
+) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    example = Path(__file__).resolve().parents[2] / "examples" / "gpu_inference.py"
+    (dags / example.name).write_text(example.read_text())
+    async with Engine.open(dask_settings(dags_folder=dags), dagbag=load_dag_bag(dags)) as engine:
+        with anyio.fail_after(60):
+            record = await engine.wait(await engine.trigger("gpu_inference"))
+        results = await engine.store.get_results(record.run_id)
+    assert record.state is RunState.SUCCESS
+    gpu_pid = next(pid for name, pid in worker_pids.items() if name.startswith("gpu"))
+    assert json.loads(results[("score", -1)])["worker_pid"] == gpu_pid
+    assert json.loads(results[("report", -1)]) == 4
