@@ -37,7 +37,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.execution.try_processes import TRY_TOKEN_VARIABLE, stop_process_tree
+from orchestrator.execution.try_processes import stop_process_tree
 from orchestrator.execution.worker import encode_message
 
 #: The topic the try's output travels on, in chunks: {"attempt", "data"}.
@@ -288,6 +288,3 @@ def _line(text: str) -> bytes:
 
 def _now() -> float:
     return time.monotonic()
-
-
-__all__ = ["LOG_TOPIC", "TRY_TOKEN_VARIABLE", "run_try", "stop_try", "stop_unknown_tries"]
