@@ -61,6 +61,10 @@ class Settings:
     task_log_max_bytes: int = 16 * 1024 * 1024
     in_process: bool = False  # run sync tasks in threads of the engine (not worker processes)
     worker_max_tasks: int | None = None  # recycle a worker process after this many tasks
+    # Where sync tasks run: "local" worker processes, or "dask" workers (`dask_address`, or a
+    # LocalCluster sized to the machine when it is unset). Async tasks stay in the daemon.
+    executor: str = "local"
+    dask_address: str | None = None  # the Dask scheduler, such as tcp://10.0.0.5:8786
     synchronous: str = "FULL"  # SQLite `PRAGMA synchronous`: NORMAL | FULL | EXTRA
     log_format: str = "text"  # text | json
     triggerer_capacity: int = 200_000  # triggers hosted at once; more wait for a free place

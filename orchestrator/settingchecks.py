@@ -19,6 +19,9 @@ from orchestrator.errors import ConfigError
 
 SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
 LOG_FORMATS = ("text", "json")
+EXECUTORS = ("local", "dask")
+#: The schemes of Dask's comms a scheduler address may use.
+DASK_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
 
 #: Turns a setting's key into words naming where its value came from, for error messages:
 #: "`slots` in /etc/orchestrator.toml", "ORCHESTRATOR_SLOTS", "--slots".
@@ -221,6 +224,20 @@ def _check_public_url(value: Any, label: Label) -> str | None:
     return value.rstrip("/")
 
 
+def _check_dask_address(value: Any, label: Label) -> str | None:
+    if value is None:
+        return None
+    scheme, _, rest = (
+        str(value).strip().partition("://") if isinstance(value, str) else ("", "", "")
+    )
+    if scheme not in DASK_SCHEMES or not rest or any(c.isspace() for c in rest):
+        raise ConfigError(
+            f"{label('dask_address')} must be a Dask scheduler's address, such as "
+            f"tcp://127.0.0.1:8786 (schemes: {', '.join(DASK_SCHEMES)}), got {value!r}"
+        )
+    return f"{scheme}://{rest}"
+
+
 CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "state_dir": lambda value, label: _check_path(value, label, "state_dir"),
     "dags_folder": lambda value, label: _check_path(value, label, "dags_folder"),
@@ -230,6 +247,8 @@ CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "task_log_max_bytes": lambda value, label: _check_log_cap(value, label),
     "in_process": lambda value, label: _check_boolean(value, label, "in_process"),
     "worker_max_tasks": _check_worker_max_tasks,
+    "executor": lambda value, label: _check_choice(value, label, "executor", EXECUTORS),
+    "dask_address": _check_dask_address,
     "synchronous": lambda value, label: _check_choice(
         value, label, "synchronous", SYNCHRONOUS_MODES
     ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Union
 
 from orchestrator.authoring.assets import Asset, as_assets
@@ -58,10 +58,14 @@ class TaskOptions:
     on_retry: Hooks | None = None
     in_process: bool | None = None  # None: the engine's default executor mode
     outlets: tuple[Asset, ...] = ()  # assets this task updates when it succeeds
+    # What a worker must offer to run it, such as {"GPU": 1}: with the Dask executor, only
+    # workers started with those resources take it (`dask worker --resources "GPU=1"`).
+    resources: Mapping[str, float] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outlets", as_assets(self.outlets, what="outlets"))
         object.__setattr__(self, "trigger_rule", _trigger_rule(self.trigger_rule))
+        object.__setattr__(self, "resources", _resources(self.resources))
         for name in ("retries", "pool_slots", "priority_weight"):
             _whole_number(name, getattr(self, name))
         if not isinstance(self.pool, str) or not self.pool:
@@ -104,6 +108,24 @@ def _whole_number(name: str, value: object) -> None:
     # bool is an int subclass, but `retries=True` is a mistake, not one retry.
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be a whole number, got {value!r}")
+
+
+def _resources(value: Mapping[str, float] | None) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(name, str)
+        and name
+        and isinstance(amount, int | float)
+        and not isinstance(amount, bool)
+        and amount > 0
+        for name, amount in value.items()
+    ):
+        raise ValueError(
+            f"resources must map resource names to positive amounts, such as {{'GPU': 1}}, "
+            f"got {value!r}"
+        )
+    return {name: float(amount) for name, amount in value.items()}
 
 
 def _trigger_rule(value: TriggerRule | str) -> TriggerRule:

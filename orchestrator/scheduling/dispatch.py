@@ -21,7 +21,7 @@ from orchestrator.authoring.references import resolve_refs
 from orchestrator.config import Settings
 from orchestrator.crashpoints import crashpoint
 from orchestrator.execution.capped_log import cap_log
-from orchestrator.execution.executor import Executor
+from orchestrator.execution.interface import TaskExecutor
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.execution.try_processes import try_token
 from orchestrator.loading.dagbag import DagBag
@@ -44,7 +44,7 @@ class Dispatcher:
         *,
         settings: Settings,
         dagbag: DagBag,
-        executor: Executor,
+        executor: TaskExecutor,
         runtime: TriggerRuntime,
         post: Callable[[TryFinished], None],
     ) -> None:

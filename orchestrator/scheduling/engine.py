@@ -31,7 +31,7 @@ from orchestrator.clock import Clock
 from orchestrator.config import Settings
 from orchestrator.crashpoints import crashpoint
 from orchestrator.errors import RunError
-from orchestrator.execution.executor import Executor
+from orchestrator.execution.interface import TaskExecutor
 from orchestrator.loading.dagbag import DagBag, FileChange, replace_file
 from orchestrator.loading.importer import FileResult
 from orchestrator.policy import InputPolicy
@@ -75,7 +75,7 @@ class Engine:
         settings: Settings,
         dagbag: DagBag,
         store: Store,
-        executor: Executor,
+        executor: TaskExecutor,
         clock: Clock,
         task_group: TaskGroup,
     ) -> None:

@@ -22,12 +22,13 @@ import anyio.to_thread
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings
 from orchestrator.errors import DamagedRowError
-from orchestrator.execution.executor import Executor
+from orchestrator.execution.interface import open_executor
 from orchestrator.execution.try_processes import stop_token_holders, try_token
 from orchestrator.loading.dagbag import DagBag, load_dag_bag
 from orchestrator.loading.importcheck import ImportLimits
 from orchestrator.scheduling.active_runs import Transitions
 from orchestrator.scheduling.autostart import RunStarter
+from orchestrator.scheduling.dispatch import state_identity as identity_of
 from orchestrator.scheduling.driven_runs import DrivenRuns
 from orchestrator.scheduling.recovery import rebuild_run
 from orchestrator.scheduling.run_edits import fail_damaged_run
@@ -164,9 +165,9 @@ async def open_engine(
     try:
         async with (
             open_store(settings.state_dir, synchronous=settings.synchronous) as store,
-            Executor.open(
-                slots=settings.slots,
-                worker_max_tasks=settings.worker_max_tasks,
+            open_executor(
+                settings,
+                state_identity=identity_of(settings),
                 prestart=workers_to_prestart(settings, dagbag),
             ) as executor,
             anyio.create_task_group() as tg,
@@ -193,7 +194,9 @@ async def open_engine(
 
 
 def workers_to_prestart(settings: Settings, dagbag: DagBag) -> int:
-    """Warm worker processes only if some task will need one."""
+    """Warm local worker processes only if some task will need one."""
+    if settings.executor != "local":
+        return 0
     for dag in dagbag.dags.values():
         for task in dag.tasks.values():
             in_process = task.options.in_process

@@ -1,0 +1,168 @@
+"""The daemon's connection to a Dask scheduler: made, watched, and made again with backoff.
+
+The daemon never depends on Dask being up. While the scheduler cannot be reached it keeps
+running: tries bound for Dask wait (their log says why), `status` says what is wrong, and
+connecting is tried again after 1, 2, 4 ... 30 s. On every connection, before any try is
+submitted, the connection is set up the same way:
+
+- the scheduler's `allowed-failures` is set to 0, so a task whose worker died comes back to
+  us as a lost try (one of *our* counted retries), never run again by Dask behind our back;
+  this is scheduler-wide: give the daemon a scheduler of its own;
+- the try logs' topic is subscribed to;
+- the workers stop every try of this daemon's they still run (the reconcile): nothing was
+  submitted on this connection yet, and what was submitted on an earlier one is lost (the
+  daemon restarted, or the scheduler went away) and is run again by our retry policy, so no
+  copy of a try outlives its connection.
+
+Without an address, a `LocalCluster` sized to the machine is started (worker processes on
+127.0.0.1, no dashboard) and closed with the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import dask
+from anyio.abc import TaskStatus
+from distributed import Client, LocalCluster
+
+from orchestrator.errors import error_line
+from orchestrator.execution.dask_worker import LOG_TOPIC, stop_unknown_tries
+
+logger = logging.getLogger("orchestrator.executor")
+
+#: Seconds one attempt to reach the scheduler may take.
+CONNECT_TIMEOUT = 5.0
+FIRST_BACKOFF = 1.0
+MAX_BACKOFF = 30.0
+#: Seconds a reconcile or a cancel on the workers may take (an unresponsive worker is skipped).
+WORKER_CALL_TIMEOUT = 10.0
+
+
+def _no_failures_allowed(dask_scheduler: Any) -> int:
+    dask_scheduler.allowed_failures = 0
+    return int(dask_scheduler.allowed_failures)
+
+
+class DaskConnection:
+    """One Dask client at a time for the executor; `run` keeps it connected."""
+
+    def __init__(
+        self,
+        address: str | None,
+        *,
+        owner: str,
+        on_log: Callable[[Any], None],
+    ) -> None:
+        self.address = address
+        self.status = f"connecting to the Dask scheduler at {address}" if address else "starting"
+        self._owner = owner
+        self._on_log = on_log
+        self._client: Client | None = None
+        self._ready = anyio.Event()
+
+    @property
+    def client(self) -> Client | None:
+        """The connected client, or None while there is none."""
+        return self._client
+
+    async def wait_connected(self) -> Client:
+        """The client, once there is one."""
+        while self._client is None:
+            await self._ready.wait()
+        return self._client
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Connect, serve, and connect again whenever the scheduler is lost, until cancelled."""
+        task_status.started()
+        if self.address is not None:
+            await self._connect_forever(self.address)
+            return
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            cluster = await LocalCluster(
+                asynchronous=True,
+                processes=True,
+                threads_per_worker=1,
+                host="127.0.0.1",
+                dashboard_address=None,
+            )
+        try:
+            self.address = str(cluster.scheduler_address)
+            await self._connect_forever(self.address)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await cluster.close()  # type: ignore[misc]  # an awaitable when asynchronous
+
+    async def _connect_forever(self, address: str) -> None:
+        delay = FIRST_BACKOFF
+        while True:
+            try:
+                client = await self._connect(address)
+            except (OSError, TimeoutError) as error:
+                self.status = (
+                    f"cannot reach the Dask scheduler at {address} ({error_line(error)}); "
+                    f"tasks wait; next attempt in {delay:g} s"
+                )
+                logger.warning("%s", self.status)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+                continue
+            delay = FIRST_BACKOFF
+            try:
+                await self._serve(client, address)
+            finally:
+                self._client = None
+                self._ready = anyio.Event()
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CONNECT_TIMEOUT):
+                    await client.close()
+            self.status = f"lost the Dask scheduler at {address}; reconnecting"
+            logger.warning("%s", self.status)
+
+    async def _connect(self, address: str) -> Client:
+        client = Client(address, asynchronous=True, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        try:
+            with anyio.fail_after(CONNECT_TIMEOUT * 2):
+                await client
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CONNECT_TIMEOUT):
+                await client.close()
+            raise
+        return client
+
+    async def _serve(self, client: Client, address: str) -> None:
+        """Set the connection up, then wait until it is lost (the client's report task ends)."""
+        while True:
+            await self._set_up(client)
+            workers = len(client.scheduler_info().get("workers", {}))
+            self.status = f"connected to the Dask scheduler at {address} ({workers} workers)"
+            logger.info("%s", self.status)
+            self._client = client
+            self._ready.set()
+            report = client._handle_report_task
+            if report is None:
+                return
+            await asyncio.wait([report])
+            # The client reconnects by itself when the scheduler comes back soon enough; then
+            # it has a new report task, and the connection is set up again.
+            if client.status != "running" or client._handle_report_task in (None, report):
+                return
+            self._client = None
+            self._ready = anyio.Event()
+
+    async def _set_up(self, client: Client) -> None:
+        client.subscribe_topic(LOG_TOPIC, self._on_log)
+        await client.run_on_scheduler(_no_failures_allowed)
+        with anyio.move_on_after(WORKER_CALL_TIMEOUT):
+            stale = await client.run(stop_unknown_tries, self._owner, [], on_error="ignore")
+            for worker, tokens in (stale or {}).items():
+                if tokens:
+                    logger.warning(
+                        "stopped %d try(s) on Dask worker %s that this daemon does not run "
+                        "(left by an earlier daemon or a lost connection)",
+                        len(tokens),
+                        worker,
+                    )

@@ -1,0 +1,59 @@
+"""The executor interface: what the scheduler calls, whichever executor runs the tries.
+
+Two executors implement it: the local pool of worker processes (`execution/executor.py`, the
+default) and the Dask executor (`execution/dask_executor.py`, `executor = "dask"`). The
+scheduler hands over one try at a time and learns nothing about where it runs:
+
+- **dispatch and outcome**: `await executor.execute(job, task)` runs one try and returns its
+  `TaskOutcome`. It never raises for the task's own faults (an exception, a crash, a lost
+  worker, a result that is not JSON): those are failed outcomes, retried by our policy.
+- **cancel**: cancelling the caller stops the try's code (its process, wherever it runs)
+  before the cancellation propagates; a timeout (`job.timeout`) does the same and fails it.
+- **log**: by the time `execute` returns, the try's output is in `job.context.log_path` on the
+  daemon's disk (a remote executor ships it there while the try runs), so the CLI and the UI
+  read every try's log the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Protocol
+
+from orchestrator.config import Settings
+from orchestrator.execution.jobs import TaskJob, TaskOutcome
+
+if TYPE_CHECKING:
+    from orchestrator.authoring.tasks import Task
+
+
+class TaskExecutor(Protocol):
+    """Runs tries of tasks: see the module's docstring for the contract."""
+
+    async def execute(self, job: TaskJob, task: Task) -> TaskOutcome:
+        """Run one try of `task` and report how it ended."""
+        ...
+
+
+@asynccontextmanager
+async def open_executor(
+    settings: Settings, *, state_identity: str, prestart: int
+) -> AsyncIterator[TaskExecutor]:
+    """The executor `settings.executor` names, open for the block.
+
+    `prestart` warms that many local worker processes (the local executor only);
+    `state_identity` tells this daemon's tries from another's on a shared cluster.
+    """
+    from orchestrator.execution.executor import Executor
+
+    if settings.executor == "dask":
+        # Imported only when chosen: `distributed` takes a second to import.
+        from orchestrator.execution.dask_executor import DaskExecutor
+
+        async with DaskExecutor.open(settings, state_identity=state_identity) as dask:
+            yield dask
+        return
+    async with Executor.open(
+        slots=settings.slots, worker_max_tasks=settings.worker_max_tasks, prestart=prestart
+    ) as local:
+        yield local
