@@ -37,6 +37,9 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from distributed import WorkerPlugin
+from distributed.core import Status
+
 from orchestrator.execution.try_processes import stop_process_tree
 from orchestrator.execution.worker import encode_message
 
@@ -128,6 +131,23 @@ def stop_unknown_tries(owner: str, live: list[str]) -> list[str]:
     for token in stale:
         stop_try(token)
     return stale
+
+
+class TryReaper(WorkerPlugin):
+    """Kills the tries' processes when the Dask worker closes (say, its scheduler is gone).
+
+    Without it, a closing worker waits for its task threads, so a try would run on, unseen,
+    for as long as Dask's shutdown timeout, and the daemon would run it again meanwhile.
+    """
+
+    name = "orchestrator-try-reaper"
+
+    def teardown(self, worker: Any) -> None:
+        # Also called when the daemon registers the plugin again (on each connection):
+        # only a worker that closes stops what runs on it.
+        if worker.status in (Status.closing, Status.closing_gracefully, Status.closed):
+            for child in list(_children.values()):
+                child.kill()
 
 
 def worker_resources(dask_scheduler: Any) -> dict[str, dict[str, float]]:
