@@ -89,7 +89,7 @@ class DaskConnection:
             return self._status
         if self.client is None:
             return f"lost the Dask scheduler at {self.address}; reconnecting"
-        workers = len(client.scheduler_info().get("workers", {}))
+        workers = self.workers
         return f"connected to the Dask scheduler at {self.address} ({workers} workers)"
 
     @property
@@ -98,7 +98,9 @@ class DaskConnection:
         client = self.client
         if client is None:
             return None
-        return len(client.scheduler_info().get("workers", {}))
+        # The asynchronous client's cached identity (refreshed every few seconds): totals only.
+        info = client.scheduler_info()
+        return int(info.get("n_workers", len(info.get("workers", {}))))
 
     async def wait_connected(self) -> Client:
         """The client, once there is one that is connected."""

@@ -54,6 +54,7 @@ from orchestrator.execution.dask_worker import (
     worker_resources,
 )
 from orchestrator.execution.executor import Executor
+from orchestrator.execution.interface import ExecutorStatus
 from orchestrator.execution.invoke import is_async_job
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.execution.log_capture import open_log_fd
@@ -143,6 +144,17 @@ class DaskExecutor:
     def status(self) -> str:
         """One line on the connection: connected, or why not and when it tries again."""
         return self.connection.status
+
+    def describe(self) -> ExecutorStatus:
+        """Dask: connected to the scheduler (how many workers), or why not."""
+        connection = self.connection
+        return ExecutorStatus(
+            kind="dask",
+            connected=connection.client is not None,
+            address=connection.address,
+            workers=connection.workers,
+            detail=connection.status,
+        )
 
     async def execute(self, job: TaskJob, task: Task) -> TaskOutcome:
         """Run one try: on Dask if it is sync code in a worker process, else in the daemon."""
