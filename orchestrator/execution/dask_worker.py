@@ -23,11 +23,13 @@ daemon's reconcile after it restarts or reconnects), run on every worker through
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import platform
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +52,7 @@ _CHUNK = 256 * 1024
 _START_TIMEOUT = 60.0
 
 
+@functools.cache
 def versions() -> dict[str, str]:
     """What must match between the daemon and a worker: Python's and orchestrator's versions."""
     from importlib.metadata import PackageNotFoundError, version
@@ -63,21 +66,35 @@ def versions() -> dict[str, str]:
 
 @dataclass
 class _Child:
-    """One worker process of ours, below a Dask thread."""
+    """One worker process of ours, below a Dask thread, and the FIFO its tries write to.
+
+    The FIFO lives as long as the process: made once, not per try. This side holds it open
+    for reading *and* writing, so it never reads as at its end (which `select` would report
+    as readable, over and over) between one try's writer and the next.
+    """
 
     process: subprocess.Popen[bytes]
+    folder: str
+    log: int  # our end of the FIFO, non-blocking
     killed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def fifo(self) -> str:
+        return os.path.join(self.folder, "log")
+
     @classmethod
     def start(cls) -> _Child:
+        folder = tempfile.mkdtemp(prefix="orchestrator-worker-")
+        os.mkfifo(os.path.join(folder, "log"))
+        log = os.open(os.path.join(folder, "log"), os.O_RDWR | os.O_NONBLOCK)
         process = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.execution.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             start_new_session=True,
         )
-        child = cls(process)
+        child = cls(process, folder, log)
         assert process.stdout is not None
         ready, _, _ = select.select([process.stdout], [], [], _START_TIMEOUT)
         line = process.stdout.readline() if ready else b""
@@ -96,6 +113,15 @@ class _Child:
                 stop_process_tree(self.process.pid)
             self.process.wait()
 
+    def close(self) -> None:
+        """Kill the process and remove the FIFO (a child replaced, or the worker closing)."""
+        self.kill()
+        with suppress(OSError):
+            os.close(self.log)
+        with suppress(OSError):
+            os.unlink(self.fifo)
+            os.rmdir(self.folder)
+
 
 _children: dict[int, _Child] = {}  # by Dask thread
 _running: dict[str, tuple[str, _Child]] = {}  # by try token: (owner, child)
@@ -106,6 +132,8 @@ def _child_for_this_thread() -> _Child:
     thread = threading.get_ident()
     child = _children.get(thread)
     if child is None or not child.alive():
+        if child is not None:
+            child.close()
         child = _Child.start()
         _children[thread] = child
     return child
@@ -147,7 +175,7 @@ class TryReaper(WorkerPlugin):
         # only a worker that closes stops what runs on it.
         if worker.status in (Status.closing, Status.closing_gracefully, Status.closed):
             for child in list(_children.values()):
-                child.kill()
+                child.close()
 
 
 def worker_resources(dask_scheduler: Any) -> dict[str, dict[str, float]]:
@@ -163,19 +191,10 @@ def run_try(payload: dict[str, Any]) -> dict[str, Any]:
     mismatch = _version_mismatch(payload["versions"])
     if mismatch:
         return _failed_before_start(mismatch)
-    folder = tempfile.mkdtemp(prefix="orchestrator-try-")
-    try:
-        job = json.loads(payload["job"])
-        job["fileloc"] = _dag_file(payload["source"], job["fileloc"])
-        fifo = os.path.join(folder, "log")
-        os.mkfifo(fifo)
-        job["context"] = {**job["context"], "log_path": fifo}
-        job["log_max_bytes"] = 0  # the daemon's copy is held to the cap
-        return _run_job(job, payload["attempt"], payload["owner"], fifo)
-    finally:
-        with suppress(OSError):
-            os.unlink(os.path.join(folder, "log"))
-            os.rmdir(folder)
+    job = json.loads(payload["job"])
+    job["fileloc"] = _dag_file(payload["source"], job["fileloc"])
+    job["log_max_bytes"] = 0  # the daemon's copy is held to the cap
+    return _run_job(job, payload["attempt"], payload["owner"])
 
 
 def _version_mismatch(daemon: dict[str, str]) -> str:
@@ -190,33 +209,60 @@ def _version_mismatch(daemon: dict[str, str]) -> str:
 
 
 def _dag_file(source: str, fileloc: str) -> str:
-    """The shipped source as a file in a folder named by its hash, written once per version."""
+    """The shipped source as a file in a folder named by its hash, written once per version.
+
+    Each worker process remembers the versions it has seen, so a try of a known version
+    costs no file-system call; the first use of a version (written or found) marks it as
+    recently used, and writing a new one drops all but the newest `DAG_VERSIONS_KEPT`.
+    """
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    folder = os.path.join(tempfile.gettempdir(), "orchestrator-dags", digest)
-    path = os.path.join(folder, os.path.basename(fileloc))
-    if not os.path.exists(path):
+    key = (digest, os.path.basename(fileloc))
+    path = _dag_paths.get(key)
+    if path is not None:
+        return path
+    root = os.path.join(tempfile.gettempdir(), "orchestrator-dags")
+    folder = os.path.join(root, digest)
+    path = os.path.join(folder, key[1])
+    if os.path.exists(path):
+        with suppress(OSError):
+            os.utime(folder)
+    else:
         os.makedirs(folder, exist_ok=True)
         temporary = f"{path}.{os.getpid()}.tmp"
         with open(temporary, "w", encoding="utf-8") as file:
             file.write(source)
         os.replace(temporary, path)
+        _forget_old_versions(root)
+    if len(_dag_paths) >= DAG_VERSIONS_KEPT:
+        _dag_paths.clear()
+    _dag_paths[key] = path
     return path
 
 
-def _run_job(job: dict[str, Any], attempt: str, owner: str, fifo: str) -> dict[str, Any]:
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+#: How many versions of DAG files the workers' cache keeps (the least recently used go).
+DAG_VERSIONS_KEPT = 64
+_dag_paths: dict[tuple[str, str], str] = {}  # (source hash, file name) -> path, this process's
+
+
+def _forget_old_versions(root: str) -> None:
+    """Remove all but the `DAG_VERSIONS_KEPT` most recently used version folders."""
+    with os.scandir(root) as entries:
+        folders = [(e.stat().st_mtime_ns, e.path) for e in entries if e.is_dir()]
+    for _, folder in sorted(folders, reverse=True)[DAG_VERSIONS_KEPT:]:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_job(job: dict[str, Any], attempt: str, owner: str) -> dict[str, Any]:
+    child = _child_for_this_thread()
+    job["context"] = {**job["context"], "log_path": child.fifo}
+    token = job.get("process_token") or attempt
+    with _registry_lock:
+        _running[token] = (owner, child)
     try:
-        child = _child_for_this_thread()
-        token = job.get("process_token") or attempt
-        with _registry_lock:
-            _running[token] = (owner, child)
-        try:
-            return _exchange(child, job, attempt, reader)
-        finally:
-            with _registry_lock:
-                _running.pop(token, None)
+        return _exchange(child, job, attempt, child.log)
     finally:
-        os.close(reader)
+        with _registry_lock:
+            _running.pop(token, None)
 
 
 def _exchange(child: _Child, job: dict[str, Any], attempt: str, reader: int) -> dict[str, Any]:

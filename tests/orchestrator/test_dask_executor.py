@@ -79,12 +79,14 @@ def cluster() -> Iterator[Any]:
         yield spec
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def worker_pids(cluster: Any) -> dict[str, int]:
-    """The pid of each worker process, by address."""
+    """The pid of each worker process, by address: looked up per test, since a test that
+    kills a worker gets it replaced by its nanny, under a new pid."""
     from distributed import Client
 
     with Client(cluster.scheduler_address, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=60)
         pids: dict[str, int] = client.run(os.getpid)
         resources = {a: w["resources"] for a, w in client.scheduler_info()["workers"].items()}
     return {
