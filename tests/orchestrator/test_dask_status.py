@@ -1,4 +1,5 @@
-"""The Dask connection's status where people look: `/api/v1/health`, the UI's home page, `ping`.
+"""The Dask connection's status where people look: `/api/v1/health`, the UI's home page, `ping`,
+and the tries' logs while they wait for it.
 
 One single-worker `LocalCluster` on loopback serves the module; the disconnected case points
 the daemon at a port nobody listens on.
@@ -8,17 +9,20 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from apikit import hello_dag, serving
+from taskjobs import DagFile
 from uikit import ui_serving
 
 from orchestrator.cli.triggers import executor_text
 from orchestrator.config import Settings
 from orchestrator.daemon.lifecycle import DaemonControl
 from orchestrator.execution import dask_connection
+from orchestrator.execution.dask_executor import DaskExecutor
 from orchestrator.scheduling.engine import Engine
 
 distributed = pytest.importorskip("distributed")
@@ -56,6 +60,12 @@ async def _until_connected(engine: Engine) -> None:
     The worker count comes from the scheduler every few seconds: waited for, too.
     """
     while engine.executor.describe().workers != 1:  # noqa: ASYNC110
+        await anyio.sleep(0.02)
+
+
+async def _until_said(paths: list[Path], text: str) -> None:
+    """Until every file has `text` (logs another task writes: no event to wait on)."""
+    while not all(p.exists() and text in p.read_text() for p in paths):  # noqa: ASYNC110
         await anyio.sleep(0.02)
 
 
@@ -131,3 +141,25 @@ async def test_the_daemons_ping_and_the_triggers_listing_name_the_executor(
     assert executor_text(executor) == f"executor: dask, 1 workers at {address}"
     away = {"kind": "dask", "connected": False, "detail": f"cannot reach {unreachable}"}
     assert executor_text(away) == f"executor: dask, disconnected: cannot reach {unreachable}"
+
+
+async def test_tries_waiting_for_dask_say_so_once_each_and_the_daemon_once(
+    make_settings: Callable[..., Settings],
+    unreachable: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dag = DagFile(tmp_path, "@task\ndef noop():\n    return 1\n")
+    settings = make_settings(executor="dask", dask_address=unreachable)
+    async with DaskExecutor.open(settings, state_identity=str(tmp_path)) as executor:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as group:
+                for try_number in (1, 2, 3):
+                    job = dag.job("noop", try_number=try_number)
+                    group.start_soon(executor.execute, job, dag.task("noop"))
+                logs = [dag.log_path("noop", n) for n in (1, 2, 3)]
+                await _until_said(logs, "waiting for Dask")
+                group.cancel_scope.cancel()
+    assert all(p.read_text().count("waiting for Dask") == 1 for p in logs)
+    said = [r for r in caplog.records if "tries bound for Dask wait" in r.getMessage()]
+    assert len(said) == 1
