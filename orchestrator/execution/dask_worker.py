@@ -13,7 +13,8 @@ with a JSON-safe payload. On the Dask worker, in Dask's task thread, it:
    (started once, reused: the same protocol, subreaper and cleanup as the local pool), so a
    cancel or a timeout can kill the task's process tree without touching the Dask worker;
 4. points the try's output (fds 1 and 2 of the task, its subprocesses and `logging`) at a
-   FIFO and ships what arrives as `orchestrator-log` events to the daemon while it runs;
+   FIFO (one per worker process of ours, made when it starts, in a folder of the Dask
+   worker's that the next worker removes if this one was killed) and ships what arrives as `orchestrator-log` events to the daemon while it runs;
    what is left when the try ends comes back with the outcome, with the count of bytes sent.
 
 A try registers under its token, so `stop_try` (a cancel) and `stop_unknown_tries` (the
@@ -24,7 +25,9 @@ daemon's reconcile after it restarts or reconnects), run on every worker through
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -74,27 +77,25 @@ class _Child:
     """
 
     process: subprocess.Popen[bytes]
-    folder: str
+    fifo: str
     log: int  # our end of the FIFO, non-blocking
     killed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @property
-    def fifo(self) -> str:
-        return os.path.join(self.folder, "log")
-
     @classmethod
     def start(cls) -> _Child:
-        folder = tempfile.mkdtemp(prefix="orchestrator-worker-")
-        os.mkfifo(os.path.join(folder, "log"))
-        log = os.open(os.path.join(folder, "log"), os.O_RDWR | os.O_NONBLOCK)
+        folder = _fifo_folder(os.getpid())
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        fifo = os.path.join(folder, f"log-{next(_fifo_numbers)}")
+        os.mkfifo(fifo, 0o600)
+        log = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
         process = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.execution.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             start_new_session=True,
         )
-        child = cls(process, folder, log)
+        child = cls(process, fifo, log)
         assert process.stdout is not None
         ready, _, _ = select.select([process.stdout], [], [], _START_TIMEOUT)
         line = process.stdout.readline() if ready else b""
@@ -120,7 +121,33 @@ class _Child:
             os.close(self.log)
         with suppress(OSError):
             os.unlink(self.fifo)
-            os.rmdir(self.folder)
+
+
+_fifo_numbers = itertools.count()
+
+
+def _fifo_folder(pid: int) -> str:
+    """Where the FIFOs of the Dask worker process `pid` are (removed once it is gone)."""
+    return os.path.join(tempfile.gettempdir(), f"orchestrator-worker-{pid}")
+
+
+def _remove_folders_of_dead_workers() -> None:
+    """A Dask worker killed with -9 leaves its FIFOs behind: the next one removes them."""
+    prefix = os.path.join(tempfile.gettempdir(), "orchestrator-worker-")
+    for folder in glob.glob(f"{glob.escape(prefix)}*"):
+        pid = folder[len(prefix) :]
+        if pid.isdecimal() and not _is_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: not ours to remove
+        return True
+    return True
 
 
 _children: dict[int, _Child] = {}  # by Dask thread
@@ -170,12 +197,17 @@ class TryReaper(WorkerPlugin):
 
     name = "orchestrator-try-reaper"
 
+    def setup(self, worker: Any) -> None:
+        _remove_folders_of_dead_workers()
+
     def teardown(self, worker: Any) -> None:
         # Also called when the daemon registers the plugin again (on each connection):
         # only a worker that closes stops what runs on it.
         if worker.status in (Status.closing, Status.closing_gracefully, Status.closed):
             for child in list(_children.values()):
                 child.close()
+            with suppress(OSError):
+                os.rmdir(_fifo_folder(os.getpid()))
 
 
 def worker_resources(dask_scheduler: Any) -> dict[str, dict[str, float]]:
