@@ -14,8 +14,9 @@ with a JSON-safe payload. On the Dask worker, in Dask's task thread, it:
    cancel or a timeout can kill the task's process tree without touching the Dask worker;
 4. points the try's output (fds 1 and 2 of the task, its subprocesses and `logging`) at a
    FIFO (one per worker process of ours, made when it starts, in a folder of the Dask
-   worker's that the next worker removes if this one was killed) and ships what arrives as `orchestrator-log` events to the daemon while it runs;
-   what is left when the try ends comes back with the outcome, with the count of bytes sent.
+   worker's that the next worker removes if this one was killed) and ships what arrives
+   as `orchestrator-log` events to the daemon while it runs; what is left when the try
+   ends comes back with the outcome, with the count of bytes sent.
 
 A try registers under its token, so `stop_try` (a cancel) and `stop_unknown_tries` (the
 daemon's reconcile after it restarts or reconnects), run on every worker through
