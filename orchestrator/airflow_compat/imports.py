@@ -36,7 +36,7 @@ _PYTHON = (
 _EMPTY = ("operators:EmptyOperator", "operators:DummyOperator")
 _BASH = ("operators:BashOperator",)
 _LATEST = ("operators:LatestOnlyOperator",)
-_TRIGGER_DAG = ("operators:TriggerDagRunOperator",)
+_TRIGGER_DAG = ("trigger_dagrun:TriggerDagRunOperator",)
 _DECORATORS = (
     "decorators:task",
     "decorators:task_group",

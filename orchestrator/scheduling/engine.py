@@ -144,7 +144,7 @@ class Engine:
             post=self._post,
         )
         self._decider = Decider(
-            scheduler=self.scheduler, starter=self.starter, edits=self._edits, driven=self._driven
+            self.scheduler, self.starter, self._edits, self._driven, self._requests
         )
         self._timers = TimerQueue(clock, lambda timer: self._post(timer_message(timer)))
         self.full_disk = FullDiskWait()  # `reason` is set while a full disk holds the engine
