@@ -75,12 +75,14 @@ def cluster() -> Iterator[Any]:
         yield spec
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def worker_pids(cluster: Any) -> dict[str, int]:
-    """The pid of each worker process, by address."""
+    """The pid of each worker process, by address: asked anew for each test, once both
+    workers are up (a test that kills one leaves the nanny to start another, with a new pid)."""
     from distributed import Client
 
     with Client(cluster.scheduler_address, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=60)
         pids: dict[str, int] = client.run(os.getpid)
         resources = {a: w["resources"] for a, w in client.scheduler_info()["workers"].items()}
     return {
