@@ -68,7 +68,11 @@ def cluster() -> Iterator[Any]:
         return {"cls": Nanny, "options": {**options, "resources": resources}}
 
     spec = SpecCluster(
-        scheduler={"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": None}},
+        # The scheduler's HTTP routes on a free port: the default 8787 may be taken.
+        scheduler={
+            "cls": Scheduler,
+            "options": {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"},
+        },
         workers={"cpu": worker(), "gpu": worker(GPU=1)},
     )
     with spec:
