@@ -88,7 +88,7 @@ class DaskConnection:
                 processes=True,
                 threads_per_worker=1,
                 host="127.0.0.1",
-                dashboard_address=None,
+                dashboard_address="127.0.0.1:0",  # its HTTP routes on a free port, not 8787
             )
         try:
             self.address = str(cluster.scheduler_address)

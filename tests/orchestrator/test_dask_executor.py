@@ -68,19 +68,25 @@ def cluster() -> Iterator[Any]:
         return {"cls": Nanny, "options": {**options, "resources": resources}}
 
     spec = SpecCluster(
-        scheduler={"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": None}},
+        # The scheduler's HTTP routes on a free port: the default 8787 may be taken.
+        scheduler={
+            "cls": Scheduler,
+            "options": {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"},
+        },
         workers={"cpu": worker(), "gpu": worker(GPU=1)},
     )
     with spec:
         yield spec
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def worker_pids(cluster: Any) -> dict[str, int]:
-    """The pid of each worker process, by address."""
+    """The pid of each worker process, by address: asked anew for each test, once both
+    workers are up (a test that kills one leaves the nanny to start another, with a new pid)."""
     from distributed import Client
 
     with Client(cluster.scheduler_address, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=60)
         pids: dict[str, int] = client.run(os.getpid)
         resources = {a: w["resources"] for a, w in client.scheduler_info()["workers"].items()}
     return {
