@@ -3,8 +3,8 @@
 Airflow's schedule spellings (`schedule=` or Airflow 2's `schedule_interval=` / `timetable=`):
 None, a cron string or preset, `@once`, a `timedelta`, or assets (data-aware). The timezone is
 the start date's, as in Airflow; `catchup` defaults to False (Airflow 3's default; Airflow 2's
-was True). Arguments with no meaning here (`dagrun_timeout`, `is_paused_upon_creation`, ...)
-are accepted and reported once as ignored.
+was True). Arguments with no meaning here (`dagrun_timeout`, `sla_miss_callback`, ...) are
+accepted and reported once as ignored.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ NOTSET: Any = object()
 _IGNORED_DAG_ARGS = frozenset(
     {
         "dagrun_timeout",
-        "is_paused_upon_creation",
         "sla_miss_callback",
         "default_view",
         "orientation",
