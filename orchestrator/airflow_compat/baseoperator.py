@@ -108,6 +108,8 @@ class BaseOperator(NativeOperator):
 
         def call(native: TaskContext) -> None:
             context = build_context(self, native, {})
+            if native.error is not None:  # Airflow hands failure and retry callbacks the error
+                context["exception"] = AirflowException(native.error)
             for each in callbacks:
                 each(context)
 

@@ -30,6 +30,7 @@ class TaskContext:
     logical_date: float | None = None  # scheduled and backfill runs: their data interval's start
     data_interval_end: float | None = None  # ... and its end (seconds since the epoch)
     log_path: str = ""
+    error: str | None = None  # in a failure or retry callback: why the try failed
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
