@@ -219,3 +219,10 @@ async def test_ignored_arguments_are_reported_and_max_active_tasks_holds(
     assert record.state is RunState.SUCCESS
     first, second = sorted([values["first"], values["second"]])
     assert first[1] <= second[0]  # one slot for the DAG: never at once
+
+
+def test_a_dag_without_any_schedule_argument_is_manual_only() -> None:
+    from orchestrator.airflow_compat.dag import DAG
+
+    pipeline = DAG("no_schedule", start_date=datetime(2024, 1, 1, tzinfo=UTC))
+    assert pipeline.starts.schedule is None and not pipeline.starts.triggers
