@@ -32,6 +32,8 @@ _PYTHON = (
     "operators:BranchPythonOperator",
     "operators:ShortCircuitOperator",
     "context:get_current_context",
+    "interpreters:PythonVirtualenvOperator",
+    "interpreters:ExternalPythonOperator",
 )
 _EMPTY = ("operators:EmptyOperator", "operators:DummyOperator")
 _BASH = ("operators:BashOperator",)
