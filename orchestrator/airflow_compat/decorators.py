@@ -5,6 +5,7 @@ adds an operator and returns its `XComArg`."""
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -111,6 +112,8 @@ class TaskFunction:
         if owner is not None:
             full = owner.unique_task_id(full)
         task_id = full[len(group.child_id("")) :] if group else full
+        if "doc_md" not in options and self.function.__doc__:
+            options["doc_md"] = inspect.cleandoc(self.function.__doc__)  # as Airflow's @task
         return self.operator_class(
             task_id=task_id,
             python_callable=self.function,
