@@ -251,6 +251,8 @@ class AirflowDagFactory(DagFactory):
         }
         options = dict(self.options)
         merged = {**defaults, **(options.pop("params", None) or {}), **params}
+        if not options.get("doc_md") and self.function.__doc__:
+            options["doc_md"] = inspect.cleandoc(self.function.__doc__)  # as Airflow's @dag
         pipeline = DAG(self.dag_id, params=merged, site=site, **options)
         with pipeline:
             self.function(**{name: ParamRef(name) for name in names})
