@@ -41,6 +41,7 @@ MANUAL: dict[str, tuple[dict[str, Any], str]] = {
     "retry_backoff": ({}, S),
     "sdk_producer": ({"threshold": 3}, S),
     "setup_teardown": ({}, F),  # the work failed; the teardown ran
+    "short_circuit_default": ({}, S),
     "short_circuit_rules": ({}, S),
     "skip_mid_chain": ({}, S),
     "taskflow_context": ({}, S),

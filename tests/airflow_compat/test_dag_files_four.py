@@ -105,6 +105,19 @@ async def test_short_circuit_without_ignoring_trigger_rules_lets_all_done_run(
     assert values["report"] == "reported"
 
 
+async def test_short_circuit_by_default_skips_every_task_downstream_whatever_its_rule(
+    make_settings: SettingsFactory,
+) -> None:
+    state, _, states = await run_dag(make_settings(), "short_circuit_default")
+    assert state is RunState.SUCCESS, states
+    assert states == {
+        "gate": TaskState.SUCCESS,
+        "load": TaskState.SKIPPED,
+        "report": TaskState.SKIPPED,
+        "audit": TaskState.SKIPPED,
+    }
+
+
 async def test_a_dag_paused_upon_creation_loads_paused_and_starts_nothing(
     make_settings: SettingsFactory,
 ) -> None:
