@@ -8,7 +8,7 @@ import heapq
 import inspect
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar, Self
 
@@ -257,6 +257,17 @@ class DAG:
     @property
     def leaves(self) -> list[str]:
         return [task_id for task_id, task in self.tasks.items() if not task.downstream_task_ids]
+
+    def downstream_of(self, task_ids: Iterable[str]) -> set[str]:
+        """These tasks and every task downstream of them (what a clear, a short circuit reach)."""
+        found: set[str] = set()
+        pending = list(task_ids)
+        while pending:
+            task_id = pending.pop()
+            if task_id not in found:
+                found.add(task_id)
+                pending.extend(self.tasks[task_id].downstream_task_ids)
+        return found
 
     def __repr__(self) -> str:
         return f"<DAG {self.dag_id} ({len(self.tasks)} tasks)>"

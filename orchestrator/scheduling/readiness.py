@@ -178,7 +178,8 @@ class Readiness:
             )
         unchosen = downstream - set(chosen)
         if ti.task.skips_whole_downstream:
-            unchosen = _below(ti.run, unchosen) - _below(ti.run, set(chosen))
+            dag = ti.run.dag
+            unchosen = dag.downstream_of(unchosen) - dag.downstream_of(chosen)
         for task_id in sorted(unchosen):
             self._skip_unchosen(
                 ti.run, ti.run.dag.tasks[task_id], f"not chosen by {ti.task_id}", tx
@@ -193,18 +194,6 @@ class Readiness:
         for other in instances.values():
             if other.state is TaskState.NONE:
                 self.settle(other, TaskState.SKIPPED, tx, error=reason)
-
-
-def _below(run: ActiveRun, task_ids: set[str]) -> set[str]:
-    """These tasks and every task downstream of them."""
-    found: set[str] = set()
-    waiting = list(task_ids)
-    while waiting:
-        task_id = waiting.pop()
-        if task_id not in found:
-            found.add(task_id)
-            waiting.extend(run.dag.tasks[task_id].downstream_task_ids)
-    return found
 
 
 def _new_instance(
