@@ -3,7 +3,7 @@
 Airflow's schedule spellings (`schedule=` or Airflow 2's `schedule_interval=` / `timetable=`):
 None, a cron string or preset, `@once`, a `timedelta`, or assets (data-aware). The timezone is
 the start date's, as in Airflow; `catchup` defaults to False (Airflow 3's default; Airflow 2's
-was True). Arguments with no meaning here (`dagrun_timeout`, `sla_miss_callback`, ...) are
+was True). Arguments with no meaning here (`sla_miss_callback`, ...) are
 accepted and reported once as ignored.
 """
 
@@ -33,7 +33,6 @@ NOTSET: Any = object()
 #: DAG arguments accepted for compatibility that change nothing here.
 _IGNORED_DAG_ARGS = frozenset(
     {
-        "dagrun_timeout",
         "sla_miss_callback",
         "default_view",
         "orientation",
@@ -132,6 +131,8 @@ class DAG(NativeDAG):
         schedule = _schedule_of(kwargs)
         start_date = kwargs.pop("start_date", None) or self.airflow_default_args.get("start_date")
         end_date = kwargs.pop("end_date", None) or self.airflow_default_args.get("end_date")
+        if "dagrun_timeout" in kwargs:
+            kwargs["run_timeout"] = kwargs.pop("dagrun_timeout")
         if "concurrency" in kwargs:
             kwargs.setdefault("max_active_tasks", kwargs.pop("concurrency"))
         catchup = kwargs.pop("catchup", None)

@@ -121,11 +121,24 @@ class BranchMixIn(_Branching):
 
 
 class ShortCircuitOperator(_Branching, PythonOperator):
-    """A falsy result skips everything downstream; a truthy one lets it run."""
+    """A falsy result skips the tasks downstream; a truthy one lets them run.
+
+    With `ignore_downstream_trigger_rules=True` (the default) every task below is skipped,
+    whatever its trigger rule; with False only the direct downstream tasks are, and the rest
+    follow their rules. The engine's `skips_whole_downstream` does it (`@task.branch` has it).
+    """
 
     def __init__(self, *, ignore_downstream_trigger_rules: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.ignore_downstream_trigger_rules = ignore_downstream_trigger_rules
+        self.skips_whole_downstream = ignore_downstream_trigger_rules
+
+    @property
+    def ignore_downstream_trigger_rules(self) -> bool:
+        return self.skips_whole_downstream
+
+    @ignore_downstream_trigger_rules.setter
+    def ignore_downstream_trigger_rules(self, value: bool) -> None:
+        self.skips_whole_downstream = value
 
     def choose(self, returned: Any) -> list[str]:
         print(f"Condition result is {returned!r}")

@@ -6,12 +6,14 @@ import difflib
 import functools
 import heapq
 import inspect
+import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar, Self
 
 from orchestrator.authoring.references import ParamRef
+from orchestrator.authoring.retry import seconds
 from orchestrator.authoring.run_sources import RunStarts, parse_run_starts
 from orchestrator.authoring.sites import Site, caller_site
 from orchestrator.authoring.tasks import Task, TaskOptions
@@ -62,6 +64,7 @@ class DAG:
         batch_window: float | timedelta | None = None,
         debounce: float | timedelta | None = None,
         is_paused_upon_creation: bool = False,
+        run_timeout: float | timedelta | None = None,
         site: Site | None = None,
     ) -> None:
         # `site` is where the DAG is defined; found from the call stack unless given.
@@ -84,6 +87,9 @@ class DAG:
         TaskOptions.build(self.default_args, {})  # name a bad default now, at the DAG's line
         self.max_active_runs = max_active_runs
         self.max_active_tasks = max_active_tasks
+        #: A run still running this many seconds after it started fails, its unfinished tasks
+        #: cancelled (Airflow's `dagrun_timeout`); None: no deadline.
+        self.run_timeout = _run_timeout(run_timeout, self.site)
         #: Paused when the store first records it (a later change of the flag changes nothing).
         self.is_paused_upon_creation = is_paused_upon_creation
         self.tags = tuple(tags)
@@ -252,6 +258,17 @@ class DAG:
     def leaves(self) -> list[str]:
         return [task_id for task_id, task in self.tasks.items() if not task.downstream_task_ids]
 
+    def downstream_of(self, task_ids: Iterable[str]) -> set[str]:
+        """These tasks and every task downstream of them (what a clear, a short circuit reach)."""
+        found: set[str] = set()
+        pending = list(task_ids)
+        while pending:
+            task_id = pending.pop()
+            if task_id not in found:
+                found.add(task_id)
+                pending.extend(self.tasks[task_id].downstream_task_ids)
+        return found
+
     def __repr__(self) -> str:
         return f"<DAG {self.dag_id} ({len(self.tasks)} tasks)>"
 
@@ -270,6 +287,20 @@ def _positive(name: str, value: int, site: Site) -> None:
             file=site.file,
             line=site.line,
         )
+
+
+def _run_timeout(value: float | timedelta | None, site: Site) -> float | None:
+    try:
+        result = seconds(value)
+    except (TypeError, ValueError) as error:
+        raise DagError(f"run_timeout: {error}", file=site.file, line=site.line) from None
+    if result is not None and not 0 < result < math.inf:  # NaN fails both
+        raise DagError(
+            f"run_timeout must be a finite number of seconds above 0, got {value!r}",
+            file=site.file,
+            line=site.line,
+        )
+    return result
 
 
 def _run_starts(site: Site, **declared: Any) -> RunStarts:

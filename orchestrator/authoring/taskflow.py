@@ -42,6 +42,7 @@ class FunctionTask(Task):
         kwargs: dict[str, Any] | None = None,
         expand: dict[str, Any] | None = None,
         is_branch: bool = False,
+        skips_whole_downstream: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(task_id=task_id, **options)
@@ -49,6 +50,7 @@ class FunctionTask(Task):
         self._inputs = {"args": list(args), "kwargs": dict(kwargs or {})}
         self.expand_inputs = expand
         self.is_branch = is_branch
+        self.skips_whole_downstream = skips_whole_downstream
         self._signature = inspect.signature(function)
         self._context_names = context_parameters(self._signature)
         self.link_input_refs()
@@ -112,12 +114,14 @@ class TaskFunction:
         *,
         task_id: str | None = None,
         is_branch: bool = False,
+        skips_whole_downstream: bool = False,
         partial_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.function = function
         self.options = options
         self.task_id = task_id
         self.is_branch = is_branch
+        self.skips_whole_downstream = skips_whole_downstream
         self.partial_kwargs = partial_kwargs or {}
         self.__name__ = getattr(function, "__name__", "task")
         self.__doc__ = function.__doc__
@@ -134,6 +138,7 @@ class TaskFunction:
             {**self.options, **options},
             task_id=task_id,
             is_branch=self.is_branch,
+            skips_whole_downstream=self.skips_whole_downstream,
             partial_kwargs=self.partial_kwargs,
         )
 
@@ -144,6 +149,7 @@ class TaskFunction:
             self.options,
             task_id=self.task_id,
             is_branch=self.is_branch,
+            skips_whole_downstream=self.skips_whole_downstream,
             partial_kwargs={**self.partial_kwargs, **kwargs},
         )
 
@@ -185,6 +191,7 @@ class TaskFunction:
             kwargs=kwargs,
             expand=expand,
             is_branch=self.is_branch,
+            skips_whole_downstream=self.skips_whole_downstream,
             **self.options,
         )
 
@@ -268,16 +275,34 @@ class _TaskDecorator:
             return TaskFunction(function, options, task_id=task_id)
         return lambda fn: TaskFunction(fn, options, task_id=task_id)
 
-    def branch(self, function: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    def branch(
+        self,
+        function: Callable[..., Any] | None = None,
+        /,
+        *,
+        skip_whole_downstream: bool = False,
+        **options: Any,
+    ) -> Any:
         """A task that returns the id (or list of ids) of the downstream tasks to follow.
 
-        Its other direct downstream tasks are skipped; returning None skips them all.
+        Its other direct downstream tasks are skipped; returning None skips them all. Tasks
+        further down follow their trigger rules, unless `skip_whole_downstream=True`: then
+        every task below an unchosen one is skipped too, whatever its rule (Airflow's
+        `ShortCircuitOperator` default), except a task that a chosen path also reaches.
         """
         task_id = options.pop("task_id", None)
         _checked_options(options)
-        if function is not None:
-            return TaskFunction(function, options, task_id=task_id, is_branch=True)
-        return lambda fn: TaskFunction(fn, options, task_id=task_id, is_branch=True)
+
+        def make(fn: Callable[..., Any]) -> TaskFunction:
+            return TaskFunction(
+                fn,
+                options,
+                task_id=task_id,
+                is_branch=True,
+                skips_whole_downstream=skip_whole_downstream,
+            )
+
+        return make(function) if function is not None else make
 
 
 task = _TaskDecorator()

@@ -181,6 +181,9 @@ class Task:
         self.depends_on = tuple(depends_on)
         self.expand_inputs: dict[str, Any] | None = None
         self.is_branch = False
+        # A branch's unchosen tasks take every task below them along (Airflow's short circuit),
+        # not only themselves; a task a chosen path also reaches still follows its rule.
+        self.skips_whole_downstream = False
         owner.add_task(self)
 
     # -- options as attributes -----------------------------------------------------------------

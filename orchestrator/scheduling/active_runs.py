@@ -106,6 +106,7 @@ class ActiveRun:
         self.unfinished: set[str] = set(dag.tasks)
         self.running = 0
         self.cancelling = False
+        self.failure: str | None = None  # a cancel that fails the run (its timeout): why
         self._dirty: list[tuple[int, str]] = []
         self._dirty_set: set[str] = set()
         #: Told when a task is marked dirty, so the scheduler visits only runs with work to do.

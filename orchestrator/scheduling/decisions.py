@@ -24,6 +24,7 @@ from orchestrator.scheduling.messages import (
     TryFinished,
 )
 from orchestrator.scheduling.run_requests import RunRequests
+from orchestrator.scheduling.run_timeouts import timed_out
 from orchestrator.scheduling.scheduler import Scheduler
 from orchestrator.state import TaskState
 from orchestrator.store.base import TaskKey
@@ -83,9 +84,19 @@ class Decider:
         elif isinstance(message, ClearRequest):
             self._edits.apply(message, step.tx)
         elif isinstance(message, CancelRequest):
-            run = self._scheduler.runs.get(message.run_id)
-            if run is not None and not run.cancelling:
-                step.stopping.extend(self._scheduler.cancel(run, step.tx))
+            self._cancel(message, step)
+
+    def _cancel(self, message: CancelRequest, step: Step) -> None:
+        """A user's cancel, or a run's timeout: the same path, but a timed-out run fails."""
+        run = self._scheduler.runs.get(message.run_id)
+        if run is None or run.cancelling:
+            return
+        failure = None
+        if message.timed_out_at is not None:
+            failure = timed_out(run, message.timed_out_at)
+            if failure is None:
+                return  # a stale deadline: the run started again since
+        step.stopping.extend(self._scheduler.cancel(run, step.tx, failure=failure))
 
     def _try_finished(self, message: TryFinished, step: Step) -> None:
         if self.interrupting and message.outcome.error == "cancelled":

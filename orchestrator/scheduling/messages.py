@@ -19,6 +19,7 @@ from orchestrator.execution.jobs import Outcome, TaskOutcome
 from orchestrator.scheduling.active_runs import ActiveRun, TaskInstance
 from orchestrator.scheduling.autostart import DagDue, SourceEvent, StarterMessage
 from orchestrator.scheduling.deferred import Timer
+from orchestrator.scheduling.run_timeouts import RUN_TIMEOUT
 from orchestrator.store.base import TaskKey
 from orchestrator.store.records import RunRecord
 from orchestrator.waiting.triggerer import TriggerOutcome
@@ -34,7 +35,10 @@ class TryFinished:
 
 @dataclass(frozen=True)
 class CancelRequest:
+    """A user's cancel; or, with `timed_out_at`, a run's deadline (`run_timeouts`) come."""
+
     run_id: str
+    timed_out_at: float | None = None
 
 
 @dataclass(eq=False)
@@ -78,6 +82,8 @@ def timer_message(timer: Timer) -> Message:
     """What a timer coming due means: a DAG's schedule, an alert's deadline, or a task's wait."""
     if timer.kind == "alert":
         return AlertDue()
+    if timer.kind == RUN_TIMEOUT:
+        return CancelRequest(timer.key[0], timed_out_at=timer.due)
     return DagDue(timer.key[0], "dag") if timer.kind == "dag" else TimerDue(timer)
 
 

@@ -36,6 +36,7 @@ from orchestrator.authoring.run_sources import source_name
 from orchestrator.authoring.schedules import Schedule
 from orchestrator.scheduling.autostart import RunStarter
 from orchestrator.scheduling.deferred import Timer
+from orchestrator.scheduling.run_timeouts import running_deadline
 from orchestrator.scheduling.scheduler import Scheduler
 from orchestrator.state import RunState
 from orchestrator.store.alertrows import AlertRecord
@@ -135,14 +136,10 @@ class OverdueAlerts:
 
     def _too_long(self, rule: AlertRule, seconds: float) -> Iterator[Overdue]:
         for run in self._scheduler.runs.values():
-            if run.state is RunState.RUNNING and run.started_at is not None:
-                if _covers(rule, run.dag.dag_id):
-                    started = _iso(run.started_at)
-                    summary = f"still running {seconds:g} s after it started at {started}"
-                    due = run.started_at + seconds
-                    yield Overdue(
-                        "run_too_long", due, run.run_id, run.dag.dag_id, run.run_id, summary
-                    )
+            found = running_deadline(run, seconds)
+            if found is not None and _covers(rule, run.dag.dag_id):
+                due, summary = found
+                yield Overdue("run_too_long", due, run.run_id, run.dag.dag_id, run.run_id, summary)
 
     def _late(self, rule: AlertRule, seconds: float, now: float) -> Iterator[Overdue]:
         for run in self._scheduler.runs.values():

@@ -176,7 +176,11 @@ class Readiness:
                     f"task of {ti.task_id!r} (choose from: {', '.join(sorted(downstream))})"
                 )
             )
-        for task_id in downstream - set(chosen):
+        unchosen = downstream - set(chosen)
+        if ti.task.skips_whole_downstream:
+            dag = ti.run.dag
+            unchosen = dag.downstream_of(unchosen) - dag.downstream_of(chosen)
+        for task_id in sorted(unchosen):
             self._skip_unchosen(
                 ti.run, ti.run.dag.tasks[task_id], f"not chosen by {ti.task_id}", tx
             )

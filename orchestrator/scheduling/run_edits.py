@@ -66,7 +66,7 @@ def clear_targets(run: ActiveRun, task_ids: Sequence[str], *, downstream: bool) 
         raise RunError(
             f"run {run.run_id!r} is being cancelled; wait until it is cancelled, then clear it"
         )
-    selected = _downstream_of(run.dag, task_ids) if downstream else set(task_ids)
+    selected = run.dag.downstream_of(task_ids) if downstream else set(task_ids)
     ordered = sorted(selected, key=run.order.__getitem__)
     instances = [ti for task_id in ordered for ti in run.instances[task_id].values()]
     _refuse_in_flight(run, instances)
@@ -95,18 +95,6 @@ def check_task_ids(dag: DAG, run_id: str, task_ids: Sequence[str]) -> None:
             f"DAG {dag.dag_id!r} (run {run_id!r}) has no task "
             f"{', '.join(map(repr, unknown))}; its tasks: {', '.join(sorted(dag.tasks))}"
         )
-
-
-def _downstream_of(dag: DAG, task_ids: Sequence[str]) -> set[str]:
-    """The tasks and everything downstream of them."""
-    found: set[str] = set()
-    pending = list(task_ids)
-    while pending:
-        task_id = pending.pop()
-        if task_id not in found:
-            found.add(task_id)
-            pending.extend(dag.tasks[task_id].downstream_task_ids)
-    return found
 
 
 def clear_instances(run: ActiveRun, clearing: Clearing, tx: Transitions) -> list[TaskKey]:

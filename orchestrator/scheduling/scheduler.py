@@ -24,6 +24,7 @@ from orchestrator.scheduling.active_runs import ActiveRun, RunQueue, TaskInstanc
 from orchestrator.scheduling.deferred import Arming, DeferralDecisions, Timer
 from orchestrator.scheduling.readiness import Readiness
 from orchestrator.scheduling.recovery import RecoveryDecisions
+from orchestrator.scheduling.run_timeouts import timeout_timer
 from orchestrator.scheduling.slots import SlotLedger
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.records import TryRecord
@@ -128,6 +129,7 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
             self._queue.queue(run)
         elif run.state is RunState.RUNNING:
             self._queue.count_running(run)
+            self._set_timeout(run)
 
     def admit_runs(self, tx: Transitions) -> None:
         """Start queued runs while their DAG is under `max_active_runs`, oldest first."""
@@ -136,6 +138,7 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         for run in self._queue.admit():
             tx.move_run(run, RunState.RUNNING)
             run.started_at = tx.now
+            self._set_timeout(run)
             cleared = self._readiness.create_instances(run, tx)
             # A cleared run (queued again) goes on where its cleared tasks are, not at its roots.
             run.mark_dirty(run.unfinished if cleared else run.dag.roots)
@@ -253,8 +256,9 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
             return None
         self._take_slot(ti, -1)
         if ti.run.cancelling and outcome.status is not Outcome.SUCCESS:
-            self._end_try(ti, TaskState.CANCELLED, "cancelled", tx)
-            self._settle(ti, TaskState.CANCELLED, tx, error="cancelled")
+            reason = ti.run.failure or "cancelled"
+            self._end_try(ti, TaskState.CANCELLED, reason, tx)
+            self._settle(ti, TaskState.CANCELLED, tx, error=reason)
             return None
         if outcome.status is Outcome.SUCCESS:
             return self._succeed(ti, outcome.result_json or "null", tx)
@@ -308,9 +312,15 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
 
     # -- cancel and completion ------------------------------------------------------------------
 
-    def cancel(self, run: ActiveRun, tx: Transitions) -> list[TaskInstance]:
-        """Cancel a run: unfinished instances are marked, running ones returned to be killed."""
-        run.cancelling = True
+    def cancel(
+        self, run: ActiveRun, tx: Transitions, *, failure: str | None = None
+    ) -> list[TaskInstance]:
+        """Cancel a run: unfinished instances are marked, running ones returned to be killed.
+
+        With a `failure` (its timeout), that is each instance's error and the run ends failed.
+        """
+        run.cancelling, run.failure = True, failure
+        reason = failure or "cancelled"
         if run.state is RunState.QUEUED:
             for ti in run.each_instance():  # a cleared run, queued again, has some
                 if ti.state is TaskState.NONE:
@@ -322,18 +332,23 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         for instances in run.instances.values():
             for ti in instances.values():
                 if ti.state is TaskState.DEFERRED:
-                    self._end_try(ti, TaskState.CANCELLED, "cancelled", tx)
+                    self._end_try(ti, TaskState.CANCELLED, reason, tx)
                 if ti.state in _UNFINISHED_FOR_CANCEL:
-                    self._settle(ti, TaskState.CANCELLED, tx, error="cancelled")
+                    self._settle(ti, TaskState.CANCELLED, tx, error=reason)
                 elif ti.state is TaskState.RUNNING:
                     running.append(ti)
         run.unfinished.clear()
         self._recheck(run)  # with nothing running, it is cancelled in this very step
         return running
 
+    def _set_timeout(self, run: ActiveRun) -> None:
+        timer = timeout_timer(run)
+        if timer is not None:
+            self.timers.append(timer)
+
     def _finish_run(self, run: ActiveRun, tx: Transitions) -> None:
         if run.cancelling:
-            state = RunState.CANCELLED
+            state = RunState.FAILED if run.failure else RunState.CANCELLED
         elif any(s in (TaskState.FAILED, TaskState.UPSTREAM_FAILED) for s in run.leaf_states()):
             state = RunState.FAILED
         else:

@@ -41,6 +41,7 @@ MANUAL: dict[str, tuple[dict[str, Any], str]] = {
     "retry_backoff": ({}, S),
     "sdk_producer": ({"threshold": 3}, S),
     "setup_teardown": ({}, F),  # the work failed; the teardown ran
+    "short_circuit_default": ({}, S),
     "short_circuit_rules": ({}, S),
     "skip_mid_chain": ({}, S),
     "taskflow_context": ({}, S),
@@ -55,9 +56,10 @@ MANUAL: dict[str, tuple[dict[str, Any], str]] = {
 STARTED = {"catchup_daily": 3, "latest_only_scheduled": 3, "sdk_consumer": 1, "trigger_target": 2}
 STARTED |= {"on_list": 1, "on_and": 1, "on_or": 2}
 STARTED |= {"bash_xcom": 1, "latest_only": 1, "ml_pipeline": 1}  # catchup=False: the last interval
-#: Not run here: time_sensors waits an hour of the engine's clock (its test injects the clock);
-#: paused_on_creation is paused (checked below); unsupported_provider does not load.
-NOT_RUN = {"time_sensors", "paused_on_creation"}
+#: Not run here: time_sensors and run_timeout wait an hour of the engine's clock (their tests
+#: inject the clock); paused_on_creation is paused (checked below); unsupported_provider does not
+#: load.
+NOT_RUN = {"time_sensors", "run_timeout", "paused_on_creation"}
 
 
 def environment(tmp_path: Path) -> dict[str, str]:

@@ -105,6 +105,19 @@ async def test_short_circuit_without_ignoring_trigger_rules_lets_all_done_run(
     assert values["report"] == "reported"
 
 
+async def test_short_circuit_by_default_skips_every_task_downstream_whatever_its_rule(
+    make_settings: SettingsFactory,
+) -> None:
+    state, _, states = await run_dag(make_settings(), "short_circuit_default")
+    assert state is RunState.SUCCESS, states
+    assert states == {
+        "gate": TaskState.SUCCESS,
+        "load": TaskState.SKIPPED,
+        "report": TaskState.SKIPPED,
+        "audit": TaskState.SKIPPED,
+    }
+
+
 async def test_a_dag_paused_upon_creation_loads_paused_and_starts_nothing(
     make_settings: SettingsFactory,
 ) -> None:
@@ -210,7 +223,7 @@ async def test_ignored_arguments_are_reported_and_max_active_tasks_holds(
     monkeypatch.setattr(compat_dag, "_reported", set())
     with caplog.at_level(logging.INFO, logger="orchestrator.airflow_compat"):
         bag = load_dag_bag(DAGS)
-    for name in ("DAG(dagrun_timeout=...)", "depends_on_past=", "max_active_tis_per_dag="):
+    for name in ("depends_on_past=", "max_active_tis_per_dag="):
         assert f"Airflow argument {name} is accepted and ignored" in caplog.text
     async with Engine.open(make_settings(), dagbag=bag) as engine:
         with anyio.fail_after(DEADLINE):

@@ -96,3 +96,28 @@ async def test_an_external_task_sensor_waits_for_the_other_dags_task(
     assert published.state is RunState.SUCCESS
     assert read.state is RunState.SUCCESS, states
     assert values["read"] == "read"
+
+
+async def test_dagrun_timeout_fails_the_run_and_drops_its_deferred_sensor(
+    make_settings: SettingsFactory,
+) -> None:
+    clock = NapClock()
+    async with Engine.open(make_settings(), dagbag=load_dag_bag(DAGS), clock=clock) as engine:
+        run_id = await engine.trigger("run_timeout")
+        await until_state(engine, run_id, "slow", TaskState.DEFERRED)
+        clock.advance(3599)
+        _, states = await outcome(engine, run_id)
+        assert states["slow"] is TaskState.DEFERRED  # not yet: an hour from the start
+        clock.advance(1)
+        with anyio.fail_after(DEADLINE):
+            run = await engine.wait(run_id)
+        instances = {ti.task_id: ti for ti in await engine.store.list_task_instances(run_id)}
+        triggers = await engine.store.list_triggers()
+    assert run.state is RunState.FAILED
+    assert {task_id: ti.state for task_id, ti in instances.items()} == {
+        "quick": TaskState.SUCCESS,
+        "slow": TaskState.CANCELLED,
+        "after": TaskState.CANCELLED,
+    }
+    assert "timed out (run_timeout): still running 3600 s" in (instances["slow"].error or "")
+    assert triggers == []

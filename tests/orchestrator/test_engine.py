@@ -186,6 +186,39 @@ async def test_branch_follows_one_path_and_skips_the_other(make_settings: Settin
     assert instances["small"].error == "not chosen by choose"
 
 
+async def test_a_branch_skipping_whole_downstream_skips_all_done_tasks_below(
+    make_settings: SettingsFactory,
+) -> None:
+    @task.branch(skip_whole_downstream=True)
+    def gate() -> list[str]:
+        return ["kept"]
+
+    @task(trigger_rule="all_done")
+    def report() -> str:
+        return "reported"
+
+    @task(trigger_rule="all_done")
+    def shared() -> str:
+        return "shared"
+
+    with DAG("cone") as dag:
+        chosen = gate()
+        dropped, kept = add.override(task_id="dropped")(1), add.override(task_id="kept")(2)
+        chosen >> [dropped, kept]
+        dropped >> report()
+        [dropped, kept] >> shared()
+    record, instances, _ = await run_once(make_settings(), dag)
+    assert record.state is RunState.SUCCESS
+    assert states(instances) == {
+        "gate": "success",
+        "dropped": "skipped",
+        "kept": "success",
+        "report": "skipped",  # below the unchosen task only: skipped whatever its rule
+        "shared": "success",  # a chosen path reaches it too: it follows its rule
+    }
+    assert instances["report"].error == "not chosen by gate"
+
+
 async def test_a_branch_naming_an_unknown_task_fails(make_settings: SettingsFactory) -> None:
     @task.branch
     def choose() -> str:

@@ -1,7 +1,6 @@
-"""Arguments accepted and ignored (each reported once): dagrun_timeout, depends_on_past,
-max_active_tis_per_dag; max_active_tasks=1 is kept: the two tasks never run at once."""
+"""Arguments accepted and ignored (each reported once): depends_on_past, max_active_tis_per_dag; max_active_tasks=1 is kept: the two tasks never run at once."""
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow import DAG
 from airflow.operators.python import PythonOperator
@@ -17,7 +16,6 @@ with DAG(
     "ignored_arguments",
     schedule=None,
     start_date=datetime(2024, 1, 1),
-    dagrun_timeout=timedelta(hours=1),
     max_active_tasks=1,
     default_args={"depends_on_past": True},
 ):
