@@ -23,6 +23,7 @@ import os
 import select
 import struct
 import sys
+import threading
 
 logger = logging.getLogger("triggers.watch")
 
@@ -69,15 +70,19 @@ class InotifyDoorbell(Doorbell):
         self._roots: frozenset[str] = frozenset()
         self._directories: dict[int, str] = {}  # watch descriptor -> directory
         self._broken = False  # a watch could not be added: never sleep again
+        # `wake` may come from another thread after `close`: a closed fd's number may belong
+        # to another file by then (the store's database), so nothing may be written to it.
+        self._closing = threading.Lock()
+        self._closed = False
 
     def watch(self, roots: frozenset[str]) -> None:
-        if roots == self._roots:
-            return
         for descriptor, directory in list(self._directories.items()):
             if not self._covered(directory, roots):
                 self._libc.inotify_rm_watch(self._inotify, descriptor)  # fails if gone: fine
                 del self._directories[descriptor]
-        for root in roots - self._roots:
+        watched = set(self._directories.values())
+        # A root watched before but deleted since (its watch went with it) is watched anew.
+        for root in roots - watched:
             self._add_tree(root) if self._recursive else self._add(root)
         self._roots = roots
 
@@ -99,14 +104,21 @@ class InotifyDoorbell(Doorbell):
         return self._inotify in ready and self._read_events()
 
     def wake(self) -> None:
-        try:
-            os.write(self._wake_write, b"\0")
-        except BlockingIOError:  # the pipe is full of wake-ups already
-            pass
+        with self._closing:
+            if self._closed:
+                return  # the thread has ended: nobody to wake
+            try:
+                os.write(self._wake_write, b"\0")
+            except BlockingIOError:  # the pipe is full of wake-ups already
+                pass
 
     def close(self) -> None:
-        for fd in (self._inotify, self._wake_read, self._wake_write):
-            os.close(fd)
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+            for fd in (self._inotify, self._wake_read, self._wake_write):
+                os.close(fd)
 
     def _read_events(self) -> bool:
         """Drain the queue; in a recursive watch, new folders are watched too. True if any."""

@@ -95,3 +95,28 @@ def test_polling_gets_a_doorbell_that_never_sleeps(tmp_path: Path) -> None:
     assert not isinstance(doorbell, InotifyDoorbell)
     doorbell.watch(frozenset({str(tmp_path)}))
     assert doorbell.wait(60) is False  # at once: the thread steps as it did before doorbells
+
+
+def test_a_root_made_again_is_watched_again(tmp_path: Path, doorbells: list[Doorbell]) -> None:
+    root = tmp_path / "incoming"
+    root.mkdir()
+    doorbell = inotify_doorbell(doorbells)
+    doorbell.watch(frozenset({str(root)}))
+    root.rmdir()
+    assert doorbell.wait(RINGS_WITHIN) is True  # the deletion (and its watch gone with it)
+    root.mkdir()
+    doorbell.watch(frozenset({str(root)}))  # the same roots, a new directory
+    (root / "a.csv").write_text("x")
+    assert doorbell.wait(RINGS_WITHIN) is True
+
+
+def test_a_wake_after_close_writes_nowhere(tmp_path: Path) -> None:
+    doorbell = open_doorbell(recursive=False, polling=False)
+    doorbell.close()
+    reused = (tmp_path / "reused").open("wb")  # likely gets a number the doorbell held
+    try:
+        doorbell.wake()
+        doorbell.close()  # twice: harmless
+    finally:
+        reused.close()
+    assert (tmp_path / "reused").read_bytes() == b""
