@@ -121,6 +121,7 @@ def main() -> None:
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
+        scheduler_kwargs={"dashboard": False},
         dashboard_address="127.0.0.1:0",
     ) as cluster:
         for _ in range(options.repeat):

@@ -48,6 +48,7 @@ __all__ = (
     "defer",
     "get_current_context",
     "task",
+    "trigger_run",
 )
 
 _WHERE = {
@@ -72,11 +73,12 @@ _WHERE = {
     "get_current_context": "orchestrator.authoring.context",
     "TriggerRule": "orchestrator.authoring.trigger_rules",
     "task": "orchestrator.authoring.taskflow",
+    "trigger_run": "orchestrator.authoring.context",
 }
 
 if TYPE_CHECKING:
     from orchestrator.authoring.assets import Asset, all_of, any_of
-    from orchestrator.authoring.context import TaskContext, get_current_context
+    from orchestrator.authoring.context import TaskContext, get_current_context, trigger_run
     from orchestrator.authoring.dag import DAG, dag
     from orchestrator.authoring.defer import Defer, defer
     from orchestrator.authoring.operators import BaseOperator, Shell

@@ -2,7 +2,8 @@
 
 Running one (in a worker process, or in the engine for `EmptyOperator`) builds Airflow's
 context from the native one, renders the `template_fields` of a copy of the operator (the
-loaded DAG is reused by the next try, so rendering never touches it), calls
+loaded DAG is reused by the next try, so rendering never touches it), records them beside the
+try's log (`rendered`), calls
 `execute(context)`, and stores the return value and pushed XComs as the task's result.
 """
 
@@ -18,6 +19,7 @@ from orchestrator.airflow_compat.context import build_context, current_context
 from orchestrator.airflow_compat.dag import report_ignored
 from orchestrator.airflow_compat.exceptions import AirflowException
 from orchestrator.airflow_compat.imports import airflow_imports
+from orchestrator.airflow_compat.rendered import record_rendered
 from orchestrator.airflow_compat.sites import user_site
 from orchestrator.airflow_compat.taskgroup import Label, TaskGroup, current_group, flatten
 from orchestrator.airflow_compat.templating import render_template_fields
@@ -108,6 +110,8 @@ class BaseOperator(NativeOperator):
 
         def call(native: TaskContext) -> None:
             context = build_context(self, native, {})
+            if native.error is not None:  # Airflow hands failure and retry callbacks the error
+                context["exception"] = AirflowException(native.error)
             for each in callbacks:
                 each(context)
 
@@ -216,6 +220,7 @@ class BaseOperator(NativeOperator):
             airflow_context = build_context(running, context, inputs.get("xcom", {}))
             with current_context(airflow_context):
                 render_template_fields(running, airflow_context)
+                record_rendered(running, context.log_path)
                 returned = running.execute(airflow_context)
                 return running.stored_result(returned, airflow_context)
 

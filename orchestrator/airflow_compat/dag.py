@@ -3,8 +3,8 @@
 Airflow's schedule spellings (`schedule=` or Airflow 2's `schedule_interval=` / `timetable=`):
 None, a cron string or preset, `@once`, a `timedelta`, or assets (data-aware). The timezone is
 the start date's, as in Airflow; `catchup` defaults to False (Airflow 3's default; Airflow 2's
-was True). Arguments with no meaning here (`dagrun_timeout`, `is_paused_upon_creation`, ...)
-are accepted and reported once as ignored.
+was True). Arguments with no meaning here (`dagrun_timeout`, `sla_miss_callback`, ...) are
+accepted and reported once as ignored.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ NOTSET: Any = object()
 _IGNORED_DAG_ARGS = frozenset(
     {
         "dagrun_timeout",
-        "is_paused_upon_creation",
         "sla_miss_callback",
         "default_view",
         "orientation",
@@ -252,6 +251,8 @@ class AirflowDagFactory(DagFactory):
         }
         options = dict(self.options)
         merged = {**defaults, **(options.pop("params", None) or {}), **params}
+        if not options.get("doc_md") and self.function.__doc__:
+            options["doc_md"] = inspect.cleandoc(self.function.__doc__)  # as Airflow's @dag
         pipeline = DAG(self.dag_id, params=merged, site=site, **options)
         with pipeline:
             self.function(**{name: ParamRef(name) for name in names})

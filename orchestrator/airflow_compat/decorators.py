@@ -1,13 +1,20 @@
-"""TaskFlow: Airflow's `@task` (and `.branch`, `.short_circuit`, `.bash`), `@task_group`,
-`@setup` / `@teardown`. A call inside a DAG adds an operator and returns its `XComArg`."""
+"""TaskFlow: Airflow's `@task` (and `.branch`, `.short_circuit`, `.bash`, `.sensor`,
+`.virtualenv`, `.external_python`), `@task_group`, `@setup` / `@teardown`. A call inside a DAG
+adds an operator and returns its `XComArg`."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
+from orchestrator.airflow_compat.baseoperator import BaseOperator
 from orchestrator.airflow_compat.exceptions import AirflowException
+from orchestrator.airflow_compat.interpreters import (
+    ExternalPythonOperator,
+    PythonVirtualenvOperator,
+)
 from orchestrator.airflow_compat.operators import (
     BranchPythonOperator,
     PythonOperator,
@@ -15,6 +22,7 @@ from orchestrator.airflow_compat.operators import (
     call_with_context,
     run_bash,
 )
+from orchestrator.airflow_compat.sensors import PythonSensor
 from orchestrator.airflow_compat.taskgroup import TaskGroup, current_group
 from orchestrator.airflow_compat.templating import environment, render_value
 from orchestrator.airflow_compat.xcom import XComArg
@@ -42,6 +50,18 @@ class DecoratedBranchOperator(_DecoratedMixIn, BranchPythonOperator):
 
 
 class DecoratedShortCircuitOperator(_DecoratedMixIn, ShortCircuitOperator):
+    pass
+
+
+class DecoratedSensorOperator(_DecoratedMixIn, PythonSensor):
+    """`@task.sensor`: the function is the poke; it returns a bool or a `PokeReturnValue`."""
+
+
+class DecoratedVirtualenvOperator(_DecoratedMixIn, PythonVirtualenvOperator):
+    pass
+
+
+class DecoratedExternalPythonOperator(_DecoratedMixIn, ExternalPythonOperator):
     pass
 
 
@@ -73,7 +93,7 @@ class TaskFunction:
     def __init__(
         self,
         function: Callable[..., Any],
-        operator_class: type[PythonOperator],
+        operator_class: type[BaseOperator],
         options: dict[str, Any],
         partial_kwargs: dict[str, Any] | None = None,
     ) -> None:
@@ -83,7 +103,7 @@ class TaskFunction:
         self.partial_kwargs = partial_kwargs or {}
         functools.update_wrapper(self, function)
 
-    def _operator(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> PythonOperator:
+    def _operator(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BaseOperator:
         options = dict(self.options)
         name = options.pop("task_id", None) or self.function.__name__
         owner = options.get("dag") or NativeDAG.current()
@@ -92,6 +112,8 @@ class TaskFunction:
         if owner is not None:
             full = owner.unique_task_id(full)
         task_id = full[len(group.child_id("")) :] if group else full
+        if "doc_md" not in options and self.function.__doc__:
+            options["doc_md"] = inspect.cleandoc(self.function.__doc__)  # as Airflow's @task
         return self.operator_class(
             task_id=task_id,
             python_callable=self.function,
@@ -123,7 +145,7 @@ class TaskFunction:
         return self.expand(__kwargs__=mapped)
 
 
-def _decorator(operator_class: type[PythonOperator], **preset: Any) -> Callable[..., Any]:
+def _decorator(operator_class: type[BaseOperator], **preset: Any) -> Callable[..., Any]:
     def decorate(python_callable: Callable[..., Any] | None = None, **options: Any) -> Any:
         options = {**preset, **options}
         if python_callable is not None:
@@ -134,13 +156,16 @@ def _decorator(operator_class: type[PythonOperator], **preset: Any) -> Callable[
 
 
 class _TaskDecorator:
-    """`@task`, `@task(...)`, `@task.branch`, `@task.short_circuit`, `@task.bash`."""
+    """`@task`, `@task(...)` and its kinds: `.branch`, `.short_circuit`, `.bash`, `.sensor`, ..."""
 
     def __init__(self) -> None:
         self.python = _decorator(DecoratedPythonOperator)
         self.branch = _decorator(DecoratedBranchOperator)
         self.short_circuit = _decorator(DecoratedShortCircuitOperator)
         self.bash = _decorator(DecoratedBashOperator)
+        self.sensor = _decorator(DecoratedSensorOperator)
+        self.virtualenv = _decorator(DecoratedVirtualenvOperator)
+        self.external_python = _decorator(DecoratedExternalPythonOperator)
 
     def __call__(self, python_callable: Callable[..., Any] | None = None, **options: Any) -> Any:
         return self.python(python_callable, **options)
@@ -148,7 +173,8 @@ class _TaskDecorator:
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(
             f"@task.{name} is not supported by orchestrator's Airflow compatibility "
-            "(supported: @task, @task.branch, @task.short_circuit, @task.bash)"
+            "(supported: @task, @task.branch, @task.short_circuit, @task.bash, @task.sensor, "
+            "@task.virtualenv, @task.external_python)"
         )
 
 

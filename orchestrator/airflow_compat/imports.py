@@ -32,11 +32,13 @@ _PYTHON = (
     "operators:BranchPythonOperator",
     "operators:ShortCircuitOperator",
     "context:get_current_context",
+    "interpreters:PythonVirtualenvOperator",
+    "interpreters:ExternalPythonOperator",
 )
 _EMPTY = ("operators:EmptyOperator", "operators:DummyOperator")
 _BASH = ("operators:BashOperator",)
 _LATEST = ("operators:LatestOnlyOperator",)
-_TRIGGER_DAG = ("operators:TriggerDagRunOperator",)
+_TRIGGER_DAG = ("trigger_dagrun:TriggerDagRunOperator",)
 _DECORATORS = (
     "decorators:task",
     "decorators:task_group",
@@ -139,6 +141,13 @@ SURFACE.update(
         f"{_STANDARD}.utils.skipmixin": (),
     }
 )
+# Two provider sensors, on the native S3 and HTTP waits; the rest of those providers is refused.
+SURFACE.update(
+    {
+        "airflow.providers.amazon.aws.sensors.s3": ("provider_sensors:S3KeySensor",),
+        "airflow.providers.http.sensors.http": ("provider_sensors:HttpSensor",),
+    }
+)
 #: Packages with nothing of their own, only the modules below them.
 _PACKAGES = {
     ".".join(name.split(".")[:depth]) for name in SURFACE for depth in range(1, name.count(".") + 1)
@@ -155,7 +164,8 @@ def unsupported_message(fullname: str) -> str:
         f"No module named {fullname!r}: orchestrator runs Airflow DAG files with Airflow's core "
         "and standard-provider API only (DAG, @dag/@task, BaseOperator, the empty, python, "
         "bash, latest_only and trigger_dagrun operators, the standard sensors, TaskGroup, "
-        "Param, Variable, Connection, Asset/Dataset, the exceptions); other providers and "
+        "Param, Variable, Connection, Asset/Dataset, the exceptions, and the amazon "
+        "provider's S3KeySensor and the http provider's HttpSensor); other providers and "
         f"internals are not supported. Supported packages: {', '.join(families)}. "
         "See 'Coming from Airflow' in the README."
     )

@@ -226,16 +226,6 @@ def run_bash(command: str, env: dict[str, str], cwd: str | None) -> tuple[int, s
     return code, last
 
 
-class TriggerDagRunOperator(BaseOperator):
-    """Not supported yet: a task cannot start another DAG's run here (use `DagFinished`)."""
-
-    def __init__(self, *, trigger_dag_id: str, **kwargs: Any) -> None:
-        raise AirflowException(
-            "TriggerDagRunOperator is not supported: a run of another DAG cannot be started "
-            "from a task; schedule that DAG on an Asset this DAG updates instead"
-        )
-
-
 __all__ = (
     "BashOperator",
     "BranchPythonOperator",
@@ -244,5 +234,4 @@ __all__ = (
     "LatestOnlyOperator",
     "PythonOperator",
     "ShortCircuitOperator",
-    "TriggerDagRunOperator",
 )

@@ -29,13 +29,21 @@ _BEFORE = Param(
 
 
 async def health(api: ApiContext, request: Request) -> JSONResponse:
-    """Unauthenticated, for load balancers and systemd checks: 200 while the daemon serves."""
+    """Unauthenticated, for load balancers and systemd checks: 200 while the daemon serves.
+
+    `executor` says where sync tries run and whether they can now: {"kind": "local" or
+    "dask", "connected", "address", "workers", "detail"}. A Dask scheduler that is away
+    leaves the status 200 (the daemon serves, and its async work goes on), with
+    `connected: false` and why in `detail`.
+    """
     if api.stopping:
         return JSONResponse({"status": "stopping"}, status_code=503)
+    executor = api.engine.executor.describe().as_json()
     full_disk = api.engine.full_disk.reason
     if full_disk is not None:  # up, but dispatching nothing until the store can commit
-        return JSONResponse({"status": "disk_full", "detail": full_disk}, status_code=503)
-    return JSONResponse({"status": "ok"})
+        body = {"status": "disk_full", "detail": full_disk, "executor": executor}
+        return JSONResponse(body, status_code=503)
+    return JSONResponse({"status": "ok", "executor": executor})
 
 
 async def show_version(api: ApiContext, request: Request) -> dict[str, Any]:

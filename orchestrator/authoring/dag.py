@@ -61,6 +61,7 @@ class DAG:
         run_on: Any = (),
         batch_window: float | timedelta | None = None,
         debounce: float | timedelta | None = None,
+        is_paused_upon_creation: bool = False,
         site: Site | None = None,
     ) -> None:
         # `site` is where the DAG is defined; found from the call stack unless given.
@@ -83,6 +84,8 @@ class DAG:
         TaskOptions.build(self.default_args, {})  # name a bad default now, at the DAG's line
         self.max_active_runs = max_active_runs
         self.max_active_tasks = max_active_tasks
+        #: Paused when the store first records it (a later change of the flag changes nothing).
+        self.is_paused_upon_creation = is_paused_upon_creation
         self.tags = tuple(tags)
         self.on_success = on_success
         self.on_failure = on_failure

@@ -24,9 +24,9 @@ from typing import Any, overload
 from orchestrator.authoring.context import TaskContext
 from orchestrator.authoring.dag import DAG
 from orchestrator.authoring.defer import find_function, function_name
-from orchestrator.authoring.references import Output, iter_refs
+from orchestrator.authoring.references import Output, Ref, iter_refs
 from orchestrator.authoring.sites import caller_site
-from orchestrator.authoring.tasks import Task
+from orchestrator.authoring.tasks import OPTION_NAMES, Task
 from orchestrator.errors import DagError, TaskError
 
 
@@ -128,6 +128,7 @@ class TaskFunction:
     def override(self, **options: Any) -> TaskFunction:
         """The same function with other options (`task_id`, `retries`, `pool`, ...)."""
         task_id = options.pop("task_id", self.task_id)
+        _checked_options(options)
         return TaskFunction(
             self.function,
             {**self.options, **options},
@@ -175,6 +176,7 @@ class TaskFunction:
                 file=site.file,
                 line=site.line,
             )
+        _check_arguments(self.__name__, args, {**kwargs, **(expand or {})})
         task_id = self.task_id or pipeline.unique_task_id(self.__name__)
         return FunctionTask(
             self.function,
@@ -185,6 +187,61 @@ class TaskFunction:
             is_branch=self.is_branch,
             **self.options,
         )
+
+
+def _check_arguments(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Refuse, at the call's line, an argument that cannot be stored as JSON.
+
+    Arguments are stored with the run and sent to worker processes as JSON, so a function or
+    an object would otherwise fail each try of the task, far from the line that passed it.
+    """
+    given = [(f"argument {i + 1}", value) for i, value in enumerate(args)]
+    for label, value in [*given, *((f"argument {key!r}", v) for key, v in kwargs.items())]:
+        found = _not_json(value)
+        if found is not None:
+            site = caller_site()
+            raise DagError(
+                f"{label} of task {name!r} is {found}, which is not a JSON value: a task's "
+                "arguments are stored and sent to worker processes as JSON. Pass plain data "
+                "(str, numbers, lists, dicts) or another task's output; import or call the "
+                "function inside the task instead",
+                file=site.file,
+                line=site.line,
+            )
+
+
+def _not_json(value: Any) -> str | None:
+    """What in `value` is not JSON (and not a task's output), described; None if all is."""
+    if value is None or isinstance(value, str | int | float | bool | Ref):
+        return None
+    if isinstance(value, list | tuple):
+        return next((found for item in value if (found := _not_json(item))), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = f"a dict with the key {key!r}" if not isinstance(key, str) else _not_json(item)
+            if found is not None:
+                return found
+        return None
+    if callable(value):
+        kind = "a class" if isinstance(value, type) else "a function"
+        return f"{kind} ({getattr(value, '__qualname__', repr(value))})"
+    return f"a {type(value).__name__} object"
+
+
+def _checked_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Refuse an unknown option at the decorator's line (not at each call of the task)."""
+    unknown = sorted(set(options) - OPTION_NAMES)
+    if not unknown:
+        return options
+    site = caller_site()
+    hint = (
+        '; a task returns one value here: return a dict and pass `out["key"]` downstream'
+        if "multiple_outputs" in unknown
+        else f"; known: {', '.join(sorted(OPTION_NAMES))}"
+    )
+    raise DagError(
+        f"unknown task option {', '.join(map(repr, unknown))}{hint}", file=site.file, line=site.line
+    )
 
 
 class _TaskDecorator:
@@ -206,6 +263,7 @@ class _TaskDecorator:
         task_id: str | None = None,
         **options: Any,
     ) -> TaskFunction | Callable[[Callable[..., Any]], TaskFunction]:
+        _checked_options(options)
         if function is not None:
             return TaskFunction(function, options, task_id=task_id)
         return lambda fn: TaskFunction(fn, options, task_id=task_id)
@@ -216,6 +274,7 @@ class _TaskDecorator:
         Its other direct downstream tasks are skipped; returning None skips them all.
         """
         task_id = options.pop("task_id", None)
+        _checked_options(options)
         if function is not None:
             return TaskFunction(function, options, task_id=task_id, is_branch=True)
         return lambda fn: TaskFunction(fn, options, task_id=task_id, is_branch=True)

@@ -109,9 +109,20 @@ async def _run_locked(
             logs_dir=settings.logs_dir,
             log_paths=outcome.log_paths,
         )
+        await _finish_started_runs(engine, console)
     if outcome.interrupts:
         return EXIT_INTERRUPTED
     return EXIT_OK if outcome.record.state is RunState.SUCCESS else EXIT_FAILED
+
+
+async def _finish_started_runs(engine: Engine, console: Console) -> None:
+    """Drive the runs the run's tasks started (`trigger_run`) to their end, as a daemon would:
+    closing the engine now would interrupt them. Their states do not change the exit code."""
+    while started := sorted(engine.scheduler.runs):
+        console.print(f"Waiting for the runs its tasks started: {', '.join(started)}")
+        for run_id in started:
+            record = await engine.wait(run_id)
+            console.print(f"Run {run_id} of {record.dag_id}: {record.state}")
 
 
 async def _trigger_and_follow(

@@ -1,4 +1,5 @@
-"""`orchestrator tasks ...`: the tasks of one run: their logs, and clearing them to run again."""
+"""`orchestrator tasks ...`: the tasks of one run: their logs, their rendered template fields
+(Airflow tasks), and clearing them to run again."""
 
 from __future__ import annotations
 
@@ -104,6 +105,58 @@ def copy_log(path: Path) -> None:
         raise OrchestratorError(
             f"the log file {path} does not exist any more (was the logs folder cleaned?)"
         ) from None
+
+
+@tasks_group.command("rendered")
+@click.argument("run_id")
+@click.argument("task_id")
+@click.option(
+    "--try", "try_number", type=click.IntRange(min=1), help="Which try [default: the latest]."
+)
+@click.option(
+    "--map-index",
+    type=click.IntRange(min=0),
+    help="Which instance of an expanded task (0 for the first).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@settings_options
+def show_rendered(
+    run_id: str, task_id: str, try_number: int | None, map_index: int | None, as_json: bool
+) -> None:
+    """Print the template fields one try of an Airflow task rendered (Airflow's "Rendered").
+
+    Secrets are masked as Airflow masks them: values of Variables and connection passwords
+    with a sensitive name (password, secret, token, key, ...) show as ***.
+
+    \b
+    Example:
+      orchestrator tasks rendered manual__2024-06-01T12:00:00 extract --try 2
+    """
+    import json
+
+    import anyio
+
+    from orchestrator.airflow_compat.rendered import read_rendered
+    from orchestrator.cli.output import echo_json
+    from orchestrator.errors import OrchestratorError
+
+    settings = load_cli_settings()
+    attempt, _ = anyio.run(_find_try, settings, run_id, task_id, try_number, map_index)
+    fields = read_rendered(attempt.log_path)
+    if fields is None:
+        raise OrchestratorError(
+            f"try {attempt.try_number} of task {task_id} rendered no template fields "
+            "(not an Airflow task with template_fields, or it did not get that far)"
+        )
+    if as_json:
+        echo_json(
+            {"run_id": run_id, "task_id": task_id, "try": attempt.try_number, "fields": fields}
+        )
+        return
+    click.echo(click.style(f"# try {attempt.try_number}, {attempt.state}", dim=True), err=True)
+    for name, value in fields.items():
+        text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+        click.echo(f"{click.style(name, bold=True)}:\n{text}\n")
 
 
 # -- clear --------------------------------------------------------------------------------------

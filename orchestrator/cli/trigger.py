@@ -125,7 +125,7 @@ async def _queue_run(
 def _queued_run(dag_id: str, conf: dict[str, Any], dedup_key: str | None) -> RunRecord:
     import time
 
-    from orchestrator.scheduling.run_requests import new_run_id
+    from orchestrator.authoring.context import new_run_id
     from orchestrator.state import RunState
     from orchestrator.store.records import RunRecord
 

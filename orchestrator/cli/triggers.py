@@ -33,6 +33,7 @@ class Waiting:
     daemon: Holder | None
     sources: list[RunSourceRecord]
     triggers: list[TriggerRecord]
+    executor: dict[str, Any] | None = None  # the daemon's, as its `ping` tells it
 
 
 @click.group("triggers")
@@ -63,7 +64,8 @@ def list_triggers(as_json: bool) -> None:
 
     settings = load_cli_settings()
     sources, triggers = anyio.run(_fetch_waiting, settings)
-    waiting = Waiting(running_daemon(settings), sources, triggers)
+    daemon = running_daemon(settings)
+    waiting = Waiting(daemon, sources, triggers, _executor_of(settings, daemon))
     if as_json:
         echo_json(_waiting_json(waiting))
     else:
@@ -77,6 +79,30 @@ async def _fetch_waiting(settings: Settings) -> tuple[list[RunSourceRecord], lis
         return [], []
     async with open_state(settings) as store:
         return await store.list_run_sources(), await store.list_triggers()
+
+
+def _executor_of(settings: Settings, daemon: Holder | None) -> dict[str, Any] | None:
+    """Where the daemon runs tries (local, or Dask and whether it is connected); None: unknown."""
+    from orchestrator.cli.daemonlink import ask_daemon
+    from orchestrator.errors import OrchestratorError
+
+    if daemon is None:
+        return None
+    try:
+        executor = ask_daemon(settings, daemon, {"op": "ping"}).get("executor")
+    except (OrchestratorError, OSError):  # starting, or busy: the listing goes on without it
+        return None
+    return executor if isinstance(executor, dict) else None
+
+
+def executor_text(executor: dict[str, Any]) -> str:
+    """`executor: dask, 2 workers at tcp://...`, or `executor: dask, disconnected: why`."""
+    kind = executor.get("kind", "?")
+    if not executor.get("connected"):
+        return f"executor: {kind}, disconnected: {executor.get('detail') or 'no reason given'}"
+    workers = executor.get("workers")
+    text = f"executor: {kind}" + (f", {workers} workers" if workers is not None else "")
+    return text + (f" at {executor['address']}" if executor.get("address") else "")
 
 
 def source_status(source: RunSourceRecord, daemon: Holder | None) -> str:
@@ -112,7 +138,9 @@ def _waiting_json(waiting: Waiting) -> dict[str, Any]:
 
     daemon = waiting.daemon
     return {
-        "daemon": None if daemon is None else {"pid": daemon.pid, "since": daemon.started_at},
+        "daemon": None
+        if daemon is None
+        else {"pid": daemon.pid, "since": daemon.started_at, "executor": waiting.executor},
         "run_triggers": [
             {**asdict(source), "status": source_status(source, daemon)}
             for source in waiting.sources
@@ -132,7 +160,7 @@ def _waiting_view(waiting: Waiting) -> RenderableType:
     from orchestrator.cli.display import task_label
     from orchestrator.cli.output import damage_notes
 
-    parts: list[RenderableType] = [_daemon_line(waiting.daemon)]
+    parts: list[RenderableType] = [_daemon_line(waiting.daemon, waiting.executor)]
     if waiting.sources:
         parts += [Text("Run triggers:", style="bold"), _sources_table(waiting)]
     if waiting.triggers:
@@ -149,7 +177,7 @@ def _waiting_view(waiting: Waiting) -> RenderableType:
     return Group(*parts)
 
 
-def _daemon_line(daemon: Holder | None) -> RenderableType:
+def _daemon_line(daemon: Holder | None, executor: dict[str, Any] | None) -> RenderableType:
     from rich.text import Text
 
     if daemon is None:
@@ -160,7 +188,10 @@ def _daemon_line(daemon: Holder | None) -> RenderableType:
         )
     pid = f"pid {daemon.pid}" if daemon.pid is not None else "pid unknown"
     since = f" since {daemon.started_at}" if daemon.started_at else ""
-    return Text(f"Daemon running ({pid}){since}.", style="green")
+    if executor is None:
+        return Text(f"Daemon running ({pid}){since}.", style="green")
+    style = "green" if executor.get("connected") else "yellow"
+    return Text(f"Daemon running ({pid}){since}; {executor_text(executor)}.", style=style)
 
 
 def _sources_table(waiting: Waiting) -> RenderableType:

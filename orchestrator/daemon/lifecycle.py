@@ -171,7 +171,12 @@ class DaemonControl(RegistryOps):
         return result
 
     async def _op_ping(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"pid": os.getpid(), "dags": len(self.engine.dagbag.dags), "api": self.api_url}
+        return {
+            "pid": os.getpid(),
+            "dags": len(self.engine.dagbag.dags),
+            "api": self.api_url,
+            "executor": self.engine.executor.describe().as_json(),
+        }
 
     async def _op_ui_link(self, request: dict[str, Any]) -> dict[str, Any]:
         """A one-time sign-in link to the web UI (two minutes), for `orchestrator open`."""

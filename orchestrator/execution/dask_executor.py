@@ -54,6 +54,7 @@ from orchestrator.execution.dask_worker import (
     worker_resources,
 )
 from orchestrator.execution.executor import Executor
+from orchestrator.execution.interface import ExecutorStatus
 from orchestrator.execution.invoke import is_async_job
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.execution.log_capture import open_log_fd
@@ -64,6 +65,8 @@ logger = logging.getLogger("orchestrator.executor")
 LOST = "lost: the Dask worker or scheduler went away"
 #: Seconds the daemon waits for log chunks a reply says were sent but have not arrived.
 LOG_CATCH_UP = 5.0
+#: Seconds a try waits for the connection before its log (and the daemon's) says it waits.
+QUIET_WAIT = 1.0
 
 
 class _Attempt:
@@ -117,6 +120,7 @@ class DaskExecutor:
         self.connection = DaskConnection(address, owner=owner, on_log=self._on_log)
         self.tasks_submitted = 0
         self.tries_lost = 0
+        self._told_waiting = False
 
     @classmethod
     @asynccontextmanager
@@ -140,6 +144,17 @@ class DaskExecutor:
     def status(self) -> str:
         """One line on the connection: connected, or why not and when it tries again."""
         return self.connection.status
+
+    def describe(self) -> ExecutorStatus:
+        """Dask: connected to the scheduler (how many workers), or why not."""
+        connection = self.connection
+        return ExecutorStatus(
+            kind="dask",
+            connected=connection.client is not None,
+            address=connection.address,
+            workers=connection.workers,
+            detail=connection.status,
+        )
 
     async def execute(self, job: TaskJob, task: Task) -> TaskOutcome:
         """Run one try: on Dask if it is sync code in a worker process, else in the daemon."""
@@ -200,11 +215,19 @@ class DaskExecutor:
         return cached[1]
 
     async def _client_for(self, attempt: _Attempt) -> Client:
+        """The client; a try that really waits for it (not the first connect) says so, once."""
         client = self.connection.client
-        if client is None:
-            attempt.note(f"waiting for Dask: {self.connection.status}")
-            client = await self.connection.wait_connected()
-            attempt.note("connected to Dask; submitting the task")
+        if client is not None:
+            return client
+        with anyio.move_on_after(QUIET_WAIT):
+            return await self.connection.wait_connected()
+        attempt.note(f"waiting for Dask: {self.connection.status}")
+        if not self._told_waiting:
+            self._told_waiting = True
+            logger.warning("tries bound for Dask wait: %s", self.connection.status)
+        client = await self.connection.wait_connected()
+        self._told_waiting = False
+        attempt.note("connected to Dask; submitting the task")
         return client
 
     async def _note_missing_resources(

@@ -13,8 +13,10 @@ with a JSON-safe payload. On the Dask worker, in Dask's task thread, it:
    (started once, reused: the same protocol, subreaper and cleanup as the local pool), so a
    cancel or a timeout can kill the task's process tree without touching the Dask worker;
 4. points the try's output (fds 1 and 2 of the task, its subprocesses and `logging`) at a
-   FIFO and ships what arrives as `orchestrator-log` events to the daemon while it runs;
-   what is left when the try ends comes back with the outcome, with the count of bytes sent.
+   FIFO (one per worker process of ours, made when it starts, in a folder of the Dask
+   worker's that the next worker removes if this one was killed) and ships what arrives
+   as `orchestrator-log` events to the daemon while it runs; what is left when the try
+   ends comes back with the outcome, with the count of bytes sent.
 
 A try registers under its token, so `stop_try` (a cancel) and `stop_unknown_tries` (the
 daemon's reconcile after it restarts or reconnects), run on every worker through
@@ -23,11 +25,15 @@ daemon's reconcile after it restarts or reconnects), run on every worker through
 
 from __future__ import annotations
 
+import functools
+import glob
 import hashlib
+import itertools
 import json
 import os
 import platform
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +42,9 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
+
+from distributed import WorkerPlugin
+from distributed.core import Status
 
 from orchestrator.execution.try_processes import stop_process_tree
 from orchestrator.execution.worker import encode_message
@@ -47,6 +56,7 @@ _CHUNK = 256 * 1024
 _START_TIMEOUT = 60.0
 
 
+@functools.cache
 def versions() -> dict[str, str]:
     """What must match between the daemon and a worker: Python's and orchestrator's versions."""
     from importlib.metadata import PackageNotFoundError, version
@@ -60,21 +70,33 @@ def versions() -> dict[str, str]:
 
 @dataclass
 class _Child:
-    """One worker process of ours, below a Dask thread."""
+    """One worker process of ours, below a Dask thread, and the FIFO its tries write to.
+
+    The FIFO lives as long as the process: made once, not per try. This side holds it open
+    for reading *and* writing, so it never reads as at its end (which `select` would report
+    as readable, over and over) between one try's writer and the next.
+    """
 
     process: subprocess.Popen[bytes]
+    fifo: str
+    log: int  # our end of the FIFO, non-blocking
     killed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def start(cls) -> _Child:
+        folder = _fifo_folder(os.getpid())
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        fifo = os.path.join(folder, f"log-{next(_fifo_numbers)}")
+        os.mkfifo(fifo, 0o600)
+        log = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
         process = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.execution.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             start_new_session=True,
         )
-        child = cls(process)
+        child = cls(process, fifo, log)
         assert process.stdout is not None
         ready, _, _ = select.select([process.stdout], [], [], _START_TIMEOUT)
         line = process.stdout.readline() if ready else b""
@@ -93,6 +115,41 @@ class _Child:
                 stop_process_tree(self.process.pid)
             self.process.wait()
 
+    def close(self) -> None:
+        """Kill the process and remove the FIFO (a child replaced, or the worker closing)."""
+        self.kill()
+        with suppress(OSError):
+            os.close(self.log)
+        with suppress(OSError):
+            os.unlink(self.fifo)
+
+
+_fifo_numbers = itertools.count()
+
+
+def _fifo_folder(pid: int) -> str:
+    """Where the FIFOs of the Dask worker process `pid` are (removed once it is gone)."""
+    return os.path.join(tempfile.gettempdir(), f"orchestrator-worker-{pid}")
+
+
+def _remove_folders_of_dead_workers() -> None:
+    """A Dask worker killed with -9 leaves its FIFOs behind: the next one removes them."""
+    prefix = os.path.join(tempfile.gettempdir(), "orchestrator-worker-")
+    for folder in glob.glob(f"{glob.escape(prefix)}*"):
+        pid = folder[len(prefix) :]
+        if pid.isdecimal() and not _is_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: not ours to remove
+        return True
+    return True
+
 
 _children: dict[int, _Child] = {}  # by Dask thread
 _running: dict[str, tuple[str, _Child]] = {}  # by try token: (owner, child)
@@ -103,6 +160,8 @@ def _child_for_this_thread() -> _Child:
     thread = threading.get_ident()
     child = _children.get(thread)
     if child is None or not child.alive():
+        if child is not None:
+            child.close()
         child = _Child.start()
         _children[thread] = child
     return child
@@ -130,6 +189,28 @@ def stop_unknown_tries(owner: str, live: list[str]) -> list[str]:
     return stale
 
 
+class TryReaper(WorkerPlugin):
+    """Kills the tries' processes when the Dask worker closes (say, its scheduler is gone).
+
+    Without it, a closing worker waits for its task threads, so a try would run on, unseen,
+    for as long as Dask's shutdown timeout, and the daemon would run it again meanwhile.
+    """
+
+    name = "orchestrator-try-reaper"
+
+    def setup(self, worker: Any) -> None:
+        _remove_folders_of_dead_workers()
+
+    def teardown(self, worker: Any) -> None:
+        # Also called when the daemon registers the plugin again (on each connection):
+        # only a worker that closes stops what runs on it.
+        if worker.status in (Status.closing, Status.closing_gracefully, Status.closed):
+            for child in list(_children.values()):
+                child.close()
+            with suppress(OSError):
+                os.rmdir(_fifo_folder(os.getpid()))
+
+
 def worker_resources(dask_scheduler: Any) -> dict[str, dict[str, float]]:
     """On the scheduler: the resources each worker offers, by address."""
     return {address: dict(state.resources) for address, state in dask_scheduler.workers.items()}
@@ -143,19 +224,10 @@ def run_try(payload: dict[str, Any]) -> dict[str, Any]:
     mismatch = _version_mismatch(payload["versions"])
     if mismatch:
         return _failed_before_start(mismatch)
-    folder = tempfile.mkdtemp(prefix="orchestrator-try-")
-    try:
-        job = json.loads(payload["job"])
-        job["fileloc"] = _dag_file(payload["source"], job["fileloc"])
-        fifo = os.path.join(folder, "log")
-        os.mkfifo(fifo)
-        job["context"] = {**job["context"], "log_path": fifo}
-        job["log_max_bytes"] = 0  # the daemon's copy is held to the cap
-        return _run_job(job, payload["attempt"], payload["owner"], fifo)
-    finally:
-        with suppress(OSError):
-            os.unlink(os.path.join(folder, "log"))
-            os.rmdir(folder)
+    job = json.loads(payload["job"])
+    job["fileloc"] = _dag_file(payload["source"], job["fileloc"])
+    job["log_max_bytes"] = 0  # the daemon's copy is held to the cap
+    return _run_job(job, payload["attempt"], payload["owner"])
 
 
 def _version_mismatch(daemon: dict[str, str]) -> str:
@@ -170,33 +242,60 @@ def _version_mismatch(daemon: dict[str, str]) -> str:
 
 
 def _dag_file(source: str, fileloc: str) -> str:
-    """The shipped source as a file in a folder named by its hash, written once per version."""
+    """The shipped source as a file in a folder named by its hash, written once per version.
+
+    Each worker process remembers the versions it has seen, so a try of a known version
+    costs no file-system call; the first use of a version (written or found) marks it as
+    recently used, and writing a new one drops all but the newest `DAG_VERSIONS_KEPT`.
+    """
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    folder = os.path.join(tempfile.gettempdir(), "orchestrator-dags", digest)
-    path = os.path.join(folder, os.path.basename(fileloc))
-    if not os.path.exists(path):
+    key = (digest, os.path.basename(fileloc))
+    path = _dag_paths.get(key)
+    if path is not None:
+        return path
+    root = os.path.join(tempfile.gettempdir(), "orchestrator-dags")
+    folder = os.path.join(root, digest)
+    path = os.path.join(folder, key[1])
+    if os.path.exists(path):
+        with suppress(OSError):
+            os.utime(folder)
+    else:
         os.makedirs(folder, exist_ok=True)
         temporary = f"{path}.{os.getpid()}.tmp"
         with open(temporary, "w", encoding="utf-8") as file:
             file.write(source)
         os.replace(temporary, path)
+        _forget_old_versions(root)
+    if len(_dag_paths) >= DAG_VERSIONS_KEPT:
+        _dag_paths.clear()
+    _dag_paths[key] = path
     return path
 
 
-def _run_job(job: dict[str, Any], attempt: str, owner: str, fifo: str) -> dict[str, Any]:
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+#: How many versions of DAG files the workers' cache keeps (the least recently used go).
+DAG_VERSIONS_KEPT = 64
+_dag_paths: dict[tuple[str, str], str] = {}  # (source hash, file name) -> path, this process's
+
+
+def _forget_old_versions(root: str) -> None:
+    """Remove all but the `DAG_VERSIONS_KEPT` most recently used version folders."""
+    with os.scandir(root) as entries:
+        folders = [(e.stat().st_mtime_ns, e.path) for e in entries if e.is_dir()]
+    for _, folder in sorted(folders, reverse=True)[DAG_VERSIONS_KEPT:]:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_job(job: dict[str, Any], attempt: str, owner: str) -> dict[str, Any]:
+    child = _child_for_this_thread()
+    job["context"] = {**job["context"], "log_path": child.fifo}
+    token = job.get("process_token") or attempt
+    with _registry_lock:
+        _running[token] = (owner, child)
     try:
-        child = _child_for_this_thread()
-        token = job.get("process_token") or attempt
-        with _registry_lock:
-            _running[token] = (owner, child)
-        try:
-            return _exchange(child, job, attempt, reader)
-        finally:
-            with _registry_lock:
-                _running.pop(token, None)
+        return _exchange(child, job, attempt, child.log)
     finally:
-        os.close(reader)
+        with _registry_lock:
+            _running.pop(token, None)
 
 
 def _exchange(child: _Child, job: dict[str, Any], attempt: str, reader: int) -> dict[str, Any]:

@@ -36,6 +36,7 @@ import anyio.to_thread
 from orchestrator.authoring.context import task_context
 from orchestrator.authoring.tasks import Task
 from orchestrator.errors import ConfigError, TaskError, error_line
+from orchestrator.execution.interface import ExecutorStatus
 from orchestrator.execution.invoke import invoke, invoke_async, is_async_job
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.execution.log_capture import append_to_log, capture
@@ -103,6 +104,13 @@ class Executor:
             tasks_run=self._tasks_run,
             workers_killed=pool.workers_killed,
             workers_crashed=pool.workers_crashed,
+        )
+
+    def describe(self) -> ExecutorStatus:
+        """The local pool: always able to run tries, on this machine's worker processes."""
+        alive = self._pool.workers_alive
+        return ExecutorStatus(
+            kind="local", connected=True, workers=alive, detail=f"{alive} worker processes"
         )
 
     async def execute(self, job: TaskJob, task: Task) -> TaskOutcome:

@@ -9,6 +9,9 @@ scheduler hands over one try at a time and learns nothing about where it runs:
   worker, a result that is not JSON): those are failed outcomes, retried by our policy.
 - **cancel**: cancelling the caller stops the try's code (its process, wherever it runs)
   before the cancellation propagates; a timeout (`job.timeout`) does the same and fails it.
+- **status**: `executor.describe()` says which executor it is and whether it can run tries
+  now (connected, how many workers, or why not), for `/api/v1/health`, the UI's home page
+  and the daemon's `ping`.
 - **log**: by the time `execute` returns, the try's output is in `job.context.log_path` on the
   daemon's disk (a remote executor ships it there while the try runs), so the CLI and the UI
   read every try's log the same way.
@@ -18,7 +21,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.config import Settings
 from orchestrator.execution.jobs import TaskJob, TaskOutcome
@@ -27,11 +31,29 @@ if TYPE_CHECKING:
     from orchestrator.authoring.tasks import Task
 
 
+@dataclass(frozen=True, kw_only=True)
+class ExecutorStatus:
+    """Which executor runs the tries, and whether it can now: a snapshot."""
+
+    kind: str  # "local" or "dask"
+    connected: bool  # False: tries bound for it wait (`detail` says why)
+    address: str | None = None  # the Dask scheduler's
+    workers: int | None = None  # worker processes (local) or Dask workers, when known
+    detail: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class TaskExecutor(Protocol):
     """Runs tries of tasks: see the module's docstring for the contract."""
 
     async def execute(self, job: TaskJob, task: Task) -> TaskOutcome:
         """Run one try of `task` and report how it ended."""
+        ...
+
+    def describe(self) -> ExecutorStatus:
+        """Which executor this is, and whether it can run tries now."""
         ...
 
 

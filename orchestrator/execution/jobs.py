@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from orchestrator.authoring.context import TaskContext
+from orchestrator.authoring.context import RunRequest, TaskContext
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,3 +47,6 @@ class TaskOutcome:
     result_json: str | None = None  # on success: the result as JSON text, already size-checked
     error: str | None = None  # one line for the user: "ValueError: bad row", "timed out after 5s"
     deferral_json: str | None = None  # when deferred: the `Deferral` as JSON text
+    # Runs of other DAGs the try asked for (`trigger_run`), whatever its status: the engine
+    # creates them in the transaction that records this outcome.
+    run_requests: tuple[RunRequest, ...] = ()

@@ -6,11 +6,13 @@ tasks), so a result or an exception becomes the same outcome whichever way the t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from orchestrator.authoring.context import take_run_requests
 from orchestrator.authoring.defer import Deferral
 from orchestrator.authoring.tasks import Fail, Skip
 from orchestrator.errors import ResultError, error_line
@@ -52,7 +54,12 @@ def outcome_of_value(value: Any, job: TaskJob, log: TextIO) -> TaskOutcome:
     """A success carrying `value` as JSON, or a failure if the value cannot be stored.
 
     A `Deferral` (what `invoke` makes of a returned `Defer`) is not a result: the try defers.
+    Like `outcome_of_error`, it carries the runs the try asked for (`trigger_run`).
     """
+    return _with_run_requests(_outcome_of_value(value, job, log))
+
+
+def _outcome_of_value(value: Any, job: TaskJob, log: TextIO) -> TaskOutcome:
     if isinstance(value, Deferral):
         log.write(f"deferred: waiting on {value.classpath} {value.kwargs}\n")
         return TaskOutcome(status=Outcome.DEFERRED, deferral_json=value.to_json())
@@ -70,6 +77,15 @@ def outcome_of_error(error: BaseException, log: TextIO) -> TaskOutcome:
     `Skip` is not a failure but a decision, so it gets no traceback. `SystemExit` is reported
     as such because a task that calls `sys.exit()` must not take its worker down with it.
     """
+    return _with_run_requests(_outcome_of_error(error, log))
+
+
+def _with_run_requests(outcome: TaskOutcome) -> TaskOutcome:
+    requests = take_run_requests()
+    return dataclasses.replace(outcome, run_requests=tuple(requests)) if requests else outcome
+
+
+def _outcome_of_error(error: BaseException, log: TextIO) -> TaskOutcome:
     if isinstance(error, Skip):
         reason = " ".join(str(error).split()) or None
         log.write(f"task skipped{f': {reason}' if reason else ''}\n")

@@ -86,9 +86,27 @@ def descendants(pid: int) -> list[int]:
 
 def stop_descendants() -> None:
     """In a worker, after a try: kill every process below this one, and reap them."""
-    if sys.platform == "linux":
+    if sys.platform == "linux" and _has_children(os.getpid()):
         _kill_below(os.getpid(), after_each_round=_reap_children)
         _reap_children()
+
+
+def _has_children(pid: int) -> bool:
+    """Whether `pid` has a child, zombies too: a few small reads instead of a scan of /proc.
+
+    For a subreaper this answers for every descendant: an orphan below it is re-parented to
+    it, and the process that left it is its child (a zombie) until reaped. Most tries start
+    no process, and scanning /proc after each was most of a short try's cost.
+    """
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+        for thread in threads:
+            with open(f"/proc/{pid}/task/{thread}/children", "rb") as children:
+                if children.read(1):
+                    return True
+    except OSError:  # a thread gone meanwhile, or a kernel without the file: look the long way
+        return True
+    return False
 
 
 def stop_process_tree(pid: int) -> None:

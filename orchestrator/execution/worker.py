@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any
 
-from orchestrator.authoring.context import TaskContext, task_context
+from orchestrator.authoring.context import RunRequest, TaskContext, task_context
 from orchestrator.authoring.tasks import Task
 from orchestrator.errors import error_line
 from orchestrator.execution.invoke import invoke
@@ -84,19 +84,27 @@ _OUTCOME_TEXTS = ("result_json", "error", "deferral_json")
 
 
 def outcome_to_json(outcome: TaskOutcome) -> dict[str, Any]:
-    return {
+    data = {
         "status": outcome.status.value,
         **{key: getattr(outcome, key) for key in _OUTCOME_TEXTS},
     }
+    if outcome.run_requests:  # only then: a reply without the key is still a whole outcome
+        data["run_requests"] = [dataclasses.asdict(request) for request in outcome.run_requests]
+    return data
 
 
 def outcome_from_json(data: Any) -> TaskOutcome:
     """The outcome in a worker's reply; `ValueError` if the reply is not one."""
-    if not isinstance(data, dict) or set(data) != {"status", *_OUTCOME_TEXTS}:
+    if not isinstance(data, dict) or set(data) - {"run_requests"} != {"status", *_OUTCOME_TEXTS}:
         raise ValueError(f"expected status, {', '.join(_OUTCOME_TEXTS)}; got {str(data)[:200]}")
     if not all(isinstance(data[key], str | None) for key in _OUTCOME_TEXTS):
         raise ValueError(f"{', '.join(_OUTCOME_TEXTS)} must be strings or null")
-    return TaskOutcome(status=Outcome(data["status"]), **{key: data[key] for key in _OUTCOME_TEXTS})
+    try:
+        requests = tuple(RunRequest(**request) for request in data.get("run_requests", ()))
+    except TypeError as error:
+        raise ValueError(f"run_requests must be runs asked for: {error}") from None
+    texts = {key: data[key] for key in _OUTCOME_TEXTS}
+    return TaskOutcome(status=Outcome(data["status"]), run_requests=requests, **texts)
 
 
 # -- the worker side ---------------------------------------------------------------------------

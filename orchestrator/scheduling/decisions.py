@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from orchestrator.execution.jobs import Outcome, TaskOutcome
 from orchestrator.scheduling.active_runs import ActiveRun, TaskInstance, Transitions
 from orchestrator.scheduling.autostart import Prepared, RunStarter, StarterMessage
 from orchestrator.scheduling.driven_runs import DrivenRuns
@@ -22,7 +23,9 @@ from orchestrator.scheduling.messages import (
     TriggerEnded,
     TryFinished,
 )
+from orchestrator.scheduling.run_requests import RunRequests
 from orchestrator.scheduling.scheduler import Scheduler
+from orchestrator.state import TaskState
 from orchestrator.store.base import TaskKey
 from orchestrator.waiting.triggerer import Fired
 
@@ -43,16 +46,17 @@ class Decider:
 
     def __init__(
         self,
-        *,
         scheduler: Scheduler,
         starter: RunStarter,
         edits: EditRequests,
         driven: DrivenRuns,
+        requests: RunRequests,
     ) -> None:
         self._scheduler = scheduler
         self._starter = starter
         self._edits = edits
         self._driven = driven
+        self._requests = requests
         self.interrupting = False  # shutting down: a cancelled try is interrupted, not failed
 
     def decide(self, inbox: list[Message], prepared: Prepared, now: float) -> Step:
@@ -88,9 +92,22 @@ class Decider:
             reason = "interrupted: the daemon stopped and its grace period ended"
             self._scheduler.interrupt(message.ti, reason, step.tx)
             return
-        hook = self._scheduler.finish(message.ti, message.outcome, step.tx)
+        outcome = self._start_requested_runs(message.ti, message.outcome, step.tx)
+        hook = self._scheduler.finish(message.ti, outcome, step.tx)
         if hook:
             step.callbacks.append((message.ti, hook))
+
+    def _start_requested_runs(
+        self, ti: TaskInstance, outcome: TaskOutcome, tx: Transitions
+    ) -> TaskOutcome:
+        """Create the runs the try asked for (`trigger_run`); one that cannot start fails it."""
+        if ti.state is not TaskState.RUNNING:
+            return outcome  # a late outcome of a try already ended: it starts nothing
+        for request in outcome.run_requests:
+            problem = self._requests.from_task(request, tx.batch)
+            if problem is not None:
+                return TaskOutcome(status=Outcome.FAILED, error=problem)
+        return outcome
 
     def _wait_ended(
         self, message: TimerDue | TriggerEnded, tx: Transitions

@@ -8,6 +8,7 @@ logged, never raised into the engine.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from collections.abc import Callable, Iterable
@@ -88,7 +89,8 @@ class Dispatcher:
 
     def call_task_callback(self, ti: TaskInstance, hook: str) -> None:
         for callback in _callables(getattr(ti.task.options, hook)):
-            self._tg.start_soon(_call_safely, callback, ti.context(ti.log_path), hook)
+            context = dataclasses.replace(ti.context(ti.log_path), error=ti.error)
+            self._tg.start_soon(_call_safely, callback, context, hook)
 
     def call_run_callback(self, run: ActiveRun) -> None:
         hook = "on_success" if run.state is RunState.SUCCESS else "on_failure"

@@ -54,7 +54,7 @@ from orchestrator.scheduling.messages import (
 from orchestrator.scheduling.outbox import AlertOutbox
 from orchestrator.scheduling.run_requests import RunRequests
 from orchestrator.scheduling.scheduler import Scheduler
-from orchestrator.scheduling.startup import open_engine, record_dags, recover_runs
+from orchestrator.scheduling.startup import open_engine, pause_new_dags, record_dags, recover_runs
 from orchestrator.scheduling.timers import TimerQueue
 from orchestrator.store import Store
 from orchestrator.store.base import TaskKey
@@ -144,7 +144,7 @@ class Engine:
             post=self._post,
         )
         self._decider = Decider(
-            scheduler=self.scheduler, starter=self.starter, edits=self._edits, driven=self._driven
+            self.scheduler, self.starter, self._edits, self._driven, self._requests
         )
         self._timers = TimerQueue(clock, lambda timer: self._post(timer_message(timer)))
         self.full_disk = FullDiskWait()  # `reason` is set while a full disk holds the engine
@@ -260,6 +260,7 @@ class Engine:
     async def apply_file(self, result: FileResult) -> FileChange:
         """Use a DAG file's new import result (the daemon reloads changed files with this)."""
         change = replace_file(self.dagbag, result, pools=self.settings.pool_slots())
+        await pause_new_dags(self.store, change.loaded, self.starter, self.scheduler)
         tx = Transitions(self.clock.now())
         for dag_id in change.removed:
             self.starter.deactivate(dag_id)

@@ -9,16 +9,15 @@ without end.
 from __future__ import annotations
 
 import json
-import secrets
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from orchestrator.authoring.context import RunRequest, new_run_id
 from orchestrator.authoring.dag import DAG
 from orchestrator.clock import Clock
 from orchestrator.config import Settings
-from orchestrator.errors import DagPausedError, RunError, RunLimitError
+from orchestrator.errors import DagPausedError, OrchestratorError, RunError, RunLimitError
 from orchestrator.loading.dagbag import DagBag
 from orchestrator.scheduling.active_runs import ActiveRun
 from orchestrator.scheduling.driven_runs import DrivenRuns
@@ -64,19 +63,7 @@ class RunRequests:
         **fields: Any,
     ) -> str:
         """Create and commit a run of `dag_id` (with `event`, in the same transaction)."""
-        dag = self._dagbag.get(dag_id)
-        if self._is_paused(dag_id):
-            raise DagPausedError(
-                f"DAG {dag_id!r} is paused, so no run of it starts; unpause it first "
-                f"(`orchestrator dags unpause {dag_id}`)",
-                dag_id=dag_id,
-            )
-        conf = _checked_conf(conf)
-        try:
-            dag.check_conf(conf)
-        except ValueError as error:
-            raise RunError(f"DAG {dag_id!r} refuses this conf: {error}") from None
-        self._check_queue_room(dag_id)
+        dag, conf = self._checked(dag_id, conf)
         batch = WriteBatch()
         record = self._run_record(dag, conf, **fields)
         batch.create_run(record, [])
@@ -125,6 +112,32 @@ class RunRequests:
         self._adopt(record, dag)
         return record.run_id
 
+    def from_task(self, request: RunRequest, batch: WriteBatch) -> str | None:
+        """Create the run a task asked for (`trigger_run`) in `batch`; or say why not."""
+        try:
+            dag, conf = self._checked(request.dag_id, request.conf)
+        except OrchestratorError as error:
+            return f"cannot start a run of {request.dag_id!r}: {error}"
+        self.new_run(dag, conf, batch, run_type="manual", run_id=request.run_id)
+        return None
+
+    def _checked(self, dag_id: str, conf: Mapping[str, Any] | None) -> tuple[DAG, dict[str, Any]]:
+        """The DAG and the conf of a run that may start now; raises if it may not."""
+        dag = self._dagbag.get(dag_id)
+        if self._is_paused(dag_id):
+            raise DagPausedError(
+                f"DAG {dag_id!r} is paused, so no run of it starts; unpause it first "
+                f"(`orchestrator dags unpause {dag_id}`)",
+                dag_id=dag_id,
+            )
+        checked = _checked_conf(conf)
+        try:
+            dag.check_conf(checked)
+        except ValueError as error:
+            raise RunError(f"DAG {dag_id!r} refuses this conf: {error}") from None
+        self._check_queue_room(dag_id)
+        return dag, checked
+
     def _check_queue_room(self, dag_id: str) -> None:
         """Refuse a trigger when the DAG's queue is full: a flood must not grow it without end."""
         waiting = self._scheduler.queued_runs(dag_id) + self._committing.get(dag_id, 0)
@@ -139,7 +152,7 @@ class RunRequests:
     def _run_record(self, dag: DAG, conf: dict[str, Any], **fields: Any) -> RunRecord:
         now = self._clock.now()
         return RunRecord(
-            run_id=new_run_id(now),
+            run_id=fields.pop("run_id", None) or new_run_id(now),
             dag_id=dag.dag_id,
             state=RunState.QUEUED,
             conf=conf,
@@ -160,10 +173,3 @@ def _checked_conf(conf: Mapping[str, Any] | None) -> dict[str, Any]:
         return dict(json.loads(json.dumps(dict(conf), allow_nan=False)))
     except (TypeError, ValueError) as error:
         raise RunError(f"a run's conf must be JSON-serialisable: {error}") from None
-
-
-def new_run_id(now: float) -> str:
-    """The queue time to the second, then 48 random bits: readable, sortable, and unique even
-    at thousands of runs a second (24 bits collided in a webhook benchmark)."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    return f"{stamp}-{secrets.token_hex(6)}"

@@ -11,7 +11,7 @@ or double-forked ones included) is killed and waited for, found by the try's tok
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
+from orchestrator.authoring.dag import DAG
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings
 from orchestrator.errors import DamagedRowError
@@ -54,9 +55,14 @@ async def record_dags(store: Store, dagbag: DagBag, now: float) -> None:
     batch = WriteBatch()
     for dag_id, dag in dagbag.dags.items():
         fileloc = dagbag.files.get(dag_id, dag.site.file)
-        batch.upsert_dag(
-            DagRecord(dag_id=dag_id, fileloc=fileloc, description=dag.description, updated_at=now)
+        record = DagRecord(
+            dag_id=dag_id,
+            fileloc=fileloc,
+            description=dag.description,
+            is_paused=dag.is_paused_upon_creation,  # kept only if the row is new
+            updated_at=now,
         )
+        batch.upsert_dag(record)
     batch.replace_import_errors(
         [
             ImportErrorRecord(
@@ -66,6 +72,17 @@ async def record_dags(store: Store, dagbag: DagBag, now: float) -> None:
         ]
     )
     await store.commit(batch)
+
+
+async def pause_new_dags(
+    store: Store, loaded: Sequence[DAG], starter: RunStarter, scheduler: Scheduler
+) -> None:
+    """A DAG first seen on a reload that asks to start paused is paused before it starts a run."""
+    known = {record.dag_id for record in await store.list_dags()}
+    for dag in loaded:
+        if dag.is_paused_upon_creation and dag.dag_id not in known:
+            starter.paused.add(dag.dag_id)
+            scheduler.set_paused(dag.dag_id, True)
 
 
 async def recover_runs(

@@ -80,6 +80,7 @@ class Header:
     file: str | None
     paused: bool
     tab: str
+    doc_md: str | None = None  # an Airflow DAG's `doc_md`, shown as text (never as HTML)
 
 
 def _header(ui: UiContext, request: Request, tab: str) -> Header:
@@ -90,7 +91,12 @@ def _header(ui: UiContext, request: Request, tab: str) -> Header:
         file=bag.files.get(dag.dag_id),
         paused=dag.dag_id in ui.engine.starter.paused,
         tab=tab,
+        doc_md=_text_or_none(getattr(dag, "doc_md", None)),
     )
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
 
 
 async def grid(ui: UiContext, request: Request, session: Session | None) -> Response:

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from orchestrator.execution.interface import ExecutorStatus
     from orchestrator.ui.context import UiContext
     from orchestrator.ui.sessions import Session
 
@@ -33,6 +34,7 @@ class Health:
     full_disk: str | None
     last_error: str | None
     last_error_at: float | None
+    executor: ExecutorStatus  # where sync tries run: local, or Dask (connected or why not)
 
 
 def health(ui: UiContext) -> Health:
@@ -51,6 +53,7 @@ def health(ui: UiContext) -> Health:
         full_disk=engine.full_disk.reason,
         last_error=last_error.message,
         last_error_at=last_error.at,
+        executor=engine.executor.describe(),
     )
 
 

@@ -2,7 +2,8 @@
 
 ```
 GET /runs/R                          header, task table and timeline (refresh on sse:change)
-GET /runs/R?task=T&map_index=i&try=n the same, and that try's log below (run_log.py)
+GET /runs/R?task=T&map_index=i&try=n the same, and that try's log below (run_log.py), with
+                                     an Airflow task's doc_md and that try's rendered fields
 ```
 
 The live region (`#live`) fetches `/runs/R` again on each change and keeps only itself, so
@@ -14,14 +15,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import anyio
+
+from orchestrator.airflow_compat.rendered import read_rendered
 from orchestrator.api.runroutes import find_run
 from orchestrator.state import TaskState
 from orchestrator.ui import svg
 from orchestrator.ui.formats import path_part
 from orchestrator.ui.pages import Page
-from orchestrator.ui.run_log import log_panel, log_query
+from orchestrator.ui.run_log import LogPanel, log_panel, log_query
+from orchestrator.ui.stream import log_path_within
 from orchestrator.ui.timeline import Timeline, TimelineEntry, layout_timeline
 
 if TYPE_CHECKING:
@@ -91,7 +97,39 @@ async def run_page(ui: UiContext, request: Request, session: Session | None) -> 
         state_class=svg.state_class,
         log=log,
         stream_url=log.stream_url if log else "/ui/stream",
+        task_doc=task_doc(ui, run, log),
+        rendered=await rendered_fields(ui, run, log),
     )
+
+
+def task_doc(ui: UiContext, run: RunRecord, log: LogPanel | None) -> str | None:
+    """The selected task's `doc_md` (Airflow tasks), shown as text."""
+    if log is None:
+        return None
+    dag = ui.engine.dagbag.dags.get(run.dag_id)
+    task = dag.tasks.get(log.task_id) if dag is not None else None
+    doc = getattr(task, "doc_md", None)
+    return doc if isinstance(doc, str) and doc.strip() else None
+
+
+async def rendered_fields(
+    ui: UiContext, run: RunRecord, log: LogPanel | None
+) -> list[tuple[str, str]] | None:
+    """The selected try's rendered template fields, as (name, text); None if it recorded none."""
+    if log is None or log.try_number < 1:
+        return None
+    tries = await ui.store.list_tries(run.run_id, log.task_id, log.map_index)
+    chosen = [t for t in tries if t.try_number == log.try_number]
+    path = log_path_within(ui, chosen[0]) if chosen else None
+    if path is None:
+        return None
+    fields = await anyio.to_thread.run_sync(read_rendered, Path(path))
+    if fields is None:
+        return None
+    return [
+        (name, value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False))
+        for name, value in fields.items()
+    ]
 
 
 async def task_rows(

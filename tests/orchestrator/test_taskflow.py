@@ -151,10 +151,41 @@ def test_override_changes_options_for_one_use() -> None:
     assert made.options.trigger_rule is TriggerRule.ALL_DONE
 
 
-def test_an_unknown_option_is_refused_when_the_task_is_made() -> None:
-    typo = task(retires=3)(extract.function)
-    with DAG("typo"), pytest.raises(TypeError, match="unknown task option 'retires'"):
-        typo()
+def test_an_unknown_option_is_refused_at_the_decorators_line() -> None:
+    with pytest.raises(DagError, match="unknown task option 'retires'; known: ") as caught:
+        line = _next_line()
+        task(retires=3)(extract.function)
+    assert (caught.value.file, caught.value.line) == (HERE, line)
+
+
+def test_multiple_outputs_is_refused_at_the_decorator_saying_what_to_do_instead() -> None:
+    with pytest.raises(DagError, match=r'return a dict and pass `out\["key"\]`') as caught:
+        line = _next_line()
+
+        @task(multiple_outputs=True)
+        def pair() -> dict[str, int]:
+            return {"a": 1}
+
+    assert (caught.value.file, caught.value.line) == (HERE, line + 1)  # the decorator
+
+
+def _helper(value: int) -> int:
+    return value
+
+
+def test_a_function_passed_as_an_argument_is_refused_at_the_calls_line() -> None:
+    with DAG("functions"), pytest.raises(DagError, match=r"is a function \(_helper\)") as caught:
+        line = _next_line()
+        total(_helper)
+    assert (caught.value.file, caught.value.line) == (HERE, line)
+    assert "argument 1 of task 'total'" in caught.value.message
+
+
+def test_an_object_deep_in_an_argument_is_refused_too_but_outputs_pass() -> None:
+    with DAG("objects"):
+        total({"rows": [1, extract()]})  # an output inside plain data is fine
+        with pytest.raises(DagError, match="is a set object, which is not a JSON value"):
+            total(values={"rows": [{1, 2}]})
 
 
 def test_a_call_outside_a_dag_says_where_and_how_to_call_the_function() -> None:

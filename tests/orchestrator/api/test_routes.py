@@ -300,6 +300,13 @@ async def test_health_answers_without_a_token_and_says_when_the_daemon_stops(
         served.api.stopping = True
         stopping = await served.client.get("/api/v1/health")
         refused = await trigger(served)
-    assert (ok.status_code, ok.json()) == (200, {"status": "ok"})
+    assert (ok.status_code, ok.json()["status"]) == (200, "ok")
+    assert ok.json()["executor"] == {
+        "kind": "local",
+        "connected": True,
+        "address": None,
+        "workers": ok.json()["executor"]["workers"],
+        "detail": f"{ok.json()['executor']['workers']} worker processes",
+    }
     assert (stopping.status_code, stopping.json()) == (503, {"status": "stopping"})
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "stopping"
