@@ -35,6 +35,7 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python bench/scheduling_overhead.py
 	$(BIN)/python bench/expand_scale.py
 	$(BIN)/python bench/deferral.py
+	$(BIN)/python bench/file_watch.py
 	$(BIN)/python bench/burst.py
 	$(BIN)/python bench/idle_daemon.py
 	$(BIN)/python bench/webhooks.py

@@ -44,7 +44,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from machine import machine  # bench/ is on the path when a script runs
+from machine import load_average, machine, verdict  # bench/ is on the path when run
 
 from orchestrator.daemon.control import control_path, request_sync
 from orchestrator.errors import OrchestratorError
@@ -392,15 +392,6 @@ def report_counts(results: list[dict[str, Any]], files: int) -> None:
         values = [r[key] for r in results]
         median = statistics.median(values)
         row(f"store {label} (per run)", [str(v) for v in values], f"{median / files:.2f}")
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
-def load_average() -> str:
-    """The machine may be shared: figures taken under load are slower than the code."""
-    return " ".join(f"{load:.2f}" for load in os.getloadavg()) + f" on {os.cpu_count()} cores"
 
 
 def main() -> None:

@@ -3,20 +3,22 @@
     .venv/bin/python bench/deferral.py [--quick] [--idle SECONDS] [--repeat 3]
                                        [--profile] [--verbose]
 
-Prints each figure beside its target (PASS/MISS); asserts nothing:
+Prints each figure beside its target (PASS/MISS, or RERUN: no pass above a load average of
+1.0, see `machine.py`); asserts nothing:
 
-(a) N sensors deferred at once in one engine (N = 10,000 and 100,000; `--quick`: 2,000): 100
+(a) N sensors deferred at once in one engine (N = 1,000 and 100,000; `--quick`: 2,000): 100
     DAGs of N/100 sensors, one run each, as a folder of pipelines that each wait on many
     inputs. In each DAG half the sensors are `FileSensor`s on that DAG's own directory (one
     file name each), so 100 watched directories; the other half wait a day, half
     `TimeDeltaSensor`, half `DateTimeSensor`. Measured: trigger -> every trigger hosted, and
     -> every trigger waiting (file triggers listed their directory, time triggers asleep);
-    RSS; CPU of the whole process while idle, split by thread; store writes while idle; slots.
+    RSS; CPU of the whole process over `--idle` seconds (60) of waiting, split by thread
+    (target < 0.15 % of a core); store writes while idle; slots.
 (b) File -> downstream latency: FileSensor -> an async task that notes when it starts. Each
     file gets its own run: trigger, wait until the sensor is deferred, write the file in a
     staging folder and `os.replace` it in. Done twice: landing at once (the trigger may still
     be starting, its first listing finds the file), and landing once the trigger watches.
-(c) Restart: arm N (as in (a)), stop the engine, then open engines on that state directory
+(c) Restart: arm N = 10,000 (as in (a)), stop the engine, then open engines on that state directory
     and time `Engine.open` -> every trigger hosted again (median of `--repeat` re-opens).
 (d) Time sensor precision: a DateTimeSensor 50 ms ahead on the real clock, one run at a time;
     delay from the moment to the downstream task's start.
@@ -46,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from machine import machine  # bench/ is on the path when a script runs
+from machine import load_average, machine, verdict  # bench/ is on the path when run
 
 import triggers.file
 from orchestrator import DAG, TaskContext, dag, task
@@ -63,7 +65,9 @@ from triggers.watch import watch_statistics
 
 DIRECTORIES = 100
 DAY = 86_400.0
-NEAR_ZERO_CPU = 1.0  # % of one core: what "near-zero idle CPU" means here
+# % of one core while idle: 20x below Airflow's whole idle stack (3.3 %), issue #17.
+NEAR_ZERO_CPU = 0.15
+LATENCY_P50_MS = 5.0  # file landed -> downstream task started, at the median
 RESULT = "RESULT "
 
 # -- instruments ------------------------------------------------------------------------------
@@ -515,10 +519,6 @@ def run_child(case: str, options: argparse.Namespace, **values: float) -> dict[s
     raise SystemExit(f"case {case} failed (exit {completed.returncode}):\n{completed.stdout}")
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def row(label: str, *cells: str) -> None:
     print(f"  {label:<38}" + "".join(f"{cell:>16}" for cell in cells[:-1]) + f"   {cells[-1]}")
 
@@ -563,7 +563,7 @@ def report_idle(results: list[dict[str, Any]], idle: float) -> None:
     row(
         f"idle CPU over {idle:g} s, % of one core",
         *[f"{r['idle_cpu_pct']:.1f} %" for r in results],
-        f"< {NEAR_ZERO_CPU:g} % (near zero): {verdict(cpu_ok)}",
+        f"< {NEAR_ZERO_CPU:g} %: {verdict(cpu_ok)}",
     )
     for kind, label in (("loop", "event loop"), ("watches", "watch threads"), ("other", "other")):
         row(
@@ -605,8 +605,9 @@ def report_file(figures: dict[str, Any]) -> None:
     )
     for key, label in (("at_once", "as soon as deferred"), ("watching", "once watching")):
         samples = figures[key]["latency_ms"]
-        ok = statistics.median(samples) <= 15 and percentile(samples, 0.99) <= 50
-        print(f"  landed {label:<22} {summary(samples)}   p50 <= 15, p99 <= 50: {verdict(ok)}")
+        ok = statistics.median(samples) <= LATENCY_P50_MS and percentile(samples, 0.99) <= 50
+        target = f"p50 <= {LATENCY_P50_MS:g}, p99 <= 50"
+        print(f"  landed {label:<22} {summary(samples)}   {target}: {verdict(ok)}")
     arming = summary(figures["watching"]["arming_ms"])
     print(f"  (sensor deferred -> its trigger watching: {arming})")
 
@@ -641,7 +642,7 @@ def report_time(figures: dict[str, Any]) -> None:
 
 def run_all(options: argparse.Namespace) -> None:
     quick = options.quick
-    sizes = [2_000] if quick else [10_000, 100_000]
+    sizes = [2_000] if quick else [1_000, 100_000]
     print(f"machine: {machine()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"load average at start: {load_average()}")
@@ -651,20 +652,16 @@ def run_all(options: argparse.Namespace) -> None:
     )
     report_time(run_child("time", options, count=20 if quick else 100))
     report_file(run_child("file", options, count=50 if quick else 200))
-    report_restart(run_child("restart", options, n=sizes[0], repeat=options.repeat))
+    restart_n = 2_000 if quick else 10_000
+    report_restart(run_child("restart", options, n=restart_n, repeat=options.repeat))
     report_deferred([run_child("deferred", options, n=n) for n in sizes], options.idle)
     print(f"load average at end: {load_average()}")
-
-
-def load_average() -> str:
-    """The machine may be shared: figures taken under load are slower than the code."""
-    return " ".join(f"{load:.2f}" for load in os.getloadavg()) + f" on {os.cpu_count()} cores"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="N=2,000, 50 files: a smoke run")
-    parser.add_argument("--idle", type=float, help="idle window, seconds (30; --quick: 2)")
+    parser.add_argument("--idle", type=float, help="idle window, seconds (60; --quick: 2)")
     parser.add_argument("--repeat", type=int, default=3, help="re-opens in (c) (median)")
     parser.add_argument("--profile", action="store_true", help="cProfile the loop to stderr")
     parser.add_argument("--verbose", action="store_true", help="show the cases' logs")
@@ -673,7 +670,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=50, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.idle is None:
-        options.idle = 2.0 if options.quick else 30.0
+        options.idle = 2.0 if options.quick else 60.0
     if options.case is None:
         run_all(options)
         return

@@ -1,9 +1,10 @@
 """Many watched directories on one RustNotify and one thread, re-opened without a gap.
 
 A RustNotify per directory costs an inotify instance (`fs.inotify.max_user_instances` is 128 per
-user by default, shared with every other program) and a thread waking every millisecond (about
-0.6 % of a core each while idle). A `NotifierGroup` puts the roots of one event loop (recursive or
-not, OS notifications or polling) on one RustNotify driven by one `NotifierThread`.
+user by default, shared with every other program) and a thread. A `NotifierGroup` puts the roots
+of one event loop (recursive or not, OS notifications or polling) on one RustNotify driven by one
+`NotifierThread`, which sleeps on a `Doorbell` (`triggers.doorbell`) while nothing changes and
+lets RustNotify collect with a 1 ms step once something has.
 
 RustNotify takes a list of paths but cannot add one later, so when the set of roots changes the
 group opens a new one and hands it to the thread, which drains the old one once more and only then
@@ -28,6 +29,7 @@ import anyio
 import anyio.lowlevel
 from watchfiles._rust_notify import WatchfilesRustInternalError
 
+from triggers.doorbell import Doorbell, open_doorbell
 from triggers.notifier_opening import NotifierHandle, OpenedNotifier, open_notifier
 
 logger = logging.getLogger("triggers.watch")  # one logger for everything about watching
@@ -38,6 +40,12 @@ STEP_MS = 1
 # no change, so nothing is lost (its stop event would drop the changes it holds).
 SWITCH_CHECK_MS = 2
 DRAIN_MS = 1  # a last look at a notifier being replaced: what it holds is returned at once
+# Once the doorbell rang: how long RustNotify may take to hold the change (it reads its own
+# inotify queue in its own thread, so it may be a moment behind the doorbell).
+SETTLE_MS = 20
+# The longest the thread sleeps on the doorbell. A safety net only: a change in a folder made
+# a moment before the doorbell watched it is in RustNotify and no later than this late.
+SWEEP_S = 1.0
 
 Changes = set[tuple[int, str]]
 Batch = TypeVar("Batch")
@@ -81,7 +89,9 @@ class NotifierThread:
         reopen: Callable[[frozenset[str]], NotifierHandle | None],
         rescan: Callable[[frozenset[str]], None],
         switched: Callable[[NotifierHandle | None], None],
+        doorbell: Doorbell,
     ) -> None:
+        self._doorbell = doorbell
         self._publish = publish
         self._reopen = reopen
         self._rescan = rescan
@@ -97,10 +107,12 @@ class NotifierThread:
     def replace(self, handle: NotifierHandle) -> None:
         """Watch with `handle` from now on (it is open already: nothing falls between)."""
         self._replacements.put(handle)
+        self._doorbell.wake()
 
     def stop(self) -> None:
         self._stopping.set()
         self._replacements.put(None)  # wakes the thread if it waits for a notifier
+        self._doorbell.wake()
 
     def join(self) -> None:
         self._thread.join()
@@ -111,6 +123,7 @@ class NotifierThread:
         try:
             self._drive_each(self._replacements.get())
         finally:
+            self._doorbell.close()
             self._switched(None)  # nobody may wait for a switch that will never come
             while not self._replacements.empty():  # handed over after the stop: close them
                 if (handle := self._replacements.get()) is not None:
@@ -118,6 +131,7 @@ class NotifierThread:
 
     def _drive_each(self, current: NotifierHandle | None) -> None:
         while current is not None:
+            self._doorbell.watch(current.roots)
             following = self._drive(current)
             if following is None and not self._stopping.is_set():
                 following = self._replacements.get()  # nothing to watch until the group opens one
@@ -142,10 +156,19 @@ class NotifierThread:
         return fresh
 
     def _drain_until_replaced(self, current: NotifierHandle) -> NotifierHandle | None:
+        """Take changes each time the doorbell rings, until replaced or stopped.
+
+        The doorbell watches `current`'s roots already. The first take comes before any
+        sleep: changes RustNotify saw before the doorbell watched its roots rang no bell.
+        A doorbell that never sleeps makes this a take every `SWITCH_CHECK_MS`, each looking
+        every `STEP_MS`.
+        """
+        timeout_ms = SWITCH_CHECK_MS
         while not self._stopping.is_set():
-            self._take(current, SWITCH_CHECK_MS, self._stopping)
+            self._take(current, timeout_ms, self._stopping)
             if not self._replacements.empty():
                 return self._switch(current)
+            timeout_ms = SETTLE_MS if self._doorbell.wait(SWEEP_S) else SWITCH_CHECK_MS
         return None
 
     def _switch(self, current: NotifierHandle) -> NotifierHandle | None:
@@ -156,6 +179,7 @@ class NotifierThread:
                 handles.append(handle)
         if not handles:  # the stop sentinel: the group has gone
             return None
+        self._doorbell.watch(handles[-1].roots)  # before the old ones close: nothing unrung
         self._last_take(current)
         for older in handles[:-1]:
             with older.notify:
@@ -274,6 +298,7 @@ class NotifierGroup(Generic[Batch]):
             reopen=self._reopen,
             rescan=self._rescan,
             switched=partial(self._post, self._on_switched),
+            doorbell=open_doorbell(recursive=self.recursive, polling=self.polling),
         )
         self._thread.start(handle)
 

@@ -3,16 +3,17 @@
 A thousand `FileTrigger`s on one folder cost one watched directory, not a thousand:
 `watch_directory()` hands out a `Subscription` to a watch keyed by the directory's real path,
 `recursive` and polling, ref-counted per event loop; the last subscriber to leave ends it.
-And a hundred folders cost one inotify instance and one thread, not a hundred: every directory of
-an event loop with the same `recursive` and polling shares one `RustNotify` (see
-`triggers.notifier`), re-opened without a gap when directories come and go.
+And a hundred folders cost two inotify instances (a notifier and its doorbell) and one thread,
+not a hundred: every directory of an event loop with the same `recursive` and polling shares one
+`RustNotify` (see `triggers.notifier`), re-opened without a gap when directories come and go.
 
 Why not `watchfiles.awatch` per trigger: it parks one anyio worker thread per watch in
 `RustNotify.watch`, and those threads come from the default limiter of 40, so the 41st watched
 directory (and every `to_thread` call in the process) would wait. A daemon `threading.Thread`
 drives each shared `RustNotify` instead, the way `awatch` does but with a 1 ms debounce and step
-(watchfiles then reports in ~2 ms instead of ~80 ms; the price is a wake-up per millisecond, about
-0.6 % of a core per thread while idle), and hands each batch to the loop with
+(watchfiles then reports in ~2 ms instead of ~80 ms) only once an inotify doorbell says something
+changed (`triggers.doorbell`: asleep while idle, instead of a wake-up per millisecond), and hands
+each batch to the loop with
 `loop.call_soon_threadsafe` (so this needs asyncio, which the engine runs on).
 
 What a subscriber gets: `WatchBatch`es mapping each changed path (relative to the directory,
@@ -28,7 +29,7 @@ Nothing is dropped silently:
 - An error from the watcher (`WatchfilesRustInternalError`) is logged, the watch re-opened and
   every subscriber told to rescan. An inotify queue overflow (`IN_Q_OVERFLOW`) cannot be seen:
   notify reports it as an event with a rescan flag and no path, and watchfiles drops path-less
-  events. The 1 ms step drains the kernel queue (16384 events by default) long before it fills.
+  events. notify's own thread drains the kernel queue (16384 events by default) as it fills.
 - The OS watch limit (`fs.inotify.max_user_watches` or `max_user_instances`) is logged with the
   fix and the directories that did not fit fall back to polling.
 - The watched directory deleted or moved away ends every subscription with a `TriggerError`.

@@ -87,6 +87,19 @@ def open_capped_log(fd: int, max_bytes: int) -> io.TextIOWrapper:
     )
 
 
+def log_over_cap(log_path: str, max_bytes: int) -> bool:
+    """Whether the log at `log_path` is past `max_bytes` and `cap_log` has work to do.
+
+    One `stat`, cheap enough for the event loop: the log is in the state directory (on a local
+    disk, as SQLite's WAL needs) and was just written, so its inode is cached. It saves a trip
+    to a worker thread after every try, where the log nearly always fits already.
+    """
+    try:
+        return os.stat(log_path).st_size > max_bytes
+    except OSError:
+        return False  # missing: nothing to cut (`cap_log` would leave it alone too)
+
+
 def cap_log(log_path: str, max_bytes: int) -> int:
     """Cut a finished try's log to `max_bytes`, keeping its head and tail; the bytes cut.
 

@@ -21,7 +21,7 @@ from orchestrator.alerts.notifiers import BaseNotifier
 from orchestrator.authoring.references import resolve_refs
 from orchestrator.config import Settings
 from orchestrator.crashpoints import crashpoint
-from orchestrator.execution.capped_log import cap_log
+from orchestrator.execution.capped_log import cap_log, log_over_cap
 from orchestrator.execution.interface import TaskExecutor
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.execution.try_processes import try_token
@@ -119,8 +119,8 @@ class Dispatcher:
                 error=f"cannot resolve the task's inputs: {type(error).__name__}: {error}",
             )
         outcome = await self._executor.execute(job, ti.task)
-        if job.context.log_path:
-            limit = self._settings.task_log_max_bytes
+        limit = self._settings.task_log_max_bytes
+        if job.context.log_path and log_over_cap(job.context.log_path, limit):
             await anyio.to_thread.run_sync(cap_log, job.context.log_path, limit)
         return outcome
 

@@ -7,11 +7,10 @@ the transaction of the state change that caused it; the sender marks it sent
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import aiosqlite
 
 from orchestrator.store.rows import Row
 
@@ -84,23 +83,19 @@ _NOTE_FAILURE = (
 )
 
 
-async def _add_alerts(connection: aiosqlite.Connection, alerts: list[AlertRecord]) -> None:
-    await connection.executemany(_INSERT, [alert_params(alert) for alert in alerts])
+def _add_alerts(connection: sqlite3.Connection, alerts: list[AlertRecord]) -> None:
+    connection.executemany(_INSERT, [alert_params(alert) for alert in alerts])
 
 
-async def _mark_alerts_sent(
-    connection: aiosqlite.Connection, alert_ids: list[str], at: float
-) -> None:
-    await connection.executemany(_MARK_SENT, [(at, alert_id) for alert_id in alert_ids])
+def _mark_alerts_sent(connection: sqlite3.Connection, alert_ids: list[str], at: float) -> None:
+    connection.executemany(_MARK_SENT, [(at, alert_id) for alert_id in alert_ids])
 
 
-async def _note_alert_failures(
-    connection: aiosqlite.Connection, alert_ids: list[str], error: str
-) -> None:
-    await connection.executemany(_NOTE_FAILURE, [(error, alert_id) for alert_id in alert_ids])
+def _note_alert_failures(connection: sqlite3.Connection, alert_ids: list[str], error: str) -> None:
+    connection.executemany(_NOTE_FAILURE, [(error, alert_id) for alert_id in alert_ids])
 
 
-ALERT_HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
+ALERT_HANDLERS: dict[str, Callable[..., None]] = {
     "add_alerts": _add_alerts,
     "mark_alerts_sent": _mark_alerts_sent,
     "note_alert_failures": _note_alert_failures,

@@ -8,15 +8,14 @@ what exists; the errors here are the last guard, for a race between two writers.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-import aiosqlite
+import sqlite3
+from collections.abc import Callable
 
 from orchestrator.errors import StoreError
 from orchestrator.store.apirows import TOKEN_COLUMNS, WEBHOOK_COLUMNS, token_params, webhook_params
 from orchestrator.store.records import TokenRecord, WebhookRecord
 
-Connection = aiosqlite.Connection
+Connection = sqlite3.Connection
 
 _INSERT_TOKEN = f"INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 # Revoking twice keeps the first moment: that is when the token stopped working.
@@ -26,10 +25,10 @@ _INSERT_WEBHOOK = f"INSERT INTO webhooks ({WEBHOOK_COLUMNS}) {_WEBHOOK_VALUES}"
 _REPLACE_WEBHOOK = f"INSERT OR REPLACE INTO webhooks ({WEBHOOK_COLUMNS}) {_WEBHOOK_VALUES}"
 
 
-async def _put_token(connection: Connection, token: TokenRecord) -> None:
+def _put_token(connection: Connection, token: TokenRecord) -> None:
     try:
-        await connection.execute(_INSERT_TOKEN, token_params(token))
-    except aiosqlite.IntegrityError as error:
+        connection.execute(_INSERT_TOKEN, token_params(token))
+    except sqlite3.IntegrityError as error:
         # 48 random bits make this next to impossible; say so rather than overwrite a token.
         raise StoreError(
             f"a token with id {token.token_id} already exists; create the token again "
@@ -37,8 +36,8 @@ async def _put_token(connection: Connection, token: TokenRecord) -> None:
         ) from error
 
 
-async def _revoke_token(connection: Connection, token_id: str, at: float) -> None:
-    cursor = await connection.execute(_REVOKE_TOKEN, (at, token_id))
+def _revoke_token(connection: Connection, token_id: str, at: float) -> None:
+    cursor = connection.execute(_REVOKE_TOKEN, (at, token_id))
     if cursor.rowcount != 1:
         raise StoreError(
             f"there is no API token with id {token_id!r} to revoke; "
@@ -46,25 +45,25 @@ async def _revoke_token(connection: Connection, token_id: str, at: float) -> Non
         )
 
 
-async def _put_webhook(connection: Connection, webhook: WebhookRecord, replace: bool) -> None:
+def _put_webhook(connection: Connection, webhook: WebhookRecord, replace: bool) -> None:
     sql = _REPLACE_WEBHOOK if replace else _INSERT_WEBHOOK
     try:
-        await connection.execute(sql, webhook_params(webhook))
-    except aiosqlite.IntegrityError as error:
+        connection.execute(sql, webhook_params(webhook))
+    except sqlite3.IntegrityError as error:
         raise StoreError(
             f"webhook {webhook.name} exists; remove it first or use --replace"
         ) from error
 
 
-async def _delete_webhook(connection: Connection, name: str) -> None:
-    cursor = await connection.execute("DELETE FROM webhooks WHERE name = ?", (name,))
+def _delete_webhook(connection: Connection, name: str) -> None:
+    cursor = connection.execute("DELETE FROM webhooks WHERE name = ?", (name,))
     if cursor.rowcount != 1:
         raise StoreError(
             f"there is no webhook {name!r} to remove; `orchestrator webhooks list` shows them"
         )
 
 
-API_HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
+API_HANDLERS: dict[str, Callable[..., None]] = {
     "put_token": _put_token,
     "revoke_token": _revoke_token,
     "put_webhook": _put_webhook,

@@ -6,10 +6,9 @@ Kept apart from `writes.py` (task and run state) because these rows belong to DA
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import sqlite3
+from collections.abc import Callable
 from typing import Any
-
-import aiosqlite
 
 from orchestrator.errors import DagNotFoundError, StoreError
 from orchestrator.store.records import EventRecord, RunSourceRecord
@@ -21,7 +20,7 @@ from orchestrator.store.waitrows import (
     run_source_params,
 )
 
-Connection = aiosqlite.Connection
+Connection = sqlite3.Connection
 
 _INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 # The same trigger (same description and arguments) keeps its cursor; a changed one starts over.
@@ -36,29 +35,27 @@ _PUT_SOURCE = f"""
 """
 
 
-async def _set_dag_paused(connection: Connection, dag_id: str, paused: bool) -> None:
+def _set_dag_paused(connection: Connection, dag_id: str, paused: bool) -> None:
     sql = "UPDATE dags SET is_paused = ? WHERE dag_id = ?"
-    cursor = await connection.execute(sql, (int(paused), dag_id))
+    cursor = connection.execute(sql, (int(paused), dag_id))
     if cursor.rowcount != 1:
         raise DagNotFoundError(f"there is no DAG {dag_id!r} in the store to pause or unpause")
 
 
-async def _add_events(connection: Connection, events: list[EventRecord]) -> None:
+def _add_events(connection: Connection, events: list[EventRecord]) -> None:
     try:
-        await connection.executemany(_INSERT_EVENT, [event_params(event) for event in events])
-    except aiosqlite.IntegrityError as error:
+        connection.executemany(_INSERT_EVENT, [event_params(event) for event in events])
+    except sqlite3.IntegrityError as error:
         raise StoreError(
             f"an event was recorded twice ({error}); the batch was not applied, so no run "
             "was created for it a second time"
         ) from error
 
 
-async def _assign_events(
-    connection: Connection, dag_id: str, dedup_keys: list[str], run_id: str
-) -> None:
+def _assign_events(connection: Connection, dag_id: str, dedup_keys: list[str], run_id: str) -> None:
     sql = "UPDATE events SET run_id = ? WHERE dag_id = ? AND dedup_key = ? AND run_id IS NULL"
     params = [(run_id, dag_id, key) for key in dedup_keys]
-    cursor = await connection.executemany(sql, params)
+    cursor = connection.executemany(sql, params)
     if cursor.rowcount != len(dedup_keys):
         raise StoreError(
             f"run {run_id} of DAG {dag_id} claimed {len(dedup_keys)} waiting events but only "
@@ -66,32 +63,28 @@ async def _assign_events(
         )
 
 
-async def _put_run_source(connection: Connection, source: RunSourceRecord) -> None:
-    await connection.execute(_PUT_SOURCE, run_source_params(source))
+def _put_run_source(connection: Connection, source: RunSourceRecord) -> None:
+    connection.execute(_PUT_SOURCE, run_source_params(source))
 
 
-async def _delete_run_sources(connection: Connection, dag_id: str, keep: list[str]) -> None:
+def _delete_run_sources(connection: Connection, dag_id: str, keep: list[str]) -> None:
     marks = ", ".join("?" for _ in keep)
     sql = f"DELETE FROM run_sources WHERE dag_id = ? AND source NOT IN ({marks})"
-    await connection.execute(sql, (dag_id, *keep))
+    connection.execute(sql, (dag_id, *keep))
 
 
-async def _save_source_cursor(
-    connection: Connection, dag_id: str, source: str, cursor: Any
-) -> None:
+def _save_source_cursor(connection: Connection, dag_id: str, source: str, cursor: Any) -> None:
     text = encode_json(cursor, what="a run trigger's cursor")
     sql = "UPDATE run_sources SET cursor = ? WHERE dag_id = ? AND source = ?"
-    await connection.execute(sql, (text, dag_id, source))
+    connection.execute(sql, (text, dag_id, source))
 
 
-async def _set_source_error(
-    connection: Connection, dag_id: str, source: str, error: str | None
-) -> None:
+def _set_source_error(connection: Connection, dag_id: str, source: str, error: str | None) -> None:
     sql = "UPDATE run_sources SET error = ? WHERE dag_id = ? AND source = ?"
-    await connection.execute(sql, (error, dag_id, source))
+    connection.execute(sql, (error, dag_id, source))
 
 
-EVENT_HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
+EVENT_HANDLERS: dict[str, Callable[..., None]] = {
     "set_dag_paused": _set_dag_paused,
     "add_events": _add_events,
     "assign_events": _assign_events,

@@ -25,7 +25,6 @@ import shlex
 from pathlib import Path
 
 import aiosqlite
-import anyio
 
 from orchestrator.errors import StoreCorruptedError
 from orchestrator.store.connection import BUSY_TIMEOUT_MS
@@ -83,14 +82,16 @@ class WalMarker:
         self._db_path = db_path
         self._path = marker_path(db_path)
 
-    async def before_commit(self) -> None:
+    def before_commit(self) -> None:
         """Call under the write lock, before COMMIT: make sure the marker says `dirty`.
 
-        Read every time (a few microseconds from the page cache) because another process's
-        writer may have marked it `clean` since; written and fsynced only on that change.
+        Blocking: called in the writer connection's thread, inside the transaction's one trip
+        there. Read every time (a few microseconds from the page cache) because another
+        process's writer may have marked it `clean` since; written and fsynced only on that
+        change.
         """
         if read_marker(self._db_path) != _DIRTY:
-            await anyio.to_thread.run_sync(self._write_durably, _DIRTY)
+            self._write_durably(_DIRTY)
 
     async def checkpoint(self, connection: aiosqlite.Connection) -> bool:
         """Save every commit into the main file and mark `clean`; False if readers prevented it.

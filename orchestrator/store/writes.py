@@ -1,7 +1,7 @@
 """How each kind of write (`Op`) becomes SQL on the writer connection.
 
-Each operation is one aiosqlite call on its success path (a list is one `executemany`), since
-every call is a round trip to the connection's thread and a 1000-task run makes thousands.
+Each operation is one statement on its success path (a list is one `executemany`); the writer
+runs them all in the connection's thread, a whole transaction per trip (`writer.py`).
 Extra reads happen only on the failure path, to say what went wrong.
 
 State changes are guarded with `WHERE state = old`: if the row has moved on, nothing is
@@ -12,11 +12,9 @@ successes, whatever the engine does.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
-
-import aiosqlite
 
 from orchestrator.errors import DuplicateRunError, StateConflictError, StoreError
 from orchestrator.state import RunState, TaskState
@@ -47,7 +45,7 @@ from orchestrator.store.rows import (
 )
 from orchestrator.store.waitrows import TRIGGER_COLUMNS, trigger_params
 
-Connection = aiosqlite.Connection
+Connection = sqlite3.Connection
 
 # Re-parsing a file must not undo a user's pause: `is_paused` is set only when the row is new.
 _UPSERT_DAG = f"""
@@ -88,36 +86,36 @@ _DELETE_TASK_INSTANCE = [
 ]
 
 
-async def apply_op(connection: Connection, op: Op) -> None:
+def apply_op(connection: Connection, op: Op) -> None:
     """Apply one write inside the caller's transaction; raise to fail its batch."""
     handler = _HANDLERS.get(op.kind)
     if handler is None:
         raise ValueError(f"unknown write operation {op.kind!r}")
-    await handler(connection, **op.args)
+    handler(connection, **op.args)
 
 
-async def _upsert_dag(connection: Connection, dag: DagRecord) -> None:
-    await connection.execute(_UPSERT_DAG, dag_params(dag))
+def _upsert_dag(connection: Connection, dag: DagRecord) -> None:
+    connection.execute(_UPSERT_DAG, dag_params(dag))
 
 
-async def _replace_import_errors(connection: Connection, errors: list[ImportErrorRecord]) -> None:
-    await connection.execute("DELETE FROM import_errors")
+def _replace_import_errors(connection: Connection, errors: list[ImportErrorRecord]) -> None:
+    connection.execute("DELETE FROM import_errors")
     if errors:
-        await connection.executemany(_INSERT_IMPORT_ERROR, [import_error_params(e) for e in errors])
+        connection.executemany(_INSERT_IMPORT_ERROR, [import_error_params(e) for e in errors])
 
 
-async def _create_run(
+def _create_run(
     connection: Connection, run: RunRecord, task_instances: list[TaskInstanceRecord]
 ) -> None:
     _check_all_in_run(run.run_id, task_instances)
     try:
-        await connection.execute(_INSERT_RUN, run_params(run))
+        connection.execute(_INSERT_RUN, run_params(run))
     except sqlite3.IntegrityError as error:
-        collision = await _run_collision(connection, run)
+        collision = _run_collision(connection, run)
         if collision is None:
             raise
         raise collision from error
-    await _add_task_instances(connection, task_instances)
+    _add_task_instances(connection, task_instances)
 
 
 def _check_all_in_run(run_id: str, task_instances: Sequence[TaskInstanceRecord]) -> None:
@@ -126,10 +124,10 @@ def _check_all_in_run(run_id: str, task_instances: Sequence[TaskInstanceRecord])
             raise ValueError(f"task instance {ti.task_id} belongs to run {ti.run_id}, not {run_id}")
 
 
-async def _run_collision(connection: Connection, run: RunRecord) -> StoreError | None:
+def _run_collision(connection: Connection, run: RunRecord) -> StoreError | None:
     """The error for a unique key the new run collided with (dedup key, then run id), if any."""
     if run.dedup_key is not None:
-        existing = await _fetch_value(
+        existing = _fetch_value(
             connection,
             "SELECT run_id FROM runs WHERE dag_id = ? AND dedup_key = ?",
             (run.dag_id, run.dedup_key),
@@ -142,33 +140,31 @@ async def _run_collision(connection: Connection, run: RunRecord) -> StoreError |
                 dedup_key=run.dedup_key,
                 existing_run_id=existing,
             )
-    if await _fetch_value(connection, "SELECT 1 FROM runs WHERE run_id = ?", (run.run_id,)):
+    if _fetch_value(connection, "SELECT 1 FROM runs WHERE run_id = ?", (run.run_id,)):
         return StoreError(f"A run with id {run.run_id} already exists; run ids must be unique.")
     return None
 
 
-async def _add_task_instances(
-    connection: Connection, task_instances: list[TaskInstanceRecord]
-) -> None:
+def _add_task_instances(connection: Connection, task_instances: list[TaskInstanceRecord]) -> None:
     params = [task_instance_params(ti) for ti in task_instances]
-    await connection.executemany(_INSERT_TASK_INSTANCE, params)
+    connection.executemany(_INSERT_TASK_INSTANCE, params)
 
 
-async def _set_run_state(
+def _set_run_state(
     connection: Connection, run_id: str, old: RunState, new: RunState, at: float
 ) -> None:
-    cursor = await connection.execute(_run_state_sql(new), (new.value, at, run_id, old.value))
+    cursor = connection.execute(_run_state_sql(new), (new.value, at, run_id, old.value))
     if cursor.rowcount != 1:
-        found = await _fetch_value(connection, "SELECT state FROM runs WHERE run_id = ?", (run_id,))
+        found = _fetch_value(connection, "SELECT state FROM runs WHERE run_id = ?", (run_id,))
         raise _conflict(f"run {run_id}", old, new, found)
 
 
-async def _requeue_run(
+def _requeue_run(
     connection: Connection, run_id: str, old: RunState, new: RunState, at: float
 ) -> None:
-    cursor = await connection.execute(_REQUEUE_RUN, (new.value, run_id, old.value))
+    cursor = connection.execute(_REQUEUE_RUN, (new.value, run_id, old.value))
     if cursor.rowcount != 1:
-        found = await _fetch_value(connection, "SELECT state FROM runs WHERE run_id = ?", (run_id,))
+        found = _fetch_value(connection, "SELECT state FROM runs WHERE run_id = ?", (run_id,))
         raise _conflict(f"run {run_id}", old, new, found)
 
 
@@ -179,15 +175,13 @@ def _run_state_sql(new: RunState) -> str:
     return f"UPDATE runs SET state = ?, {column} = ? WHERE run_id = ? AND state = ?"
 
 
-async def _set_task_state(
+def _set_task_state(
     connection: Connection, key: TaskKey, old: TaskState, new: TaskState, fields: dict[str, Any]
 ) -> None:
     sql = _task_state_sql(tuple(fields))
-    cursor = await connection.execute(sql, (new.value, *fields.values(), *key, old.value))
+    cursor = connection.execute(sql, (new.value, *fields.values(), *key, old.value))
     if cursor.rowcount != 1:
-        found = await _fetch_value(
-            connection, f"SELECT state FROM task_instances WHERE {_TASK_KEY}", key
-        )
+        found = _fetch_value(connection, f"SELECT state FROM task_instances WHERE {_TASK_KEY}", key)
         raise _conflict(f"task instance {_describe_key(key)}", old, new, found)
 
 
@@ -210,11 +204,11 @@ def _conflict(what: str, old: str, new: str, found: str | None) -> StateConflict
     )
 
 
-async def _start_try(connection: Connection, attempt: TryRecord) -> None:
-    await connection.execute(_INSERT_TRY, try_params(attempt))
+def _start_try(connection: Connection, attempt: TryRecord) -> None:
+    connection.execute(_INSERT_TRY, try_params(attempt))
 
 
-async def _end_try(
+def _end_try(
     connection: Connection,
     key: TaskKey,
     try_number: int,
@@ -222,54 +216,54 @@ async def _end_try(
     at: float,
     error: str | None,
 ) -> None:
-    cursor = await connection.execute(_END_TRY, (state.value, at, error, *key, try_number))
+    cursor = connection.execute(_END_TRY, (state.value, at, error, *key, try_number))
     if cursor.rowcount != 1:
         raise StoreError(f"Task instance {_describe_key(key)} has no try {try_number} to end.")
 
 
-async def _reopen_try(connection: Connection, key: TaskKey, try_number: int, at: float) -> None:
-    cursor = await connection.execute(_REOPEN_TRY, (*key, try_number))
+def _reopen_try(connection: Connection, key: TaskKey, try_number: int, at: float) -> None:
+    cursor = connection.execute(_REOPEN_TRY, (*key, try_number))
     if cursor.rowcount != 1:
         raise StoreError(f"Task instance {_describe_key(key)} has no try {try_number} to resume.")
 
 
-async def _set_next_call(connection: Connection, key: TaskKey, next_call: str | None) -> None:
+def _set_next_call(connection: Connection, key: TaskKey, next_call: str | None) -> None:
     sql = f"UPDATE task_instances SET next_call = ? WHERE {_TASK_KEY}"
-    cursor = await connection.execute(sql, (next_call, *key))
+    cursor = connection.execute(sql, (next_call, *key))
     if cursor.rowcount != 1:
         raise StoreError(f"There is no task instance {_describe_key(key)}.")
 
 
-async def _add_trigger(connection: Connection, trigger: TriggerRecord) -> None:
-    await connection.execute(_INSERT_TRIGGER, trigger_params(trigger))
+def _add_trigger(connection: Connection, trigger: TriggerRecord) -> None:
+    connection.execute(_INSERT_TRIGGER, trigger_params(trigger))
 
 
-async def _delete_trigger(connection: Connection, key: TaskKey) -> None:
-    await connection.execute(f"DELETE FROM triggers WHERE {_TASK_KEY}", key)
+def _delete_trigger(connection: Connection, key: TaskKey) -> None:
+    connection.execute(f"DELETE FROM triggers WHERE {_TASK_KEY}", key)
 
 
-async def _save_trigger_cursor(connection: Connection, key: TaskKey, cursor: Any) -> None:
+def _save_trigger_cursor(connection: Connection, key: TaskKey, cursor: Any) -> None:
     text = encode_json(cursor, what="a trigger cursor")
-    await connection.execute(f"UPDATE triggers SET cursor = ? WHERE {_TASK_KEY}", (text, *key))
+    connection.execute(f"UPDATE triggers SET cursor = ? WHERE {_TASK_KEY}", (text, *key))
 
 
-async def _save_result(connection: Connection, key: TaskKey, value_json: str) -> None:
+def _save_result(connection: Connection, key: TaskKey, value_json: str) -> None:
     size = len(value_json.encode())
-    await connection.execute(_SAVE_RESULT, (*key, value_json, size))
+    connection.execute(_SAVE_RESULT, (*key, value_json, size))
 
 
-async def _delete_results(connection: Connection, keys: list[TaskKey]) -> None:
-    await connection.executemany(f"DELETE FROM task_results WHERE {_TASK_KEY}", keys)
+def _delete_results(connection: Connection, keys: list[TaskKey]) -> None:
+    connection.executemany(f"DELETE FROM task_results WHERE {_TASK_KEY}", keys)
 
 
-async def _delete_task_instances(connection: Connection, keys: list[TaskKey]) -> None:
+def _delete_task_instances(connection: Connection, keys: list[TaskKey]) -> None:
     for sql in _DELETE_TASK_INSTANCE:
-        await connection.executemany(sql, keys)
+        connection.executemany(sql, keys)
 
 
-async def _fetch_value(connection: Connection, sql: str, params: Sequence[Any]) -> Any:
+def _fetch_value(connection: Connection, sql: str, params: Sequence[Any]) -> Any:
     """The first column of the first row, or None when there is no row."""
-    rows = list(await connection.execute_fetchall(sql, params))
+    rows = connection.execute(sql, params).fetchall()
     return rows[0][0] if rows else None
 
 
@@ -279,7 +273,7 @@ def _describe_key(key: TaskKey) -> str:
     return f"{task_id}{suffix} of run {run_id}"
 
 
-_HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
+_HANDLERS: dict[str, Callable[..., None]] = {
     "upsert_dag": _upsert_dag,
     "replace_import_errors": _replace_import_errors,
     "create_run": _create_run,

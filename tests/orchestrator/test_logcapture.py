@@ -14,7 +14,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-from orchestrator.execution.capped_log import cap_log
+from orchestrator.execution.capped_log import cap_log, log_over_cap
 from orchestrator.execution.log_capture import append_to_log, capture, real_stream
 
 
@@ -152,6 +152,15 @@ def test_cap_log_leaves_a_small_or_missing_log_alone(tmp_path: Path) -> None:
     assert cap_log(str(log), 8192) == 0
     assert log.read_text() == "short\n"
     assert cap_log(str(tmp_path / "missing.log"), 8192) == 0
+
+
+def test_only_a_log_over_the_cap_is_worth_a_trip_to_cap_log(tmp_path: Path) -> None:
+    log = tmp_path / "try.log"
+    log.write_text("x" * 8192)
+    assert not log_over_cap(str(log), 8192)  # at the cap: nothing to cut
+    log.write_text("x" * 8193)
+    assert log_over_cap(str(log), 8192)
+    assert not log_over_cap(str(tmp_path / "missing.log"), 8192)
 
 
 def test_append_to_log_survives_a_log_it_cannot_write(tmp_path: Path) -> None:
