@@ -240,6 +240,17 @@ CREATE INDEX alerts_pending ON alerts (channel, created_at) WHERE state = 'pendi
 CREATE INDEX alerts_by_created_at ON alerts (created_at);
 """
 
+# Airflow's Variables: set with `orchestrator variables set`, read by `Variable.get` in DAG
+# files and tasks (after `AIRFLOW_VAR_*` from the environment).
+_VARIABLES = """
+CREATE TABLE variables (
+    key         TEXT PRIMARY KEY,
+    value       TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    updated_at  REAL NOT NULL
+);
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "DAGs, runs, task instances, tries, results, events, triggers", _INITIAL_SCHEMA),
     Migration(2, "deferral: task instances' next call, trigger timeouts and cursors", _DEFERRAL),
@@ -248,6 +259,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "interrupted tries: counted per task instance", _INTERRUPTED_TRIES),
     Migration(6, "web UI reads: task instances by state, events by DAG and source", _UI_READS),
     Migration(7, "alerts: an outbox of alerts and their delivery", _ALERTS),
+    Migration(8, "variables: Airflow's Variables, kept in the store", _VARIABLES),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].number

@@ -55,7 +55,8 @@ ALLOWED: dict[str, set[str]] = {
     "authoring": {"core", "triggers.base"},
     "loading": {"core", "authoring", "triggers.base", "airflow_compat"},
     # Airflow's DAG API over ours; the loader maps `import airflow` onto it while it imports.
-    "airflow_compat": {"core", "authoring", "triggers.base", "triggers", "sensors"},
+    # It reads Variables from the store (`Variable.get` in DAG files and tasks).
+    "airflow_compat": {"core", "store", "authoring", "triggers.base", "triggers", "sensors"},
     "execution": {"core", "authoring", "loading", "triggers.base", "airflow_compat"},
     "waiting": {"core", "store", "triggers.base"},
     "triggers.base": {"core", "store"},
