@@ -1,7 +1,8 @@
 """Airflow's `Param`, `Variable`, `Connection` and `BaseHook`, without Airflow's database.
 
-Variables come from `AIRFLOW_VAR_<KEY>` environment variables, connections from
-`AIRFLOW_CONN_<CONN_ID>` (a URI or JSON), as with Airflow's environment secrets backend.
+Variables come from `AIRFLOW_VAR_<KEY>` environment variables, then the store
+(`orchestrator variables set`); connections from `AIRFLOW_CONN_<CONN_ID>` (a URI or JSON), then
+the `connections_file` setting's JSON file, as with Airflow's secrets backends.
 `Param` validates a run's value against its JSON schema with `jsonschema`.
 """
 
@@ -14,6 +15,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from orchestrator.airflow_compat.exceptions import AirflowException, AirflowNotFoundException
+from orchestrator.store.variables import read_variable, variables_db
 
 _NOTSET: Any = object()
 
@@ -64,7 +66,13 @@ class ParamsDict(Mapping[str, Any]):
 
 
 class Variable:
-    """`Variable.get("key")`: the environment variable `AIRFLOW_VAR_KEY`."""
+    """`Variable.get("key")`: `AIRFLOW_VAR_KEY` from the environment, else the store.
+
+    As in Airflow, the environment comes before the database. `Variable.set` writes to the
+    store only through its owner: outside an engine (no store known) it is kept for this
+    process; under a daemon or `orchestrator run` it is refused, as a task's write would race
+    the store's only writer: use `orchestrator variables set`.
+    """
 
     _set: ClassVar[dict[str, str]] = {}
 
@@ -72,16 +80,29 @@ class Variable:
     def get(
         cls, key: str, default_var: Any = _NOTSET, deserialize_json: bool = False, **_: Any
     ) -> Any:
-        text = cls._set.get(key, os.environ.get(f"AIRFLOW_VAR_{key.upper()}"))
+        text = os.environ.get(f"AIRFLOW_VAR_{key.upper()}")
+        if text is None:
+            text = cls._set.get(key)
+        if text is None and (db_path := variables_db()) is not None:
+            text = read_variable(db_path, key)
         if text is None:
             if default_var is _NOTSET:
-                raise KeyError(f"Variable {key} does not exist (set AIRFLOW_VAR_{key.upper()})")
+                raise KeyError(
+                    f"Variable {key} does not exist (set AIRFLOW_VAR_{key.upper()}, "
+                    f"or `orchestrator variables set {key} VALUE`)"
+                )
             return default_var
         return json.loads(text) if deserialize_json else text
 
     @classmethod
     def set(cls, key: str, value: Any, serialize_json: bool = False, **_: Any) -> None:
-        """Set for this process only: there is no shared variable store."""
+        """Keep `value` for this process; refused while an engine owns the store."""
+        if variables_db() is not None:
+            raise AirflowException(
+                f"Variable.set({key!r}) cannot write to the store from DAG or task code: the "
+                "daemon (or `orchestrator run`) is its only writer. Set it with "
+                f"`orchestrator variables set {key} VALUE`, or pass the value as a task result."
+            )
         cls._set[key] = json.dumps(value) if serialize_json else str(value)
 
 

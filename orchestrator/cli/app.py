@@ -29,6 +29,7 @@ from orchestrator.cli.tasks import tasks_group
 from orchestrator.cli.tokens import tokens_group
 from orchestrator.cli.trigger import backfill_command, trigger_command
 from orchestrator.cli.triggers import triggers_group
+from orchestrator.cli.variables import variables_group
 from orchestrator.cli.webhooks import webhooks_group
 from orchestrator.errors import OrchestratorError
 
@@ -86,6 +87,7 @@ for _command in (
     events_group,
     webhooks_group,
     tokens_group,
+    variables_group,
     alerts_group,
     db_group,
     open_command,

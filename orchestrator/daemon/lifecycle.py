@@ -39,10 +39,12 @@ from orchestrator.daemon.alerting import secret_variables, start_alerts, stopped
 from orchestrator.daemon.control import control_path, serve_control
 from orchestrator.daemon.reload import follow_dag_folder
 from orchestrator.daemon.state_lock import StateDirLock
+from orchestrator.daemon.variableops import answer_variable_request
 from orchestrator.descriptors import raise_open_file_limit
 from orchestrator.errors import OrchestratorError, RunError, StoreError
 from orchestrator.scheduling.engine import Engine
 from orchestrator.store import open_store
+from orchestrator.store.statedir import DB_FILENAME
 from orchestrator.ui.app import build_app
 from orchestrator.ui.context import UiContext
 from orchestrator.ui.sessions import LINK_SECONDS
@@ -177,6 +179,18 @@ class DaemonControl(RegistryOps):
             "api": self.api_url,
             "executor": self.engine.executor.describe().as_json(),
         }
+
+    async def _op_variables_set(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Set a variable (`key`, `value`, `description`): see `daemon.variableops`."""
+        return await self._answer_variable(request)
+
+    async def _op_variables_delete(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self._answer_variable(request)
+
+    async def _answer_variable(self, request: dict[str, Any]) -> dict[str, Any]:
+        db_path = self.engine.settings.state_dir.absolute() / DB_FILENAME
+        answer = partial(answer_variable_request, db_path, request, self.engine.clock.now())
+        return await anyio.to_thread.run_sync(answer)
 
     async def _op_ui_link(self, request: dict[str, Any]) -> dict[str, Any]:
         """A one-time sign-in link to the web UI (two minutes), for `orchestrator open`."""

@@ -43,6 +43,7 @@ from orchestrator.store.records import (
     RunRecord,
     TaskInstanceRecord,
 )
+from orchestrator.store.variables import exported_variables_db
 
 if TYPE_CHECKING:
     from orchestrator.scheduling.engine import Engine
@@ -169,7 +170,32 @@ async def open_engine(
     start_runs: bool,
 ) -> AsyncIterator[Engine]:
     """`Engine.open`: the store, the executor and one task group for everything the engine
-    runs (its loop, its timers, tries, triggers), closed in that order on the way out."""
+    runs (its loop, its timers, tries, triggers), closed in that order on the way out.
+
+    The store's database is named in the environment meanwhile, so `Variable.get` in DAG files
+    and in the workers (which inherit it) reads this engine's variables."""
+    with exported_variables_db(settings.state_dir):
+        async with _open_engine(
+            engine_class,
+            settings,
+            dagbag=dagbag,
+            clock=clock,
+            recover=recover,
+            start_runs=start_runs,
+        ) as engine:
+            yield engine
+
+
+@asynccontextmanager
+async def _open_engine(
+    engine_class: type[Engine],
+    settings: Settings,
+    *,
+    dagbag: DagBag | None,
+    clock: Clock | None,
+    recover: bool,
+    start_runs: bool,
+) -> AsyncIterator[Engine]:
     if dagbag is None:  # in a thread: the files' checks and imports never block the loop
         load = partial(
             load_dag_bag,
