@@ -117,6 +117,9 @@ class Settings:
     alert_channels: Mapping[str, ChannelConfig] = field(default_factory=dict, hash=False)
     alerts: tuple[AlertRule, ...] = ()
     public_url: str | None = None
+    # Airflow connections for `BaseHook.get_connection`, after AIRFLOW_CONN_*: a JSON file of
+    # conn_id to a URI or an object of fields (Airflow's local-filesystem secrets backend).
+    connections_file: Path | None = None
     config_file: Path | None = None  # the TOML file these settings came from, if any
 
     def __post_init__(self) -> None:
@@ -200,7 +203,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
     values = {name: CHECKS[name](value, label) for name, value in document.items()}
     check_rule_channels(values.get("alerts", ()), values.get("alert_channels", {}), label)
-    return _absolute_paths(values, path.parent)
+    return _check_files(_absolute_paths(values, path.parent), label)
 
 
 def _reject_unknown_keys(document: Mapping[str, Any], path: Path) -> None:
@@ -224,7 +227,7 @@ def _read_environ(environ: Mapping[str, str], cwd: Path) -> dict[str, Any]:
         if text.strip():
             value = from_text(name, text, variable)
             values[name] = CHECKS[name](value, _constant_label(variable))
-    return _absolute_paths(values, cwd)
+    return _check_files(_absolute_paths(values, cwd), _ENVIRON_VARIABLES.__getitem__)
 
 
 # Every setting but the tables (pools, alerts): they have no one-line form, so live in the file.
@@ -247,7 +250,7 @@ def _read_overrides(overrides: Mapping[str, Any], cwd: Path) -> dict[str, Any]:
         if isinstance(value, str):
             value = from_text(name, value, _flag_label(name))
         values[name] = CHECKS[name](value, _flag_label)
-    return _absolute_paths(values, cwd)
+    return _check_files(_absolute_paths(values, cwd), _flag_label)
 
 
 def _argument_label(key: str) -> str:
@@ -276,9 +279,21 @@ def _absolute(path: Path, base: Path) -> Path:
 
 
 def _absolute_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
-    for name in ("state_dir", "dags_folder"):
-        if name in values:
+    for name in ("state_dir", "dags_folder", "connections_file"):
+        if values.get(name) is not None:
             values[name] = _absolute(values[name], base)
     if "allowed_roots" in values:
         values["allowed_roots"] = tuple(_absolute(root, base) for root in values["allowed_roots"])
+    return values
+
+
+def _check_files(values: dict[str, Any], label: Label) -> dict[str, Any]:
+    """Files a setting names must exist once made absolute (folders are created when used)."""
+    path = values.get("connections_file")
+    if path is not None and not path.is_file():
+        problem = "is a folder" if path.is_dir() else "does not exist"
+        raise ConfigError(
+            f"{label('connections_file')} names {path}, which {problem}; "
+            "it must be a JSON file of connections"
+        )
     return values

@@ -238,6 +238,10 @@ def _check_dask_address(value: Any, label: Label) -> str | None:
     return f"{scheme}://{rest}"
 
 
+def _check_optional_path(value: Any, label: Label, key: str) -> Path | None:
+    return None if value is None else _check_path(value, label, key)
+
+
 CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "state_dir": lambda value, label: _check_path(value, label, "state_dir"),
     "dags_folder": lambda value, label: _check_path(value, label, "dags_folder"),
@@ -291,4 +295,5 @@ CHECKS: dict[str, Callable[[Any, Label], Any]] = {
     "alert_channels": check_channels,
     "alerts": check_rules,
     "public_url": _check_public_url,
+    "connections_file": lambda value, label: _check_optional_path(value, label, "connections_file"),
 }

@@ -2,7 +2,8 @@
 
 Variables come from `AIRFLOW_VAR_<KEY>` environment variables, then the store
 (`orchestrator variables set`); connections from `AIRFLOW_CONN_<CONN_ID>` (a URI or JSON), then
-the `connections_file` setting's JSON file, as with Airflow's secrets backends.
+the `connections_file` setting's JSON file, as with Airflow's secrets backends (see
+`connections`).
 `Param` validates a run's value against its JSON schema with `jsonschema`.
 """
 
@@ -12,9 +13,9 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from orchestrator.airflow_compat.exceptions import AirflowException, AirflowNotFoundException
+from orchestrator.airflow_compat.connections import Connection
+from orchestrator.airflow_compat.exceptions import AirflowException
 from orchestrator.store.variables import read_variable, variables_db
 
 _NOTSET: Any = object()
@@ -104,66 +105,6 @@ class Variable:
                 f"`orchestrator variables set {key} VALUE`, or pass the value as a task result."
             )
         cls._set[key] = json.dumps(value) if serialize_json else str(value)
-
-
-class Connection:
-    """A connection's fields, read from a URI or JSON."""
-
-    def __init__(
-        self,
-        conn_id: str | None = None,
-        conn_type: str | None = None,
-        host: str | None = None,
-        login: str | None = None,
-        password: str | None = None,
-        schema: str | None = None,
-        port: int | None = None,
-        extra: str | dict[str, Any] | None = None,
-        uri: str | None = None,
-        **_: Any,
-    ) -> None:
-        self.conn_id = conn_id
-        self.conn_type, self.host, self.login, self.password = conn_type, host, login, password
-        self.schema, self.port = schema, port
-        self.extra = json.dumps(extra) if isinstance(extra, dict) else extra
-        if uri:
-            self._parse(uri)
-
-    def _parse(self, uri: str) -> None:
-        parts = urlsplit(uri)
-        self.conn_type = parts.scheme.replace("-", "_")
-        self.host = unquote(parts.hostname or "") or None
-        self.login = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
-        self.port = parts.port
-        self.schema = unquote(parts.path.lstrip("/")) or None
-        query = dict(parse_qsl(parts.query))
-        extra = query.pop("__extra__", None)
-        self.extra = extra if extra is not None else (json.dumps(query) if query else None)
-
-    @property
-    def extra_dejson(self) -> dict[str, Any]:
-        return json.loads(self.extra) if self.extra else {}
-
-    def get_uri(self) -> str:
-        auth = ""
-        if self.login or self.password:
-            auth = f"{quote(self.login or '', safe='')}:{quote(self.password or '', safe='')}@"
-        port = f":{self.port}" if self.port else ""
-        return f"{self.conn_type}://{auth}{self.host or ''}{port}/{self.schema or ''}"
-
-    @classmethod
-    def get_connection_from_secrets(cls, conn_id: str) -> Connection:
-        text = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
-        if text is None:
-            raise AirflowNotFoundException(
-                f"The conn_id `{conn_id}` isn't defined (set AIRFLOW_CONN_{conn_id.upper()})"
-            )
-        if text.lstrip().startswith("{"):
-            return cls(conn_id=conn_id, **json.loads(text))
-        return cls(conn_id=conn_id, uri=text)
-
-    get = get_connection_from_secrets
 
 
 class BaseHook:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
+from orchestrator.airflow_compat.connections import exported_connections_file
 from orchestrator.authoring.dag import DAG
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings
@@ -172,9 +173,13 @@ async def open_engine(
     """`Engine.open`: the store, the executor and one task group for everything the engine
     runs (its loop, its timers, tries, triggers), closed in that order on the way out.
 
-    The store's database is named in the environment meanwhile, so `Variable.get` in DAG files
-    and in the workers (which inherit it) reads this engine's variables."""
-    with exported_variables_db(settings.state_dir):
+    The store's database and the connections file are named in the environment meanwhile, so
+    `Variable.get` and `BaseHook.get_connection` in DAG files and in the workers (which inherit
+    it) read this engine's variables and connections."""
+    with (
+        exported_variables_db(settings.state_dir),
+        exported_connections_file(settings.connections_file),
+    ):
         async with _open_engine(
             engine_class,
             settings,

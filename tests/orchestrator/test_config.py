@@ -431,3 +431,31 @@ def test_task_log_max_bytes_has_a_floor(tmp_path: Path) -> None:
     ):
         Settings(task_log_max_bytes=100)
     assert Settings(task_log_max_bytes=4096).task_log_max_bytes == 4096
+
+
+def test_the_connections_file_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    _write(tmp_path / "project" / "secrets" / "connections.json", "{}")
+    config = _write(
+        tmp_path / "project" / "deploy.toml", 'connections_file = "secrets/connections.json"\n'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    settings = _load(elsewhere, config_file=config)
+    assert settings.connections_file == tmp_path / "project" / "secrets" / "connections.json"
+    from_environ = _load(
+        tmp_path / "project", {"ORCHESTRATOR_CONNECTIONS_FILE": "secrets/connections.json"}
+    )
+    assert from_environ.connections_file == settings.connections_file
+    assert _load(elsewhere).connections_file is None
+
+
+@pytest.mark.parametrize(
+    ("where", "problem"), [("missing.json", "does not exist"), ("folder", "is a folder")]
+)
+def test_the_connections_file_must_be_a_file(tmp_path: Path, where: str, problem: str) -> None:
+    (tmp_path / "folder").mkdir()
+    _write(tmp_path / "orchestrator.toml", f'connections_file = "{where}"\n')
+    with pytest.raises(ConfigError, match=f"`connections_file` in .*orchestrator.toml.*{problem}"):
+        _load(tmp_path)
+    with pytest.raises(ConfigError, match=f"^ORCHESTRATOR_CONNECTIONS_FILE names .*{problem}"):
+        _load(tmp_path / "folder", {"ORCHESTRATOR_CONNECTIONS_FILE": f"../{where}"})
