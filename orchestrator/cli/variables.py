@@ -43,7 +43,12 @@ def variables_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @settings_options
 def list_command(as_json: bool) -> None:
-    """List the variables; values of secret-looking keys show as ***."""
+    """List the variables; values of secret-looking keys show as ***.
+
+    \b
+    Example:
+      orchestrator variables list --json
+    """
     from orchestrator.cli.output import echo_json
     from orchestrator.store.variables import list_variables
 
@@ -69,7 +74,12 @@ def list_command(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @settings_options
 def get_command(key: str, as_json: bool) -> None:
-    """Print the value of KEY (from the store; AIRFLOW_VAR_* is not consulted here)."""
+    """Print the value of KEY (from the store; AIRFLOW_VAR_* is not consulted here).
+
+    \b
+    Example:
+      orchestrator variables get region
+    """
     from orchestrator.cli.output import echo_json
     from orchestrator.errors import RunError
     from orchestrator.store.variables import read_variable
@@ -90,7 +100,12 @@ def get_command(key: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @settings_options
 def set_command(key: str, value: str, description: str, as_json: bool) -> None:
-    """Set KEY to VALUE (a JSON text for `Variable.get(..., deserialize_json=True)`)."""
+    """Set KEY to VALUE (a JSON text for `Variable.get(..., deserialize_json=True)`).
+
+    \b
+    Example:
+      orchestrator variables set limits '{"max_rows": 500}' --description "per-run caps"
+    """
     request = {"op": "variables_set", "key": key, "value": value, "description": description}
     _report(_change(request), as_json, f"set variable {key}")
 
@@ -100,7 +115,12 @@ def set_command(key: str, value: str, description: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @settings_options
 def delete_command(key: str, as_json: bool) -> None:
-    """Delete the variable KEY."""
+    """Delete the variable KEY.
+
+    \b
+    Example:
+      orchestrator variables delete region
+    """
     _report(_change({"op": "variables_delete", "key": key}), as_json, f"deleted variable {key}")
 
 
