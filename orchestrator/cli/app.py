@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from orchestrator.cli.alerts import alerts_group
+from orchestrator.cli.connections import connections_group
 from orchestrator.cli.daemon import daemon_command
 from orchestrator.cli.dags import dags_group
 from orchestrator.cli.db import db_group
@@ -88,6 +89,7 @@ for _command in (
     webhooks_group,
     tokens_group,
     variables_group,
+    connections_group,
     alerts_group,
     db_group,
     open_command,
