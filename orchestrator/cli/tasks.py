@@ -19,6 +19,17 @@ if TYPE_CHECKING:
 Cleared = list[tuple[str, int]]  # (task_id, map_index) of each cleared task instance
 
 
+#: Which try, and which instance of an expanded task: `logs` and `rendered` take both.
+_try_number = click.option(
+    "--try", "try_number", type=click.IntRange(min=1), help="Which try [default: the latest]."
+)
+_map_index = click.option(
+    "--map-index",
+    type=click.IntRange(min=0),
+    help="Which instance of an expanded task (0 for the first).",
+)
+
+
 @click.group("tasks")
 def tasks_group() -> None:
     """Look at the tasks of a run, or clear them to run again."""
@@ -27,14 +38,8 @@ def tasks_group() -> None:
 @tasks_group.command("logs")
 @click.argument("run_id")
 @click.argument("task_id")
-@click.option(
-    "--try", "try_number", type=click.IntRange(min=1), help="Which try [default: the latest]."
-)
-@click.option(
-    "--map-index",
-    type=click.IntRange(min=0),
-    help="Which instance of an expanded task (0 for the first).",
-)
+@_try_number
+@_map_index
 @settings_options
 def show_logs(run_id: str, task_id: str, try_number: int | None, map_index: int | None) -> None:
     """Print the log of one try of a task: everything it printed and logged.
@@ -110,14 +115,8 @@ def copy_log(path: Path) -> None:
 @tasks_group.command("rendered")
 @click.argument("run_id")
 @click.argument("task_id")
-@click.option(
-    "--try", "try_number", type=click.IntRange(min=1), help="Which try [default: the latest]."
-)
-@click.option(
-    "--map-index",
-    type=click.IntRange(min=0),
-    help="Which instance of an expanded task (0 for the first).",
-)
+@_try_number
+@_map_index
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @settings_options
 def show_rendered(
