@@ -8,7 +8,7 @@ copy kept for Prometheus could only drift from the first.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -155,16 +155,19 @@ class EngineCollector(Collector):
 def _gauge(
     name: str, documentation: str, samples: Iterable[tuple[Labels, float]], *labels: str
 ) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, documentation, labels=labels)
-    for values, value in samples:
-        family.add_metric(values, value)
-    return family
+    return _filled(GaugeMetricFamily(name, documentation, labels=labels), samples)
 
 
 def _counter(
     name: str, documentation: str, samples: Iterable[tuple[Labels, float]], *labels: str
 ) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, documentation, labels=labels)
+    return _filled(CounterMetricFamily(name, documentation, labels=labels), samples)
+
+
+_Family = TypeVar("_Family", GaugeMetricFamily, CounterMetricFamily)
+
+
+def _filled(family: _Family, samples: Iterable[tuple[Labels, float]]) -> _Family:
     for values, value in samples:
         family.add_metric(values, value)
     return family

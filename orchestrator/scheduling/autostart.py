@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +134,11 @@ class RunStarter:
         """A run left unfinished before a restart: a scheduled one holds one of the DAG's places."""
         if record.run_type == "scheduled":
             self.ticks.active.setdefault(record.dag_id, set()).add(record.run_id)
+
+    def activate_all(self, dags: Iterable[DAG], tx: Transitions) -> None:
+        """`activate` each of these DAGs, in one transaction."""
+        for dag in dags:
+            self.activate(dag, tx)
 
     def activate(self, dag: DAG, tx: Transitions) -> None:
         """Start (or go on) starting the DAG's runs: record its run triggers, set its timers."""

@@ -7,9 +7,12 @@ again by a clear, or picked up after a restart) until a committed change says it
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import anyio
 
 from orchestrator.authoring.dag import DAG
+from orchestrator.changes import Change, RunChanged
 from orchestrator.scheduling.active_runs import ActiveRun, DagPlan
 from orchestrator.scheduling.scheduler import Scheduler
 
@@ -45,6 +48,12 @@ class DrivenRuns:
     def done_event(self, run_id: str) -> anyio.Event | None:
         """Set once the run's end has committed; None when this engine does not drive it."""
         return self._done.get(run_id)
+
+    def note_ends(self, changes: Iterable[Change]) -> None:
+        """Of these committed changes, the runs that ended: `finished` for each."""
+        for change in changes:
+            if isinstance(change, RunChanged) and change.state.finished:
+                self.finished(change.run_id)
 
     def finished(self, run_id: str) -> None:
         """The run's end has committed: wake its waiters and forget it."""

@@ -26,7 +26,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from orchestrator.changes import Change, RunChanged
+from orchestrator.changes import Change
 from orchestrator.clock import Clock
 from orchestrator.config import Settings
 from orchestrator.crashpoints import crashpoint
@@ -35,6 +35,7 @@ from orchestrator.execution.interface import TaskExecutor
 from orchestrator.loading.dagbag import DagBag, FileChange, replace_file
 from orchestrator.loading.importer import FileResult
 from orchestrator.policy import InputPolicy
+from orchestrator.scheduling import startup
 from orchestrator.scheduling.active_runs import Transitions
 from orchestrator.scheduling.autostart import RunStarter
 from orchestrator.scheduling.change_feed import ChangeFeed
@@ -54,7 +55,6 @@ from orchestrator.scheduling.messages import (
 from orchestrator.scheduling.outbox import AlertOutbox
 from orchestrator.scheduling.run_requests import RunRequests
 from orchestrator.scheduling.scheduler import Scheduler
-from orchestrator.scheduling.startup import open_engine, pause_new_dags, record_dags, recover_runs
 from orchestrator.scheduling.timers import TimerQueue
 from orchestrator.store import Store
 from orchestrator.store.base import TaskKey
@@ -118,7 +118,7 @@ class Engine:
             scheduler=self.scheduler,
             driven=self._driven,
             is_paused=lambda dag_id: dag_id in self.starter.paused,
-            wake=self._wake_up,
+            wake=lambda: self._wake.set(),  # the event of the moment: it is replaced
         )
         self.starter = RunStarter(
             task_group, runtime=self.runtime, post=self._post, new_run=self._requests.new_run
@@ -171,7 +171,7 @@ class Engine:
         themselves; without it, runs start only when asked (`trigger`).
         """
         options = {"recover": recover, "start_runs": start_runs}
-        return open_engine(cls, settings, dagbag=dagbag, clock=clock, **options)
+        return startup.open_engine(cls, settings, dagbag=dagbag, clock=clock, **options)
 
     # -- the public surface ---------------------------------------------------------------------
 
@@ -260,15 +260,14 @@ class Engine:
     async def apply_file(self, result: FileResult) -> FileChange:
         """Use a DAG file's new import result (the daemon reloads changed files with this)."""
         change = replace_file(self.dagbag, result, pools=self.settings.pool_slots())
-        await pause_new_dags(self.store, change.loaded, self.starter, self.scheduler)
+        await startup.pause_new_dags(self.store, change.loaded, self.starter, self.scheduler)
         tx = Transitions(self.clock.now())
         for dag_id in change.removed:
             self.starter.deactivate(dag_id)
         if self._starting_runs:
-            for dag in change.loaded:
-                self.starter.activate(dag, tx)
+            self.starter.activate_all(change.loaded, tx)
         await self._commit_and_act(tx)
-        await record_dags(self.store, self.dagbag, self.clock.now())
+        await startup.record_dags(self.store, self.dagbag, self.clock.now())
         return change
 
     async def shutdown(self, grace: float) -> None:
@@ -314,9 +313,6 @@ class Engine:
         self._inbox.append(message)
         self._wake.set()
 
-    def _wake_up(self) -> None:
-        self._wake.set()
-
     async def _schedule_forever(self) -> None:
         set_runtime(self.runtime)  # sensors build their triggers here, on the engine's clock
         while True:
@@ -355,9 +351,7 @@ class Engine:
         self._arm_timers()
 
     def _publish(self, changes: list[Change]) -> None:
-        for change in changes:
-            if isinstance(change, RunChanged) and change.state.finished:
-                self._driven.finished(change.run_id)
+        self._driven.note_ends(changes)
         self.feed.publish(changes)
 
     async def _until_settled(self) -> None:
@@ -380,21 +374,19 @@ class Engine:
 
     async def _start(self, *, recover: bool, start_runs: bool) -> None:
         """Record the DAGs, pick up what an earlier process left, and start starting runs."""
-        await record_dags(self.store, self.dagbag, self.clock.now())
-        await self.starter.load(self.store)
-        await self.outbox.overdue.load(self.store)
-        for dag_id in self.starter.paused:
-            self.scheduler.set_paused(dag_id, True)
+        await startup.record_dags(self.store, self.dagbag, self.clock.now())
+        await startup.load_starting_state(
+            self.store, self.starter, self.outbox.overdue, self.scheduler
+        )
         tx = Transitions(self.clock.now())
         parts = (self.scheduler, self._driven, self.starter)
         identity = state_identity(self.settings)
-        if recover and await recover_runs(self.store, self.dagbag, parts, tx, identity):
+        if recover and await startup.recover_runs(self.store, self.dagbag, parts, tx, identity):
             await self._commit_and_act(tx)
         if start_runs:  # the daemon: every loaded DAG's schedule and run triggers start runs
             self._starting_runs = True
             tx = Transitions(self.clock.now())
-            for dag in self.dagbag.dags.values():
-                self.starter.activate(dag, tx)
+            self.starter.activate_all(self.dagbag.dags.values(), tx)
             await self._commit_and_act(tx)
 
     async def _commit_and_act(self, tx: Transitions) -> None:

@@ -32,6 +32,7 @@ from orchestrator.scheduling.active_runs import Transitions
 from orchestrator.scheduling.autostart import RunStarter
 from orchestrator.scheduling.dispatch import state_identity as identity_of
 from orchestrator.scheduling.driven_runs import DrivenRuns
+from orchestrator.scheduling.overdue import OverdueAlerts
 from orchestrator.scheduling.recovery import rebuild_run
 from orchestrator.scheduling.run_edits import fail_damaged_run
 from orchestrator.scheduling.scheduler import Scheduler
@@ -74,6 +75,17 @@ async def record_dags(store: Store, dagbag: DagBag, now: float) -> None:
         ]
     )
     await store.commit(batch)
+
+
+async def load_starting_state(
+    store: Store, starter: RunStarter, overdue: OverdueAlerts, scheduler: Scheduler
+) -> None:
+    """What the run starter and the overdue alerts keep in the store, read back at start;
+    the DAGs recorded as paused are paused in the scheduler too."""
+    await starter.load(store)
+    await overdue.load(store)
+    for dag_id in starter.paused:
+        scheduler.set_paused(dag_id, True)
 
 
 async def pause_new_dags(
