@@ -50,9 +50,8 @@ from typing import Any
 import anyio
 from machine import load_average, machine, verdict  # bench/ is on the path when run
 
-import triggers.file
+import triggers.file_states
 from orchestrator import DAG, TaskContext, dag, task
-from orchestrator.clock import SystemClock
 from orchestrator.config import Settings
 from orchestrator.loading.dagbag import DagBag
 from orchestrator.scheduling.engine import Engine
@@ -73,25 +72,11 @@ RESULT = "RESULT "
 # -- instruments ------------------------------------------------------------------------------
 
 
-class CountingClock(SystemClock):
-    """The system clock, counting waits in progress: when every time trigger sleeps."""
-
-    def __init__(self) -> None:
-        self.sleeping = 0
-
-    async def sleep_until(self, deadline: float) -> None:
-        self.sleeping += 1
-        try:
-            await super().sleep_until(deadline)
-        finally:
-            self.sleeping -= 1
-
-
 class ScanCounter:
-    """Counts directory listings done by file triggers: a file trigger that listed watches.
+    """Counts directory listings done for file triggers (alone, or by their folder's host).
 
-    Installed over `triggers.file.scan_directory` (the benchmark's only patch): a trigger
-    lists its directory once its OS watch is in place, then only waits.
+    Installed over `triggers.file_states.scan_directory` (the benchmark's only patch): a
+    folder is listed once its OS watch is in place, for the triggers waiting on it.
     """
 
     def __init__(self) -> None:
@@ -106,7 +91,7 @@ class ScanCounter:
                 with self._lock:
                     self.done += 1
 
-        triggers.file.scan_directory = counted  # type: ignore[attr-defined]
+        triggers.file_states.scan_directory = counted  # type: ignore[assignment]
 
 
 SCANS = ScanCounter()
@@ -231,24 +216,22 @@ def make_directories(root: Path, count: int) -> list[Path]:
     return directories
 
 
-def all_waiting(engine: Engine, clock: CountingClock, n: int) -> Callable[[], bool]:
-    """True once every trigger is hosted and waits: file ones listed, time ones asleep."""
-    files = n // 2
-    # The engine's own timer loop sleeps on the clock too: one more sleeper.
-    times = n - files + 1
+def all_waiting(engine: Engine, n: int) -> Callable[[], bool]:
+    """True once every trigger is hosted and waits: its folder watched and listed, or its
+    moment in the timer heap (`settling`: shared hosts still setting up a wait)."""
 
     def check() -> bool:
+        statistics = engine.triggerer.statistics()
         return (
-            engine.triggerer.statistics().running == n
-            and SCANS.done >= files
-            and clock.sleeping >= times
+            statistics.running == n
+            and statistics.settling == 0
             and watch_statistics().os_watches == DIRECTORIES
         )
 
     return check
 
 
-async def arm(engine: Engine, clock: CountingClock, dags: list[DAG], n: int) -> dict[str, float]:
+async def arm(engine: Engine, dags: list[DAG], n: int) -> dict[str, float]:
     """Trigger one run per DAG; seconds until every trigger is hosted, and waiting."""
     started = time.perf_counter()
     for pipeline in dags:
@@ -257,7 +240,7 @@ async def arm(engine: Engine, clock: CountingClock, dags: list[DAG], n: int) -> 
     hosted = await until(
         lambda: engine.triggerer.statistics().running == n, within=600, what="hosting"
     )
-    waiting = await until(all_waiting(engine, clock, n), within=600, what="every trigger waiting")
+    waiting = await until(all_waiting(engine, n), within=600, what="every trigger waiting")
     return {
         "trigger_s": triggered - started,
         "hosted_s": hosted - started,
@@ -275,10 +258,9 @@ async def deferred_case(options: argparse.Namespace) -> dict[str, Any]:
         root = Path(folder)
         dags = armed_dags(n, make_directories(root, DIRECTORIES))
         figures: dict[str, Any] = {"n": n, "rss_before_mib": rss_now_mib()}
-        clock = CountingClock()
-        async with Engine.open(settings_for(root, n), dagbag=bag_of(root, dags), clock=clock) as e:
+        async with Engine.open(settings_for(root, n), dagbag=bag_of(root, dags)) as e:
             with profiled(options.profile, f"arming {n}"):
-                figures |= await arm(e, clock, dags, n)
+                figures |= await arm(e, dags, n)
             figures |= armed_figures(e)
             with profiled(options.profile, f"idle {n}"):
                 figures |= await idle_window(e, options.idle)
@@ -420,9 +402,8 @@ async def restart_case(options: argparse.Namespace) -> dict[str, Any]:
         root = Path(folder)
         dags = armed_dags(n, make_directories(root, DIRECTORIES))
         bag, settings = bag_of(root, dags), settings_for(root, n)
-        clock = CountingClock()
-        async with Engine.open(settings, dagbag=bag, clock=clock) as engine:
-            first = await arm(engine, clock, dags, n)
+        async with Engine.open(settings, dagbag=bag) as engine:
+            first = await arm(engine, dags, n)
         samples = []
         for attempt in range(options.repeat):
             with profiled(options.profile and attempt == 0, f"re-arming {n}"):
@@ -432,21 +413,17 @@ async def restart_case(options: argparse.Namespace) -> dict[str, Any]:
 
 async def reopen(settings: Settings, bag: DagBag, n: int) -> dict[str, float]:
     """Open an engine on a state dir holding `n` deferred sensors: seconds until re-armed."""
-    scans, clock = SCANS.done, CountingClock()
+    scans = SCANS.done
     started = time.perf_counter()
-    async with Engine.open(settings, dagbag=bag, clock=clock) as engine:
+    async with Engine.open(settings, dagbag=bag) as engine:
         opened = time.perf_counter()
         hosted = await until(
             lambda: engine.triggerer.statistics().running == n, within=600, what="re-hosting"
         )
-        target = scans + n // 2
-        waiting = await until(
-            lambda: all_waiting(engine, clock, n)() and SCANS.done >= target,
-            within=600,
-            what="every trigger waiting again",
-        )
+        waiting = await until(all_waiting(engine, n), within=600, what="every trigger waiting")
         stopping = time.perf_counter()
     return {
+        "listings": SCANS.done - scans,
         "open_s": opened - started,
         "hosted_s": hosted - started,
         "waiting_s": waiting - started,

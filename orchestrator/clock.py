@@ -10,9 +10,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
 import anyio
+
+Item = TypeVar("Item")
 
 
 class Clock(Protocol):
@@ -83,3 +86,57 @@ class FakeClock:
     def sleepers(self) -> int:
         """How many waits are pending (a test can wait until the engine is asleep)."""
         return len(self._sleepers)
+
+
+class Deadlines(Generic[Item]):
+    """Items due at moments of a clock, in one heap: one task serves them all with `next_due()`.
+
+    Thousands of timers (retry backoffs, time triggers) then cost a heap entry each, not a
+    sleeping task each. An item due earlier than all the others cuts the current sleep short,
+    and `interrupt()` makes `next_due()` return at once (its owner has something else to do).
+    Items are never removed one by one: the owner skips the ones it no longer wants when they
+    come due, and drops them in bulk with `keep` when they pile up.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._heap: list[tuple[float, int, Item]] = []
+        self._order = itertools.count()  # ties keep their order, and items are never compared
+        self._sleep: anyio.CancelScope | None = None
+        self._interrupted = False
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, due: float, item: Item) -> None:
+        if self._sleep is not None and (not self._heap or due < self._heap[0][0]):
+            self._sleep.cancel()
+        heapq.heappush(self._heap, (due, next(self._order), item))
+
+    def items(self) -> list[Item]:
+        """The items not yet due, in no particular order."""
+        return [item for _, _, item in self._heap]
+
+    def keep(self, wanted: Callable[[Item], bool]) -> None:
+        """Drop the items that are not `wanted` any more."""
+        self._heap = [entry for entry in self._heap if wanted(entry[2])]
+        heapq.heapify(self._heap)
+
+    def interrupt(self) -> None:
+        self._interrupted = True
+        if self._sleep is not None:
+            self._sleep.cancel()
+
+    async def next_due(self) -> list[Item]:
+        """Sleep until the earliest item (without any: until one is added); every item due."""
+        with anyio.CancelScope() as self._sleep:
+            if not self._interrupted:
+                if self._heap:
+                    await self._clock.sleep_until(self._heap[0][0])
+                else:
+                    await anyio.sleep_forever()
+        self._sleep, self._interrupted = None, False
+        now, due = self._clock.now(), []
+        while self._heap and self._heap[0][0] <= now:
+            due.append(heapq.heappop(self._heap)[2])
+        return due

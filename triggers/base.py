@@ -27,6 +27,9 @@ The contract, written once, here:
 - A trigger that raises, or ends without an event, fails only its own task instance.
 - `poll()` is the same check done once, without waiting, for sensors in `poke` and
   `reschedule` mode. Triggers whose source cannot be checked once need not implement it.
+- `sharing()` may offer a cheaper way to wait, beside `run()`: many triggers of one kind in
+  one `SharedHost` (one timer heap, one watch per folder) instead of a task each. A host keeps
+  the contract above for each trigger it holds, and never needs the cursor.
 
 Time, input policy and read access to the store come from `current_runtime()`, set by the
 triggerer for each trigger it hosts, so a trigger stays a plain value.
@@ -43,10 +46,10 @@ import math
 import sys
 import types
 import typing
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from orchestrator.errors import TriggerLoadError
 
@@ -96,6 +99,13 @@ class Trigger:
         raise NotImplementedError(
             f"{type(self).__name__} cannot check once; use a sensor in 'deferrable' mode"
         )
+
+    def sharing(self) -> Sharing | None:
+        """How this trigger can wait in a host shared with others of its kind, or None.
+
+        None (the default) hosts it in a task of its own, running `run()`.
+        """
+        return None
 
     def describe(self) -> str:
         """One line for logs and `triggers list`: the class and its fields."""
@@ -273,3 +283,81 @@ def current_runtime() -> TriggerRuntime:
 def set_runtime(runtime: TriggerRuntime) -> contextvars.Token[TriggerRuntime]:
     """Make `runtime` current for this task (the triggerer calls this in each trigger's task)."""
     return _runtime.set(runtime)
+
+
+# -- sharing: many triggers of one kind waiting in one task ---------------------------------------
+
+Waiter = TypeVar("Waiter", bound=Trigger)
+#: How a host reports that a trigger's wait ended: its first event, or what made it fail.
+Ending = Callable[[Hashable, "TriggerEvent | Exception"], None]
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """Where a trigger can wait with others (`Trigger.sharing()`): equal ones share one host."""
+
+    host: type[SharedHost[Any]]
+    key: Hashable = None  # what the triggers of one host have in common (a folder, ...)
+
+
+class SharedHost(Generic[Waiter]):
+    """Many triggers of one kind, waiting in one task: what a task and a cancel scope per
+    trigger (2 to 3 KiB each) would cost, paid once per host.
+
+    The triggerer `add`s and `discard`s triggers, each under a token of its own, and runs
+    `serve()` in a task. The host `end`s each trigger once, with its first event or with the
+    exception that ended its wait; that fails only its own task. `serve()` returns once no
+    trigger is left, and the host is `closed` from then on (the next trigger gets a new host).
+    If `serve()` raises, every trigger still in the host fails with that error.
+    """
+
+    def __init__(self, key: Hashable, runtime: TriggerRuntime, ending: Ending) -> None:
+        self.key = key
+        self.runtime = runtime
+        self.triggers: dict[Hashable, Waiter] = {}
+        self.closed = False
+        self._ending = ending
+
+    def add(self, token: Hashable, trigger: Waiter) -> None:
+        self.triggers[token] = trigger
+        self._added(token, trigger)
+
+    def discard(self, token: Hashable) -> None:
+        """Stop waiting for `token`'s trigger (it reports nothing)."""
+        trigger = self.triggers.pop(token, None)
+        if trigger is not None:
+            self._discarded(token, trigger)
+
+    def end(self, token: Hashable, result: TriggerEvent | Exception) -> None:
+        """`token`'s wait is over: forget it and report `result`."""
+        if token in self.triggers:
+            self.discard(token)
+            self._ending(token, result)
+
+    def end_all(self, error: Exception) -> None:
+        """Every trigger here fails with `error`, and the host takes no more."""
+        self.closed = True
+        for token in list(self.triggers):
+            self.end(token, error)
+
+    def waiting(self) -> int:
+        """How many of the triggers wait on their source now (the rest are being set up)."""
+        return len(self.triggers)
+
+    def describe(self) -> str:
+        """One line for logs and the loop's watchdog, made only when one is needed."""
+        return f"{type(self).__name__}({self.key!r}) hosting {len(self.triggers)} trigger(s)"
+
+    async def serve(self) -> None:
+        """Serve the triggers until none is left."""
+        raise NotImplementedError(f"{type(self).__name__} must implement serve()")
+
+    def finished(self) -> bool:
+        """True, and the host `closed`, once no trigger is left: `serve()` then returns."""
+        if not self.triggers:
+            self.closed = True
+        return self.closed
+
+    def _added(self, token: Hashable, trigger: Waiter) -> None: ...
+
+    def _discarded(self, token: Hashable, trigger: Waiter) -> None: ...

@@ -28,9 +28,9 @@ from fnmatch import fnmatchcase
 import anyio
 
 from orchestrator.clock import Clock
-from orchestrator.errors import TriggerError
-from triggers.base import Trigger, TriggerEvent, current_runtime
-from triggers.file_states import FileState, file_state, scan_directory
+from triggers.base import Sharing, Trigger, TriggerEvent, current_runtime
+from triggers.file_states import FileState, file_event, file_state, list_directory
+from triggers.folder_host import Folder, FolderHost
 from triggers.watch import Subscription, watch_directory
 
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
@@ -97,13 +97,8 @@ class FileTrigger(Trigger):
         return str(await anyio.to_thread.run_sync(policy.check_path, self.directory))
 
     async def _scan(self, root: str) -> dict[str, FileState]:
-        try:
-            files = await anyio.to_thread.run_sync(scan_directory, root, self.recursive)
-        except FileNotFoundError:
-            raise TriggerError(f"the directory {root} does not exist") from None
-        except OSError as error:
-            raise TriggerError(f"cannot list the directory {root}: {error}") from None
-        return {path: state for path, state in files.items() if self._matches(path)}
+        files = await list_directory(root, self.recursive)
+        return {path: state for path, state in files.items() if self.matches(path)}
 
     async def _next_ready(
         self, root: str, changes: Subscription, arrivals: _Arrivals, clock: Clock
@@ -117,11 +112,19 @@ class FileTrigger(Trigger):
             arrivals.forget_all_but(found)
             ready = arrivals.update(found, clock.now())
         elif batch is not None:
-            files = {path: state for path, state in batch.files.items() if self._matches(path)}
+            files = {path: state for path, state in batch.files.items() if self.matches(path)}
             ready = arrivals.update(files, clock.now(), batch.observed_ns)
         return ready + await _confirm_due(root, arrivals, clock)
 
-    def _matches(self, relative: str) -> bool:
+    def sharing(self) -> Sharing | None:
+        """Trusted, without `stable_for`: one `FolderHost` serves every such trigger on a folder."""
+        if not self.trusted or self.stable_for:
+            return None
+        key = Folder(_absolute(self.directory), self.recursive, self.polling, self.poll_interval)
+        return Sharing(FolderHost, key)
+
+    def matches(self, relative: str) -> bool:
+        """Whether a file at `relative` (to the directory, `/`-separated) is one to fire for."""
         name = relative.rpartition("/")[2]
         if "/" in relative and not self.recursive:
             return False
@@ -146,7 +149,7 @@ class FileTrigger(Trigger):
             policy = current_runtime().policy
             admitted = await anyio.to_thread.run_sync(policy.admitted_paths, paths)
             ordered = [item for item, path in zip(ordered, paths, strict=True) if path in admitted]
-        return [_file_event(root, relative, state) for relative, state in ordered]
+        return [file_event(root, relative, state) for relative, state in ordered]
 
 
 @dataclass
@@ -263,18 +266,6 @@ def _absolute(directory: str) -> str:
 
 def _file_states(root: str, paths: list[str]) -> list[FileState | None]:
     return [file_state(os.path.join(root, path)) for path in paths]
-
-
-def _file_event(root: str, relative: str, state: FileState) -> TriggerEvent:
-    path = os.path.join(root, relative)
-    payload = {
-        "path": path,
-        "name": os.path.basename(path),
-        "directory": root,
-        "size": state.size,
-        "mtime": state.mtime_ns / 1e9,
-    }
-    return TriggerEvent(payload, dedup_key=f"{path}:{state.size}:{state.mtime_ns}")
 
 
 def _is_partial(relative: str) -> bool:

@@ -12,6 +12,11 @@ import stat
 import time
 from dataclasses import dataclass, field
 
+import anyio
+
+from orchestrator.errors import TriggerError
+from triggers.base import TriggerEvent
+
 logger = logging.getLogger("triggers.watch")
 
 _CTIME_CLOCK = getattr(time, "CLOCK_REALTIME_COARSE", time.CLOCK_REALTIME)
@@ -73,3 +78,26 @@ def scan_subfolder(files: dict[str, FileState], directory: str, prefix: str) -> 
         _scan_into(files, directory, prefix, recursive=True)
     except OSError as error:  # deleted while we list it, or not ours to read
         logger.debug("skipping %s: %s", directory, error)
+
+
+async def list_directory(root: str, recursive: bool) -> dict[str, FileState]:
+    """Every file in `root` now (in a thread); `TriggerError` if it cannot be listed."""
+    try:
+        return await anyio.to_thread.run_sync(scan_directory, root, recursive)
+    except FileNotFoundError:
+        raise TriggerError(f"the directory {root} does not exist") from None
+    except OSError as error:
+        raise TriggerError(f"cannot list the directory {root}: {error}") from None
+
+
+def file_event(root: str, relative: str, state: FileState) -> TriggerEvent:
+    """The event of a file version: its path and version, keyed by both."""
+    path = os.path.join(root, relative)
+    payload = {
+        "path": path,
+        "name": os.path.basename(path),
+        "directory": root,
+        "size": state.size,
+        "mtime": state.mtime_ns / 1e9,
+    }
+    return TriggerEvent(payload, dedup_key=f"{path}:{state.size}:{state.mtime_ns}")

@@ -6,11 +6,20 @@ down), and the event's `dedup_key` names the moment, so firing it twice is seen 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from triggers.base import Trigger, TriggerEvent, current_runtime
+from orchestrator.clock import Deadlines
+from triggers.base import (
+    Ending,
+    SharedHost,
+    Sharing,
+    Trigger,
+    TriggerEvent,
+    TriggerRuntime,
+    current_runtime,
+)
 
 _EXAMPLE = "write e.g. 2026-11-21T03:00:00+00:00 or use ZoneInfo"
 
@@ -38,9 +47,43 @@ class TimeTrigger(Trigger):
         now = current_runtime().clock.now()
         return self._event(now) if now >= self.moment else None
 
+    def sharing(self) -> Sharing:
+        return Sharing(TimeHost)
+
     def _event(self, fired_at: float) -> TriggerEvent:
         payload = {"moment": self.moment, "moment_iso": iso_of(self.moment), "fired_at": fired_at}
         return TriggerEvent(payload=payload, dedup_key=f"time:{self.moment!r}")
+
+
+class TimeHost(SharedHost[TimeTrigger]):
+    """Every time trigger of a triggerer in one heap, served by one task sleeping on the clock.
+
+    A waiting time trigger costs a heap entry, not a sleeping task. Entries are not removed
+    when a trigger is discarded: one comes due and is skipped, unless they pile up (many
+    discarded long before their moment), when the heap is rebuilt.
+    """
+
+    def __init__(self, key: Hashable, runtime: TriggerRuntime, ending: Ending) -> None:
+        super().__init__(key, runtime, ending)
+        self._moments: Deadlines[Hashable] = Deadlines(runtime.clock)
+
+    def _added(self, token: Hashable, trigger: TimeTrigger) -> None:
+        self._moments.add(trigger.moment, token)
+
+    def _discarded(self, token: Hashable, trigger: TimeTrigger) -> None:
+        if not self.triggers:
+            self._moments.interrupt()  # serve() ends
+        elif len(self._moments) > 2 * len(self.triggers) + 1000:
+            self._moments.keep(self.triggers.__contains__)
+
+    async def serve(self) -> None:
+        clock = self.runtime.clock
+        while not self.finished():
+            for token in await self._moments.next_due():
+                trigger = self.triggers.get(token)
+                # Not a leftover of a trigger discarded (and perhaps armed again since).
+                if trigger is not None and trigger.moment <= (now := clock.now()):
+                    self.end(token, trigger._event(now))
 
 
 def moment_of(value: datetime | str | float | int) -> float:

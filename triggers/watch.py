@@ -124,6 +124,10 @@ class Subscription:
         if self._pending is None and self._failure is None:
             await self._ready.wait()
 
+    def nudge(self) -> None:
+        """Make `wait()` return now, with nothing new to take: its owner has other work."""
+        self._ready.set()
+
     def take(self) -> WatchBatch | None:
         """The changes since the last take, or None. Raises `TriggerError` once the watch failed."""
         batch, self._pending = self._pending, None

@@ -6,26 +6,31 @@ async with anyio.create_task_group() as tg:
     triggerer.arm(key, FileTrigger(directory="data/incoming", pattern="*.csv"))
 ```
 
-Each trigger runs in its own task, under the engine's task group, with its own cancel scope:
-a waiting trigger costs a suspended coroutine (about 2 KiB), not a thread or a slot. The first
-event, a raise, or an end without an event is reported once through `report`; the trigger is
-then closed (its `finally:` runs). `disarm` cancels a trigger that is no longer needed (its
-task instance was cancelled or timed out), with the same cleanup. Beyond `capacity`, triggers
-wait in order for a place, still deferred in the store.
+A trigger that offers `sharing()` waits in a host shared with others of its kind
+(`shared_hosts`): a time trigger is an entry in one timer heap, a file trigger a registration
+in its folder's watch, a few hundred bytes each. Any other trigger runs in its own task, under
+the engine's task group, with its own cancel scope: a suspended coroutine, a task and a scope
+(about 3 KiB), still not a thread or a slot. The first event, a raise, or an end without an
+event is reported once through `report`; the trigger is then closed (its `finally:` runs).
+`disarm` cancels a trigger that is no longer needed (its task instance was cancelled or timed
+out), with the same cleanup. Beyond `capacity`, triggers wait in order for a place, still
+deferred in the store.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import anyio
 from anyio.abc import TaskGroup
 
 from orchestrator.errors import error_line
+from orchestrator.waiting.shared_hosts import SharedHosts
 from orchestrator.waiting.watchdog import LoopWatchdog
 from triggers.base import Trigger, TriggerEvent, TriggerRuntime, set_runtime
 
@@ -68,6 +73,8 @@ class TriggererStatistics:
     waiting_by_kind: dict[str, int] = field(default_factory=dict)
     fired_by_kind: dict[str, int] = field(default_factory=dict)
     failed_by_kind: dict[str, int] = field(default_factory=dict)
+    shared: int = 0  # of `running`, those waiting in a shared host (see `shared_hosts`)
+    settling: int = 0  # of those, the ones whose wait is still being set up (watch, listing)
 
 
 class Triggerer:
@@ -94,6 +101,9 @@ class Triggerer:
         self._waiting: deque[tuple[TaskKey, Trigger, Any]] = deque()
         self._fired: Counter[str] = Counter()  # by kind
         self._failed: Counter[str] = Counter()
+        self._shared = SharedHosts(
+            task_group, runtime=runtime, ended=self._shared_ended, watchdog=watchdog
+        )
 
     def arm(self, key: TaskKey, trigger: Trigger, cursor: Any = None) -> None:
         """Start hosting `trigger` for `key` now, or as soon as there is a place."""
@@ -101,8 +111,7 @@ class Triggerer:
         if len(self._triggers) >= self.capacity:
             self._waiting.append((key, trigger, cursor))
             return
-        self._triggers[key] = trigger
-        self._tg.start_soon(self._host, key, trigger, cursor)
+        self._start(key, trigger, cursor)
 
     def disarm(self, key: TaskKey) -> None:
         """Stop hosting the trigger of `key` (if any); its cleanup runs."""
@@ -110,7 +119,8 @@ class Triggerer:
         if scope is not None:
             scope.cancel()
         elif key in self._triggers:
-            self._triggers.pop(key)  # started but not yet running: `_host` sees it gone
+            # Shared, or started but not yet running (`_host` sees it gone).
+            self._shared.discard(key, self._triggers.pop(key))
             self._admit_waiting()
         else:
             self._waiting = deque(entry for entry in self._waiting if entry[0] != key)
@@ -128,7 +138,29 @@ class Triggerer:
             waiting_by_kind=dict(Counter(kind_of(entry[1]) for entry in self._waiting)),
             fired_by_kind=dict(self._fired),
             failed_by_kind=dict(self._failed),
+            shared=self._shared.hosted(),
+            settling=self._shared.settling(),
         )
+
+    def _start(self, key: TaskKey, trigger: Trigger, cursor: Any) -> None:
+        self._triggers[key] = trigger
+        sharing = trigger.sharing()
+        if sharing is None:
+            self._tg.start_soon(self._host, key, trigger, cursor)
+        else:
+            self._shared.add(key, trigger, sharing)
+
+    def _shared_ended(self, token: Hashable, result: TriggerEvent | Exception) -> None:
+        """A shared host ended a trigger's wait: report it as its own task would have."""
+        key = cast(TaskKey, token)
+        trigger = self._triggers.pop(key)
+        if isinstance(result, TriggerEvent):
+            outcome: TriggerOutcome = Fired(result)
+        else:
+            logger.warning("trigger %s failed: %s", trigger.describe(), error_line(result))
+            outcome = Failed(f"trigger {kind_of(trigger)} failed: {error_line(result)}")
+        self._deliver(key, kind_of(trigger), outcome)
+        self._admit_waiting()
 
     # -- hosting one trigger ----------------------------------------------------------------------
 
@@ -137,7 +169,7 @@ class Triggerer:
             return  # disarmed before it started
         set_runtime(self._runtime_for(key, cursor))
         if self._watchdog is not None:
-            self._watchdog.name_current_task(f"{trigger.describe()} for {_label(key)}")
+            self._watchdog.name_current_task(partial(_task_name, trigger, key))
         scope = anyio.CancelScope()
         try:
             with scope:
@@ -182,9 +214,7 @@ class Triggerer:
 
     def _admit_waiting(self) -> None:
         while self._waiting and len(self._triggers) < self.capacity:
-            key, trigger, cursor = self._waiting.popleft()
-            self._triggers[key] = trigger
-            self._tg.start_soon(self._host, key, trigger, cursor)
+            self._start(*self._waiting.popleft())
 
 
 async def close_events(events: AsyncIterator[TriggerEvent]) -> None:
@@ -203,6 +233,7 @@ def kind_of(trigger: Trigger) -> str:
     return type(trigger).__name__
 
 
-def _label(key: TaskKey) -> str:
+def _task_name(trigger: Trigger, key: TaskKey) -> str:
     run_id, task_id, map_index = key
-    return f"{task_id}{f'[{map_index}]' if map_index >= 0 else ''} of run {run_id}"
+    element = f"[{map_index}]" if map_index >= 0 else ""
+    return f"{trigger.describe()} for {task_id}{element} of run {run_id}"

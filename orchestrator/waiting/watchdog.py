@@ -13,6 +13,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 logger = logging.getLogger("orchestrator.watchdog")
 
@@ -26,7 +27,7 @@ class LoopWatchdog:
         self.blocks = 0
         self.blocked_by: str | None = None
         self.lag = 0.0  # how long the loop took to answer the last ping, in seconds
-        self._names: dict[asyncio.Task[object], str] = {}
+        self._names: dict[asyncio.Task[object], str | Callable[[], str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._answered = threading.Event()
@@ -35,8 +36,12 @@ class LoopWatchdog:
         self._flagged = False
         self._sent_at = 0.0
 
-    def name_current_task(self, name: str) -> None:
-        """Name the task running now (a trigger's host) for the watchdog's messages."""
+    def name_current_task(self, name: str | Callable[[], str]) -> None:
+        """Name the task running now (a trigger's host) for the watchdog's messages.
+
+        A callable is called only when the task blocks the loop: most tasks never do, and
+        a hundred thousand names made in advance would cost memory for nothing.
+        """
         task = asyncio.current_task()
         if task is not None:
             self._names[task] = name
@@ -75,6 +80,8 @@ class LoopWatchdog:
         """The loop did not answer in time: name the task it is running."""
         task = asyncio.current_task(loop)
         name = self._names.get(task) if task is not None else None
+        if callable(name):
+            name = name()
         culprit = name or (task.get_name() if task is not None else "a callback")
         with self._lock:
             if self._answered.is_set():
