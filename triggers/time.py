@@ -21,6 +21,8 @@ from triggers.base import (
     current_runtime,
 )
 
+# Seconds well inside years 1 to 9999 (years 5 to 9987): a date surely exists for them.
+_SURELY_DATED = (-62_000_000_000.0, 253_000_000_000.0)
 _EXAMPLE = "write e.g. 2026-11-21T03:00:00+00:00 or use ZoneInfo"
 
 
@@ -121,8 +123,10 @@ def _finite_seconds(value: object, *, what: str) -> float:
     # bool is an int to Python, but `moment=True` is always a mistake.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{what} must be seconds since the epoch (a number), not {value!r}")
+    seconds = float(value)
+    if _SURELY_DATED[0] < seconds < _SURELY_DATED[1]:
+        return seconds  # no need to make a date to know there is one: 100,000 re-arms
     try:
-        seconds = float(value)
         iso_of(seconds)  # NaN, infinity and years past 9999 have no date to show or wait for
     except (OverflowError, ValueError, OSError):
         raise ValueError(

@@ -77,7 +77,10 @@ class DeferralDecisions:
         except Exception as error:
             self._fail(ti, f"cannot start waiting: {error_line(error)}", tx)
             return
-        self._defer(ti, deferral, tx, announce=False)
+        # The trigger itself, when the sensor gave one: rebuilding it from what is stored
+        # would make the same value again, at a third of the cost of arming.
+        trigger = request.trigger if isinstance(request, Defer) else None
+        self._defer(ti, deferral, tx, announce=False, trigger=trigger)
 
     def _defer_stored(self, ti: TaskInstance, deferral_json: str, tx: Transitions) -> str | None:
         """A try returned `Defer(...)`: its slot is already free; now it waits on the trigger."""
@@ -89,12 +92,19 @@ class DeferralDecisions:
         return self._defer(ti, deferral, tx, announce=True)
 
     def _defer(
-        self, ti: TaskInstance, deferral: Deferral, tx: Transitions, *, announce: bool
+        self,
+        ti: TaskInstance,
+        deferral: Deferral,
+        tx: Transitions,
+        *,
+        announce: bool,
+        trigger: Trigger | None = None,
     ) -> str | None:
-        try:
-            trigger = load_trigger(deferral.classpath, deferral.kwargs)
-        except TriggerLoadError as error:
-            return self._fail(ti, f"TriggerLoadError: {error}", tx)
+        if trigger is None:
+            try:
+                trigger = load_trigger(deferral.classpath, deferral.kwargs)
+            except TriggerLoadError as error:
+                return self._fail(ti, f"TriggerLoadError: {error}", tx)
         ti.timeout_at = tx.now + deferral.timeout if deferral.timeout else None
         next_call = {
             "target": deferral.resume,

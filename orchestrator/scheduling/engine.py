@@ -345,8 +345,7 @@ class Engine:
         for key in tx.disarmed:
             self.triggerer.disarm(key)
         armings, self.scheduler.armings = self.scheduler.armings, []
-        for arming in armings:
-            self.triggerer.arm(arming.key, arming.trigger, arming.cursor)
+        self.triggerer.arm_all((arming.key, arming.trigger, arming.cursor) for arming in armings)
         self.starter.after_commit()
         self._arm_timers()
 

@@ -46,6 +46,7 @@ from orchestrator.store.records import (
     TaskInstanceRecord,
 )
 from orchestrator.store.variables import exported_variables_db
+from orchestrator.waiting.long_lived import collector_paused
 
 if TYPE_CHECKING:
     from orchestrator.scheduling.engine import Engine
@@ -107,10 +108,23 @@ async def recover_runs(
     state_identity: str,
 ) -> bool:
     """Hand the runs an earlier process left unfinished to the scheduler; False if none."""
-    scheduler, driven, starter = parts
     records = await store.list_unfinished_runs()
     if not records:
         return False
+    with collector_paused():  # it builds every waiting sensor: long-lived, and many
+        await _recover(store, dagbag, parts, tx, state_identity, records)
+    return True
+
+
+async def _recover(
+    store: Store,
+    dagbag: DagBag,
+    parts: tuple[Scheduler, DrivenRuns, RunStarter],
+    tx: Transitions,
+    state_identity: str,
+    records: list[RunRecord],
+) -> None:
+    scheduler, driven, starter = parts
     triggers = {row.key: row for row in await store.list_triggers()}
     instances = {
         record.run_id: await store.list_task_instances(record.run_id) for record in records
@@ -134,7 +148,6 @@ async def recover_runs(
         scheduler.recover(run, triggers, tx)
         driven.track(record.run_id, dag)
         starter.note_unfinished(record)
-    return True
 
 
 def _fail_damaged(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, cast
@@ -30,6 +30,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from orchestrator.errors import error_line
+from orchestrator.waiting.long_lived import LongLived
 from orchestrator.waiting.shared_hosts import SharedHosts
 from orchestrator.waiting.watchdog import LoopWatchdog
 from triggers.base import Trigger, TriggerEvent, TriggerRuntime, set_runtime
@@ -98,12 +99,22 @@ class Triggerer:
         self._watchdog = watchdog
         self._scopes: dict[TaskKey, anyio.CancelScope] = {}
         self._triggers: dict[TaskKey, Trigger] = {}
+        self._running: Counter[str] = Counter()  # by kind, kept as they come and go
         self._waiting: deque[tuple[TaskKey, Trigger, Any]] = deque()
         self._fired: Counter[str] = Counter()  # by kind
         self._failed: Counter[str] = Counter()
         self._shared = SharedHosts(
             task_group, runtime=runtime, ended=self._shared_ended, watchdog=watchdog
         )
+        self._long_lived = LongLived()
+
+    def arm_all(self, armings: Iterable[tuple[TaskKey, Trigger, Any]]) -> None:
+        """`arm` each `(key, trigger, cursor)`; after a bulk, the collector leaves them be."""
+        count = 0
+        for key, trigger, cursor in armings:
+            self.arm(key, trigger, cursor)
+            count += 1
+        self._long_lived.armed(count, len(self._triggers))
 
     def arm(self, key: TaskKey, trigger: Trigger, cursor: Any = None) -> None:
         """Start hosting `trigger` for `key` now, or as soon as there is a place."""
@@ -120,7 +131,7 @@ class Triggerer:
             scope.cancel()
         elif key in self._triggers:
             # Shared, or started but not yet running (`_host` sees it gone).
-            self._shared.discard(key, self._triggers.pop(key))
+            self._shared.discard(key, self._forget(key))
             self._admit_waiting()
         else:
             self._waiting = deque(entry for entry in self._waiting if entry[0] != key)
@@ -134,7 +145,7 @@ class Triggerer:
             failed=self._failed.total(),
             blocked_seconds=watchdog.blocked_seconds if watchdog else 0.0,
             blocked_by=watchdog.blocked_by if watchdog else None,
-            running_by_kind=dict(Counter(kind_of(t) for t in self._triggers.values())),
+            running_by_kind=dict(+self._running),
             waiting_by_kind=dict(Counter(kind_of(entry[1]) for entry in self._waiting)),
             fired_by_kind=dict(self._fired),
             failed_by_kind=dict(self._failed),
@@ -144,6 +155,7 @@ class Triggerer:
 
     def _start(self, key: TaskKey, trigger: Trigger, cursor: Any) -> None:
         self._triggers[key] = trigger
+        self._running[kind_of(trigger)] += 1
         sharing = trigger.sharing()
         if sharing is None:
             self._tg.start_soon(self._host, key, trigger, cursor)
@@ -153,7 +165,7 @@ class Triggerer:
     def _shared_ended(self, token: Hashable, result: TriggerEvent | Exception) -> None:
         """A shared host ended a trigger's wait: report it as its own task would have."""
         key = cast(TaskKey, token)
-        trigger = self._triggers.pop(key)
+        trigger = self._forget(key)
         if isinstance(result, TriggerEvent):
             outcome: TriggerOutcome = Fired(result)
         else:
@@ -180,7 +192,7 @@ class Triggerer:
             if self._scopes.get(key) is scope:
                 del self._scopes[key]
             if self._triggers.get(key) is trigger:
-                del self._triggers[key]
+                self._forget(key)
             self._admit_waiting()
 
     async def _first_outcome(self, trigger: Trigger) -> TriggerOutcome:
@@ -211,6 +223,12 @@ class Triggerer:
             await save(key, value)
 
         return replace(self._runtime, cursor=cursor, save_cursor=save_cursor)
+
+    def _forget(self, key: TaskKey) -> Trigger:
+        trigger = self._triggers.pop(key)
+        self._running[kind_of(trigger)] -= 1
+        self._long_lived.ended(len(self._triggers))
+        return trigger
 
     def _admit_waiting(self) -> None:
         while self._waiting and len(self._triggers) < self.capacity:
