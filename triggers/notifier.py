@@ -228,7 +228,9 @@ class NotifierGroup(Generic[Batch]):
     def add(self, member: Member[Batch]) -> None:
         """Count `member` in; `settle()` then watches its root (at once if it is watched)."""
         self.members.add(member)
-        if member.root in self._watched:
+        # While a rebuild runs, the notifier may be on its way out (its last member left):
+        # the member is covered once `settle()` has rebuilt for it, not by what ends now.
+        if member.root in self._watched and self._rebuilding is None:
             member.covered()
 
     def remove(self, member: Member[Batch]) -> None:
@@ -236,11 +238,14 @@ class NotifierGroup(Generic[Batch]):
 
     async def settle(self) -> None:
         """Open, swap or stop the notifier until it watches exactly the members' roots."""
-        while self._out_of_date():
+        while self._rebuilding is not None or self._out_of_date():
             if self._rebuilding is not None:
                 await self._rebuilding.wait()
             else:
                 await self._rebuild_once()
+        for member in list(self.members):  # those that joined while a rebuild ran
+            if member.root in self._watched:
+                member.covered()
 
     def _target(self) -> tuple[frozenset[str], int]:
         roots = frozenset(member.root for member in self.members)

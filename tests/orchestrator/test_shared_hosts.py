@@ -137,6 +137,19 @@ async def test_a_trigger_armed_on_a_watched_folder_sees_a_file_already_there(
         assert list(reports) == [key("second")]
 
 
+async def test_a_trigger_armed_as_the_last_one_on_its_folder_ends_sees_the_next_file(
+    tmp_path: Path,
+) -> None:
+    """The folder's watch is being released as the next trigger arrives: it must be watched
+    again before that trigger counts as waiting, or a file landing then is missed."""
+    async with hosting() as (triggerer, reports):
+        for i in range(20):  # each round races one release against one arming
+            triggerer.arm(key(f"r{i}"), FileTrigger(directory=str(tmp_path), pattern=f"{i}.csv"))
+            await until(lambda: triggerer.statistics().settling == 0)
+            land(tmp_path / f"{i}.csv")
+            await until(lambda i=i: key(f"r{i}") in reports)  # type: ignore[misc]
+
+
 async def test_a_missing_folder_fails_only_the_triggers_on_it(tmp_path: Path) -> None:
     clock = FakeClock()
     missing = tmp_path / "missing"
