@@ -5,6 +5,10 @@ HTTP client, a big file read) stalls all the others and every downstream task. A
 the loop; when a ping goes unanswered past `threshold`, it reads which task the loop is
 running (`asyncio.current_task(loop)`, safe to read from another thread) and logs its name:
 the hosting task of each trigger is named after the trigger, so the message says which one.
+
+A loop waiting in its selector (epoll) blocks nothing, so the thread does not ping it then:
+it sleeps until the loop wakes up for something else. A daemon whose sensors wait for hours
+thus costs no wake-up five times a second (that was most of its idle CPU).
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ class LoopWatchdog:
         self._lock = threading.Lock()
         self._flagged = False
         self._sent_at = 0.0
+        # Set while the loop is out of its selector's wait (always, without a selector).
+        self._awake = threading.Event()
+        self._awake.set()
+        self._unhook: Callable[[], None] | None = None
+        self.idle = False  # True while the thread sleeps because the loop is idle
 
     def name_current_task(self, name: str | Callable[[], str]) -> None:
         """Name the task running now (a trigger's host) for the watchdog's messages.
@@ -49,13 +58,17 @@ class LoopWatchdog:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._unhook = _follow_selector(self._loop, self._awake)
         self._thread = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._awake.set()  # a thread asleep until the loop wakes must see the stop
         if self._thread is not None:
             self._thread.join()
+        if self._unhook is not None:
+            self._unhook()
 
     # -- the thread -------------------------------------------------------------------------------
 
@@ -63,6 +76,11 @@ class LoopWatchdog:
         loop = self._loop
         assert loop is not None  # start() set it
         while not self._stop.is_set():
+            self.idle = not self._awake.is_set()
+            self._awake.wait()  # an idle loop is not blocked: nothing to ping
+            self.idle = False
+            if self._stop.is_set():
+                return
             self._answered.clear()
             self._sent_at = time.monotonic()
             try:
@@ -103,3 +121,38 @@ class LoopWatchdog:
                     "the event loop was blocked for %.2fs by %s", blocked, self.blocked_by
                 )
             self._answered.set()
+
+
+def _follow_selector(
+    loop: asyncio.AbstractEventLoop, awake: threading.Event
+) -> Callable[[], None] | None:
+    """Keep `awake` clear while the loop waits in its selector; returns how to undo it.
+
+    None for a loop without a selector (not asyncio's `SelectorEventLoop`): `awake` stays
+    set, and the thread pings all the time, as it must.
+    """
+    selector = getattr(loop, "_selector", None)
+    select = getattr(selector, "select", None)
+    if select is None:
+        return None
+
+    def select_watched(timeout: float | None = None) -> object:
+        awake.clear()
+        try:
+            return select(timeout)
+        finally:
+            awake.set()
+
+    hooked = vars(selector)
+    previous = hooked.get("select")  # another watchdog's, on the same loop
+    hooked["select"] = select_watched
+
+    def unhook() -> None:
+        if hooked.get("select") is select_watched:
+            if previous is None:
+                del hooked["select"]
+            else:
+                hooked["select"] = previous
+        # else another hooked in after us: ours stays in its chain, keeping time for nobody
+
+    return unhook

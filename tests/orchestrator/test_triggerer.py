@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from orchestrator.config import Settings
 from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState
 from orchestrator.waiting.triggerer import Fired, Triggerer, TriggerOutcome
+from orchestrator.waiting.watchdog import LoopWatchdog
 from triggers.base import TriggerRuntime
 
 SettingsFactory = Callable[..., Settings]
@@ -64,3 +66,29 @@ async def test_disarming_closes_a_trigger_and_reports_nothing() -> None:
     outcome = reports[0][1]
     assert isinstance(outcome, Fired) and outcome.event.payload == "fired"
     assert sorted(triggerkit.cleaned_up) == ["disarm-a", "disarm-b"]  # both were closed
+
+
+async def test_the_watchdog_sleeps_while_the_loop_waits_in_its_selector() -> None:
+    """An idle loop blocks nothing: the watchdog stops pinging it (no wake-ups while idle).
+
+    That it still catches a block once the loop runs is the test above.
+    """
+    watchdog = LoopWatchdog()
+    watchdog.start()
+    try:
+        # Meanwhile the loop waits for the worker thread: idle in its selector.
+        parked = await anyio.to_thread.run_sync(_until_true, lambda: watchdog.idle)
+    finally:
+        watchdog.stop()
+    assert parked, "the watchdog kept pinging an idle loop"
+    assert watchdog.blocks == 0
+
+
+def _until_true(condition: Callable[[], bool]) -> bool:
+    """In a worker thread: True once `condition` holds, False after 10 s."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)  # a worker thread polling a flag another thread sets
+    return True
