@@ -633,13 +633,13 @@ def report_idle(results: list[dict[str, Any]], idle: float) -> None:
     cpu_ok = all(r["idle_cpu_pct"] < NEAR_ZERO_CPU for r in results)
     row(
         f"idle CPU over {idle:g} s, % of one core",
-        *[f"{r['idle_cpu_pct']:.1f} %" for r in results],
+        *[f"{r['idle_cpu_pct']:.3f} %" for r in results],
         f"< {NEAR_ZERO_CPU:g} %: {verdict(cpu_ok)}",
     )
     for kind, label in (("loop", "event loop"), ("watches", "watch threads"), ("other", "other")):
         row(
             f"  of which {label}",
-            *[f"{r['idle_by_thread_pct'][kind]:.1f} %" for r in results],
+            *[f"{r['idle_by_thread_pct'][kind]:.3f} %" for r in results],
             "",
         )
     writes_ok = all(r["idle_transactions"] == 0 for r in results)
