@@ -37,6 +37,7 @@ class LongLived:
     def armed(self, count: int, running: int) -> None:
         """`count` triggers were just armed; `running` are hosted now."""
         if count >= BULK:
+            gc.collect(1)  # the young garbage first (cheap): what is frozen should be alive
             gc.freeze()
             self._frozen_with = running
 
