@@ -269,6 +269,7 @@ def one_round(
     used = Snapshot.take(daemon) - before
     drain = time.perf_counter()
     poll_until(lambda: daemon.unfinished_runs() == 0 or None, 300, "the runs to finish", 0.05)
+    whole = Snapshot.take(daemon) - before  # the runs' own work included
     return {
         "rate": tally.statuses[201] / used.wall,
         "p50_ms": 1000 * percentile(tally.latencies, 50),
@@ -283,6 +284,7 @@ def one_round(
         "daemon_cpu": 100 * used.daemon_ticks / TICKS_PER_SECOND / used.wall,
         "client_cpu": 100 * used.client_cpu / used.wall,
         "drain_s": time.perf_counter() - drain,
+        "cpu_per_run_ms": 1000 * whole.daemon_ticks / TICKS_PER_SECOND / max(len(requests), 1),
     }
 
 
@@ -360,6 +362,7 @@ def report_level(senders: int, results: list[dict[str, Any]]) -> bool:
     figures_row("daemon CPU (% of one core)", results, "daemon_cpu", "%")
     figures_row("client CPU (% of one core)", results, "client_cpu", "%")
     figures_row("runs all finished after", results, "drain_s", " s", 2)
+    figures_row("daemon CPU per run, to finished", results, "cpu_per_run_ms", " ms", 2)
     _print_refusals(results)
     if senders not in TARGET_LEVELS:
         return True

@@ -40,6 +40,7 @@ from orchestrator.execution.interface import ExecutorStatus
 from orchestrator.execution.invoke import invoke, invoke_async, is_async_job
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.execution.log_capture import append_to_log, capture
+from orchestrator.execution.log_opener import LogOpener
 from orchestrator.execution.results import (
     outcome_of_call,
     outcome_of_error,
@@ -71,6 +72,7 @@ class Executor:
     def __init__(self, pool: WorkerPool, *, slots: int) -> None:
         self._pool = pool
         self._threads = anyio.CapacityLimiter(slots)
+        self._logs = LogOpener()  # async tasks' logs, opened off the loop
         self._tasks_run = 0
 
     @classmethod
@@ -135,8 +137,10 @@ class Executor:
     # -- async tasks: in the event loop ---------------------------------------------------------
 
     async def _run_in_loop(self, job: TaskJob, task: Task) -> TaskOutcome:
+        path = job.context.log_path
         try:
-            with capture(job.context.log_path, job.log_max_bytes) as log, task_context(job.context):
+            fd = await self._logs.open(path) if path else None
+            with capture(path, job.log_max_bytes, fd=fd) as log, task_context(job.context):
                 with anyio.move_on_after(job.timeout) as deadline:
                     try:
                         value = await invoke_async(task, job)

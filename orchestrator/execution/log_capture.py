@@ -119,15 +119,17 @@ def real_stream(name: Literal["stdout", "stderr"]) -> TextIO | None:
 
 
 @contextmanager
-def capture(log_path: str, max_bytes: int = 0) -> Iterator[TextIO]:
+def capture(log_path: str, max_bytes: int = 0, *, fd: int | None = None) -> Iterator[TextIO]:
     """Send this context's `print`, `sys.stderr` and logging output to `log_path` (appended).
 
     Yields the open log so the caller can write to it too (a traceback, a timeout notice).
     With `max_bytes`, the log never grows past it while the task writes (see `capped_log`).
-    Without a log path the output goes to the engine's stderr, as a worker's would.
+    Without a log path the output goes to the engine's stderr, as a worker's would. `fd` is
+    `log_path` already opened by `open_log_fd` (off the event loop: `LogOpener`); the
+    capture owns it from here and closes it.
     """
     install()
-    with _opened_log(log_path, max_bytes) as log:
+    with _opened_log(log_path, max_bytes, fd) as log:
         token = _current_log.set(log if log_path else None)
         try:
             yield log
@@ -135,12 +137,14 @@ def capture(log_path: str, max_bytes: int = 0) -> Iterator[TextIO]:
             _current_log.reset(token)
 
 
-def _opened_log(log_path: str, max_bytes: int) -> AbstractContextManager[TextIO]:
+def _opened_log(log_path: str, max_bytes: int, fd: int | None) -> AbstractContextManager[TextIO]:
     if not log_path:
         return nullcontext(real_stream("stderr") or io.StringIO())
     if max_bytes:
-        return open_capped_log(open_log_fd(log_path), max_bytes)
-    return open_log(log_path)
+        return open_capped_log(open_log_fd(log_path) if fd is None else fd, max_bytes)
+    if fd is None:
+        return open_log(log_path)
+    return open(fd, "a", encoding="utf-8", errors="backslashreplace")
 
 
 def open_log(log_path: str) -> TextIO:
