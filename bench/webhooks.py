@@ -267,6 +267,7 @@ def one_round(
     before = Snapshot.take(daemon)
     tally = asyncio.run(sending)
     used = Snapshot.take(daemon) - before
+    backlog = daemon.unfinished_runs()
     drain = time.perf_counter()
     poll_until(lambda: daemon.unfinished_runs() == 0 or None, 300, "the runs to finish", 0.05)
     whole = Snapshot.take(daemon) - before  # the runs' own work included
@@ -283,6 +284,7 @@ def one_round(
         "batches": used.batches,
         "daemon_cpu": 100 * used.daemon_ticks / TICKS_PER_SECOND / used.wall,
         "client_cpu": 100 * used.client_cpu / used.wall,
+        "backlog": backlog,
         "drain_s": time.perf_counter() - drain,
         "cpu_per_run_ms": 1000 * whole.daemon_ticks / TICKS_PER_SECOND / max(len(requests), 1),
     }
@@ -361,6 +363,7 @@ def report_level(senders: int, results: list[dict[str, Any]]) -> bool:
     )
     figures_row("daemon CPU (% of one core)", results, "daemon_cpu", "%")
     figures_row("client CPU (% of one core)", results, "client_cpu", "%")
+    figures_row("runs unfinished as sending ends", results, "backlog", "")
     figures_row("runs all finished after", results, "drain_s", " s", 2)
     figures_row("daemon CPU per run, to finished", results, "cpu_per_run_ms", " ms", 2)
     _print_refusals(results)
