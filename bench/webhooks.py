@@ -286,6 +286,10 @@ def one_round(
         "client_cpu": 100 * used.client_cpu / used.wall,
         "backlog": backlog,
         "drain_s": time.perf_counter() - drain,
+        "cpu_per_delivery_ms": 1000
+        * used.daemon_ticks
+        / TICKS_PER_SECOND
+        / max(len(tally.latencies), 1),
         "cpu_per_run_ms": 1000 * whole.daemon_ticks / TICKS_PER_SECOND / max(len(requests), 1),
     }
 
@@ -363,6 +367,7 @@ def report_level(senders: int, results: list[dict[str, Any]]) -> bool:
     )
     figures_row("daemon CPU (% of one core)", results, "daemon_cpu", "%")
     figures_row("client CPU (% of one core)", results, "client_cpu", "%")
+    figures_row("daemon CPU per delivery, sending", results, "cpu_per_delivery_ms", " ms", 3)
     figures_row("runs unfinished as sending ends", results, "backlog", "")
     figures_row("runs all finished after", results, "drain_s", " s", 2)
     figures_row("daemon CPU per run, to finished", results, "cpu_per_run_ms", " ms", 2)
