@@ -26,9 +26,11 @@ from orchestrator.store.apirows import (
     webhook_from_row,
 )
 from orchestrator.store.base import Store, StoreStatistics, WriteBatch
+from orchestrator.store.checkpoints import BackgroundCheckpoints
 from orchestrator.store.connection import (
     cannot_open,
     check_synchronous,
+    connect_checkpointer,
     connect_reader,
     connect_writer,
 )
@@ -323,20 +325,25 @@ async def open_store(
 async def _open_writable(db_path: Path, synchronous: str) -> AsyncIterator[SqliteStore]:
     async with connect_writer(db_path, synchronous) as connection:
         await migrate(connection, str(db_path))
+        await connection.execute("PRAGMA wal_autocheckpoint = 0")  # see checkpoints.py
         async with (
             connect_reader(db_path, synchronous, check=False) as reader,
             UiConnection(db_path, synchronous) as ui_connection,
+            connect_checkpointer(db_path, synchronous) as checkpointer,
         ):
-            writer = GroupCommitWriter(connection, str(db_path), WalMarker(db_path))
+            checkpoints = BackgroundCheckpoints(checkpointer)
+            writer = GroupCommitWriter(connection, str(db_path), WalMarker(db_path), checkpoints)
             body_error: BaseException | None = None
             async with anyio.create_task_group() as task_group:
                 task_group.start_soon(writer.run)
+                task_group.start_soon(checkpoints.run)
                 try:
                     yield SqliteStore(str(db_path), reader, writer, ui_connection)
                 except BaseException as error:
                     body_error = error
                 finally:
                     writer.close()
+                    checkpoints.stop()
             with anyio.CancelScope(shield=True):
                 await writer.checkpoint()  # a clean stop leaves nothing in the -wal file
             if body_error is not None:
