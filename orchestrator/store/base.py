@@ -109,6 +109,12 @@ class WriteBatch:
         """
         check_task_transition(old, new)
         check_task_state_fields(fields)
+        last = self.ops[-1].args if self.ops and self.ops[-1].kind == "set_task_state" else {}
+        if last.get("key") == key and last["new"] is old:
+            # The row moves on at once (scheduled, queued, then running): one UPDATE from the
+            # first state to the last, guarded by the first, instead of one per move.
+            self.ops.pop()
+            old, fields = last["old"], {**last["fields"], **fields}
         self.ops.append(
             Op("set_task_state", {"key": key, "old": old, "new": new, "fields": fields})
         )
