@@ -13,6 +13,7 @@ trigger rules, expansion and branches to `readiness`, the ready heap and slot co
 
 from __future__ import annotations
 
+import os
 import random
 from collections import Counter
 from collections.abc import Mapping
@@ -207,7 +208,7 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
     def _start(self, ti: TaskInstance, tx: Transitions) -> None:
         """Record the start of a try that got a slot (a resume goes on in its deferred try)."""
         if ti.resuming:
-            ti.log_path = self.log_path(ti)
+            ti.log_path = self.begun_log_path(ti)
             tx.move(ti, TaskState.QUEUED, queued_at=tx.now)
             tx.move(ti, TaskState.RUNNING)
             tx.batch.reopen_try(ti.key, ti.try_number, at=tx.now)
@@ -240,9 +241,26 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
             self._recheck(ti.run)  # its last running task may have been all that was left
 
     def log_path(self, ti: TaskInstance) -> str:
+        """Where a new try logs: `DAG/RUN/TASK.try-N.log`, beside the other tries of its run.
+
+        No folder per task: its mkdir cost more than the try's own file, about doubling the
+        system CPU of a no-op in-process try (`bench/overhead_profile.py --logs`).
+        """
+        folder, name = self._log_folder_and_name(ti)
+        return f"{folder}/{name}.try-{ti.try_number}.log"
+
+    def begun_log_path(self, ti: TaskInstance) -> str:
+        """The log of a try begun before (resumed or recovered), where its version put it.
+
+        A try begun before logs went side by side has it in a task folder: `TASK/try-N.log`.
+        """
+        folder, name = self._log_folder_and_name(ti)
+        older = f"{folder}/{name}/try-{ti.try_number}.log"
+        return older if os.path.exists(older) else self.log_path(ti)
+
+    def _log_folder_and_name(self, ti: TaskInstance) -> tuple[str, str]:
         name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}.{ti.map_index}"
-        run = ti.run
-        return f"{self.log_dir}/{run.dag.dag_id}/{run.run_id}/{name}/try-{ti.try_number}.log"
+        return f"{self.log_dir}/{ti.run.dag.dag_id}/{ti.run.run_id}", name
 
     # -- outcomes -------------------------------------------------------------------------------
 

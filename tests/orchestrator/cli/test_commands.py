@@ -129,7 +129,7 @@ async def test_a_failed_run_exits_1_and_shows_the_error_and_log(project: Path) -
     assert "  flaky (try 2/2): RuntimeError: always broken" in done.stdout
     log_line = next(line for line in done.stdout.splitlines() if line.startswith("    log: "))
     log = Path(log_line.removeprefix("    log: "))
-    assert log.name == "try-2.log" and "attempt 2" in log.read_text()
+    assert log.name == "flaky.try-2.log" and "attempt 2" in log.read_text()
 
 
 async def test_an_unknown_dag_is_a_usage_error_with_suggestions(project: Path) -> None:
@@ -249,7 +249,7 @@ async def test_runs_show(project: Path) -> None:
     (flaky,) = shown["task_instances"]
     assert (flaky["state"], flaky["try_number"]) == ("failed", 2)
     assert flaky["error"] == "RuntimeError: always broken"
-    assert flaky["log_path"].endswith("flaky/try-2.log")
+    assert flaky["log_path"].endswith("flaky.try-2.log")
     text = (await orchestrator(project, "runs", "show", run_id)).stdout
     assert "RuntimeError: always broken" in text and flaky["log_path"] in text
 
