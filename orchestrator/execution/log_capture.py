@@ -3,8 +3,8 @@
 Worker processes redirect their file descriptors instead; the engine cannot, because many
 tasks share it. So `sys.stdout`, `sys.stderr` and the root logger are given, once, a router
 that looks up the log file of the task whose code is writing (a context variable, which
-`anyio.to_thread.run_sync` copies into its thread) and writes there; any other write goes to
-the real stream as before.
+`task_threads` copies into the try's thread) and writes there; any other write goes to the
+real stream as before.
 
 What the router cannot see: a subprocess or C extension writing to fd 1/2 directly, bytes
 written to `sys.stdout.buffer`, and threads the task starts itself (a new `threading.Thread`
