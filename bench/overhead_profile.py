@@ -10,9 +10,10 @@ the store's transactions and batches. Counts and CPU depend little on the machin
 time a lot: compare before and after by those. `--cprofile` writes a profile of the loop's
 thread (`python -m pstats out.prof`), taken over the measured run only.
 
-`--logs` is an experiment, not a setting: `flat` puts each try's log beside its siblings
-(`logs/DAG/RUN/TASK.try-N.log`, no folder per task) and `none` gives tries no log file, so
-one can see what the folder and the file of each in-process try cost on this disk.
+`--logs` is an experiment, not a setting: `folder` puts each try's log in a folder of its task
+(`logs/DAG/RUN/TASK/try-N.log`, the layout before `flat`, which is the engine's own:
+`logs/DAG/RUN/TASK.try-N.log`), and `none` gives tries no log file, so one can see what the
+folder and the file of each in-process try cost on this disk.
 """
 
 from __future__ import annotations
@@ -98,18 +99,19 @@ async def profile_run(folder: Path, dag_id: str, in_process: bool, profile: str 
 
 
 def change_log_layout(layout: str) -> None:
-    """The `--logs` experiment: replace where tries log (the product's layout is `folder`)."""
+    """The `--logs` experiment: replace where tries log (the engine's own layout is `flat`)."""
+    engines = Scheduler.log_path
 
-    def flat(scheduler: Scheduler, ti: TaskInstance) -> str:
-        name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}.{ti.map_index}"
-        run = ti.run
-        return f"{scheduler.log_dir}/{run.dag.dag_id}/{run.run_id}/{name}.try-{ti.try_number}.log"
+    def folder(scheduler: Scheduler, ti: TaskInstance) -> str:
+        flat = engines(scheduler, ti)
+        stem, try_part = flat.removesuffix(".log").rsplit(".try-", 1)
+        return f"{stem}/try-{try_part}.log"
 
     def none(scheduler: Scheduler, ti: TaskInstance) -> str:
         return ""
 
-    if layout != "folder":
-        Scheduler.log_path = flat if layout == "flat" else none  # type: ignore[method-assign]
+    if layout != "flat":
+        Scheduler.log_path = folder if layout == "folder" else none  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -118,12 +120,12 @@ def main() -> None:
     parser.add_argument("--workers", action="store_true", help="run tasks on worker processes")
     parser.add_argument("--cprofile", metavar="FILE", help="write a profile of the loop thread")
     parser.add_argument(
-        "--logs", choices=("folder", "flat", "none"), default="folder", help="an experiment"
+        "--logs", choices=("flat", "folder", "none"), default="flat", help="an experiment"
     )
     options = parser.parse_args()
     change_log_layout(options.logs)
     print(f"machine: {machine()}")
-    print(f"try logs: {options.logs} (the product's layout is `folder`)")
+    print(f"try logs: {options.logs} (the engine's own layout is `flat`)")
     with tempfile.TemporaryDirectory() as folder:
         dags = Path(folder) / "dags"
         dags.mkdir()
