@@ -11,7 +11,8 @@ engine's per-task figure minus this one is what the engine's own Python costs:
 - a commit alone, in the calling thread (FULL and NORMAL): the fsync's share;
 - the same commit in a database thread: one thread round trip more;
 - then a try in a task thread (a second round trip), then one that also creates its log
-  (a folder per task and a file per try, as `logs/DAG/RUN/TASK/try-N.log`).
+  as the engine does (`logs/DAG/RUN/TASK.try-N.log`), then as it did before, with a folder
+  per task (`logs/DAG/RUN/TASK/try-N.log`).
 
 Each figure is the median of `--repeat` runs of `--steps` steps; nothing here asserts.
 """
@@ -68,6 +69,12 @@ class Chain:
         execute("COMMIT")
 
     def run_try(self, n: int) -> None:
+        folder = os.path.join(self.folder, "logs", "chain", "run")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"t{n}.try-1.log"), "a"):
+            pass
+
+    def run_try_in_task_folder(self, n: int) -> None:
         folder = os.path.join(self.folder, "logs", "chain", "run", f"t{n}")
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, "try-1.log"), "a"):
@@ -92,14 +99,19 @@ def in_caller(synchronous: str) -> Callable[[int], float]:
     return measure
 
 
-def in_threads(synchronous: str, *, with_try: bool, with_log: bool) -> Callable[[int], float]:
+def in_threads(synchronous: str, *, try_log: str | None) -> Callable[[int], float]:
+    """Steps in threads; `try_log`: no try (None), or its log "none", "file" or "folder"."""
+
     async def steps_in_threads(chain: Chain, steps: int) -> float:
         database = anyio.CapacityLimiter(1)
+        run_try = {"none": _nothing, "file": chain.run_try}.get(
+            try_log or "none", chain.run_try_in_task_folder
+        )
         started = time.perf_counter()
         for n in range(1, steps + 1):
             await anyio.to_thread.run_sync(chain.commit, n, limiter=database)
-            if with_try:
-                await anyio.to_thread.run_sync(chain.run_try if with_log else _nothing, n)
+            if try_log is not None:
+                await anyio.to_thread.run_sync(run_try, n)
         return time.perf_counter() - started
 
     def measure(steps: int) -> float:
@@ -122,9 +134,10 @@ def main() -> None:
     cases = (
         ("commit, FULL, in the caller", in_caller("FULL")),
         ("commit, NORMAL, in the caller", in_caller("NORMAL")),
-        ("commit, FULL, in a db thread", in_threads("FULL", with_try=False, with_log=False)),
-        ("  + an empty try in a thread", in_threads("FULL", with_try=True, with_log=False)),
-        ("  + the try creates its log", in_threads("FULL", with_try=True, with_log=True)),
+        ("commit, FULL, in a db thread", in_threads("FULL", try_log=None)),
+        ("  + an empty try in a thread", in_threads("FULL", try_log="none")),
+        ("  + the try creates its log", in_threads("FULL", try_log="file")),
+        ("  + ... in a folder per task", in_threads("FULL", try_log="folder")),
     )
     for label, measure in cases:
         print(f"{label:<32}: {median_ms(options.repeat, options.steps, measure)}")
