@@ -39,6 +39,8 @@ _NATIVE = {
     "execution_timeout": "execution_timeout",
     "pool_slots": "pool_slots",
     "priority_weight": "priority_weight",
+    "depends_on_past": "depends_on_past",
+    "wait_for_downstream": "wait_for_downstream",
 }
 _CALLBACKS = {
     "on_success_callback": "on_success",
@@ -48,8 +50,8 @@ _CALLBACKS = {
 #: Accepted for compatibility; they change nothing here (reported once each).
 _IGNORED = frozenset(
     {
-        "owner", "email", "email_on_failure", "email_on_retry", "queue", "depends_on_past",
-        "wait_for_downstream", "wait_for_past_depends_before_skipping", "sla", "weight_rule",
+        "owner", "email", "email_on_failure", "email_on_retry", "queue",
+        "wait_for_past_depends_before_skipping", "sla", "weight_rule",
         "run_as_user", "executor_config", "max_active_tis_per_dag", "max_active_tis_per_dagrun",
         "resources", "task_concurrency", "start_date", "end_date", "doc", "doc_rst", "doc_json",
         "doc_yaml", "task_display_name", "on_execute_callback", "on_skipped_callback",
@@ -59,6 +61,7 @@ _IGNORED = frozenset(
 )  # fmt: skip
 _OWN = frozenset({"trigger_rule", "pool", "outlets", "inlets", "params", "doc_md"})
 _OWN |= {"multiple_outputs", "do_xcom_push", "task_group", "dag", "default_args"}
+_OWN |= {"on_failure_fail_dagrun"}
 
 
 class BaseOperator(NativeOperator):
@@ -68,6 +71,9 @@ class BaseOperator(NativeOperator):
     template_ext: Sequence[str] = ()
     template_fields_renderers: dict[str, str] = {}  # noqa: RUF012 - Airflow's class attribute
     ui_color = "#fff"
+    is_setup = False
+    is_teardown = False  # a run's state ignores it (see `DAG.leaves`) ...
+    on_failure_fail_dagrun = False  # ... unless this is set and it fails
     _in_engine = False  # True: run in the engine (no worker process), for trivial operators
 
     def __init__(self, task_id: str, **kwargs: Any) -> None:
@@ -79,6 +85,8 @@ class BaseOperator(NativeOperator):
         self.doc_md = given.get("doc_md")
         self.inlets = list(given.get("inlets") or [])
         self.param_specs = _param_specs(given.get("params"))
+        if given.get("on_failure_fail_dagrun"):
+            self.on_failure_fail_dagrun = True
         full_id = group.child_id(task_id) if group is not None else task_id
         super().__init__(task_id=full_id, dag=owner, **self._native_options(given))
         self.site = user_site()
@@ -175,6 +183,31 @@ class BaseOperator(NativeOperator):
 
     def __rlshift__(self, other: Any) -> Any:
         self.set_downstream(flatten(other, side="roots"))
+        return self
+
+    # -- setup and teardown (Airflow 2.7+) --------------------------------------------------------
+
+    def as_setup(self) -> BaseOperator:
+        """Mark this task a setup, as `@setup` does: a plain task here, run before the work."""
+        self.is_setup = True
+        return self
+
+    def as_teardown(
+        self, setups: Any = None, on_failure_fail_dagrun: bool | None = None
+    ) -> BaseOperator:
+        """Mark this task a teardown, as `@teardown` does: it runs once its upstream tasks are
+        done, whatever they did (`all_done`), and the run's state ignores it unless
+        `on_failure_fail_dagrun`. `setups` (tasks or XComArgs) become setups and run before it.
+        """
+        self.is_teardown = True
+        self.trigger_rule = "all_done"
+        if on_failure_fail_dagrun is not None:
+            self.on_failure_fail_dagrun = on_failure_fail_dagrun
+        if setups is not None:
+            for setup in flatten(setups, side="leaves"):
+                if isinstance(setup, BaseOperator):
+                    setup.as_setup()
+                self.set_upstream(setup)
         return self
 
     # -- dynamic task mapping -------------------------------------------------------------------

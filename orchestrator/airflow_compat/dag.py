@@ -111,11 +111,15 @@ class DAG(NativeDAG):
 
     @property
     def leaves(self) -> list[str]:
-        """The tasks a run's state comes from: as in Airflow, the work's leaves, not teardowns."""
-        work = {task_id for task_id, t in self.tasks.items() if not getattr(t, "is_teardown", 0)}
-        if not work:
-            return super().leaves
-        return [t for t in self.tasks if t in work and not self.tasks[t].downstream_task_ids & work]
+        """The tasks a run's state comes from: as in Airflow, the work's leaves, not teardowns
+        (a teardown with `on_failure_fail_dagrun` is work: its failure fails the run)."""
+        leaves = [
+            task_id
+            for task_id, task in self.tasks.items()
+            if not _ignorable(task)
+            and all(_ignorable(self.tasks[t]) for t in task.downstream_task_ids)
+        ]
+        return leaves or super().leaves
 
     def check_conf(self, conf: Mapping[str, Any]) -> None:
         """Airflow refuses a trigger whose conf breaks a `Param`'s schema; so do we."""
@@ -266,6 +270,13 @@ def dag(dag_id: Any = None, **options: Any) -> Any:
     if callable(dag_id):
         return AirflowDagFactory(dag_id, None, options)
     return lambda function: AirflowDagFactory(function, dag_id, options)
+
+
+def _ignorable(task: Any) -> bool:
+    """A teardown whose failure does not fail the run (Airflow's default for teardowns)."""
+    return bool(getattr(task, "is_teardown", False)) and not getattr(
+        task, "on_failure_fail_dagrun", False
+    )
 
 
 __all__ = ("DAG", "dag")

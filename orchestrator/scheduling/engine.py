@@ -328,7 +328,7 @@ class Engine:
     async def _step(self) -> None:
         """Receive what arrived, decide, commit once, then act on what is now durable."""
         inbox, self._inbox = self._inbox, []
-        prepared = await self.starter.prepare(inbox, self.store, self.clock.now())
+        prepared = await self._decider.prepare(inbox, self.store, self.clock.now())
         step = self._decider.decide(inbox, prepared, self.clock.now())
         self.outbox.add(step.tx)
         crash_before_commit(inbox)

@@ -21,6 +21,7 @@ from orchestrator.authoring.tasks import Task, map_combinations
 from orchestrator.authoring.trigger_rules import Verdict, evaluate
 from orchestrator.errors import UnknownTaskError
 from orchestrator.scheduling.active_runs import ActiveRun, TaskInstance, Transitions
+from orchestrator.scheduling.past_runs import PastRuns
 from orchestrator.state import TaskState
 from orchestrator.store.records import TaskInstanceRecord
 
@@ -38,9 +39,11 @@ class Readiness:
         *,
         make_ready: Callable[[TaskInstance, Transitions], None],
         recheck: Callable[[ActiveRun], None],
+        past: PastRuns,
     ) -> None:
         self._make_ready = make_ready
         self._recheck = recheck
+        self._past = past
 
     def create_instances(self, run: ActiveRun, tx: Transitions) -> bool:
         """Rows for every task that is not expanded; expanded tasks get theirs when they expand.
@@ -71,6 +74,9 @@ class Readiness:
         verdict = evaluate(task.options.trigger_rule, run.upstream_states(task))
         if verdict is Verdict.WAIT:
             return
+        if verdict is Verdict.RUN and task.options.depends_on_past:
+            if self._past.holds(run, task, tx):
+                return
         if task.is_mapped:
             self._expand(run, task, verdict, tx)
             return
@@ -89,6 +95,7 @@ class Readiness:
             run.unfinished.discard(ti.task_id)
             run.mark_dirty(ti.task.downstream_task_ids)
             self._recheck(run)  # a leaf has nothing downstream, but the run may be done
+            self._past.settled(run, ti.task_id)
 
     # -- mapped tasks ---------------------------------------------------------------------------
 

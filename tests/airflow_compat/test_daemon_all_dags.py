@@ -26,6 +26,7 @@ MANUAL: dict[str, tuple[dict[str, Any], str]] = {
     "callbacks": ({}, F),  # its `bad` task fails, and the run with it
     "classic_expand": ({}, S),
     "decorated_kinds": ({}, S),
+    "depends_on_past": ({}, S),  # the first run has no previous run: its tasks run
     "execution_timeout": ({}, F),
     "fail_without_retry": ({}, S),  # the leaf `alert` ran, so the run succeeds
     "ignored_arguments": ({}, S),
@@ -41,6 +42,7 @@ MANUAL: dict[str, tuple[dict[str, Any], str]] = {
     "retry_backoff": ({}, S),
     "sdk_producer": ({"threshold": 3}, S),
     "setup_teardown": ({}, F),  # the work failed; the teardown ran
+    "setup_teardown_methods": ({}, S),
     "short_circuit_default": ({}, S),
     "short_circuit_rules": ({}, S),
     "skip_mid_chain": ({}, S),

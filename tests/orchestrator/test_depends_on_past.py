@@ -1,0 +1,210 @@
+"""Tasks that depend on their past (`depends_on_past`), on a real engine and store.
+
+A run's task waits, in `none` and noted, until the same task of the DAG's previous run
+succeeded or was skipped. The tests wait on the change feed for that note, never on time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from helpers import bag_of
+from orchestrator import DAG, Skip, task
+from orchestrator.changes import Change, TaskChanged
+from orchestrator.config import Settings
+from orchestrator.scheduling.engine import Engine
+from orchestrator.state import RunState, TaskState
+from orchestrator.store import Store
+
+SettingsFactory = Callable[..., Settings]
+DEADLINE = 15
+
+
+def daily_load(outcome: dict[str, Any], calls: list[str], **options: Any) -> DAG:
+    """extract >> load, where load depends on its past and does what outcome["load"] says."""
+
+    @task
+    def extract() -> int:
+        return 1
+
+    @task(depends_on_past=True)
+    def load(value: int, run_id: str | None = None) -> int:
+        calls.append(str(run_id))
+        if outcome["load"] == "fail":
+            raise ValueError("the warehouse is down")
+        if outcome["load"] == "skip":
+            raise Skip("nothing new")
+        return value
+
+    with DAG("daily", **options) as dag:
+        load(extract())
+    return dag
+
+
+async def states(store: Store, run_id: str) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in await store.list_task_instances(run_id)}
+
+
+async def noted_waiting(changes: MemoryObjectReceiveStream[Change], run_id: str) -> str:
+    """The note of the first change saying the run's `load` waits on the previous run."""
+    with anyio.fail_after(DEADLINE):
+        async for change in changes:
+            if (
+                isinstance(change, TaskChanged)
+                and change.run_id == run_id
+                and change.state is TaskState.NONE
+                and (change.error or "").startswith("waiting for the previous run")
+            ):
+                return change.error or ""
+    raise AssertionError("the change feed ended")
+
+
+async def finished(engine: Engine, run_id: str) -> RunState:
+    with anyio.fail_after(DEADLINE):
+        return (await engine.wait(run_id)).state
+
+
+async def test_the_first_run_and_a_run_after_a_success_run_their_task(
+    make_settings: SettingsFactory,
+) -> None:
+    calls: list[str] = []
+    dag = daily_load({"load": "ok"}, calls)
+    async with Engine.open(make_settings(), dagbag=bag_of(dag)) as engine:
+        first = await engine.trigger("daily")
+        first_state = await finished(engine, first)
+        second = await engine.trigger("daily")
+        second_state = await finished(engine, second)
+    assert (first_state, second_state) == (RunState.SUCCESS, RunState.SUCCESS)
+    assert calls == [first, second]
+
+
+async def test_a_skipped_task_in_the_previous_run_counts_as_done(
+    make_settings: SettingsFactory,
+) -> None:
+    outcome = {"load": "skip"}
+    calls: list[str] = []
+    dag = daily_load(outcome, calls)
+    async with Engine.open(make_settings(), dagbag=bag_of(dag)) as engine:
+        first = await engine.trigger("daily")
+        await finished(engine, first)
+        outcome["load"] = "ok"
+        second = await engine.trigger("daily")
+        second_state = await finished(engine, second)
+        rows = await states(engine.store, first)
+    assert rows["load"] == "skipped"
+    assert second_state is RunState.SUCCESS and calls == [first, second]
+
+
+async def test_after_a_failure_the_next_run_waits_until_the_old_task_is_cleared_and_succeeds(
+    make_settings: SettingsFactory,
+) -> None:
+    outcome = {"load": "fail"}
+    calls: list[str] = []
+    dag = daily_load(outcome, calls)
+    async with Engine.open(make_settings(), dagbag=bag_of(dag)) as engine:
+        first = await engine.trigger("daily")
+        assert await finished(engine, first) is RunState.FAILED
+        async with engine.subscribe() as changes:
+            second = await engine.trigger("daily")
+            note = await noted_waiting(changes, second)
+        waiting = await states(engine.store, second)
+        record = await engine.store.get_run(second)
+        outcome["load"] = "ok"
+        await engine.clear(first, ["load"])
+        first_state = await finished(engine, first)
+        second_state = await finished(engine, second)
+        rows = await engine.store.list_task_instances(second)
+    assert note == f"waiting for the previous run's load ({first})"
+    assert waiting == {"extract": "success", "load": "none"}  # waiting, not failed
+    assert record is not None and record.state is RunState.RUNNING
+    assert (first_state, second_state) == (RunState.SUCCESS, RunState.SUCCESS)
+    assert calls == [first, first, second]  # the second ran only after the first's fix
+    assert [row.error for row in rows] == [None, None]  # the note went once it could run
+
+
+async def test_of_two_runs_at_once_the_second_waits_for_the_first(
+    make_settings: SettingsFactory,
+) -> None:
+    order: list[str] = []
+    gate = anyio.Event()
+
+    @task(depends_on_past=True)
+    async def publish(run_id: str | None = None) -> None:
+        order.append(f"start {run_id}")
+        if len(order) == 1:
+            await gate.wait()
+        order.append(f"end {run_id}")
+
+    with DAG("twice", max_active_runs=2) as dag:
+        publish()
+    async with Engine.open(make_settings(), dagbag=bag_of(dag)) as engine:
+        async with engine.subscribe() as changes:
+            first = await engine.trigger("twice")
+            second = await engine.trigger("twice")
+            note = await noted_waiting(changes, second)
+        both_running = engine.scheduler.running_runs("twice")
+        gate.set()
+        states_ = (await finished(engine, first), await finished(engine, second))
+    assert note == f"waiting for the previous run's publish ({first})"
+    assert both_running == 2
+    assert states_ == (RunState.SUCCESS, RunState.SUCCESS)
+    assert order == [f"start {first}", f"end {first}", f"start {second}", f"end {second}"]
+
+
+async def test_wait_for_downstream_waits_for_the_previous_runs_downstream_tasks_too(
+    make_settings: SettingsFactory,
+) -> None:
+    outcome = {"report": "fail"}
+
+    @task(wait_for_downstream=True)
+    def load() -> int:
+        return 1
+
+    @task
+    def report(value: int) -> int:
+        if outcome["report"] == "fail":
+            raise ValueError("no mail server")
+        return value
+
+    with DAG("reported") as dag:
+        report(load())
+    async with Engine.open(make_settings(), dagbag=bag_of(dag)) as engine:
+        first = await engine.trigger("reported")
+        await finished(engine, first)
+        async with engine.subscribe() as changes:
+            second = await engine.trigger("reported")
+            note = await noted_waiting(changes, second)
+        outcome["report"] = "ok"
+        await engine.clear(first, ["report"])
+        second_state = await finished(engine, second)
+    assert note == f"waiting for the previous run's report ({first})"
+    assert second_state is RunState.SUCCESS
+
+
+async def test_a_waiting_task_still_waits_after_a_restart_and_runs_once_the_past_is_fixed(
+    make_settings: SettingsFactory,
+) -> None:
+    outcome = {"load": "fail"}
+    calls: list[str] = []
+    settings = make_settings()
+    dag = daily_load(outcome, calls)
+    async with Engine.open(settings, dagbag=bag_of(dag)) as engine:
+        first = await engine.trigger("daily")
+        await finished(engine, first)
+        async with engine.subscribe() as changes:
+            second = await engine.trigger("daily")
+            note = await noted_waiting(changes, second)
+    async with Engine.open(settings, dagbag=bag_of(dag)) as engine:
+        await engine.clear(first, ["load"])  # fails again: the second still waits
+        await finished(engine, first)
+        still = await engine.store.list_task_instances(second)
+        outcome["load"] = "ok"
+        await engine.clear(first, ["load"])
+        second_state = await finished(engine, second)
+    assert [(row.state, row.error) for row in still][1] == ("none", note)
+    assert second_state is RunState.SUCCESS
+    assert calls == [first, first, first, second]
