@@ -6,10 +6,12 @@ succeeded or was skipped. The tests wait on the change feed for that note, never
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from helpers import bag_of
@@ -24,8 +26,10 @@ SettingsFactory = Callable[..., Settings]
 DEADLINE = 15
 
 
-def daily_load(outcome: dict[str, Any], calls: list[str], **options: Any) -> DAG:
-    """extract >> load, where load depends on its past and does what outcome["load"] says."""
+def daily_load(outcome: dict[str, Any]) -> tuple[DAG, list[str]]:
+    """extract >> load, where load depends on its past and does what outcome["load"] says;
+    and the runs `load` ran in, in order."""
+    calls: list[str] = []
 
     @task
     def extract() -> int:
@@ -40,9 +44,19 @@ def daily_load(outcome: dict[str, Any], calls: list[str], **options: Any) -> DAG
             raise Skip("nothing new")
         return value
 
-    with DAG("daily", **options) as dag:
+    with DAG("daily") as dag:
         load(extract())
-    return dag
+    return dag, calls
+
+
+@asynccontextmanager
+async def daily_engine(
+    settings: Settings, outcome: dict[str, Any]
+) -> AsyncIterator[tuple[Engine, list[str]]]:
+    """An engine driving `daily_load`, and the runs its `load` ran in."""
+    dag, calls = daily_load(outcome)
+    async with Engine.open(settings, dagbag=bag_of(dag)) as engine:
+        yield engine, calls
 
 
 async def states(store: Store, run_id: str) -> dict[str, str]:
@@ -68,46 +82,34 @@ async def finished(engine: Engine, run_id: str) -> RunState:
         return (await engine.wait(run_id)).state
 
 
-async def test_the_first_run_and_a_run_after_a_success_run_their_task(
-    make_settings: SettingsFactory,
-) -> None:
-    calls: list[str] = []
-    dag = daily_load({"load": "ok"}, calls)
-    async with Engine.open(make_settings(), dagbag=bag_of(dag)) as engine:
-        first = await engine.trigger("daily")
-        first_state = await finished(engine, first)
-        second = await engine.trigger("daily")
-        second_state = await finished(engine, second)
-    assert (first_state, second_state) == (RunState.SUCCESS, RunState.SUCCESS)
-    assert calls == [first, second]
+async def run_once(engine: Engine, dag_id: str) -> tuple[str, RunState]:
+    """Trigger a run and wait until it finished: its id and state."""
+    run_id = await engine.trigger(dag_id)
+    return run_id, await finished(engine, run_id)
 
 
-async def test_a_skipped_task_in_the_previous_run_counts_as_done(
-    make_settings: SettingsFactory,
+@pytest.mark.parametrize(("previous", "ended"), [("ok", "success"), ("skip", "skipped")])
+async def test_the_first_run_runs_and_so_does_the_next_after_a_success_or_a_skip(
+    make_settings: SettingsFactory, previous: str, ended: str
 ) -> None:
-    outcome = {"load": "skip"}
-    calls: list[str] = []
-    dag = daily_load(outcome, calls)
-    async with Engine.open(make_settings(), dagbag=bag_of(dag)) as engine:
-        first = await engine.trigger("daily")
-        await finished(engine, first)
+    outcome = {"load": previous}
+    async with daily_engine(make_settings(), outcome) as (engine, calls):
+        first, first_state = await run_once(engine, "daily")
         outcome["load"] = "ok"
-        second = await engine.trigger("daily")
-        second_state = await finished(engine, second)
+        second, second_state = await run_once(engine, "daily")
         rows = await states(engine.store, first)
-    assert rows["load"] == "skipped"
-    assert second_state is RunState.SUCCESS and calls == [first, second]
+    assert first_state is RunState.SUCCESS and rows["load"] == ended
+    assert second_state is RunState.SUCCESS
+    assert calls == [first, second]
 
 
 async def test_after_a_failure_the_next_run_waits_until_the_old_task_is_cleared_and_succeeds(
     make_settings: SettingsFactory,
 ) -> None:
     outcome = {"load": "fail"}
-    calls: list[str] = []
-    dag = daily_load(outcome, calls)
-    async with Engine.open(make_settings(), dagbag=bag_of(dag)) as engine:
-        first = await engine.trigger("daily")
-        assert await finished(engine, first) is RunState.FAILED
+    async with daily_engine(make_settings(), outcome) as (engine, calls):
+        first, failed_state = await run_once(engine, "daily")
+        assert failed_state is RunState.FAILED
         async with engine.subscribe() as changes:
             second = await engine.trigger("daily")
             note = await noted_waiting(changes, second)
@@ -173,8 +175,7 @@ async def test_wait_for_downstream_waits_for_the_previous_runs_downstream_tasks_
     with DAG("reported") as dag:
         report(load())
     async with Engine.open(make_settings(), dagbag=bag_of(dag)) as engine:
-        first = await engine.trigger("reported")
-        await finished(engine, first)
+        first, _ = await run_once(engine, "reported")
         async with engine.subscribe() as changes:
             second = await engine.trigger("reported")
             note = await noted_waiting(changes, second)
@@ -189,12 +190,10 @@ async def test_a_waiting_task_still_waits_after_a_restart_and_runs_once_the_past
     make_settings: SettingsFactory,
 ) -> None:
     outcome = {"load": "fail"}
-    calls: list[str] = []
     settings = make_settings()
-    dag = daily_load(outcome, calls)
+    dag, calls = daily_load(outcome)
     async with Engine.open(settings, dagbag=bag_of(dag)) as engine:
-        first = await engine.trigger("daily")
-        await finished(engine, first)
+        first, _ = await run_once(engine, "daily")
         async with engine.subscribe() as changes:
             second = await engine.trigger("daily")
             note = await noted_waiting(changes, second)
