@@ -8,8 +8,10 @@ from collections.abc import Callable
 import anyio
 import pytest
 from airflowkit import DAGS, DEADLINE, outcome, run_dag
+from rich.console import Console
 
 from orchestrator.changes import TaskChanged
+from orchestrator.cli.views import TaskDetail, run_view
 from orchestrator.config import Settings
 from orchestrator.loading.dagbag import load_dag_bag
 from orchestrator.scheduling.engine import Engine
@@ -32,6 +34,7 @@ async def test_depends_on_past_in_default_args_holds_a_run_until_the_previous_on
                     if isinstance(change, TaskChanged) and change.run_id == second and change.error:
                         break
             _, waiting = await outcome(engine, second)
+            shown = await runs_show(engine, second)
             monkeypatch.setenv("AIRFLOW_VAR_WAREHOUSE", "up")
             await engine.clear(first, ["load"])
             fixed, done = await engine.wait(first), await engine.wait(second)
@@ -40,8 +43,19 @@ async def test_depends_on_past_in_default_args_holds_a_run_until_the_previous_on
     assert change.task_id == "load" and change.state is TaskState.NONE
     assert change.error == f"waiting for the previous run's load ({first})"
     assert waiting == {"extract": TaskState.SUCCESS, "load": TaskState.NONE}
+    assert f"waiting for the previous run's load ({first})" in shown
     assert (fixed.state, done.state) == (RunState.SUCCESS, RunState.SUCCESS)
     assert values["load"] == 42
+
+
+async def runs_show(engine: Engine, run_id: str) -> str:
+    """What `orchestrator runs show RUN` prints for the run."""
+    record = await engine.store.get_run(run_id)
+    assert record is not None
+    rows = await engine.store.list_task_instances(run_id)
+    console = Console(record=True, width=400)
+    console.print(run_view(record, [TaskDetail(row, None) for row in rows]))
+    return console.export_text()
 
 
 def test_as_setup_and_as_teardown_mark_the_tasks_and_add_the_setup_edges() -> None:

@@ -207,3 +207,21 @@ async def test_a_waiting_task_still_waits_after_a_restart_and_runs_once_the_past
     assert [(row.state, row.error) for row in still][1] == ("none", note)
     assert second_state is RunState.SUCCESS
     assert calls == [first, first, first, second]
+
+
+async def test_a_dag_without_tasks_depending_on_their_past_never_reads_a_previous_run(
+    make_settings: SettingsFactory,
+) -> None:
+    @task
+    def publish() -> int:
+        return 1
+
+    async def refused(dag_id: str, run_id: str) -> None:
+        raise AssertionError(f"the previous run of {run_id} was read")
+
+    with DAG("independent") as dag:
+        publish()
+    async with Engine.open(make_settings(), dagbag=bag_of(dag)) as engine:
+        engine.store.previous_run = refused  # type: ignore[method-assign]
+        states_ = [(await run_once(engine, "independent"))[1] for _ in range(2)]
+    assert states_ == [RunState.SUCCESS, RunState.SUCCESS]
