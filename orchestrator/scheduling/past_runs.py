@@ -94,6 +94,8 @@ class PastRuns:
 
     async def read(self, store: Store) -> None:
         """Find the previous run of every run that asked, and evaluate its waiting tasks again."""
+        if not self._unread:
+            return  # every step passes here: nothing to read is the usual case
         unread, self._unread = self._unread, {}
         for run in unread.values():
             record = await store.previous_run(run.dag.dag_id, run.run_id)
