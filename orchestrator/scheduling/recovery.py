@@ -41,7 +41,6 @@ from orchestrator.execution.jobs import Outcome, TaskOutcome
 from orchestrator.execution.results import decode_result
 from orchestrator.scheduling.active_runs import ActiveRun, DagPlan, TaskInstance, Transitions
 from orchestrator.scheduling.deferred import Arming, Timer
-from orchestrator.scheduling.past_runs import depending_tasks
 from orchestrator.state import TaskState
 from orchestrator.store.records import RunRecord, TaskInstanceRecord, TriggerRecord
 from triggers.base import load_trigger
@@ -177,7 +176,6 @@ class RecoveryDecisions:
             for ti in instances.values():
                 ti.log_path = self.log_path(ti) if ti.try_number else ""
                 self._recover_instance(ti, triggers.get(ti.key), tx)
-        run.mark_dirty(depending_tasks(run.dag))  # those waiting on their past wait again
         self._recheck(run)  # it may have nothing left to do but finish
 
     def _recover_instance(
