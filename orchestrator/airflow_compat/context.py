@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.airflow_compat import macros
+from orchestrator.airflow_compat.asset_events import triggering_events
 from orchestrator.airflow_compat.models import Param, ParamsDict, Variable
 from orchestrator.airflow_compat.xcom import RETURN_VALUE, value_for_key
 from orchestrator.authoring.context import TaskContext
@@ -112,12 +113,16 @@ def build_context(task: Task, native: TaskContext, xcoms: Mapping[str, Any]) -> 
     start, end = (_pendulum(moment) for moment in logical_date_of(native))
     ti = TaskInstance(task, native, xcoms)
     params = resolved_params(task, native.params)
+    dag_run = DagRun(native, start, end)
+    events = triggering_events(native.conf)
+    if events["triggering_asset_events"]:
+        dag_run.run_type = "asset_triggered"
     return {
         "ti": ti,
         "task_instance": ti,
         "task": task,
         "dag": task.dag,
-        "dag_run": DagRun(native, start, end),
+        "dag_run": dag_run,
         "run_id": native.run_id,
         "params": params,
         "logical_date": start,
@@ -139,8 +144,7 @@ def build_context(task: Task, native: TaskContext, xcoms: Mapping[str, Any]) -> 
         "outlets": list(task.options.outlets),
         "test_mode": False,
         "expanded_ti_count": None,
-        "triggering_asset_events": {},
-        "triggering_dataset_events": {},
+        **events,
     }
 
 
