@@ -44,6 +44,8 @@ class Timetable:
     """Airflow's timetable base class: the built-in timetables below are supported."""
 
     description: str = ""
+    #: The native schedule, for the timetables that need no start date to build it.
+    _schedule: Schedule
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -66,7 +68,7 @@ class Timetable:
 
     def native(self, *, start: float | None) -> Schedule:
         """The native schedule; `start` (the DAG's start_date) anchors delta ticks."""
-        raise NotImplementedError
+        return self._schedule
 
 
 class CronDataIntervalTimetable(Timetable):
@@ -75,9 +77,6 @@ class CronDataIntervalTimetable(Timetable):
     def __init__(self, cron: str, timezone: Any) -> None:
         self._schedule = _cron(cron, timezone)
         self.description = cron
-
-    def native(self, *, start: float | None) -> Schedule:
-        return self._schedule
 
 
 class CronTriggerTimetable(Timetable):
@@ -94,9 +93,6 @@ class CronTriggerTimetable(Timetable):
         self._schedule = _trigger(_cron(cron, timezone), interval, run_immediately)
         self.description = cron
 
-    def native(self, *, start: float | None) -> Schedule:
-        return self._schedule
-
 
 class MultipleCronTriggerTimetable(Timetable):
     """A run at each tick of any of the crons (CronTriggerTimetable's rules otherwise)."""
@@ -111,9 +107,6 @@ class MultipleCronTriggerTimetable(Timetable):
         union = CronUnion(tuple(_cron(cron, timezone) for cron in crons))
         self._schedule = _trigger(union, interval, run_immediately)
         self.description = ", ".join(crons)
-
-    def native(self, *, start: float | None) -> Schedule:
-        return self._schedule
 
 
 class DeltaDataIntervalTimetable(Timetable):
@@ -166,9 +159,6 @@ class EventsTimetable(Timetable):
     @property
     def summary(self) -> str:
         return self._summary
-
-    def native(self, *, start: float | None) -> Schedule:
-        return self._schedule
 
 
 class NullTimetable(Timetable):

@@ -5,7 +5,8 @@ trigger timetable; AssetOrTimeSchedule and `triggering_asset_events`."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,24 @@ def moment(text: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
+@asynccontextmanager
+async def engine_at(settings: Settings, when: str) -> AsyncIterator[tuple[Engine, FakeClock]]:
+    """An engine starting the runs of every DAG file, its clock at `when` (UTC)."""
+    clock = FakeClock(moment(when))
+    bag = load_dag_bag(DAGS)
+    async with Engine.open(settings, dagbag=bag, clock=clock, start_runs=True) as engine:
+        yield engine, clock
+
+
+async def reports_at(
+    settings: Settings, when: str, counts: dict[str, int]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each DAG's `report` values once it has its count of runs, the clock at `when`."""
+    async with engine_at(settings, when) as (engine, _):
+        found = await until_runs_of(engine, counts)
+        return {dag_id: await reports(engine, runs) for dag_id, runs in found.items()}
+
+
 async def reports(engine: Engine, runs: list[RunRecord]) -> list[dict[str, Any]]:
     """The `report` task's value of each run, oldest logical date first."""
     ordered = sorted(runs, key=lambda run: run.logical_date or 0)
@@ -48,13 +67,9 @@ def exact(*ticks: str) -> list[dict[str, str]]:
 async def test_trigger_timetables_run_at_each_tick_and_catch_up(
     make_settings: SettingsFactory,
 ) -> None:
-    clock = FakeClock(moment("2024-01-10T00:00:00"))
-    bag = load_dag_bag(DAGS)
     counts = {"cron_trigger": 3, "cron_trigger_interval": 3, "delta_trigger": 3}
     counts |= {"multiple_cron_trigger": 2}
-    async with Engine.open(make_settings(), dagbag=bag, clock=clock, start_runs=True) as engine:
-        found = await until_runs_of(engine, counts)
-        values = {dag_id: await reports(engine, runs) for dag_id, runs in found.items()}
+    values = await reports_at(make_settings(), "2024-01-10T00:00:00", counts)
     # CronTriggerTimetable: a run at 06:00 each day, its data interval empty at 06:00.
     days = ("2024-01-01T06:00:00", "2024-01-02T06:00:00", "2024-01-03T06:00:00")
     assert values["cron_trigger"] == exact(*days)
@@ -78,21 +93,18 @@ async def test_without_catchup_a_trigger_timetable_waits_for_its_next_tick(
     make_settings: SettingsFactory,
 ) -> None:
     """Watched from 07:00, the 06:00 tick is skipped unless run_immediately=True."""
-    clock = FakeClock(moment("2024-01-01T07:00:00"))
-    bag = load_dag_bag(DAGS)
-    async with Engine.open(make_settings(), dagbag=bag, clock=clock, start_runs=True) as engine:
-        counts = {"cron_trigger_immediately": 1, "cron_trigger_waits": 0}
-        found = await until_runs_of(engine, counts)
-        [value] = await reports(engine, found["cron_trigger_immediately"])
-    assert value == exact("2024-01-01T06:00:00")[0]
+    counts = {"cron_trigger_immediately": 1, "cron_trigger_waits": 0}
+    values = await reports_at(make_settings(), "2024-01-01T07:00:00", counts)
+    assert values == {
+        "cron_trigger_immediately": exact("2024-01-01T06:00:00"),
+        "cron_trigger_waits": [],
+    }
 
 
 async def test_a_trigger_timetable_starts_its_run_at_the_tick(
     make_settings: SettingsFactory,
 ) -> None:
-    clock = FakeClock(moment("2024-01-01T05:00:00"))
-    bag = load_dag_bag(DAGS)
-    async with Engine.open(make_settings(), dagbag=bag, clock=clock, start_runs=True) as engine:
+    async with engine_at(make_settings(), "2024-01-01T05:00:00") as (engine, clock):
         runs = await engine.store.list_runs(dag_id="cron_trigger_waits", limit=10)
         assert runs == []
         clock.set(moment("2024-01-01T06:00:00"))
@@ -104,12 +116,8 @@ async def test_a_trigger_timetable_starts_its_run_at_the_tick(
 async def test_data_interval_timetables_run_when_each_interval_ends(
     make_settings: SettingsFactory,
 ) -> None:
-    clock = FakeClock(moment("2024-01-10T00:00:00"))
-    bag = load_dag_bag(DAGS)
     counts = {"cron_data_interval": 2, "delta_data_interval": 2}
-    async with Engine.open(make_settings(), dagbag=bag, clock=clock, start_runs=True) as engine:
-        found = await until_runs_of(engine, counts)
-        values = {dag_id: await reports(engine, runs) for dag_id, runs in found.items()}
+    values = await reports_at(make_settings(), "2024-01-10T00:00:00", counts)
 
     def interval(start: str, end: str) -> dict[str, str]:
         stamp = f"{start}+00:00"
@@ -128,12 +136,10 @@ async def test_data_interval_timetables_run_when_each_interval_ends(
 async def test_events_timetable_runs_once_at_each_listed_moment(
     make_settings: SettingsFactory,
 ) -> None:
-    clock = FakeClock(moment("2024-06-01T00:00:00"))
-    bag = load_dag_bag(DAGS)
-    assert bag.dags["match_days"].starts.schedule_text == "Match days, a run at each tick"
-    async with Engine.open(make_settings(), dagbag=bag, clock=clock, start_runs=True) as engine:
-        found = await until_runs_of(engine, {"match_days": 3})
-        values = await reports(engine, found["match_days"])
+    schedule = load_dag_bag(DAGS).dags["match_days"].starts.schedule_text
+    assert schedule == "Match days, a run at each tick"
+    found = await reports_at(make_settings(), "2024-06-01T00:00:00", {"match_days": 3})
+    values = found["match_days"]
     # London is on UTC until the end of March.
     ticks = ("2024-01-06T15:00:00", "2024-02-10T12:30:00", "2024-03-15T20:00:00")
     assert values == [
@@ -145,9 +151,7 @@ async def test_events_timetable_runs_once_at_each_listed_moment(
 async def test_asset_or_time_runs_on_its_timetable_and_reads_the_triggering_events(
     make_settings: SettingsFactory,
 ) -> None:
-    clock = FakeClock(moment("2024-01-10T00:00:00"))
-    bag = load_dag_bag(DAGS)
-    async with Engine.open(make_settings(), dagbag=bag, clock=clock, start_runs=True) as engine:
+    async with engine_at(make_settings(), "2024-01-10T00:00:00") as (engine, _):
         await until_runs_of(engine, {"asset_or_time": 2})
         with anyio.fail_after(DEADLINE):
             producer = await engine.trigger("weather_producer")

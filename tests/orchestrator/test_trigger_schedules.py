@@ -4,19 +4,18 @@ covering the fixed interval before it; catchup, end dates, wake-ups and backfill
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from schedulekit import at, due
 
 from orchestrator.authoring.intervals import (
     Interval,
     backfill_intervals,
-    intervals_due,
     next_wakeup,
 )
 from orchestrator.authoring.schedules import (
     CronSchedule,
-    Schedule,
     ScheduleError,
     TimedeltaSchedule,
     parse_schedule,
@@ -27,34 +26,8 @@ HOUR = 3600.0
 AT_SIX = CronSchedule("0 6 * * *")
 
 
-def at(text: str) -> float:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
-
-
 def exact(*texts: str) -> list[Interval]:
     return [Interval(at(text), at(text)) for text in texts]
-
-
-def due(
-    schedule: Schedule,
-    now: str,
-    *,
-    after: str | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    catchup: bool | int = False,
-    since: str | None = None,
-) -> list[Interval]:
-    return intervals_due(
-        schedule,
-        now=at(now),
-        after=None if after is None else at(after),
-        start=None if start is None else at(start),
-        end=None if end is None else at(end),
-        catchup=catchup,
-        limit=100,
-        watched_since=None if since is None else at(since),
-    )
 
 
 def test_a_run_comes_due_at_its_tick_with_an_empty_interval() -> None:
