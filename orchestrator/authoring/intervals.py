@@ -133,7 +133,8 @@ def _walk_back(
         earlier = _tick_before(schedule, intervals[-1].start)
         if earlier is None or not _is_eligible(earlier, after=after, start=start):
             break
-        intervals.append(Interval(earlier, schedule.interval_end(earlier)))
+        end = intervals[-1].start if schedule.intervals_adjoin else schedule.interval_end(earlier)
+        intervals.append(Interval(earlier, end))
     intervals.reverse()
     return intervals
 
