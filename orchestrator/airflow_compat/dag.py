@@ -143,6 +143,8 @@ class DAG(NativeDAG):
             kwargs.setdefault("max_active_tasks", kwargs.pop("concurrency"))
         catchup = kwargs.pop("catchup", None)
         cron, run_on = split_schedule(schedule)
+        #: Airflow's `dag.timetable` when one was given: it says what a manual run covers.
+        self.timetable = schedule if isinstance(schedule, Timetable) else None
         self._once_start: float | None = None
         if cron == "@once":
             moment = start_date or datetime.now()

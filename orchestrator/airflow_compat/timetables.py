@@ -46,6 +46,8 @@ class Timetable:
     description: str = ""
     #: The native schedule, for the timetables that need no start date to build it.
     _schedule: Schedule
+    #: How long before the moment it was queued a manual run's data interval starts.
+    _manual_lag: float = 0.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -70,6 +72,10 @@ class Timetable:
         """The native schedule; `start` (the DAG's start_date) anchors delta ticks."""
         return self._schedule
 
+    def manual_interval(self, queued: float) -> tuple[float, float]:
+        """A manual run's data interval (Airflow's `infer_manual_data_interval`)."""
+        return queued - self._manual_lag, queued
+
 
 class CronDataIntervalTimetable(Timetable):
     """A run when each interval between two cron ticks ends (a cron string's meaning)."""
@@ -91,6 +97,7 @@ class CronTriggerTimetable(Timetable):
         run_immediately: bool | timedelta = False,
     ) -> None:
         self._schedule = _trigger(_cron(cron, timezone), interval, run_immediately)
+        self._manual_lag = self._schedule.interval
         self.description = cron
 
 
@@ -106,6 +113,7 @@ class MultipleCronTriggerTimetable(Timetable):
     ) -> None:
         union = CronUnion(tuple(_cron(cron, timezone) for cron in crons))
         self._schedule = _trigger(union, interval, run_immediately)
+        self._manual_lag = self._schedule.interval
         self.description = ", ".join(crons)
 
 
@@ -126,8 +134,9 @@ class DeltaTriggerTimetable(DeltaDataIntervalTimetable):
 
     def __init__(self, delta: timedelta, *, interval: timedelta = timedelta()) -> None:
         super().__init__(delta)
-        _trigger(TimedeltaSchedule(self.delta), interval, False)  # checked here, at its line
+        checked = _trigger(TimedeltaSchedule(self.delta), interval, False)  # here, at its line
         self.interval = interval
+        self._manual_lag = checked.interval
 
     def native(self, *, start: float | None) -> Schedule:
         return _trigger(super().native(start=start), self.interval, False)
@@ -136,8 +145,8 @@ class DeltaTriggerTimetable(DeltaDataIntervalTimetable):
 class EventsTimetable(Timetable):
     """A run at each of `event_dates` (an empty interval at each); duplicates run once.
 
-    `restrict_to_events` (what a manual run's interval is) and `presorted` are accepted; a
-    manual run covers the moment it was queued, as with any schedule here.
+    A manual run covers the moment it was queued, or with `restrict_to_events` the latest
+    event (the first one before any); `presorted` changes nothing.
     """
 
     def __init__(
@@ -149,7 +158,8 @@ class EventsTimetable(Timetable):
     ) -> None:
         self.event_dates = sorted(event_dates)
         moments = tuple(_moment(date) for date in self.event_dates)
-        self._schedule = TriggerSchedule(FixedMoments(moments, description), run_immediately=True)
+        self._moments = FixedMoments(moments, description)
+        self._schedule = TriggerSchedule(self._moments, run_immediately=True)
         self.restrict_to_events = restrict_to_events
         count = len(self.event_dates)
         first, last = self.event_dates[0], self.event_dates[-1]
@@ -159,6 +169,14 @@ class EventsTimetable(Timetable):
     @property
     def summary(self) -> str:
         return self._summary
+
+    def manual_interval(self, queued: float) -> tuple[float, float]:
+        """Restricted to events, a manual run covers the latest event (or the first one)."""
+        if not self.restrict_to_events:
+            return super().manual_interval(queued)
+        event = self._moments.tick_at_or_before(queued)
+        event = self._moments.next_tick(queued) if event is None else event
+        return event, event
 
 
 class NullTimetable(Timetable):
@@ -196,6 +214,9 @@ class AssetOrTimeSchedule(Timetable):
 
     def split(self) -> tuple[Timetable | Spelling, AssetCondition | None]:
         return self.timetable.split()[0], self.condition
+
+    def manual_interval(self, queued: float) -> tuple[float, float]:
+        return self.timetable.manual_interval(queued)
 
 
 DatasetOrTimeSchedule = AssetOrTimeSchedule

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,25 @@ async def test_events_timetable_runs_once_at_each_listed_moment(
         {key: value for key, value in each.items() if key != "logical_date"}
         for each in exact(*ticks)
     ]
+
+
+async def test_a_manual_run_covers_the_interval_its_timetable_infers(
+    make_settings: SettingsFactory,
+) -> None:
+    """A trigger timetable's `interval` before the moment it was queued; restricted to events,
+    the latest event. Its logical date is that moment, as Airflow's manual runs."""
+    async with Engine.open(make_settings(), dagbag=load_dag_bag(DAGS)) as engine:
+        with anyio.fail_after(DEADLINE):
+            run_ids = [await engine.trigger(d) for d in ("cron_trigger_interval", "match_days")]
+            for run_id in run_ids:
+                assert (await engine.wait(run_id)).state is RunState.SUCCESS
+        trigger, events = [(await outcome(engine, run_id))[0]["report"] for run_id in run_ids]
+    queued = datetime.fromisoformat(trigger["logical_date"])
+    assert datetime.fromisoformat(trigger["end"]) == queued
+    assert datetime.fromisoformat(trigger["start"]) == queued - timedelta(hours=6)
+    assert trigger["ds"] == queued.date().isoformat()
+    latest_match = "2024-03-15T20:00:00+00:00"
+    assert (events["start"], events["end"]) == (latest_match, latest_match)
 
 
 async def test_asset_or_time_runs_on_its_timetable_and_reads_the_triggering_events(

@@ -1,5 +1,6 @@
 """EventsTimetable: a run at each listed moment (a duplicate runs once), its data interval empty
-at the event, as Airflow's docs show for irregular dates such as match days."""
+at the event, as Airflow's docs show for irregular dates such as match days; restricted to the
+events, a manual run covers the latest one."""
 import pendulum
 
 from airflow import DAG
@@ -20,7 +21,9 @@ def report(ds, data_interval_start, data_interval_end):
 
 with DAG(
     "match_days",
-    schedule=EventsTimetable(event_dates=MATCH_DAYS, description="Match days"),
+    schedule=EventsTimetable(
+        event_dates=MATCH_DAYS, description="Match days", restrict_to_events=True
+    ),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=True,
 ):
