@@ -20,6 +20,7 @@ from orchestrator.airflow_compat.dag import report_ignored
 from orchestrator.airflow_compat.exceptions import AirflowException
 from orchestrator.airflow_compat.imports import airflow_imports
 from orchestrator.airflow_compat.rendered import record_rendered
+from orchestrator.airflow_compat.setup_teardown import SetupTeardownScope
 from orchestrator.airflow_compat.sites import user_site
 from orchestrator.airflow_compat.taskgroup import Label, TaskGroup, current_group, flatten
 from orchestrator.airflow_compat.templating import render_template_fields
@@ -71,9 +72,7 @@ class BaseOperator(NativeOperator):
     template_ext: Sequence[str] = ()
     template_fields_renderers: dict[str, str] = {}  # noqa: RUF012 - Airflow's class attribute
     ui_color = "#fff"
-    is_setup = False
-    is_teardown = False  # a run's state ignores it (see `DAG.leaves`) ...
-    on_failure_fail_dagrun = False  # ... unless this is set and it fails
+    on_failure_fail_dagrun = False  # a run's state ignores a teardown unless this is set
     _in_engine = False  # True: run in the engine (no worker process), for trivial operators
 
     def __init__(self, task_id: str, **kwargs: Any) -> None:
@@ -94,6 +93,7 @@ class BaseOperator(NativeOperator):
         if group is not None:
             group.add(self)
         self._airflow_ready = True
+        SetupTeardownScope.note(self)
         for name in self.template_fields:
             if hasattr(self, name):
                 self._link_refs(getattr(self, name))
@@ -188,7 +188,8 @@ class BaseOperator(NativeOperator):
     # -- setup and teardown (Airflow 2.7+) --------------------------------------------------------
 
     def as_setup(self) -> BaseOperator:
-        """Mark this task a setup, as `@setup` does: a plain task here, run before the work."""
+        """Mark this task a setup, as `@setup` does: the teardowns after it need it to succeed,
+        and clearing the work between them clears it too (`clear_scope`)."""
         self.is_setup = True
         return self
 
@@ -196,11 +197,12 @@ class BaseOperator(NativeOperator):
         self, setups: Any = None, on_failure_fail_dagrun: bool | None = None
     ) -> BaseOperator:
         """Mark this task a teardown, as `@teardown` does: it runs once its upstream tasks are
-        done, whatever they did (`all_done`), and the run's state ignores it unless
-        `on_failure_fail_dagrun`. `setups` (tasks or XComArgs) become setups and run before it.
+        done, whatever the work did, if one of its setups succeeded (`all_done_setup_success`),
+        and the run's state ignores it unless `on_failure_fail_dagrun`. `setups` (tasks or
+        XComArgs) become setups and run before it.
         """
         self.is_teardown = True
-        self.trigger_rule = "all_done"
+        self.trigger_rule = "all_done_setup_success"
         if on_failure_fail_dagrun is not None:
             self.on_failure_fail_dagrun = on_failure_fail_dagrun
         if setups is not None:
@@ -209,6 +211,15 @@ class BaseOperator(NativeOperator):
                     setup.as_setup()
                 self.set_upstream(setup)
         return self
+
+    def __enter__(self) -> SetupTeardownScope:
+        """`with teardown.as_teardown(setups=setup):` the tasks made inside are the work
+        between them (`setup_teardown`)."""
+        self._setup_scope = SetupTeardownScope(self)
+        return self._setup_scope.__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._setup_scope.__exit__(*exc_info)
 
     # -- dynamic task mapping -------------------------------------------------------------------
 

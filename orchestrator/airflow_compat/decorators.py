@@ -182,7 +182,7 @@ task = _TaskDecorator()
 
 
 class SetupOperator(DecoratedPythonOperator):
-    """A `@setup` task: a plain task here (`as_setup`)."""
+    """A `@setup` task (`as_setup`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -190,8 +190,8 @@ class SetupOperator(DecoratedPythonOperator):
 
 
 class TeardownOperator(DecoratedPythonOperator):
-    """A `@teardown` task: runs whatever its upstream did; the run's state ignores it unless
-    `on_failure_fail_dagrun` (`as_teardown`)."""
+    """A `@teardown` task: runs whatever the work did if one of its setups succeeded; the
+    run's state ignores it unless `on_failure_fail_dagrun` (`as_teardown`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -80,6 +80,13 @@ class XComArg(Output):
         self.task.as_teardown(setups, on_failure_fail_dagrun)
         return self
 
+    def __enter__(self) -> Any:
+        """`with teardown_call.as_teardown(setups=...):` as on its operator."""
+        return self.task.__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.task.__exit__(*exc_info)
+
     def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:
         if self.task.task_id not in results:
             return None

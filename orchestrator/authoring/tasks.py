@@ -190,6 +190,10 @@ class Task:
         # A branch's unchosen tasks take every task below them along (Airflow's short circuit),
         # not only themselves; a task a chosen path also reaches still follows its rule.
         self.skips_whole_downstream = False
+        # Airflow's setup and teardown: a teardown (`all_done_setup_success`) needs one of its
+        # setups to succeed, and clearing work clears the setups it needs (`clear_scope`).
+        self.is_setup = False
+        self.is_teardown = False
         owner.add_task(self)
 
     # -- options as attributes -----------------------------------------------------------------

@@ -10,7 +10,7 @@ rules, fan-out, branches), `past_runs` (tasks that wait on their previous run) a
 (pools, priorities), `active_runs` and `driven_runs`
 (the runs being driven), `deferred` (deferred task instances and their timers), `autostart`
 with `events_to_runs` and `schedule_ticks` (runs that start themselves), and `run_edits` (the
-rules of clear and cancel).
+rules of clear and cancel, with `clear_scope`: what a clear takes along).
 
 Imports: the core modules, `store`, `authoring`, `loading`, `execution` and `waiting`; never
 `api`, `ui`, `daemon` or `cli`, so the same engine serves the daemon and a foreground run.

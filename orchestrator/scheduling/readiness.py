@@ -18,7 +18,7 @@ from typing import Any
 
 from orchestrator.authoring.references import resolve_refs
 from orchestrator.authoring.tasks import Task, map_combinations
-from orchestrator.authoring.trigger_rules import Verdict, evaluate
+from orchestrator.authoring.trigger_rules import TriggerRule, Verdict, evaluate
 from orchestrator.errors import UnknownTaskError
 from orchestrator.scheduling.active_runs import ActiveRun, TaskInstance, Transitions
 from orchestrator.scheduling.past_runs import PastRuns
@@ -71,7 +71,11 @@ class Readiness:
             instances and not all(ti.state is TaskState.NONE for ti in instances.values())
         ):
             return
-        verdict = evaluate(task.options.trigger_rule, run.upstream_states(task))
+        rule = task.options.trigger_rule
+        setups: list[TaskState] = []  # only a teardown's rule reads them: no walk for others
+        if rule is TriggerRule.ALL_DONE_SETUP_SUCCESS:
+            setups = run.upstream_states(task, setups_only=True)
+        verdict = evaluate(rule, run.upstream_states(task), setups)
         if verdict is Verdict.WAIT:
             return
         if verdict is Verdict.RUN and task.options.depends_on_past:

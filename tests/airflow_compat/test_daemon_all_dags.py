@@ -43,6 +43,7 @@ MANUAL: dict[str, tuple[dict[str, Any], str]] = {
     "sdk_producer": ({"threshold": 3}, S),
     "setup_teardown": ({}, F),  # the work failed; the teardown ran
     "setup_teardown_methods": ({}, S),
+    "setup_teardown_scopes": ({}, S),
     "short_circuit_default": ({}, S),
     "short_circuit_rules": ({}, S),
     "skip_mid_chain": ({}, S),

@@ -1,5 +1,6 @@
 """Airflow DAG files with `depends_on_past` (from `default_args`) and with `.as_setup()` /
-`.as_teardown(setups=...)` on operators and TaskFlow calls, run on the real engine."""
+`.as_teardown(setups=...)` on operators and TaskFlow calls (also as context managers), run on
+the real engine to the outcomes Airflow's setup and teardown docs describe."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def test_as_setup_and_as_teardown_mark_the_tasks_and_add_the_setup_edges() -> No
     }
     teardowns = {t for t, task in tasks.items() if getattr(task, "is_teardown", False)}
     assert teardowns == {"root_teardown", "section_1.taskgroup_teardown", "delete_bucket"}
-    assert {tasks[t].trigger_rule for t in teardowns} == {"all_done"}
+    assert {tasks[t].trigger_rule for t in teardowns} == {"all_done_setup_success"}
     assert tasks["delete_bucket"].upstream_task_ids == {
         "create_bucket",
         "grant_access",
@@ -98,7 +99,65 @@ async def test_teardowns_run_whatever_the_work_did_and_the_run_state_comes_from_
     if fail == "work":
         assert states["section_1.normal"] is TaskState.UPSTREAM_FAILED
         assert states["root_teardown"] is TaskState.SUCCESS
-        assert states["section_1.taskgroup_teardown"] is TaskState.SUCCESS  # its setup ran
+        # section_1 comes after the failed task: its setup never ran, nothing to tear down
+        assert states["section_1.taskgroup_setup"] is TaskState.UPSTREAM_FAILED
+        assert states["section_1.taskgroup_teardown"] is TaskState.UPSTREAM_FAILED
     if not fail:
         assert set(states.values()) == {TaskState.SUCCESS}
         assert values["delete_bucket"] == "deleted bucket-1"
+
+
+def test_a_teardown_as_a_context_manager_wraps_the_work_made_inside_it() -> None:
+    tasks = load_dag_bag(DAGS).dags["setup_teardown_scopes"].tasks
+    upstream = {task_id: task.upstream_task_ids for task_id, task in tasks.items()}
+    # with delete_cluster(cluster).as_teardown(setups=cluster): report(run_query(cluster), ...)
+    assert upstream["count_rows"] == {"create_cluster"}  # a root of the work: after the setup
+    assert upstream["run_query"] == {"create_cluster"}
+    assert upstream["delete_cluster"] == {"create_cluster", "report"}  # after the work's leaf
+    # with start_warehouse.as_setup() >> stop_warehouse.as_teardown(...): BashOperator(...)
+    assert upstream["load"] == {"start_warehouse"}
+    assert upstream["stop_warehouse"] == {"start_warehouse", "load"}
+    assert tasks["stop_warehouse"].trigger_rule == "all_done_setup_success"
+
+
+async def test_a_failed_setup_fails_its_work_and_its_teardown_and_the_run(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_CLUSTER", "down")
+    state, _, states = await run_dag(make_settings(), "setup_teardown_scopes")
+    assert state is RunState.FAILED
+    assert states["create_cluster"] is TaskState.FAILED
+    work = ("run_query", "count_rows", "report")
+    assert {states[t] for t in work} == {TaskState.UPSTREAM_FAILED}
+    assert states["delete_cluster"] is TaskState.UPSTREAM_FAILED  # no cluster to delete
+    assert states["stop_warehouse"] is TaskState.SUCCESS  # another setup's scope
+
+
+async def test_clearing_failed_work_runs_its_setup_again_then_the_teardown(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_QUERY", "bad")
+    async with Engine.open(make_settings(), dagbag=load_dag_bag(DAGS)) as engine:
+        run_id = await engine.trigger("setup_teardown_scopes")
+        with anyio.fail_after(DEADLINE):
+            failed = await engine.wait(run_id)
+        _, first = await outcome(engine, run_id)
+        monkeypatch.setenv("AIRFLOW_VAR_QUERY", "ok")  # the query is fixed: clear it
+        with anyio.fail_after(DEADLINE):
+            cleared = await engine.clear(run_id, ["run_query"])
+            fixed = await engine.wait(run_id)
+        values, states = await outcome(engine, run_id)
+    assert failed.state is RunState.FAILED  # with the work, not with the teardown
+    assert (first["run_query"], first["report"]) == (TaskState.FAILED, TaskState.UPSTREAM_FAILED)
+    assert first["delete_cluster"] is TaskState.SUCCESS  # the cluster was made: it is deleted
+    assert {key[1] for key in cleared} == {
+        "create_cluster",  # in the scope of run_query: its teardown is downstream of it
+        "run_query",
+        "report",
+        "delete_cluster",
+    }
+    assert fixed.state is RunState.SUCCESS
+    assert set(states.values()) == {TaskState.SUCCESS}
+    assert values["run_query"] == "rows from cluster-2"  # the setup ran again first
+    assert values["report"] == "3 rows from cluster-2"
+    assert values["delete_cluster"] == "deleted cluster-2"
