@@ -120,6 +120,13 @@ def test_a_teardown_as_a_context_manager_wraps_the_work_made_inside_it() -> None
     assert tasks["stop_warehouse"].trigger_rule == "all_done_setup_success"
 
 
+def test_a_group_before_a_task_leaves_its_teardown_out() -> None:
+    tasks = load_dag_bag(DAGS).dags["setup_teardown_scopes"].tasks
+    # cache >> publish: the teardown cache.drop runs beside publish, not before it
+    assert tasks["publish"].upstream_task_ids == {"cache.use"}
+    assert tasks["cache.drop"].upstream_task_ids == {"cache.warm", "cache.use"}
+
+
 async def test_a_failed_setup_fails_its_work_and_its_teardown_and_the_run(
     make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,10 +1,10 @@
-"""Setup and teardown as Airflow's docs write them, with the outcomes they document: a teardown as a context manager wraps the work made inside it; a failed setup fails the work (upstream_failed) and its teardown; failed work still gets its teardown; clearing the work runs its setup again, then the teardown."""
+"""Setup and teardown as Airflow's docs write them, with the outcomes they document: a teardown as a context manager wraps the work made inside it; a failed setup fails the work (upstream_failed) and its teardown; failed work still gets its teardown; clearing the work runs its setup again, then the teardown; `group >> task` leaves the group's teardown out."""
 import pendulum
 
 from airflow.models import Variable
 from airflow.operators.bash import BashOperator
 from airflow.operators.empty import EmptyOperator
-from airflow.sdk import DAG, setup, task, teardown
+from airflow.sdk import DAG, TaskGroup, setup, task, teardown
 
 with DAG(
     dag_id="setup_teardown_scopes",
@@ -45,3 +45,10 @@ with DAG(
     stop_warehouse = EmptyOperator(task_id="stop_warehouse")
     with start_warehouse.as_setup() >> stop_warehouse.as_teardown(setups=start_warehouse):
         BashOperator(task_id="load", bash_command="echo loaded")
+
+    with TaskGroup("cache") as cache:
+        warm_cache = EmptyOperator(task_id="warm").as_setup()
+        use_cache = BashOperator(task_id="use", bash_command="echo used")
+        drop_cache = EmptyOperator(task_id="drop")
+        warm_cache >> use_cache >> drop_cache.as_teardown(setups=warm_cache)
+    cache >> BashOperator(task_id="publish", bash_command="echo published")
