@@ -197,8 +197,12 @@ def _unstarted(run: ActiveRun, task_id: str) -> bool:
 
 
 def _moving(run: ActiveRun) -> bool:
-    """Some instance of the run is scheduled, running, deferred or up for retry."""
-    return any(
+    """Some instance of the run is scheduled, running, deferred or up for retry.
+
+    The count of running ones answers first: asked after every change, a scan of a large
+    expanded task's instances each time would cost their number squared.
+    """
+    return run.running > 0 or any(
         ti.state is not TaskState.NONE and not ti.state.finished for ti in run.each_instance()
     )
 
