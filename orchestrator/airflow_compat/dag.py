@@ -1,7 +1,8 @@
 """Airflow's `DAG` and `@dag`: its arguments mapped onto the native DAG and schedules.
 
 Airflow's schedule spellings (`schedule=` or Airflow 2's `schedule_interval=` / `timetable=`):
-None, a cron string or preset, `@once`, a `timedelta`, or assets (data-aware). The timezone is
+None, a cron string or preset, `@once`, a `timedelta`, assets (data-aware), or a built-in
+timetable (timetables.py). The timezone is
 the start date's, as in Airflow; `catchup` defaults to False (Airflow 3's default; Airflow 2's
 was True). Arguments with no meaning here (`sla_miss_callback`, ...) are
 accepted and reported once as ignored.
@@ -13,14 +14,15 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.airflow_compat.assets import split_schedule
 from orchestrator.airflow_compat.exceptions import AirflowException
 from orchestrator.airflow_compat.models import Param
+from orchestrator.airflow_compat.timetables import Timetable, split_schedule, zone_name
 from orchestrator.authoring.dag import DAG as NativeDAG
 from orchestrator.authoring.dag import DagFactory
+from orchestrator.authoring.moments import parse_moment
 from orchestrator.authoring.references import ParamRef
 from orchestrator.authoring.schedules import Schedule
 from orchestrator.authoring.sites import Site, caller_site
@@ -141,16 +143,25 @@ class DAG(NativeDAG):
             kwargs.setdefault("max_active_tasks", kwargs.pop("concurrency"))
         catchup = kwargs.pop("catchup", None)
         cron, run_on = split_schedule(schedule)
+        #: Airflow's `dag.timetable` when one was given: it says what a manual run covers.
+        self.timetable = schedule if isinstance(schedule, Timetable) else None
         self._once_start: float | None = None
         if cron == "@once":
             moment = start_date or datetime.now()
             self._once_start = _epoch(moment)
             cron = None
+        # A start date at a fixed offset has no zone to evaluate crons in: UTC, as before.
+        timezone = zone_name(getattr(start_date, "tzinfo", None), fallback="UTC")
+        native: Schedule | Timetable | str | timedelta | None = cron
+        if isinstance(cron, Timetable):  # delta timetables tick from the start date
+            native = cron.native(
+                start=parse_moment(start_date, timezone=timezone, what="start_date")
+            )
         return {
             **kwargs,
-            "schedule": cron,
+            "schedule": native,
             "run_on": run_on,
-            "timezone": _timezone_name(start_date),
+            "timezone": timezone,
             "start_date": start_date if cron is not None else None,
             "end_date": end_date if cron is not None else None,
             "catchup": bool(catchup) if catchup is not None else False,
@@ -214,16 +225,6 @@ def _as_list(value: Any) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)
-
-
-def _timezone_name(start_date: Any) -> str:
-    zone = getattr(start_date, "tzinfo", None)
-    if zone is None:
-        return "UTC"
-    name = getattr(zone, "name", None) or getattr(zone, "key", None)
-    if isinstance(name, str) and name not in ("+00:00", "UTC+00:00"):
-        return name
-    return "UTC"
 
 
 def _epoch(moment: Any) -> float:

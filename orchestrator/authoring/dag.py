@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Self
 from orchestrator.authoring.references import ParamRef
 from orchestrator.authoring.retry import seconds
 from orchestrator.authoring.run_sources import RunStarts, parse_run_starts
+from orchestrator.authoring.schedules import Schedule
 from orchestrator.authoring.sites import Site, caller_site
 from orchestrator.authoring.tasks import Task, TaskOptions
 from orchestrator.errors import CycleError, DagError, DuplicateTaskError
@@ -55,7 +56,7 @@ class DAG:
         tags: tuple[str, ...] | list[str] = (),
         on_success: Callable[[Any], Any] | Sequence[Callable[[Any], Any]] | None = None,
         on_failure: Callable[[Any], Any] | Sequence[Callable[[Any], Any]] | None = None,
-        schedule: str | timedelta | None = None,
+        schedule: str | timedelta | Schedule | None = None,
         timezone: str = "UTC",
         start_date: Any = None,
         end_date: Any = None,

@@ -326,8 +326,9 @@ class Engine:
     async def _step(self) -> None:
         """Receive what arrived, decide, commit once, then act on what is now durable."""
         inbox, self._inbox = self._inbox, []
-        prepared = await self._decider.prepare(inbox, self.store, self.clock.now())
-        step = self._decider.decide(inbox, prepared, self.clock.now())
+        now = self.clock.now()  # one moment, or a tick between prepare and decide is lost
+        prepared = await self._decider.prepare(inbox, self.store, now)
+        step = self._decider.decide(inbox, prepared, now)
         self.outbox.add(step.tx)
         crash_before_commit(inbox)
         await self.full_disk.commit(self.store.commit, step.tx.batch)
