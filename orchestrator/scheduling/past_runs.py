@@ -155,9 +155,15 @@ class PastRuns:
         if self._waiting:
             self._wake(self._waiting.pop((run.run_id, task_id), ()))
 
+    def waiting_count(self) -> int:
+        """How many (run, task) pairs wait on a task of a previous run."""
+        return sum(len(waiters) for waiters in self._waiting.values())
+
     def ended(self, run: ActiveRun) -> None:
-        """The run ended: keep its tasks' states for the runs after it, and wake them."""
-        self._previous.pop(run.run_id, None)
+        """The run ended: keep its tasks' states for the runs after it, and wake them; if it
+        was waiting itself (cancelled, timed out), it waits no more."""
+        if self._previous.pop(run.run_id, None) is not None:
+            self._forget_waiter(run.run_id)
         self._unread.pop(run.run_id, None)
         if not self._previous and not self._ended:
             return  # nothing depends on the past: the usual case, and free
@@ -171,6 +177,13 @@ class PastRuns:
         kept = set(self._previous.values())
         for run_id in [run_id for run_id in self._ended if run_id not in kept]:
             del self._ended[run_id]
+
+    def _forget_waiter(self, run_id: str) -> None:
+        for key in list(self._waiting):
+            waiters = self._waiting[key]
+            waiters.difference_update({pair for pair in waiters if pair[0] == run_id})
+            if not waiters:
+                del self._waiting[key]
 
     def _wake(self, waiters: Iterable[tuple[str, str]]) -> None:
         for run_id, task_id in waiters:

@@ -248,3 +248,21 @@ async def test_a_dag_without_tasks_depending_on_their_past_never_reads_a_previou
         engine.store.previous_run = refused  # type: ignore[method-assign]
         states_ = [(await run_once(engine, "independent"))[1] for _ in range(2)]
     assert states_ == [RunState.SUCCESS, RunState.SUCCESS]
+
+
+async def test_a_cancelled_waiting_run_leaves_nothing_waiting_behind(
+    make_settings: SettingsFactory,
+) -> None:
+    """A daemon lives for months: a run cancelled while it waited on its past must not stay
+    in the record of who waits on the old run's task."""
+    outcome = {"load": "fail"}
+    async with daily_engine(make_settings(), outcome) as (engine, _):
+        _first, second, _ = await failed_then_waiting(engine)
+        past = engine.scheduler.past
+        waiting_before = past.waiting_count()
+        await engine.cancel(second)
+        second_state = await finished(engine, second)
+        waiting_after = past.waiting_count()
+    assert waiting_before == 1
+    assert second_state is RunState.CANCELLED
+    assert waiting_after == 0
