@@ -16,17 +16,23 @@ evaluation of such a task in a run finds nothing known, asks for the read and se
 at once; the engine's next step makes the read before it decides (`read`) and has the run's
 waiting tasks evaluated again. Runs of DAGs without such tasks never cost a read. A previous
 run this engine drives is looked at live; one that has ended is read once from the store.
+
+A run started with `ignore` (`orchestrator run --ignore-depends-on-past`) is taken for its
+DAG's first run: nothing in it waits. `stuck` says when a run can go no further because its
+tasks wait on a run this engine does not drive: only the foreground command may read that as
+final, since with a daemon someone can still clear the old task.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from orchestrator.authoring.dag import DAG
 from orchestrator.authoring.tasks import Task
 from orchestrator.scheduling.active_runs import ActiveRun, Transitions
 from orchestrator.scheduling.deferred import Timer
-from orchestrator.state import TaskState
+from orchestrator.state import RunState, TaskState
 from orchestrator.store.base import Store
 from orchestrator.store.records import TaskInstanceRecord
 
@@ -36,6 +42,16 @@ _DONE = frozenset({TaskState.SUCCESS, TaskState.SKIPPED})
 _READING = "reading the previous run"
 
 TaskStates = dict[str, list[TaskState]]  # task_id -> the states of its instances
+
+
+@dataclass(frozen=True, order=True)
+class PastWait:
+    """A task that waits on a task of its run's previous run, which this engine does not drive."""
+
+    task_id: str
+    previous_run_id: str
+    previous_task_id: str
+    states: tuple[TaskState, ...]  # the previous task's instances' states, as that run left them
 
 
 class PastRuns:
@@ -49,6 +65,15 @@ class PastRuns:
         # (previous run, its task) -> the (run_id, task_id) that wait for that task to be done
         self._waiting: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._unread: dict[str, ActiveRun] = {}  # runs whose previous run is to be read
+
+    def ignore(self, run_id: str) -> None:
+        """The run's tasks do not wait on its past: it is taken for its DAG's first run.
+
+        Kept in memory, not with the run: the foreground run it is for ends with its process,
+        and a run such a process leaves behind is a daemon's, where waiting on the past is
+        right (someone can clear the old task there).
+        """
+        self._previous[run_id] = None
 
     def holds(self, run: ActiveRun, task: Task, tx: Transitions) -> bool:
         """True if `task` may not start in `run` yet because of the previous run.
@@ -92,6 +117,26 @@ class PastRuns:
             states = [ti.state for ti in live.instances[task_id].values()]
         return all(state in _DONE for state in states)
 
+    def stuck(self, run: ActiveRun) -> list[PastWait]:
+        """The run's tasks that wait on a previous run this engine does not drive, when nothing
+        else in the run can move: without an edit from outside, the run goes no further.
+
+        Empty while the run can still move, waits on a run this engine drives, or has its
+        previous run unread. Cheap when so: the foreground command asks after every change.
+        """
+        previous = self._previous.get(run.run_id)
+        if previous is None or previous in self._runs or run.state is not RunState.RUNNING:
+            return []
+        ended = self._ended.get(previous, {})
+        waits = [
+            PastWait(task_id, previous, watched, tuple(ended.get(watched, ())))
+            for (past, watched), waiters in self._waiting.items()
+            if past == previous
+            for run_id, task_id in waiters
+            if run_id == run.run_id and _unstarted(run, task_id)
+        ]
+        return sorted(waits) if waits and not _moving(run) else []
+
     async def read(self, store: Store) -> None:
         """Find the previous run of every run that asked, and evaluate its waiting tasks again."""
         if not self._unread:
@@ -110,9 +155,15 @@ class PastRuns:
         if self._waiting:
             self._wake(self._waiting.pop((run.run_id, task_id), ()))
 
+    def waiting_count(self) -> int:
+        """How many (run, task) pairs wait on a task of a previous run."""
+        return sum(len(waiters) for waiters in self._waiting.values())
+
     def ended(self, run: ActiveRun) -> None:
-        """The run ended: keep its tasks' states for the runs after it, and wake them."""
-        self._previous.pop(run.run_id, None)
+        """The run ended: keep its tasks' states for the runs after it, and wake them; if it
+        was waiting itself (cancelled, timed out), it waits no more."""
+        if self._previous.pop(run.run_id, None) is not None:
+            self._forget_waiter(run.run_id)
         self._unread.pop(run.run_id, None)
         if not self._previous and not self._ended:
             return  # nothing depends on the past: the usual case, and free
@@ -126,6 +177,13 @@ class PastRuns:
         kept = set(self._previous.values())
         for run_id in [run_id for run_id in self._ended if run_id not in kept]:
             del self._ended[run_id]
+
+    def _forget_waiter(self, run_id: str) -> None:
+        for key in list(self._waiting):
+            waiters = self._waiting[key]
+            waiters.difference_update({pair for pair in waiters if pair[0] == run_id})
+            if not waiters:
+                del self._waiting[key]
 
     def _wake(self, waiters: Iterable[tuple[str, str]]) -> None:
         for run_id, task_id in waiters:
@@ -145,6 +203,21 @@ def _watched(task: Task) -> list[str]:
     if not task.options.wait_for_downstream:
         return [task.task_id]
     return [task.task_id, *sorted(task.downstream_task_ids)]
+
+
+def _unstarted(run: ActiveRun, task_id: str) -> bool:
+    return all(ti.state is TaskState.NONE for ti in run.instances[task_id].values())
+
+
+def _moving(run: ActiveRun) -> bool:
+    """Some instance of the run is scheduled, running, deferred or up for retry.
+
+    The count of running ones answers first: asked after every change, a scan of a large
+    expanded task's instances each time would cost their number squared.
+    """
+    return run.running > 0 or any(
+        ti.state is not TaskState.NONE and not ti.state.finished for ti in run.each_instance()
+    )
 
 
 def _by_task(rows: list[TaskInstanceRecord]) -> TaskStates:

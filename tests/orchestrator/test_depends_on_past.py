@@ -19,6 +19,7 @@ from orchestrator import DAG, Skip, task
 from orchestrator.changes import Change, TaskChanged
 from orchestrator.config import Settings
 from orchestrator.scheduling.engine import Engine
+from orchestrator.scheduling.past_runs import PastWait
 from orchestrator.state import RunState, TaskState
 from orchestrator.store import Store
 
@@ -88,6 +89,16 @@ async def run_once(engine: Engine, dag_id: str) -> tuple[str, RunState]:
     return run_id, await finished(engine, run_id)
 
 
+async def failed_then_waiting(engine: Engine) -> tuple[str, str, str]:
+    """A run of `daily` whose `load` fails, then one whose `load` waits on it: the two run ids
+    and the waiting note. `load` must fail when called."""
+    first, first_state = await run_once(engine, "daily")
+    assert first_state is RunState.FAILED
+    async with engine.subscribe() as changes:
+        second = await engine.trigger("daily")
+        return first, second, await noted_waiting(changes, second)
+
+
 @pytest.mark.parametrize(("previous", "ended"), [("ok", "success"), ("skip", "skipped")])
 async def test_the_first_run_runs_and_so_does_the_next_after_a_success_or_a_skip(
     make_settings: SettingsFactory, previous: str, ended: str
@@ -108,11 +119,7 @@ async def test_after_a_failure_the_next_run_waits_until_the_old_task_is_cleared_
 ) -> None:
     outcome = {"load": "fail"}
     async with daily_engine(make_settings(), outcome) as (engine, calls):
-        first, failed_state = await run_once(engine, "daily")
-        assert failed_state is RunState.FAILED
-        async with engine.subscribe() as changes:
-            second = await engine.trigger("daily")
-            note = await noted_waiting(changes, second)
+        first, second, note = await failed_then_waiting(engine)
         waiting = await states(engine.store, second)
         record = await engine.store.get_run(second)
         outcome["load"] = "ok"
@@ -149,12 +156,31 @@ async def test_of_two_runs_at_once_the_second_waits_for_the_first(
             second = await engine.trigger("twice")
             note = await noted_waiting(changes, second)
         both_running = engine.scheduler.running_runs("twice")
+        stuck = engine.scheduler.past.stuck(engine.scheduler.runs[second])
         gate.set()
         states_ = (await finished(engine, first), await finished(engine, second))
     assert note == f"waiting for the previous run's publish ({first})"
     assert both_running == 2
+    assert stuck == []  # the first run is driven here: it will settle
     assert states_ == (RunState.SUCCESS, RunState.SUCCESS)
     assert order == [f"start {first}", f"end {first}", f"start {second}", f"end {second}"]
+
+
+async def test_a_wait_on_an_ended_run_is_stuck_and_a_run_ignoring_its_past_runs_anyway(
+    make_settings: SettingsFactory,
+) -> None:
+    outcome = {"load": "fail"}
+    async with daily_engine(make_settings(), outcome) as (engine, calls):
+        first, second, _ = await failed_then_waiting(engine)
+        stuck = engine.scheduler.past.stuck(engine.scheduler.runs[second])
+        outcome["load"] = "ok"
+        third = await engine.trigger("daily", ignore_depends_on_past=True)
+        third_state = await finished(engine, third)
+        still = await states(engine.store, second)
+    assert stuck == [PastWait("load", first, "load", (TaskState.FAILED,))]
+    assert third_state is RunState.SUCCESS  # though its previous run (second) has not run load
+    assert calls == [first, third]
+    assert still == {"extract": "success", "load": "none"}  # the ignoring is the third's alone
 
 
 async def test_wait_for_downstream_waits_for_the_previous_runs_downstream_tasks_too(
@@ -193,10 +219,7 @@ async def test_a_waiting_task_still_waits_after_a_restart_and_runs_once_the_past
     settings = make_settings()
     dag, calls = daily_load(outcome)
     async with Engine.open(settings, dagbag=bag_of(dag)) as engine:
-        first, _ = await run_once(engine, "daily")
-        async with engine.subscribe() as changes:
-            second = await engine.trigger("daily")
-            note = await noted_waiting(changes, second)
+        first, second, note = await failed_then_waiting(engine)
     async with Engine.open(settings, dagbag=bag_of(dag)) as engine:
         await engine.clear(first, ["load"])  # fails again: the second still waits
         await finished(engine, first)
@@ -225,3 +248,21 @@ async def test_a_dag_without_tasks_depending_on_their_past_never_reads_a_previou
         engine.store.previous_run = refused  # type: ignore[method-assign]
         states_ = [(await run_once(engine, "independent"))[1] for _ in range(2)]
     assert states_ == [RunState.SUCCESS, RunState.SUCCESS]
+
+
+async def test_a_cancelled_waiting_run_leaves_nothing_waiting_behind(
+    make_settings: SettingsFactory,
+) -> None:
+    """A daemon lives for months: a run cancelled while it waited on its past must not stay
+    in the record of who waits on the old run's task."""
+    outcome = {"load": "fail"}
+    async with daily_engine(make_settings(), outcome) as (engine, _):
+        _first, second, _ = await failed_then_waiting(engine)
+        past = engine.scheduler.past
+        waiting_before = past.waiting_count()
+        await engine.cancel(second)
+        second_state = await finished(engine, second)
+        waiting_after = past.waiting_count()
+    assert waiting_before == 1
+    assert second_state is RunState.CANCELLED
+    assert waiting_after == 0
