@@ -23,6 +23,7 @@ from orchestrator.execution.jobs import Outcome, TaskOutcome
 from orchestrator.execution.results import decode_result
 from orchestrator.scheduling.active_runs import ActiveRun, RunQueue, TaskInstance, Transitions
 from orchestrator.scheduling.deferred import Arming, DeferralDecisions, Timer
+from orchestrator.scheduling.past_runs import PastRuns
 from orchestrator.scheduling.readiness import Readiness
 from orchestrator.scheduling.recovery import RecoveryDecisions
 from orchestrator.scheduling.run_timeouts import timeout_timer
@@ -58,7 +59,11 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         self.rng = rng or random.Random()
         self.runs: dict[str, ActiveRun] = {}
         self._slots = SlotLedger(slots=slots, pools=pools)
-        self._readiness = Readiness(make_ready=self._make_ready, recheck=self._recheck)
+        #: Tasks that depend on their past: what their runs' previous runs did (read when needed).
+        self.past = PastRuns(self.runs, lambda timer: self.timers.append(timer))
+        self._readiness = Readiness(
+            make_ready=self._make_ready, recheck=self._recheck, past=self.past
+        )
         self._queue = RunQueue()
         #: Runs with something to settle (dirty tasks, or one that may let the run finish).
         self._dirty_runs: dict[str, ActiveRun] = {}
@@ -345,6 +350,7 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
                     tx.move(ti, TaskState.CANCELLED, ended_at=tx.now, error="cancelled")
             tx.move_run(run, RunState.CANCELLED)
             del self.runs[run.run_id]
+            self.past.ended(run)
             return []
         running = []
         for instances in run.instances.values():
@@ -374,3 +380,4 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         tx.move_run(run, state)
         del self.runs[run.run_id]
         self._queue.ended(run)
+        self.past.ended(run)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
+from clikit import command, environment
+from clikit import run_cli as orchestrator
 
 PIPELINES = """
 import anyio
@@ -55,39 +52,12 @@ with DAG("hang"):
 """
 
 
-@dataclass(frozen=True)
-class Completed:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "dags").mkdir()
     (tmp_path / "dags" / "pipelines.py").write_text(PIPELINES)
     (tmp_path / "orchestrator.toml").write_text("slots = 2\n")
     return tmp_path
-
-
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "orchestrator.cli", *args]
-
-
-def environment() -> dict[str, str]:
-    """The test's environment without ORCHESTRATOR_* variables, which would change settings."""
-    return {
-        name: value for name, value in os.environ.items() if not name.startswith("ORCHESTRATOR")
-    }
-
-
-async def orchestrator(project: Path, *args: str) -> Completed:
-    with anyio.fail_after(60):
-        done = await anyio.run_process(command(*args), cwd=project, env=environment(), check=False)
-    return Completed(done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
 async def run_ids(project: Path) -> list[str]:
