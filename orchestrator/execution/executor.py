@@ -31,7 +31,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
-import anyio.to_thread
 
 from orchestrator.authoring.context import task_context
 from orchestrator.authoring.tasks import Task
@@ -46,6 +45,7 @@ from orchestrator.execution.results import (
     outcome_of_error,
     outcome_of_value,
 )
+from orchestrator.execution.task_threads import TaskThreads
 from orchestrator.execution.worker import encode_message, job_to_json
 from orchestrator.execution.worker_pool import JobNotDelivered, WorkerFailure, WorkerPool
 
@@ -71,7 +71,7 @@ class Executor:
 
     def __init__(self, pool: WorkerPool, *, slots: int) -> None:
         self._pool = pool
-        self._threads = anyio.CapacityLimiter(slots)
+        self._threads = TaskThreads(slots)
         self._logs = LogOpener()  # async tasks' logs, opened off the loop
         self._tasks_run = 0
 
@@ -90,9 +90,11 @@ class Executor:
         async with anyio.create_task_group() as task_group:
             pool = WorkerPool(slots=slots, max_tasks=worker_max_tasks, task_group=task_group)
             pool.prestart(prestart)
+            executor = cls(pool, slots=slots)
             try:
-                yield cls(pool, slots=slots)
+                yield executor
             finally:
+                executor._threads.close()
                 with anyio.CancelScope(shield=True):
                     await pool.aclose()
 
@@ -169,9 +171,7 @@ class Executor:
 
         # The log is opened and closed in the thread: an abandoned thread still has its log.
         with anyio.move_on_after(job.timeout):
-            return await anyio.to_thread.run_sync(
-                run, abandon_on_cancel=True, limiter=self._threads
-            )
+            return await self._threads.run(run)
         return _timed_out(job)
 
     # -- sync tasks in worker processes ---------------------------------------------------------

@@ -3,8 +3,8 @@
 Worker processes redirect their file descriptors instead; the engine cannot, because many
 tasks share it. So `sys.stdout`, `sys.stderr` and the root logger are given, once, a router
 that looks up the log file of the task whose code is writing (a context variable, which
-`anyio.to_thread.run_sync` copies into its thread) and writes there; any other write goes to
-the real stream as before.
+`task_threads` copies into the try's thread) and writes there; any other write goes to the
+real stream as before.
 
 What the router cannot see: a subprocess or C extension writing to fd 1/2 directly, bytes
 written to `sys.stdout.buffer`, and threads the task starts itself (a new `threading.Thread`
@@ -149,20 +149,28 @@ def _opened_log(log_path: str, max_bytes: int, fd: int | None) -> AbstractContex
 
 def open_log(log_path: str) -> TextIO:
     """The try's log opened for appending, creating its folders."""
-    _make_folder(log_path)
-    return open(log_path, "a", encoding="utf-8", errors="backslashreplace")
+    return os.fdopen(
+        _open_appending(log_path, os.O_WRONLY), "a", encoding="utf-8", errors="backslashreplace"
+    )
 
 
 def open_log_fd(log_path: str) -> int:
     """The try's log as a file descriptor for reading and appending, creating its folders."""
-    _make_folder(log_path)
-    return os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    return _open_appending(log_path, os.O_RDWR)
 
 
-def _make_folder(log_path: str) -> None:
-    folder = os.path.dirname(log_path)
-    if folder:
+def _open_appending(log_path: str, mode: int) -> int:
+    # Open first: the run's folder is there for all but its first try, and one `open` is
+    # cheaper than `makedirs` checking each level every time.
+    flags = mode | os.O_CREAT | os.O_APPEND
+    try:
+        return os.open(log_path, flags, 0o644)
+    except FileNotFoundError:
+        folder = os.path.dirname(log_path)
+        if not folder:
+            raise
         os.makedirs(folder, exist_ok=True)
+        return os.open(log_path, flags, 0o644)
 
 
 def append_to_log(log_path: str, line: str) -> None:

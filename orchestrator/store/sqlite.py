@@ -177,6 +177,20 @@ class SqliteStore(OverviewReads):
             (task_id, index): value for task_id, index, value in await self._fetch(sql, (run_id,))
         }
 
+    async def previous_run(self, dag_id: str, run_id: str) -> RunRecord | None:
+        """The DAG's run just before this one by logical date (else queue time), any state.
+
+        Runs without a logical date (manual, event) take their queue time; ties go by creation.
+        """
+        moment = "COALESCE(logical_date, queued_at), rowid"
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE dag_id = ? AND ({moment}) < (SELECT {moment}"
+            " FROM runs WHERE run_id = ?) ORDER BY COALESCE(logical_date, queued_at) DESC,"
+            " rowid DESC LIMIT 1"
+        )
+        rows = await self._fetch(sql, (dag_id, run_id))
+        return run_from_row(rows[0]) if rows else None
+
     async def list_unfinished_runs(self) -> list[RunRecord]:
         """Runs queued or running (to be picked up again after a restart), oldest first."""
         sql = (

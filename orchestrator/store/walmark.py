@@ -43,10 +43,19 @@ def wal_path(db_path: Path) -> Path:
 
 def read_marker(db_path: Path) -> bytes:
     """The marker's content; `clean` when there is none (a new or older state directory)."""
+    return _read_marker_file(str(marker_path(db_path)))
+
+
+def _read_marker_file(path: str) -> bytes:
+    # Plain descriptors rather than pathlib: the writer reads this before every commit.
     try:
-        return marker_path(db_path).read_bytes()
+        descriptor = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return _CLEAN
+    try:
+        return os.read(descriptor, 64)
+    finally:
+        os.close(descriptor)
 
 
 def check_wal_not_lost(db_path: Path) -> None:
@@ -81,6 +90,7 @@ class WalMarker:
     def __init__(self, db_path: Path) -> None:
         self._db_path = db_path
         self._path = marker_path(db_path)
+        self._path_text = str(self._path)
 
     def before_commit(self) -> None:
         """Call under the write lock, before COMMIT: make sure the marker says `dirty`.
@@ -90,7 +100,7 @@ class WalMarker:
         process's writer may have marked it `clean` since; written and fsynced only on that
         change.
         """
-        if read_marker(self._db_path) != _DIRTY:
+        if _read_marker_file(self._path_text) != _DIRTY:
             self._write_durably(_DIRTY)
 
     async def checkpoint(self, connection: aiosqlite.Connection) -> bool:
