@@ -267,8 +267,10 @@ def one_round(
     before = Snapshot.take(daemon)
     tally = asyncio.run(sending)
     used = Snapshot.take(daemon) - before
+    backlog = daemon.unfinished_runs()
     drain = time.perf_counter()
     poll_until(lambda: daemon.unfinished_runs() == 0 or None, 300, "the runs to finish", 0.05)
+    whole = Snapshot.take(daemon) - before  # the runs' own work included
     return {
         "rate": tally.statuses[201] / used.wall,
         "p50_ms": 1000 * percentile(tally.latencies, 50),
@@ -282,7 +284,13 @@ def one_round(
         "batches": used.batches,
         "daemon_cpu": 100 * used.daemon_ticks / TICKS_PER_SECOND / used.wall,
         "client_cpu": 100 * used.client_cpu / used.wall,
+        "backlog": backlog,
         "drain_s": time.perf_counter() - drain,
+        "cpu_per_delivery_ms": 1000
+        * used.daemon_ticks
+        / TICKS_PER_SECOND
+        / max(len(tally.latencies), 1),
+        "cpu_per_run_ms": 1000 * whole.daemon_ticks / TICKS_PER_SECOND / max(len(requests), 1),
     }
 
 
@@ -359,7 +367,10 @@ def report_level(senders: int, results: list[dict[str, Any]]) -> bool:
     )
     figures_row("daemon CPU (% of one core)", results, "daemon_cpu", "%")
     figures_row("client CPU (% of one core)", results, "client_cpu", "%")
+    figures_row("daemon CPU per delivery, sending", results, "cpu_per_delivery_ms", " ms", 3)
+    figures_row("runs unfinished as sending ends", results, "backlog", "")
     figures_row("runs all finished after", results, "drain_s", " s", 2)
+    figures_row("daemon CPU per run, to finished", results, "cpu_per_run_ms", " ms", 2)
     _print_refusals(results)
     if senders not in TARGET_LEVELS:
         return True

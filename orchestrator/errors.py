@@ -20,7 +20,8 @@ OrchestratorError
 ├── RunError                a run request that cannot be honoured (bad conf, unknown run)
 │   ├── DagPausedError      the DAG is paused, so no run of it starts
 │   ├── RunNotFoundError    no run has this id
-│   └── RunLimitError       the DAG has too many queued runs, or is triggered too fast
+│   ├── RunLimitError       the DAG has too many queued runs, or is triggered too fast
+│   └── RunStuckError       a foreground run waits on a previous run nothing here can change
 ├── ApiError                an HTTP request refused: `status` and a stable `code`
 │   ├── AuthError           no token, a bad, expired or revoked one, or too small a scope
 │   ├── SignatureError      a webhook delivery whose signature does not verify
@@ -155,6 +156,11 @@ class RunLimitError(RunError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RunStuckError(RunError):
+    """`orchestrator run` cannot finish its run: tasks that depend on their past wait on a
+    previous run that nothing in the process can change. The message says how to go on."""
 
 
 class ApiError(OrchestratorError):

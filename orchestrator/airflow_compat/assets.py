@@ -8,7 +8,6 @@ native `all_of`), `a | b` runs on each update of either (`any_of`), as in Airflo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from orchestrator.authoring.assets import AllOf, AnyOf, AssetCondition, all_of, any_of
@@ -50,25 +49,24 @@ class AssetAny(AnyOf):
         object.__setattr__(self, "parts", any_of(*objects).parts)
 
 
-def split_schedule(schedule: Any) -> tuple[str | timedelta | None, AssetCondition | None]:
-    """An Airflow schedule as (cron, preset or timedelta; the assets that start runs).
+def split_assets(assets: Any, *, strict: bool = True) -> AssetCondition | None:
+    """Assets a DAG runs on as a condition: an asset, `a & b`, `a | b`, or a list (all of them).
 
-    A list of assets is Airflow's AND: a run once every one of them was updated.
+    Anything else is a TypeError, or None when not `strict` (the caller tries other meanings).
     """
-    if schedule is None or isinstance(schedule, str | timedelta):
-        if schedule == "@continuous":
-            raise ValueError("schedule='@continuous' is not supported; use a cron or timedelta")
-        return schedule, None
-    if isinstance(schedule, NativeAsset):
-        return None, any_of(schedule)
-    if isinstance(schedule, AssetCondition):
-        return None, schedule
-    if isinstance(schedule, list | tuple) and all(isinstance(s, NativeAsset) for s in schedule):
-        return None, all_of(*schedule)
-    raise TypeError(
-        f"schedule {schedule!r} is not supported: use None, a cron string or preset "
-        "('@daily', '@once'), a timedelta, or assets (Airflow's timetables are not supported)"
-    )
+    if isinstance(assets, NativeAsset):
+        return any_of(assets)
+    if isinstance(assets, AssetCondition):
+        return assets
+    if (
+        isinstance(assets, list | tuple)
+        and assets
+        and all(isinstance(each, NativeAsset) for each in assets)
+    ):
+        return all_of(*assets)
+    if strict:
+        raise TypeError(f"expected assets (an Asset, a list of them, a & b, a | b); got {assets!r}")
+    return None
 
 
 __all__ = ("Asset", "AssetAll", "AssetAny", "Dataset")

@@ -20,6 +20,7 @@ from orchestrator.airflow_compat.dag import report_ignored
 from orchestrator.airflow_compat.exceptions import AirflowException
 from orchestrator.airflow_compat.imports import airflow_imports
 from orchestrator.airflow_compat.rendered import record_rendered
+from orchestrator.airflow_compat.setup_teardown import SetupTeardownScope
 from orchestrator.airflow_compat.sites import user_site
 from orchestrator.airflow_compat.taskgroup import Label, TaskGroup, current_group, flatten
 from orchestrator.airflow_compat.templating import render_template_fields
@@ -39,6 +40,8 @@ _NATIVE = {
     "execution_timeout": "execution_timeout",
     "pool_slots": "pool_slots",
     "priority_weight": "priority_weight",
+    "depends_on_past": "depends_on_past",
+    "wait_for_downstream": "wait_for_downstream",
 }
 _CALLBACKS = {
     "on_success_callback": "on_success",
@@ -48,8 +51,8 @@ _CALLBACKS = {
 #: Accepted for compatibility; they change nothing here (reported once each).
 _IGNORED = frozenset(
     {
-        "owner", "email", "email_on_failure", "email_on_retry", "queue", "depends_on_past",
-        "wait_for_downstream", "wait_for_past_depends_before_skipping", "sla", "weight_rule",
+        "owner", "email", "email_on_failure", "email_on_retry", "queue",
+        "wait_for_past_depends_before_skipping", "sla", "weight_rule",
         "run_as_user", "executor_config", "max_active_tis_per_dag", "max_active_tis_per_dagrun",
         "resources", "task_concurrency", "start_date", "end_date", "doc", "doc_rst", "doc_json",
         "doc_yaml", "task_display_name", "on_execute_callback", "on_skipped_callback",
@@ -59,6 +62,7 @@ _IGNORED = frozenset(
 )  # fmt: skip
 _OWN = frozenset({"trigger_rule", "pool", "outlets", "inlets", "params", "doc_md"})
 _OWN |= {"multiple_outputs", "do_xcom_push", "task_group", "dag", "default_args"}
+_OWN |= {"on_failure_fail_dagrun"}
 
 
 class BaseOperator(NativeOperator):
@@ -68,6 +72,7 @@ class BaseOperator(NativeOperator):
     template_ext: Sequence[str] = ()
     template_fields_renderers: dict[str, str] = {}  # noqa: RUF012 - Airflow's class attribute
     ui_color = "#fff"
+    on_failure_fail_dagrun = False  # a run's state ignores a teardown unless this is set
     _in_engine = False  # True: run in the engine (no worker process), for trivial operators
 
     def __init__(self, task_id: str, **kwargs: Any) -> None:
@@ -79,6 +84,8 @@ class BaseOperator(NativeOperator):
         self.doc_md = given.get("doc_md")
         self.inlets = list(given.get("inlets") or [])
         self.param_specs = _param_specs(given.get("params"))
+        if given.get("on_failure_fail_dagrun"):
+            self.on_failure_fail_dagrun = True
         full_id = group.child_id(task_id) if group is not None else task_id
         super().__init__(task_id=full_id, dag=owner, **self._native_options(given))
         self.site = user_site()
@@ -86,6 +93,7 @@ class BaseOperator(NativeOperator):
         if group is not None:
             group.add(self)
         self._airflow_ready = True
+        SetupTeardownScope.note(self)
         for name in self.template_fields:
             if hasattr(self, name):
                 self._link_refs(getattr(self, name))
@@ -176,6 +184,42 @@ class BaseOperator(NativeOperator):
     def __rlshift__(self, other: Any) -> Any:
         self.set_downstream(flatten(other, side="roots"))
         return self
+
+    # -- setup and teardown (Airflow 2.7+) --------------------------------------------------------
+
+    def as_setup(self) -> BaseOperator:
+        """Mark this task a setup, as `@setup` does: the teardowns after it need it to succeed,
+        and clearing the work between them clears it too (`clear_scope`)."""
+        self.is_setup = True
+        return self
+
+    def as_teardown(
+        self, setups: Any = None, on_failure_fail_dagrun: bool | None = None
+    ) -> BaseOperator:
+        """Mark this task a teardown, as `@teardown` does: it runs once its upstream tasks are
+        done, whatever the work did, if one of its setups succeeded (`all_done_setup_success`),
+        and the run's state ignores it unless `on_failure_fail_dagrun`. `setups` (tasks or
+        XComArgs) become setups and run before it.
+        """
+        self.is_teardown = True
+        self.trigger_rule = "all_done_setup_success"
+        if on_failure_fail_dagrun is not None:
+            self.on_failure_fail_dagrun = on_failure_fail_dagrun
+        if setups is not None:
+            for setup in flatten(setups, side="leaves"):
+                if isinstance(setup, BaseOperator):
+                    setup.as_setup()
+                self.set_upstream(setup)
+        return self
+
+    def __enter__(self) -> SetupTeardownScope:
+        """`with teardown.as_teardown(setups=setup):` the tasks made inside are the work
+        between them (`setup_teardown`)."""
+        self._setup_scope = SetupTeardownScope(self)
+        return self._setup_scope.__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._setup_scope.__exit__(*exc_info)
 
     # -- dynamic task mapping -------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.airflow_compat import macros
+from orchestrator.airflow_compat.asset_events import triggering_events
 from orchestrator.airflow_compat.models import Param, ParamsDict, Variable
 from orchestrator.airflow_compat.xcom import RETURN_VALUE, value_for_key
 from orchestrator.authoring.context import TaskContext
@@ -76,27 +77,35 @@ class TaskInstance:
 class DagRun:
     """The run: its id, conf, logical date and data interval."""
 
-    def __init__(self, native: TaskContext, logical_date: datetime, end: datetime) -> None:
+    def __init__(self, native: TaskContext, logical: datetime, start: datetime, end: datetime):
         self.dag_id = native.dag_id
         self.run_id = native.run_id
         self.conf = dict(native.conf)
-        self.logical_date = self.execution_date = logical_date
-        self.data_interval_start, self.data_interval_end = logical_date, end
+        self.logical_date = self.execution_date = logical
+        self.data_interval_start, self.data_interval_end = start, end
         self.run_type = "scheduled" if native.logical_date is not None else "manual"
         self.external_trigger = native.logical_date is None
 
 
-def logical_date_of(native: TaskContext) -> tuple[datetime, datetime]:
-    """The run's data interval; a manual run's is the moment it was queued (its run id's stamp)."""
+def run_dates(native: TaskContext, timetable: Any = None) -> tuple[datetime, datetime, datetime]:
+    """The run's logical date and data interval (start, end).
+
+    A manual run's logical date is the moment it was queued (its run id's stamp), and its
+    interval is what the DAG's timetable says for it (Airflow's `infer_manual_data_interval`):
+    a trigger timetable's `interval` before it, else empty at it.
+    """
     if native.logical_date is not None:
         start = datetime.fromtimestamp(native.logical_date, UTC)
         end = native.data_interval_end
-        return start, datetime.fromtimestamp(end, UTC) if end is not None else start
+        return start, start, datetime.fromtimestamp(end, UTC) if end is not None else start
     try:
         moment = datetime.strptime(native.run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except ValueError:
         moment = datetime.now(UTC)
-    return moment, moment
+    if timetable is None:
+        return moment, moment, moment
+    start_at, end_at = timetable.manual_interval(moment.timestamp())
+    return moment, datetime.fromtimestamp(start_at, UTC), datetime.fromtimestamp(end_at, UTC)
 
 
 def _pendulum(moment: datetime) -> Any:
@@ -109,28 +118,33 @@ def _pendulum(moment: datetime) -> Any:
 
 def build_context(task: Task, native: TaskContext, xcoms: Mapping[str, Any]) -> Context:
     """Airflow's context for `task` running in the run `native` describes."""
-    start, end = (_pendulum(moment) for moment in logical_date_of(native))
+    dates = run_dates(native, getattr(task.dag, "timetable", None))
+    logical, start, end = (_pendulum(moment) for moment in dates)
     ti = TaskInstance(task, native, xcoms)
     params = resolved_params(task, native.params)
+    dag_run = DagRun(native, logical, start, end)
+    events = triggering_events(native.conf)
+    if events["triggering_asset_events"]:
+        dag_run.run_type = "asset_triggered"
     return {
         "ti": ti,
         "task_instance": ti,
         "task": task,
         "dag": task.dag,
-        "dag_run": DagRun(native, start, end),
+        "dag_run": dag_run,
         "run_id": native.run_id,
         "params": params,
-        "logical_date": start,
-        "execution_date": start,
+        "logical_date": logical,
+        "execution_date": logical,
         "data_interval_start": start,
         "data_interval_end": end,
-        "ds": start.strftime("%Y-%m-%d"),
-        "ds_nodash": start.strftime("%Y%m%d"),
-        "ts": start.isoformat(),
-        "ts_nodash": start.strftime("%Y%m%dT%H%M%S"),
-        "ts_nodash_with_tz": start.isoformat().replace("-", "").replace(":", ""),
-        "prev_ds": (start - timedelta(days=1)).strftime("%Y-%m-%d"),
-        "next_ds": (start + timedelta(days=1)).strftime("%Y-%m-%d"),
+        "ds": logical.strftime("%Y-%m-%d"),
+        "ds_nodash": logical.strftime("%Y%m%d"),
+        "ts": logical.isoformat(),
+        "ts_nodash": logical.strftime("%Y%m%dT%H%M%S"),
+        "ts_nodash_with_tz": logical.isoformat().replace("-", "").replace(":", ""),
+        "prev_ds": (logical - timedelta(days=1)).strftime("%Y-%m-%d"),
+        "next_ds": (logical + timedelta(days=1)).strftime("%Y-%m-%d"),
         "map_index": native.map_index,
         "macros": macros,
         "var": {"value": _VariableAccessor(False), "json": _VariableAccessor(True)},
@@ -139,8 +153,7 @@ def build_context(task: Task, native: TaskContext, xcoms: Mapping[str, Any]) -> 
         "outlets": list(task.options.outlets),
         "test_mode": False,
         "expanded_ti_count": None,
-        "triggering_asset_events": {},
-        "triggering_dataset_events": {},
+        **events,
     }
 
 

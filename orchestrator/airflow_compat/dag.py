@@ -1,7 +1,8 @@
 """Airflow's `DAG` and `@dag`: its arguments mapped onto the native DAG and schedules.
 
 Airflow's schedule spellings (`schedule=` or Airflow 2's `schedule_interval=` / `timetable=`):
-None, a cron string or preset, `@once`, a `timedelta`, or assets (data-aware). The timezone is
+None, a cron string or preset, `@once`, a `timedelta`, assets (data-aware), or a built-in
+timetable (timetables.py). The timezone is
 the start date's, as in Airflow; `catchup` defaults to False (Airflow 3's default; Airflow 2's
 was True). Arguments with no meaning here (`sla_miss_callback`, ...) are
 accepted and reported once as ignored.
@@ -13,14 +14,15 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.airflow_compat.assets import split_schedule
 from orchestrator.airflow_compat.exceptions import AirflowException
 from orchestrator.airflow_compat.models import Param
+from orchestrator.airflow_compat.timetables import Timetable, split_schedule, zone_name
 from orchestrator.authoring.dag import DAG as NativeDAG
 from orchestrator.authoring.dag import DagFactory
+from orchestrator.authoring.moments import parse_moment
 from orchestrator.authoring.references import ParamRef
 from orchestrator.authoring.schedules import Schedule
 from orchestrator.authoring.sites import Site, caller_site
@@ -111,11 +113,15 @@ class DAG(NativeDAG):
 
     @property
     def leaves(self) -> list[str]:
-        """The tasks a run's state comes from: as in Airflow, the work's leaves, not teardowns."""
-        work = {task_id for task_id, t in self.tasks.items() if not getattr(t, "is_teardown", 0)}
-        if not work:
-            return super().leaves
-        return [t for t in self.tasks if t in work and not self.tasks[t].downstream_task_ids & work]
+        """The tasks a run's state comes from: as in Airflow, the work's leaves, not teardowns
+        (a teardown with `on_failure_fail_dagrun` is work: its failure fails the run)."""
+        leaves = [
+            task_id
+            for task_id, task in self.tasks.items()
+            if not _ignorable(task)
+            and all(_ignorable(self.tasks[t]) for t in task.downstream_task_ids)
+        ]
+        return leaves or super().leaves
 
     def check_conf(self, conf: Mapping[str, Any]) -> None:
         """Airflow refuses a trigger whose conf breaks a `Param`'s schema; so do we."""
@@ -137,16 +143,25 @@ class DAG(NativeDAG):
             kwargs.setdefault("max_active_tasks", kwargs.pop("concurrency"))
         catchup = kwargs.pop("catchup", None)
         cron, run_on = split_schedule(schedule)
+        #: Airflow's `dag.timetable` when one was given: it says what a manual run covers.
+        self.timetable = schedule if isinstance(schedule, Timetable) else None
         self._once_start: float | None = None
         if cron == "@once":
             moment = start_date or datetime.now()
             self._once_start = _epoch(moment)
             cron = None
+        # A start date at a fixed offset has no zone to evaluate crons in: UTC, as before.
+        timezone = zone_name(getattr(start_date, "tzinfo", None), fallback="UTC")
+        native: Schedule | Timetable | str | timedelta | None = cron
+        if isinstance(cron, Timetable):  # delta timetables tick from the start date
+            native = cron.native(
+                start=parse_moment(start_date, timezone=timezone, what="start_date")
+            )
         return {
             **kwargs,
-            "schedule": cron,
+            "schedule": native,
             "run_on": run_on,
-            "timezone": _timezone_name(start_date),
+            "timezone": timezone,
             "start_date": start_date if cron is not None else None,
             "end_date": end_date if cron is not None else None,
             "catchup": bool(catchup) if catchup is not None else False,
@@ -212,16 +227,6 @@ def _as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _timezone_name(start_date: Any) -> str:
-    zone = getattr(start_date, "tzinfo", None)
-    if zone is None:
-        return "UTC"
-    name = getattr(zone, "name", None) or getattr(zone, "key", None)
-    if isinstance(name, str) and name not in ("+00:00", "UTC+00:00"):
-        return name
-    return "UTC"
-
-
 def _epoch(moment: Any) -> float:
     if isinstance(moment, datetime):
         if moment.tzinfo is None:
@@ -266,6 +271,13 @@ def dag(dag_id: Any = None, **options: Any) -> Any:
     if callable(dag_id):
         return AirflowDagFactory(dag_id, None, options)
     return lambda function: AirflowDagFactory(function, dag_id, options)
+
+
+def _ignorable(task: Any) -> bool:
+    """A teardown whose failure does not fail the run (Airflow's default for teardowns)."""
+    return bool(getattr(task, "is_teardown", False)) and not getattr(
+        task, "on_failure_fail_dagrun", False
+    )
 
 
 __all__ = ("DAG", "dag")

@@ -179,16 +179,27 @@ class _TaskDecorator:
 
 
 task = _TaskDecorator()
-setup = task
+
+
+class SetupOperator(DecoratedPythonOperator):
+    """A `@setup` task (`as_setup`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.as_setup()
 
 
 class TeardownOperator(DecoratedPythonOperator):
-    """A `@teardown` task: runs whatever its upstream did; the run's state ignores it."""
+    """A `@teardown` task: runs whatever the work did if one of its setups succeeded; the
+    run's state ignores it unless `on_failure_fail_dagrun` (`as_teardown`)."""
 
-    is_teardown = True
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.as_teardown()
 
 
-teardown = _decorator(TeardownOperator, trigger_rule="all_done")
+setup = _decorator(SetupOperator)
+teardown = _decorator(TeardownOperator)
 
 
 def task_group(python_callable: Callable[..., Any] | None = None, **options: Any) -> Any:

@@ -65,6 +65,21 @@ _EXCEPTIONS = (
 )
 _SENSOR_BASE = ("sensors:BaseSensorOperator", "sensors:PokeReturnValue")
 _CONTEXT = ("context:Context", "context:get_current_context")
+_TRIGGER_TIMETABLES = (
+    "timetables:CronTriggerTimetable",
+    "timetables:DeltaTriggerTimetable",
+    "timetables:MultipleCronTriggerTimetable",
+)
+_INTERVAL_TIMETABLES = (
+    "timetables:CronDataIntervalTimetable",
+    "timetables:DeltaDataIntervalTimetable",
+)
+_TIMETABLES = (
+    *_TRIGGER_TIMETABLES,
+    *_INTERVAL_TIMETABLES,
+    "timetables:EventsTimetable",
+    "timetables:AssetOrTimeSchedule",
+)
 
 #: Every module an Airflow DAG file may import, with the names it gets: "module:name".
 SURFACE: dict[str, Sequence[str]] = {
@@ -85,6 +100,7 @@ SURFACE: dict[str, Sequence[str]] = {
         *_SENSOR_BASE,
         *_CONTEXT,
         *_RULE,
+        *_TIMETABLES,
     ),
     "airflow.decorators": (*_DECORATORS,),
     "airflow.models": (*_DAG, *_OPERATOR[:1], *_PARAM, *_VARIABLE, *_CONNECTION, *_XCOM),
@@ -111,6 +127,13 @@ SURFACE: dict[str, Sequence[str]] = {
     "airflow.exceptions": _EXCEPTIONS,
     "airflow.datasets": _ASSETS,
     "airflow.assets": _ASSETS,
+    "airflow.timetables.base": ("timetables:Timetable",),
+    "airflow.timetables.trigger": _TRIGGER_TIMETABLES,
+    "airflow.timetables.interval": _INTERVAL_TIMETABLES,
+    "airflow.timetables.events": ("timetables:EventsTimetable",),
+    "airflow.timetables.simple": ("timetables:NullTimetable", "timetables:OnceTimetable"),
+    "airflow.timetables.assets": ("timetables:AssetOrTimeSchedule",),
+    "airflow.timetables.datasets": ("timetables:DatasetOrTimeSchedule",),
     "airflow.sensors.base": _SENSOR_BASE,
     "airflow.sensors.filesystem": ("sensors:FileSensor",),
     "airflow.sensors.python": ("sensors:PythonSensor",),
@@ -164,7 +187,8 @@ def unsupported_message(fullname: str) -> str:
         f"No module named {fullname!r}: orchestrator runs Airflow DAG files with Airflow's core "
         "and standard-provider API only (DAG, @dag/@task, BaseOperator, the empty, python, "
         "bash, latest_only and trigger_dagrun operators, the standard sensors, TaskGroup, "
-        "Param, Variable, Connection, Asset/Dataset, the exceptions, and the amazon "
+        "Param, Variable, Connection, Asset/Dataset, the built-in timetables, the exceptions, "
+        "and the amazon "
         "provider's S3KeySensor and the http provider's HttpSensor); other providers and "
         f"internals are not supported. Supported packages: {', '.join(families)}. "
         "See 'Coming from Airflow' in the README."

@@ -154,7 +154,7 @@ class LatestOnlyOperator(_Branching, BaseOperator):
             return True
         schedule = self.dag.starts.schedule
         left = context["data_interval_end"].timestamp()
-        right = schedule.next_tick(left) if schedule is not None else float("inf")
+        right = schedule.next_due(left) if schedule is not None else float("inf")
         import time
 
         return left <= time.time() < right

@@ -2,7 +2,8 @@
 
 When a try renders its operator's `template_fields`, the values are written as a small JSON
 file beside the try's log (`<log>.rendered.json`): it lives under the state directory, so it
-survives a restart, and goes wherever the log goes. Secrets are masked as Airflow's secrets
+survives a restart, and goes wherever the log goes (a Dask worker's comes back with the try's
+outcome and is written beside the daemon's copy of the log). Secrets are masked as Airflow's secrets
 masker does: the values of Variables and connection passwords whose names look sensitive
 (password, secret, token, key, ...) are replaced by `***` wherever they appear, and so is any
 dict item whose key looks sensitive. `orchestrator tasks rendered` and the run page read them.
@@ -44,13 +45,30 @@ def record_rendered(operator: Any, log_path: str) -> None:
         return
     secrets = sorted(_secret_values(), key=len, reverse=True)
     fields = {name: masked(_plain(getattr(operator, name, None)), secrets) for name in names}
-    target = sidecar_path(log_path)
-    temporary = target.with_name(target.name + ".tmp")
     try:
-        temporary.write_text(json.dumps({"fields": fields}, ensure_ascii=False, indent=1))
-        temporary.replace(target)
+        keep_rendered(log_path, json.dumps({"fields": fields}, ensure_ascii=False, indent=1))
     except OSError as error:  # no folder (a log not on this machine): the try goes on
         print(f"Could not record the rendered fields: {error}")
+
+
+def keep_rendered(log_path: str | os.PathLike[str], text: str) -> None:
+    """Write recorded fields (this try's, or a Dask worker's shipped back) beside the log."""
+    target = sidecar_path(log_path)
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_text(text)
+    temporary.replace(target)
+
+
+def take_rendered(log_path: str | os.PathLike[str]) -> str | None:
+    """The fields recorded beside `log_path`, removed: a Dask worker ships them to the daemon,
+    and the next try that logs to the same place must not find them."""
+    path = sidecar_path(log_path)
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    path.unlink(missing_ok=True)
+    return text
 
 
 def read_rendered(log_path: str | os.PathLike[str]) -> dict[str, Any] | None:

@@ -1,7 +1,8 @@
 """Airflow's `TaskGroup` (task ids `group.task`) and `Label` (a name on an edge).
 
 A group is a naming scope and a set of tasks: `group >> task` links its leaves (tasks with no
-downstream inside the group) to the task, `task >> group` links the task to its roots.
+downstream inside the group, teardowns left out) to the task, `task >> group` links the task
+to its roots.
 Labels only name an edge; the edge itself is the native one.
 """
 
@@ -64,8 +65,17 @@ class TaskGroup:
 
     @property
     def leaves(self) -> list[Task]:
+        """Its tasks with no downstream inside it; a teardown among them stands for the work
+        before it, as in Airflow: `group >> task` leaves teardowns out, so they run beside
+        what follows and their failure does not hold it up."""
         ids = {task.task_id for task in self.tasks}
-        return [task for task in self.tasks if not task.downstream_task_ids & ids]
+        leaves: dict[Task, None] = {}
+        for task in self.tasks:
+            if not task.downstream_task_ids & ids:
+                leaves.update(
+                    dict.fromkeys(_work_before(task, ids) if task.is_teardown else [task])
+                )
+        return list(leaves)
 
     def __rshift__(self, other: Any) -> Any:
         if isinstance(other, Label):
@@ -114,6 +124,19 @@ class Label:
         for task in self.upstream:
             task.set_downstream(flatten(other, side="roots"))
         return other
+
+
+def _work_before(teardown: Task, ids: set[str]) -> list[Task]:
+    """The work tasks inside the group just before a teardown (through other teardowns; the
+    edge from its setup does not count)."""
+    work: list[Task] = []
+    for upstream_id in sorted(teardown.upstream_task_ids & ids):
+        upstream = teardown.dag.tasks[upstream_id]
+        if upstream.is_teardown:
+            work.extend(_work_before(upstream, ids))
+        elif not upstream.is_setup:
+            work.append(upstream)
+    return work
 
 
 def flatten(item: Any, *, side: str) -> list[Task]:

@@ -25,11 +25,10 @@ class TriggerRule(StrEnum):
     DUMMY = "dummy"
 
 
-# Airflow's older names, and the setup/teardown rule (setups are plain tasks here).
+# Airflow's older names.
 _ALIASES = {
     "none_failed_or_skipped": NativeRule.NONE_FAILED_MIN_ONE_SUCCESS,
     "dummy": NativeRule.ALWAYS,
-    "all_done_setup_success": NativeRule.ALL_DONE,
 }
 
 

@@ -68,6 +68,25 @@ class XComArg(Output):
     def __getitem__(self, key: str | int) -> XComArg:
         return XComArg(self.task, str(key))
 
+    def as_setup(self) -> XComArg:
+        """`@task` call`.as_setup()`: its operator becomes a setup (see `BaseOperator`)."""
+        self.task.as_setup()
+        return self
+
+    def as_teardown(
+        self, setups: Any = None, on_failure_fail_dagrun: bool | None = None
+    ) -> XComArg:
+        """`@task` call`.as_teardown(setups=...)`: its operator becomes a teardown."""
+        self.task.as_teardown(setups, on_failure_fail_dagrun)
+        return self
+
+    def __enter__(self) -> Any:
+        """`with teardown_call.as_teardown(setups=...):` as on its operator."""
+        return self.task.__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.task.__exit__(*exc_info)
+
     def resolve(self, results: Mapping[str, Any], context: TaskContext) -> Any:
         if self.task.task_id not in results:
             return None

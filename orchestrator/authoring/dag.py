@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Self
 from orchestrator.authoring.references import ParamRef
 from orchestrator.authoring.retry import seconds
 from orchestrator.authoring.run_sources import RunStarts, parse_run_starts
+from orchestrator.authoring.schedules import Schedule
 from orchestrator.authoring.sites import Site, caller_site
 from orchestrator.authoring.tasks import Task, TaskOptions
 from orchestrator.errors import CycleError, DagError, DuplicateTaskError
@@ -55,7 +56,7 @@ class DAG:
         tags: tuple[str, ...] | list[str] = (),
         on_success: Callable[[Any], Any] | Sequence[Callable[[Any], Any]] | None = None,
         on_failure: Callable[[Any], Any] | Sequence[Callable[[Any], Any]] | None = None,
-        schedule: str | timedelta | None = None,
+        schedule: str | timedelta | Schedule | None = None,
         timezone: str = "UTC",
         start_date: Any = None,
         end_date: Any = None,
@@ -260,13 +261,21 @@ class DAG:
 
     def downstream_of(self, task_ids: Iterable[str]) -> set[str]:
         """These tasks and every task downstream of them (what a clear, a short circuit reach)."""
+        return self._reach(task_ids, downstream=True)
+
+    def upstream_of(self, task_ids: Iterable[str]) -> set[str]:
+        """These tasks and every task upstream of them (where a clear looks for setups)."""
+        return self._reach(task_ids, downstream=False)
+
+    def _reach(self, task_ids: Iterable[str], *, downstream: bool) -> set[str]:
         found: set[str] = set()
         pending = list(task_ids)
         while pending:
             task_id = pending.pop()
             if task_id not in found:
                 found.add(task_id)
-                pending.extend(self.tasks[task_id].downstream_task_ids)
+                task = self.tasks[task_id]
+                pending.extend(task.downstream_task_ids if downstream else task.upstream_task_ids)
         return found
 
     def __repr__(self) -> str:

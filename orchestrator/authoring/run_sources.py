@@ -105,7 +105,7 @@ class RunStarts:
 
 def parse_run_starts(
     *,
-    schedule: str | timedelta | None,
+    schedule: str | timedelta | Schedule | None,
     timezone: str,
     start_date: Any,
     end_date: Any,

@@ -70,6 +70,39 @@ class Schedule(ABC):
     def tick_at_or_before(self, moment: float) -> float | None:
         """The latest tick at or before `moment`; None when there is none."""
 
+    # A data interval runs from one tick to the next and its run comes due at its end. A
+    # trigger schedule (trigger_schedules.py) overrides the four below: its runs come due at
+    # its ticks, each covering a fixed stretch of time before it.
+
+    @property
+    def lag(self) -> float:
+        """How long before its run comes due an interval starts, when that is fixed (a trigger
+        schedule's `interval`); start_date and end_date bound the moments runs come due then."""
+        return 0.0
+
+    @property
+    def intervals_adjoin(self) -> bool:
+        """True when each interval ends where the next starts (no next tick to work out)."""
+        return True
+
+    def interval_end(self, tick: float) -> float:
+        """The end of the data interval starting at `tick`, when its run comes due."""
+        return self.next_tick(tick)
+
+    def latest_ended_start(self, moment: float) -> float | None:
+        """The start of the newest interval that has ended by `moment`; None if none has."""
+        boundary = self.tick_at_or_before(moment)
+        return None if boundary is None else self.tick_at_or_before(_just_before(boundary))
+
+    def next_due(self, moment: float) -> float:
+        """The first moment after `moment` at which an interval ends; `math.inf` if none."""
+        return self.next_tick(moment)
+
+    def runs_when_late(self, due: float, *, since: float) -> bool:
+        """Whether a DAG that has never run, watched from `since`, runs (catchup off) for an
+        interval that came due at `due`: Airflow's data intervals do, run at once."""
+        return True
+
     def __str__(self) -> str:
         return self.description
 
@@ -185,12 +218,15 @@ class TimedeltaSchedule(Schedule):
 
 
 def parse_schedule(
-    value: str | timedelta, *, timezone: str = "UTC", anchor: float | None = None
+    value: str | timedelta | Schedule, *, timezone: str = "UTC", anchor: float | None = None
 ) -> Schedule:
     """Build the schedule a DAG asked for, or say precisely what is wrong with it.
 
     `anchor` (the start date) only matters for a timedelta; cron ticks are fixed by the clock.
+    A `Schedule` built already (a trigger schedule, ...) is taken as it is.
     """
+    if isinstance(value, Schedule):
+        return value
     if isinstance(value, timedelta):
         load_timezone(timezone)  # unused by elapsed-time ticks, but a typo is still a typo
         _check_anchor(anchor)
@@ -276,6 +312,10 @@ def _check_timedelta(every: timedelta) -> None:
 def _check_anchor(anchor: float | None) -> None:
     if anchor is not None and (isinstance(anchor, bool) or not math.isfinite(anchor)):
         raise ScheduleError(f"anchor must be seconds since the epoch; got {anchor!r}")
+
+
+def _just_before(moment: float) -> float:
+    return math.nextafter(moment, -math.inf)
 
 
 def describe_value(value: object) -> str:

@@ -57,6 +57,10 @@ class TaskOptions:
     on_failure: Hooks | None = None
     on_retry: Hooks | None = None
     in_process: bool | None = None  # None: the engine's default executor mode
+    # Run only once the same task in the DAG's previous run succeeded or was skipped (and,
+    # with `wait_for_downstream`, its direct downstream tasks there too): see `past_runs`.
+    depends_on_past: bool = False
+    wait_for_downstream: bool = False
     outlets: tuple[Asset, ...] = ()  # assets this task updates when it succeeds
     # What a worker must offer to run it, such as {"GPU": 1}: with the Dask executor, only
     # workers started with those resources take it (`dask worker --resources "GPU=1"`).
@@ -66,6 +70,8 @@ class TaskOptions:
         object.__setattr__(self, "outlets", as_assets(self.outlets, what="outlets"))
         object.__setattr__(self, "trigger_rule", _trigger_rule(self.trigger_rule))
         object.__setattr__(self, "resources", _resources(self.resources))
+        if self.wait_for_downstream:  # as in Airflow, waiting for downstream implies the past
+            object.__setattr__(self, "depends_on_past", True)
         for name in ("retries", "pool_slots", "priority_weight"):
             _whole_number(name, getattr(self, name))
         if not isinstance(self.pool, str) or not self.pool:
@@ -184,6 +190,10 @@ class Task:
         # A branch's unchosen tasks take every task below them along (Airflow's short circuit),
         # not only themselves; a task a chosen path also reaches still follows its rule.
         self.skips_whole_downstream = False
+        # Airflow's setup and teardown: a teardown (`all_done_setup_success`) needs one of its
+        # setups to succeed, and clearing work clears the setups it needs (`clear_scope`).
+        self.is_setup = False
+        self.is_teardown = False
         owner.add_task(self)
 
     # -- options as attributes -----------------------------------------------------------------

@@ -24,6 +24,8 @@ class TriggerRule(StrEnum):
     # every upstream finished, none failed, at least one succeeded (after a branch, say)
     NONE_FAILED_MIN_ONE_SUCCESS = "none_failed_min_one_success"
     ALL_SKIPPED = "all_skipped"  # every upstream was skipped
+    # every upstream finished, and one of the setups among them succeeded (a teardown's rule)
+    ALL_DONE_SETUP_SUCCESS = "all_done_setup_success"
 
 
 class Verdict(StrEnum):
@@ -43,11 +45,15 @@ _FAIL_ON_A_FAILURE = (
 )
 
 
-def evaluate(rule: TriggerRule, upstream: Iterable[TaskState]) -> Verdict:
+def evaluate(
+    rule: TriggerRule, upstream: Iterable[TaskState], setups: Iterable[TaskState] = ()
+) -> Verdict:
     """Decide from the upstream states whether a task runs, waits, is skipped or cannot run.
 
     Follows Airflow's semantics so migrating users are not surprised: under `all_success`
-    a skipped upstream skips the task, and a failed one marks it `upstream_failed`.
+    a skipped upstream skips the task, and a failed one marks it `upstream_failed`. `setups`
+    are the states of the upstream tasks that are setups (`Task.is_setup`), which only
+    `all_done_setup_success` reads.
     """
     counts = Counter(upstream)
     total = sum(counts.values())
@@ -63,6 +69,8 @@ def evaluate(rule: TriggerRule, upstream: Iterable[TaskState]) -> Verdict:
         return _one(failed, done, total, on_none=Verdict.SKIP)
     if rule is TriggerRule.ONE_DONE:
         return _one(success + failed, done, total, on_none=Verdict.SKIP)
+    if rule is TriggerRule.ALL_DONE_SETUP_SUCCESS:
+        return Verdict.WAIT if done < total else _setup_verdict(Counter(setups))
     if done < total:
         return _early_verdict(rule, failed=failed, skipped=skipped, done=done)
     return _final_verdict(rule, failed=failed, skipped=skipped, success=success, total=total)
@@ -76,6 +84,18 @@ def _one(hits: int, done: int, total: int, *, on_none: Verdict) -> Verdict:
     if hits:
         return Verdict.RUN
     return on_none if done == total else Verdict.WAIT
+
+
+def _setup_verdict(setups: Counter[TaskState]) -> Verdict:
+    """A teardown tears down what one of its setups made: with none made, there is nothing.
+
+    As in Airflow, setups that were all skipped skip it, and setups of which none succeeded
+    otherwise (one failed) make it `upstream_failed`; a task without setups runs.
+    """
+    total = sum(setups.values())
+    if not total or setups[TaskState.SUCCESS]:
+        return Verdict.RUN
+    return Verdict.SKIP if setups[TaskState.SKIPPED] == total else Verdict.UPSTREAM_FAILED
 
 
 def _early_verdict(rule: TriggerRule, *, failed: int, skipped: int, done: int) -> Verdict:

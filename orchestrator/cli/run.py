@@ -56,10 +56,22 @@ def parse_conf(text: str | None) -> dict[str, Any]:
     help="Run sync tasks in threads of this process instead of worker processes: "
     "a faster start, but no isolation.",
 )
+@click.option(
+    "-I",
+    "--ignore-depends-on-past",
+    is_flag=True,
+    help="Run tasks that depend on their past even if the previous run's did not succeed "
+    "(Airflow's -I). Only this run: the next one waits on it as usual.",
+)
 @settings_options
 @click.pass_context
 def run_command(
-    ctx: click.Context, dag_id: str, conf_text: str | None, slots: int | None, in_process: bool
+    ctx: click.Context,
+    dag_id: str,
+    conf_text: str | None,
+    slots: int | None,
+    in_process: bool,
+    ignore_depends_on_past: bool,
 ) -> None:
     """Run a DAG once, in the foreground, and show its progress.
 
@@ -67,8 +79,13 @@ def run_command(
     shows each task as it moves. At the end it prints the run's state, the error and log of
     each failed task, and the results of the last tasks.
 
-    Exit code 0 when the run succeeded, 1 when it failed or was cancelled, 2 for a bad
-    DAG id or --conf, 130 after Ctrl-C (which cancels the run and waits for it to stop).
+    A task that depends on its past (`depends_on_past`) whose previous run's task failed
+    would wait forever, since nothing here can clear that task: the command then stops,
+    leaves the run unfinished for a daemon, and says how to go on.
+
+    Exit code 0 when the run succeeded, 1 when it failed, was cancelled or waits on a failed
+    previous run, 2 for a bad DAG id or --conf, 130 after Ctrl-C (which cancels the run and
+    waits for it to stop).
 
     \b
     Example:
@@ -76,6 +93,7 @@ def run_command(
     """
     conf = parse_conf(conf_text)
     settings = load_cli_settings(slots=slots, in_process=True if in_process else None)
-    from orchestrator.cli.foreground import run_in_foreground
+    from orchestrator.cli.foreground import RunAsked, run_in_foreground
 
-    ctx.exit(run_in_foreground(settings, dag_id, conf))
+    asked = RunAsked(conf, ignore_depends_on_past=ignore_depends_on_past)
+    ctx.exit(run_in_foreground(settings, dag_id, asked))

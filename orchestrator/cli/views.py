@@ -28,6 +28,7 @@ from orchestrator.cli.output import (
     shorten,
 )
 from orchestrator.loading.dagbag import DagBag
+from orchestrator.state import TaskState
 from orchestrator.store.records import RunRecord, TaskInstanceRecord
 
 _SOURCE_CHARS = 40  # a run trigger's name in the `dags list` table; `--json` has it whole
@@ -176,7 +177,8 @@ def run_view(run: RunRecord, details: Sequence[TaskDetail]) -> RenderableType:
             state_text(ti.state),
             f"{ti.try_number}/{ti.max_tries}",
             format_duration(task_duration(ti)),
-            Text(ti.error or "", style="red"),
+            # An instance in `none` with a note is waiting (its past), not in error.
+            Text(ti.error or "", style="yellow" if ti.state is TaskState.NONE else "red"),
         )
     logs = [
         Text(f"  {task_label(d.task_instance.task_id, d.task_instance.map_index)}: {d.log_path}")

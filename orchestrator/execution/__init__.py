@@ -2,8 +2,10 @@
 
 `interface` is what the engine calls (one try in, one `TaskOutcome` out) and opens the
 executor the settings name. `executor` is the local one, with its `worker_pool` of `worker`
-processes, `invoke` (calling a task or its resume target, which may defer), `log_capture`,
-`capped_log` and `log_pipe` (per-try logs, held to `task_log_max_bytes` while the try runs),
+processes and its `task_threads` (in-process sync tries), `invoke` (calling a task or its
+resume target, which may defer), `log_capture`, `log_opener` (async tries' logs opened off
+the event loop), `capped_log` and `log_pipe` (per-try logs, held to `task_log_max_bytes`
+while the try runs),
 `try_processes` (no process of a try outlives it), `results` (size-checked JSON results) and
 `jobs` (what crosses to a worker and back). `dask_executor`, `dask_connection` and
 `dask_worker` (what runs on a Dask worker) run sync tries on a Dask cluster instead.

@@ -20,7 +20,8 @@ plus a random suffix: its *attempt*. Then:
 - **cancel and timeout**: the timeout is enforced on the worker, which kills the task's
   process; a cancel releases the Dask task and kills the process on whichever worker runs it;
 - **log**: chunks arrive on the `orchestrator-log` topic while the try runs and go to the
-  try's log on the daemon's disk, held to `task_log_max_bytes`; the rest comes with the reply;
+  try's log on the daemon's disk, held to `task_log_max_bytes`; the rest comes with the reply,
+  and so do an Airflow task's rendered template fields, written beside that log;
 - **resources**: `@task(resources={"GPU": 1})` becomes Dask worker resources; while no worker
   offers them, the try waits and its log says so;
 - **DAG code**: the DAG file's source at dispatch goes with the job (see `dask_worker`), so the
@@ -42,6 +43,7 @@ import anyio
 from distributed import Client, Future
 from distributed.client import FutureCancelledError
 
+from orchestrator.airflow_compat.rendered import keep_rendered
 from orchestrator.authoring.tasks import Task
 from orchestrator.config import Settings
 from orchestrator.errors import TaskError, error_line
@@ -280,6 +282,7 @@ class DaskExecutor:
             )
         await self._catch_up(attempt, shipped)
         attempt.write(tail, counted=False)
+        _keep_rendered(reply.get("rendered"), job)
         result = outcome.result_json
         if result is not None and len(result.encode()) > job.result_max_bytes:
             return _failed(attempt, f"the result of task {job.task_id!r} is over result_max_bytes")
@@ -340,6 +343,18 @@ def _attempt_key(job: TaskJob) -> str:
         f"orchestrator-{job.dag_id}.{where}-{context.run_id}-try{context.try_number}"
         f"-{uuid.uuid4().hex[:8]}"
     )
+
+
+def _keep_rendered(text: Any, job: TaskJob) -> None:
+    """The rendered template fields the worker shipped back, beside the daemon's copy of the log."""
+    if not isinstance(text, str) or not job.context.log_path:
+        return
+    try:
+        keep_rendered(job.context.log_path, text)
+    except OSError as error:
+        logger.warning(
+            "cannot record the rendered fields of %s: %s", job.task_id, error_line(error)
+        )
 
 
 def _failed(attempt: _Attempt, error: str) -> TaskOutcome:

@@ -16,7 +16,8 @@ with a JSON-safe payload. On the Dask worker, in Dask's task thread, it:
    FIFO (one per worker process of ours, made when it starts, in a folder of the Dask
    worker's that the next worker removes if this one was killed) and ships what arrives
    as `orchestrator-log` events to the daemon while it runs; what is left when the try
-   ends comes back with the outcome, with the count of bytes sent.
+   ends comes back with the outcome, with the count of bytes sent, and so do the rendered
+   template fields an Airflow task recorded beside its log (the FIFO).
 
 A try registers under its token, so `stop_try` (a cancel) and `stop_unknown_tries` (the
 daemon's reconcile after it restarts or reconnects), run on every worker through
@@ -46,6 +47,7 @@ from typing import Any
 from distributed import WorkerPlugin
 from distributed.core import Status
 
+from orchestrator.airflow_compat.rendered import take_rendered
 from orchestrator.execution.try_processes import stop_process_tree
 from orchestrator.execution.worker import encode_message
 
@@ -289,13 +291,16 @@ def _run_job(job: dict[str, Any], attempt: str, owner: str) -> dict[str, Any]:
     child = _child_for_this_thread()
     job["context"] = {**job["context"], "log_path": child.fifo}
     token = job.get("process_token") or attempt
+    take_rendered(child.fifo)  # left by a try that was killed before it came back
     with _registry_lock:
         _running[token] = (owner, child)
     try:
-        return _exchange(child, job, attempt, child.log)
+        reply = _exchange(child, job, attempt, child.log)
     finally:
         with _registry_lock:
             _running.pop(token, None)
+    # An Airflow task records its rendered template fields beside its log: ship them back.
+    return {**reply, "rendered": take_rendered(child.fifo)}
 
 
 def _exchange(child: _Child, job: dict[str, Any], attempt: str, reader: int) -> dict[str, Any]:

@@ -31,7 +31,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
-import anyio.to_thread
 
 from orchestrator.authoring.context import task_context
 from orchestrator.authoring.tasks import Task
@@ -40,11 +39,13 @@ from orchestrator.execution.interface import ExecutorStatus
 from orchestrator.execution.invoke import invoke, invoke_async, is_async_job
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.execution.log_capture import append_to_log, capture
+from orchestrator.execution.log_opener import LogOpener
 from orchestrator.execution.results import (
     outcome_of_call,
     outcome_of_error,
     outcome_of_value,
 )
+from orchestrator.execution.task_threads import TaskThreads
 from orchestrator.execution.worker import encode_message, job_to_json
 from orchestrator.execution.worker_pool import JobNotDelivered, WorkerFailure, WorkerPool
 
@@ -70,7 +71,8 @@ class Executor:
 
     def __init__(self, pool: WorkerPool, *, slots: int) -> None:
         self._pool = pool
-        self._threads = anyio.CapacityLimiter(slots)
+        self._threads = TaskThreads(slots)
+        self._logs = LogOpener()  # async tasks' logs, opened off the loop
         self._tasks_run = 0
 
     @classmethod
@@ -88,9 +90,11 @@ class Executor:
         async with anyio.create_task_group() as task_group:
             pool = WorkerPool(slots=slots, max_tasks=worker_max_tasks, task_group=task_group)
             pool.prestart(prestart)
+            executor = cls(pool, slots=slots)
             try:
-                yield cls(pool, slots=slots)
+                yield executor
             finally:
+                executor._threads.close()
                 with anyio.CancelScope(shield=True):
                     await pool.aclose()
 
@@ -135,8 +139,10 @@ class Executor:
     # -- async tasks: in the event loop ---------------------------------------------------------
 
     async def _run_in_loop(self, job: TaskJob, task: Task) -> TaskOutcome:
+        path = job.context.log_path
         try:
-            with capture(job.context.log_path, job.log_max_bytes) as log, task_context(job.context):
+            fd = await self._logs.open(path) if path else None
+            with capture(path, job.log_max_bytes, fd=fd) as log, task_context(job.context):
                 with anyio.move_on_after(job.timeout) as deadline:
                     try:
                         value = await invoke_async(task, job)
@@ -165,9 +171,7 @@ class Executor:
 
         # The log is opened and closed in the thread: an abandoned thread still has its log.
         with anyio.move_on_after(job.timeout):
-            return await anyio.to_thread.run_sync(
-                run, abandon_on_cancel=True, limiter=self._threads
-            )
+            return await self._threads.run(run)
         return _timed_out(job)
 
     # -- sync tasks in worker processes ---------------------------------------------------------

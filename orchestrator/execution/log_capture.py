@@ -3,8 +3,8 @@
 Worker processes redirect their file descriptors instead; the engine cannot, because many
 tasks share it. So `sys.stdout`, `sys.stderr` and the root logger are given, once, a router
 that looks up the log file of the task whose code is writing (a context variable, which
-`anyio.to_thread.run_sync` copies into its thread) and writes there; any other write goes to
-the real stream as before.
+`task_threads` copies into the try's thread) and writes there; any other write goes to the
+real stream as before.
 
 What the router cannot see: a subprocess or C extension writing to fd 1/2 directly, bytes
 written to `sys.stdout.buffer`, and threads the task starts itself (a new `threading.Thread`
@@ -119,15 +119,17 @@ def real_stream(name: Literal["stdout", "stderr"]) -> TextIO | None:
 
 
 @contextmanager
-def capture(log_path: str, max_bytes: int = 0) -> Iterator[TextIO]:
+def capture(log_path: str, max_bytes: int = 0, *, fd: int | None = None) -> Iterator[TextIO]:
     """Send this context's `print`, `sys.stderr` and logging output to `log_path` (appended).
 
     Yields the open log so the caller can write to it too (a traceback, a timeout notice).
     With `max_bytes`, the log never grows past it while the task writes (see `capped_log`).
-    Without a log path the output goes to the engine's stderr, as a worker's would.
+    Without a log path the output goes to the engine's stderr, as a worker's would. `fd` is
+    `log_path` already opened by `open_log_fd` (off the event loop: `LogOpener`); the
+    capture owns it from here and closes it.
     """
     install()
-    with _opened_log(log_path, max_bytes) as log:
+    with _opened_log(log_path, max_bytes, fd) as log:
         token = _current_log.set(log if log_path else None)
         try:
             yield log
@@ -135,30 +137,40 @@ def capture(log_path: str, max_bytes: int = 0) -> Iterator[TextIO]:
             _current_log.reset(token)
 
 
-def _opened_log(log_path: str, max_bytes: int) -> AbstractContextManager[TextIO]:
+def _opened_log(log_path: str, max_bytes: int, fd: int | None) -> AbstractContextManager[TextIO]:
     if not log_path:
         return nullcontext(real_stream("stderr") or io.StringIO())
     if max_bytes:
-        return open_capped_log(open_log_fd(log_path), max_bytes)
-    return open_log(log_path)
+        return open_capped_log(open_log_fd(log_path) if fd is None else fd, max_bytes)
+    if fd is None:
+        return open_log(log_path)
+    return open(fd, "a", encoding="utf-8", errors="backslashreplace")
 
 
 def open_log(log_path: str) -> TextIO:
     """The try's log opened for appending, creating its folders."""
-    _make_folder(log_path)
-    return open(log_path, "a", encoding="utf-8", errors="backslashreplace")
+    return os.fdopen(
+        _open_appending(log_path, os.O_WRONLY), "a", encoding="utf-8", errors="backslashreplace"
+    )
 
 
 def open_log_fd(log_path: str) -> int:
     """The try's log as a file descriptor for reading and appending, creating its folders."""
-    _make_folder(log_path)
-    return os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    return _open_appending(log_path, os.O_RDWR)
 
 
-def _make_folder(log_path: str) -> None:
-    folder = os.path.dirname(log_path)
-    if folder:
+def _open_appending(log_path: str, mode: int) -> int:
+    # Open first: the run's folder is there for all but its first try, and one `open` is
+    # cheaper than `makedirs` checking each level every time.
+    flags = mode | os.O_CREAT | os.O_APPEND
+    try:
+        return os.open(log_path, flags, 0o644)
+    except FileNotFoundError:
+        folder = os.path.dirname(log_path)
+        if not folder:
+            raise
         os.makedirs(folder, exist_ok=True)
+        return os.open(log_path, flags, 0o644)
 
 
 def append_to_log(log_path: str, line: str) -> None:

@@ -142,10 +142,13 @@ class ActiveRun:
         self._dirty_set.discard(task_id)
         return task_id
 
-    def upstream_states(self, task: Task) -> list[TaskState]:
-        """The states of the instances of every direct upstream task; `none` while unexpanded."""
+    def upstream_states(self, task: Task, *, setups_only: bool = False) -> list[TaskState]:
+        """The states of the instances of every direct upstream task (or of every one that is
+        a setup); `none` while unexpanded."""
         states: list[TaskState] = []
         for upstream_id in task.upstream_task_ids:
+            if setups_only and not self.dag.tasks[upstream_id].is_setup:
+                continue
             instances = self.instances[upstream_id]
             states.extend(ti.state for ti in instances.values()) if instances else states.append(
                 TaskState.NONE

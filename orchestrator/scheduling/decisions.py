@@ -23,10 +23,12 @@ from orchestrator.scheduling.messages import (
     TriggerEnded,
     TryFinished,
 )
+from orchestrator.scheduling.past_runs import PAST_READ
 from orchestrator.scheduling.run_requests import RunRequests
 from orchestrator.scheduling.run_timeouts import timed_out
 from orchestrator.scheduling.scheduler import Scheduler
 from orchestrator.state import TaskState
+from orchestrator.store import Store
 from orchestrator.store.base import TaskKey
 from orchestrator.waiting.triggerer import Fired
 
@@ -59,6 +61,13 @@ class Decider:
         self._driven = driven
         self._requests = requests
         self.interrupting = False  # shutting down: a cancelled try is interrupted, not failed
+
+    async def prepare(self, inbox: list[Message], store: Store, now: float) -> Prepared:
+        """The reads this step's decisions need, made before its transaction is built: the
+        run starter's (dedup), and the previous runs that tasks depending on the past asked for.
+        """
+        await self._scheduler.past.read(store)
+        return await self._starter.prepare(inbox, store, now)
 
     def decide(self, inbox: list[Message], prepared: Prepared, now: float) -> Step:
         """Apply every message, settle the runs, and give the free slots out."""
@@ -126,6 +135,8 @@ class Decider:
         """A timer came due or a trigger ended: retry, resume, time out or fail."""
         if isinstance(message, TimerDue):
             timer = message.timer
+            if timer.kind == PAST_READ:  # it brought this step: `prepare` made the reads
+                return timer.key, None
             if timer.kind == "retry":
                 self._scheduler.retry(timer.key, tx)
                 return timer.key, None

@@ -184,20 +184,18 @@ class Engine:
         dedup_key: str | None = None,
         logical_date: float | None = None,
         event: EventRecord | None = None,
+        ignore_depends_on_past: bool = False,
     ) -> str:
         """Create a run of `dag_id` (committed before this returns) and return its id.
 
         `event` (a webhook delivery) is recorded with the run, in the same transaction.
         Concurrent calls share transactions (the store's group commit), so a burst of API
-        triggers costs one fsync per group, not one per run.
+        triggers costs one fsync per group, not one per run. With `ignore_depends_on_past`,
+        no task of the run waits on the DAG's previous run (this engine's memory only).
         """
+        fields = {"run_type": run_type, "dedup_key": dedup_key, "logical_date": logical_date}
         return await self._requests.trigger(
-            dag_id,
-            conf,
-            event=event,
-            run_type=run_type,
-            dedup_key=dedup_key,
-            logical_date=logical_date,
+            dag_id, conf, event=event, ignore_depends_on_past=ignore_depends_on_past, **fields
         )
 
     async def backfill(self, dag_id: str, start: float, end: float) -> tuple[list[str], int]:
@@ -328,8 +326,9 @@ class Engine:
     async def _step(self) -> None:
         """Receive what arrived, decide, commit once, then act on what is now durable."""
         inbox, self._inbox = self._inbox, []
-        prepared = await self.starter.prepare(inbox, self.store, self.clock.now())
-        step = self._decider.decide(inbox, prepared, self.clock.now())
+        now = self.clock.now()  # one moment, or a tick between prepare and decide is lost
+        prepared = await self._decider.prepare(inbox, self.store, now)
+        step = self._decider.decide(inbox, prepared, now)
         self.outbox.add(step.tx)
         crash_before_commit(inbox)
         await self.full_disk.commit(self.store.commit, step.tx.batch)

@@ -189,4 +189,5 @@ def _asset_payload(asset: Asset, dag_id: str, change: TaskChanged) -> dict[str, 
         "run_id": change.run_id,
         "task_id": change.task_id,
         "map_index": change.map_index,
+        "updated_at": change.at,  # when the producing task succeeded
     }

@@ -18,9 +18,10 @@ from typing import Any
 
 from orchestrator.authoring.references import resolve_refs
 from orchestrator.authoring.tasks import Task, map_combinations
-from orchestrator.authoring.trigger_rules import Verdict, evaluate
+from orchestrator.authoring.trigger_rules import TriggerRule, Verdict, evaluate
 from orchestrator.errors import UnknownTaskError
 from orchestrator.scheduling.active_runs import ActiveRun, TaskInstance, Transitions
+from orchestrator.scheduling.past_runs import PastRuns
 from orchestrator.state import TaskState
 from orchestrator.store.records import TaskInstanceRecord
 
@@ -38,9 +39,11 @@ class Readiness:
         *,
         make_ready: Callable[[TaskInstance, Transitions], None],
         recheck: Callable[[ActiveRun], None],
+        past: PastRuns,
     ) -> None:
         self._make_ready = make_ready
         self._recheck = recheck
+        self._past = past
 
     def create_instances(self, run: ActiveRun, tx: Transitions) -> bool:
         """Rows for every task that is not expanded; expanded tasks get theirs when they expand.
@@ -68,9 +71,16 @@ class Readiness:
             instances and not all(ti.state is TaskState.NONE for ti in instances.values())
         ):
             return
-        verdict = evaluate(task.options.trigger_rule, run.upstream_states(task))
+        rule = task.options.trigger_rule
+        setups: list[TaskState] = []  # only a teardown's rule reads them: no walk for others
+        if rule is TriggerRule.ALL_DONE_SETUP_SUCCESS:
+            setups = run.upstream_states(task, setups_only=True)
+        verdict = evaluate(rule, run.upstream_states(task), setups)
         if verdict is Verdict.WAIT:
             return
+        if verdict is Verdict.RUN and task.options.depends_on_past:
+            if self._past.holds(run, task, tx):
+                return
         if task.is_mapped:
             self._expand(run, task, verdict, tx)
             return
@@ -89,6 +99,7 @@ class Readiness:
             run.unfinished.discard(ti.task_id)
             run.mark_dirty(ti.task.downstream_task_ids)
             self._recheck(run)  # a leaf has nothing downstream, but the run may be done
+            self._past.settled(run, ti.task_id)
 
     # -- mapped tasks ---------------------------------------------------------------------------
 

@@ -165,7 +165,7 @@ class RecoveryDecisions:
         def _fail(self, ti: TaskInstance, error: str, tx: Transitions, **fields: Any) -> str: ...
         def _make_ready(self, ti: TaskInstance, tx: Transitions) -> None: ...
         def _push_ready(self, ti: TaskInstance) -> None: ...
-        def log_path(self, ti: TaskInstance) -> str: ...
+        def begun_log_path(self, ti: TaskInstance) -> str: ...
 
     def recover(
         self, run: ActiveRun, triggers: dict[TaskKey, TriggerRecord], tx: Transitions
@@ -174,7 +174,7 @@ class RecoveryDecisions:
         self.add_run(run)
         for instances in run.instances.values():
             for ti in instances.values():
-                ti.log_path = self.log_path(ti) if ti.try_number else ""
+                ti.log_path = self.begun_log_path(ti) if ti.try_number else ""
                 self._recover_instance(ti, triggers.get(ti.key), tx)
         self._recheck(run)  # it may have nothing left to do but finish
 

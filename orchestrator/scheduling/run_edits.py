@@ -1,9 +1,10 @@
 """What a user does to a run by hand: cancel it, or clear task instances so that they run again.
 
 Clearing is Airflow's "clear". The named task instances (every element of an expanded task)
-and, by default, every task downstream of them go back to `none`: their error and result are
-gone (a downstream task must not read a stale result), their try history stays (the next try
-number goes on from the last), and each gets its full retries again. A finished run goes back
+and, by default, every task downstream of them go back to `none`, with the setups they need
+and those setups' teardowns (`clear_scope`): their error and result are gone (a downstream
+task must not read a stale result), their try history stays (the next try number goes on
+from the last), and each gets its full retries again. A finished run goes back
 to `queued` and is admitted under `max_active_runs` like any other; in a run still going,
 only those instances are reset. An instance that is in flight (scheduled, running, deferred,
 up for retry) is not cleared: the run is cancelled or finishes first.
@@ -28,6 +29,7 @@ from orchestrator.changes import Change, RunChanged, TaskChanged
 from orchestrator.errors import RunError, RunNotFoundError
 from orchestrator.loading.dagbag import DagBag
 from orchestrator.scheduling.active_runs import ActiveRun, DagPlan, TaskInstance, Transitions
+from orchestrator.scheduling.clear_scope import cleared_task_ids
 from orchestrator.scheduling.recovery import rebuild_run
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.base import Store, TaskKey, WriteBatch
@@ -66,7 +68,7 @@ def clear_targets(run: ActiveRun, task_ids: Sequence[str], *, downstream: bool) 
         raise RunError(
             f"run {run.run_id!r} is being cancelled; wait until it is cancelled, then clear it"
         )
-    selected = run.dag.downstream_of(task_ids) if downstream else set(task_ids)
+    selected = cleared_task_ids(run.dag, task_ids, downstream=downstream)
     ordered = sorted(selected, key=run.order.__getitem__)
     instances = [ti for task_id in ordered for ti in run.instances[task_id].values()]
     _refuse_in_flight(run, instances)

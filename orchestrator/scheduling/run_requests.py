@@ -60,6 +60,7 @@ class RunRequests:
         conf: Mapping[str, Any] | None,
         *,
         event: EventRecord | None = None,
+        ignore_depends_on_past: bool = False,
         **fields: Any,
     ) -> str:
         """Create and commit a run of `dag_id` (with `event`, in the same transaction)."""
@@ -74,6 +75,8 @@ class RunRequests:
             await self._store.commit(batch)
         finally:
             self._committing[dag_id] -= 1
+        if ignore_depends_on_past:  # before the scheduler sees the run: none of it may wait
+            self._scheduler.past.ignore(record.run_id)
         self._adopt(record, dag)
         self._wake()
         return record.run_id

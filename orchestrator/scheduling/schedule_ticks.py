@@ -33,6 +33,7 @@ class ScheduleTicks:
     def __init__(self) -> None:
         self.latest: dict[str, float] = {}  # dag_id -> start of its latest scheduled interval
         self.active: dict[str, set[str]] = {}  # dag_id -> its unfinished scheduled runs
+        self.watched: dict[str, float] = {}  # dag_id -> when its schedule was first looked at
 
     def candidates(self, dag: DAG, now: float) -> list[Interval]:
         """The intervals the DAG may start runs for now (some may already have one)."""
@@ -50,6 +51,7 @@ class ScheduleTicks:
             end=dag.starts.end,
             catchup=dag.starts.catchup,
             limit=room,
+            watched_since=self.watched.setdefault(dag.dag_id, now),
         )
 
     def started(self, dag_id: str, interval: Interval, run_id: str | None) -> None:

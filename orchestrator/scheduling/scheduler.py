@@ -13,6 +13,7 @@ trigger rules, expansion and branches to `readiness`, the ready heap and slot co
 
 from __future__ import annotations
 
+import os
 import random
 from collections import Counter
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from orchestrator.execution.jobs import Outcome, TaskOutcome
 from orchestrator.execution.results import decode_result
 from orchestrator.scheduling.active_runs import ActiveRun, RunQueue, TaskInstance, Transitions
 from orchestrator.scheduling.deferred import Arming, DeferralDecisions, Timer
+from orchestrator.scheduling.past_runs import PastRuns
 from orchestrator.scheduling.readiness import Readiness
 from orchestrator.scheduling.recovery import RecoveryDecisions
 from orchestrator.scheduling.run_timeouts import timeout_timer
@@ -57,7 +59,11 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         self.rng = rng or random.Random()
         self.runs: dict[str, ActiveRun] = {}
         self._slots = SlotLedger(slots=slots, pools=pools)
-        self._readiness = Readiness(make_ready=self._make_ready, recheck=self._recheck)
+        #: Tasks that depend on their past: what their runs' previous runs did (read when needed).
+        self.past = PastRuns(self.runs, lambda timer: self.timers.append(timer))
+        self._readiness = Readiness(
+            make_ready=self._make_ready, recheck=self._recheck, past=self.past
+        )
         self._queue = RunQueue()
         #: Runs with something to settle (dirty tasks, or one that may let the run finish).
         self._dirty_runs: dict[str, ActiveRun] = {}
@@ -207,7 +213,7 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
     def _start(self, ti: TaskInstance, tx: Transitions) -> None:
         """Record the start of a try that got a slot (a resume goes on in its deferred try)."""
         if ti.resuming:
-            ti.log_path = self.log_path(ti)
+            ti.log_path = self.begun_log_path(ti)
             tx.move(ti, TaskState.QUEUED, queued_at=tx.now)
             tx.move(ti, TaskState.RUNNING)
             tx.batch.reopen_try(ti.key, ti.try_number, at=tx.now)
@@ -240,9 +246,26 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
             self._recheck(ti.run)  # its last running task may have been all that was left
 
     def log_path(self, ti: TaskInstance) -> str:
+        """Where a new try logs: `DAG/RUN/TASK.try-N.log`, beside the other tries of its run.
+
+        No folder per task: its mkdir cost more than the try's own file, about doubling the
+        system CPU of a no-op in-process try (`bench/overhead_profile.py --logs`).
+        """
+        folder, name = self._log_folder_and_name(ti)
+        return f"{folder}/{name}.try-{ti.try_number}.log"
+
+    def begun_log_path(self, ti: TaskInstance) -> str:
+        """The log of a try begun before (resumed or recovered), where its version put it.
+
+        A try begun before logs went side by side has it in a task folder: `TASK/try-N.log`.
+        """
+        folder, name = self._log_folder_and_name(ti)
+        older = f"{folder}/{name}/try-{ti.try_number}.log"
+        return older if os.path.exists(older) else self.log_path(ti)
+
+    def _log_folder_and_name(self, ti: TaskInstance) -> tuple[str, str]:
         name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}.{ti.map_index}"
-        run = ti.run
-        return f"{self.log_dir}/{run.dag.dag_id}/{run.run_id}/{name}/try-{ti.try_number}.log"
+        return f"{self.log_dir}/{ti.run.dag.dag_id}/{ti.run.run_id}", name
 
     # -- outcomes -------------------------------------------------------------------------------
 
@@ -327,6 +350,7 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
                     tx.move(ti, TaskState.CANCELLED, ended_at=tx.now, error="cancelled")
             tx.move_run(run, RunState.CANCELLED)
             del self.runs[run.run_id]
+            self.past.ended(run)
             return []
         running = []
         for instances in run.instances.values():
@@ -356,3 +380,4 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         tx.move_run(run, state)
         del self.runs[run.run_id]
         self._queue.ended(run)
+        self.past.ended(run)

@@ -109,9 +109,19 @@ class WriteBatch:
         """
         check_task_transition(old, new)
         check_task_state_fields(fields)
+        last = self.ops[-1].args if self.ops and self.ops[-1].kind == "set_task_state" else {}
+        if last.get("key") == key and last["new"] is old:
+            # The row moves on at once (scheduled, queued, then running): one UPDATE from the
+            # first state to the last, guarded by the first, instead of one per move.
+            self.ops.pop()
+            old, fields = last["old"], {**last["fields"], **fields}
         self.ops.append(
             Op("set_task_state", {"key": key, "old": old, "new": new, "fields": fields})
         )
+
+    def note_waiting(self, key: TaskKey, reason: str | None) -> None:
+        """Say why a task instance in `none` does not start yet (None: it no longer waits)."""
+        self.ops.append(Op("note_waiting", {"key": key, "reason": reason}))
 
     def start_try(self, attempt: TryRecord) -> None:
         self.ops.append(Op("start_try", {"attempt": attempt}))
@@ -277,6 +287,10 @@ class Store(Protocol):
 
     async def get_results(self, run_id: str) -> dict[tuple[str, int], str]:
         """Every recorded result of a run: (task_id, map_index) -> JSON text."""
+        ...
+
+    async def previous_run(self, dag_id: str, run_id: str) -> RunRecord | None:
+        """The DAG's run just before this one by logical date (else queue time), any state."""
         ...
 
     async def list_unfinished_runs(self) -> list[RunRecord]:

@@ -65,6 +65,16 @@ async def connect_writer(db_path: Path, synchronous: str) -> AsyncIterator[aiosq
 
 
 @asynccontextmanager
+async def connect_checkpointer(
+    db_path: Path, synchronous: str
+) -> AsyncIterator[aiosqlite.Connection]:
+    """A connection that only checkpoints (`checkpoints.py`): it reads and writes no rows."""
+    async with _connect(db_path, str(db_path), uri=False) as connection:
+        await _configure(connection, synchronous)
+        yield connection
+
+
+@asynccontextmanager
 async def connect_reader(
     db_path: Path, synchronous: str, *, check: bool, immutable: bool = False
 ) -> AsyncIterator[aiosqlite.Connection]:

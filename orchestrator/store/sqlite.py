@@ -26,9 +26,10 @@ from orchestrator.store.apirows import (
     webhook_from_row,
 )
 from orchestrator.store.base import Store, StoreStatistics, WriteBatch
+from orchestrator.store.checkpoints import BackgroundCheckpoints
 from orchestrator.store.connection import (
-    cannot_open,
     check_synchronous,
+    connect_checkpointer,
     connect_reader,
     connect_writer,
 )
@@ -68,7 +69,7 @@ from orchestrator.store.waitrows import (
     run_source_from_row,
     trigger_from_row,
 )
-from orchestrator.store.walmark import WalMarker, check_wal_not_lost, wal_is_empty, wal_path
+from orchestrator.store.walmark import WalMarker, check_wal_not_lost, enter_reader
 from orchestrator.store.writer import GroupCommitWriter
 
 _TASK_KEY = "run_id = ? AND task_id = ? AND map_index = ?"
@@ -174,6 +175,20 @@ class SqliteStore(OverviewReads):
         return {
             (task_id, index): value for task_id, index, value in await self._fetch(sql, (run_id,))
         }
+
+    async def previous_run(self, dag_id: str, run_id: str) -> RunRecord | None:
+        """The DAG's run just before this one by logical date (else queue time), any state.
+
+        Runs without a logical date (manual, event) take their queue time; ties go by creation.
+        """
+        moment = "COALESCE(logical_date, queued_at), rowid"
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE dag_id = ? AND ({moment}) < (SELECT {moment}"
+            " FROM runs WHERE run_id = ?) ORDER BY COALESCE(logical_date, queued_at) DESC,"
+            " rowid DESC LIMIT 1"
+        )
+        rows = await self._fetch(sql, (dag_id, run_id))
+        return run_from_row(rows[0]) if rows else None
 
     async def list_unfinished_runs(self) -> list[RunRecord]:
         """Runs queued or running (to be picked up again after a restart), oldest first."""
@@ -308,7 +323,7 @@ async def open_store(
     no database, refuses commits, and fails if there is no database yet or its schema is not
     current. (Like any reader of a WAL database, SQLite itself may add its `-wal` and `-shm`
     companion files beside an existing database; they hold no data until a writer comes.
-    Where it may not, as on a read-only mount, see `_enter_reader`.)
+    Where it may not, as on a read-only mount, see `walmark.enter_reader`.)
     """
     level = check_synchronous(synchronous)
     prepare = functools.partial(prepare_state_dir, Path(state_dir), readonly=readonly)
@@ -323,20 +338,25 @@ async def open_store(
 async def _open_writable(db_path: Path, synchronous: str) -> AsyncIterator[SqliteStore]:
     async with connect_writer(db_path, synchronous) as connection:
         await migrate(connection, str(db_path))
+        await connection.execute("PRAGMA wal_autocheckpoint = 0")  # see checkpoints.py
         async with (
             connect_reader(db_path, synchronous, check=False) as reader,
             UiConnection(db_path, synchronous) as ui_connection,
+            connect_checkpointer(db_path, synchronous) as checkpointer,
         ):
-            writer = GroupCommitWriter(connection, str(db_path), WalMarker(db_path))
+            checkpoints = BackgroundCheckpoints(checkpointer)
+            writer = GroupCommitWriter(connection, str(db_path), WalMarker(db_path), checkpoints)
             body_error: BaseException | None = None
             async with anyio.create_task_group() as task_group:
                 task_group.start_soon(writer.run)
+                task_group.start_soon(checkpoints.run)
                 try:
                     yield SqliteStore(str(db_path), reader, writer, ui_connection)
                 except BaseException as error:
                     body_error = error
                 finally:
                     writer.close()
+                    checkpoints.stop()
             with anyio.CancelScope(shield=True):
                 await writer.checkpoint()  # a clean stop leaves nothing in the -wal file
             if body_error is not None:
@@ -348,37 +368,6 @@ async def _open_writable(db_path: Path, synchronous: str) -> AsyncIterator[Sqlit
 @asynccontextmanager
 async def _open_readonly(db_path: Path, synchronous: str) -> AsyncIterator[SqliteStore]:
     async with AsyncExitStack() as stack:
-        reader = await _enter_reader(stack, db_path, synchronous)
+        reader = await enter_reader(stack, db_path, synchronous)
         check_version(await read_version(reader), str(db_path), readonly=True)
         yield SqliteStore(str(db_path), reader, None)
-
-
-async def _enter_reader(
-    stack: AsyncExitStack, db_path: Path, synchronous: str
-) -> aiosqlite.Connection:
-    """A read-only connection, also where this process may not write (a read-only mount).
-
-    SQLite reads a WAL database through the `-shm` index beside it, and a reader must create
-    that file when no connection has the database open. Where it cannot, the main file is read
-    as it is (`immutable=1`), but only when no `-wal` file holds commits: a writer keeps its
-    `-wal` file for as long as it has the database open, so then none has, and the main file
-    holds every commit. (A writer that starts meanwhile writes to its own new `-wal`; the main
-    file changes only at a checkpoint, which a read taking milliseconds does not wait for but
-    is unlikely to meet.) Reading the main file alone while the `-wal` holds commits would
-    silently miss them: that is refused with what to do.
-    """
-    try:
-        return await stack.enter_async_context(connect_reader(db_path, synchronous, check=True))
-    except StoreError as error:
-        if not cannot_open(error):
-            raise
-        if not await anyio.to_thread.run_sync(wal_is_empty, db_path):
-            raise StoreError(
-                f"The database {db_path} cannot be read from here: its write-ahead log "
-                f"{wal_path(db_path)} holds commits, and reading them needs the index file "
-                f"{db_path.name}-shm, which this process may not create in {db_path.parent}. "
-                "Run it as a user who may write there, or once the file system is writable "
-                "again."
-            ) from error
-    immutable = connect_reader(db_path, synchronous, check=True, immutable=True)
-    return await stack.enter_async_context(immutable)

@@ -16,18 +16,23 @@ the main file holds every commit. Opening refuses the first case, before SQLite 
 path (it would create an empty `-wal` and hide the loss). The one false alarm is another
 SQLite program, not the orchestrator, closing the database last after a crash (SQLite
 checkpoints and deletes the `-wal` on close): the recovery steps cover it.
+
+`enter_reader` opens a read-only connection where the `-shm` index cannot be created, which
+is safe only while the `-wal` file holds no commits: this module's question too.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiosqlite
+import anyio
 
-from orchestrator.errors import StoreCorruptedError
-from orchestrator.store.connection import BUSY_TIMEOUT_MS
+from orchestrator.errors import StoreCorruptedError, StoreError
+from orchestrator.store.connection import BUSY_TIMEOUT_MS, cannot_open, connect_reader
 
 _DIRTY = b"dirty\n"
 _CLEAN = b"clean\n"  # the same length: an overwrite in place needs no new disk block
@@ -43,10 +48,19 @@ def wal_path(db_path: Path) -> Path:
 
 def read_marker(db_path: Path) -> bytes:
     """The marker's content; `clean` when there is none (a new or older state directory)."""
+    return _read_marker_file(str(marker_path(db_path)))
+
+
+def _read_marker_file(path: str) -> bytes:
+    # Plain descriptors rather than pathlib: the writer reads this before every commit.
     try:
-        return marker_path(db_path).read_bytes()
+        descriptor = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return _CLEAN
+    try:
+        return os.read(descriptor, 64)
+    finally:
+        os.close(descriptor)
 
 
 def check_wal_not_lost(db_path: Path) -> None:
@@ -81,6 +95,7 @@ class WalMarker:
     def __init__(self, db_path: Path) -> None:
         self._db_path = db_path
         self._path = marker_path(db_path)
+        self._path_text = str(self._path)
 
     def before_commit(self) -> None:
         """Call under the write lock, before COMMIT: make sure the marker says `dirty`.
@@ -90,7 +105,7 @@ class WalMarker:
         process's writer may have marked it `clean` since; written and fsynced only on that
         change.
         """
-        if read_marker(self._db_path) != _DIRTY:
+        if _read_marker_file(self._path_text) != _DIRTY:
             self._write_durably(_DIRTY)
 
     async def checkpoint(self, connection: aiosqlite.Connection) -> bool:
@@ -137,3 +152,34 @@ def wal_is_empty(db_path: Path) -> bool:
         return wal_path(db_path).stat().st_size == 0
     except FileNotFoundError:
         return True
+
+
+async def enter_reader(
+    stack: AsyncExitStack, db_path: Path, synchronous: str
+) -> aiosqlite.Connection:
+    """A read-only connection, also where this process may not write (a read-only mount).
+
+    SQLite reads a WAL database through the `-shm` index beside it, and a reader must create
+    that file when no connection has the database open. Where it cannot, the main file is read
+    as it is (`immutable=1`), but only when no `-wal` file holds commits: a writer keeps its
+    `-wal` file for as long as it has the database open, so then none has, and the main file
+    holds every commit. (A writer that starts meanwhile writes to its own new `-wal`; the main
+    file changes only at a checkpoint, which a read taking milliseconds does not wait for but
+    is unlikely to meet.) Reading the main file alone while the `-wal` holds commits would
+    silently miss them: that is refused with what to do.
+    """
+    try:
+        return await stack.enter_async_context(connect_reader(db_path, synchronous, check=True))
+    except StoreError as error:
+        if not cannot_open(error):
+            raise
+        if not await anyio.to_thread.run_sync(wal_is_empty, db_path):
+            raise StoreError(
+                f"The database {db_path} cannot be read from here: its write-ahead log "
+                f"{wal_path(db_path)} holds commits, and reading them needs the index file "
+                f"{db_path.name}-shm, which this process may not create in {db_path.parent}. "
+                "Run it as a user who may write there, or once the file system is writable "
+                "again."
+            ) from error
+    immutable = connect_reader(db_path, synchronous, check=True, immutable=True)
+    return await stack.enter_async_context(immutable)

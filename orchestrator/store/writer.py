@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -30,6 +31,7 @@ import anyio
 
 from orchestrator.errors import StoreError
 from orchestrator.store.base import StoreStatistics, WriteBatch
+from orchestrator.store.checkpoints import BackgroundCheckpoints
 from orchestrator.store.connection import (
     corrupted_error,
     is_corruption,
@@ -59,6 +61,7 @@ class GroupCommitWriter:
         connection: aiosqlite.Connection,
         db_path: str,
         marker: WalMarker,
+        background: BackgroundCheckpoints | None = None,
         *,
         idle_checkpoint_delay: float | None = None,
     ) -> None:
@@ -68,6 +71,7 @@ class GroupCommitWriter:
         self._idle_checkpoint_delay = (
             IDLE_CHECKPOINT_DELAY if idle_checkpoint_delay is None else idle_checkpoint_delay
         )
+        self._background = background  # told of each commit; its lock keeps us apart
         self._unsaved = False  # committed since the last complete checkpoint
         self._checkpoints = 0
         # Unbounded: every queued batch has a caller waiting on it, so callers bound the queue.
@@ -123,8 +127,10 @@ class GroupCommitWriter:
         A checkpoint that fails (a full disk, an I/O error) loses nothing: the commits stay in
         the `-wal` file and the marker stays `dirty`; the next idle moment tries again.
         """
+        apart = nullcontext() if self._background is None else self._background.lock
         try:
-            saved = await self._marker.checkpoint(self._connection)
+            async with apart:
+                saved = await self._marker.checkpoint(self._connection)
         except (sqlite3.Error, OSError):
             saved = False
         self._unsaved = not saved
@@ -223,6 +229,8 @@ class GroupCommitWriter:
         return applied
 
     def _count_committed(self, batches: int) -> None:
+        if batches and self._background is not None:
+            self._background.committed()
         self._unsaved = self._unsaved or batches > 0
         self._transactions += batches > 0
         self._batches += batches

@@ -234,6 +234,12 @@ def _set_next_call(connection: Connection, key: TaskKey, next_call: str | None) 
         raise StoreError(f"There is no task instance {_describe_key(key)}.")
 
 
+def _note_waiting(connection: Connection, key: TaskKey, reason: str | None) -> None:
+    # Only while it waits: a note never overwrites the error of an instance that ran.
+    sql = f"UPDATE task_instances SET error = ? WHERE {_TASK_KEY} AND state = 'none'"
+    connection.execute(sql, (reason, *key))
+
+
 def _add_trigger(connection: Connection, trigger: TriggerRecord) -> None:
     connection.execute(_INSERT_TRIGGER, trigger_params(trigger))
 
@@ -288,6 +294,7 @@ _HANDLERS: dict[str, Callable[..., None]] = {
     "requeue_run": _requeue_run,
     "reopen_try": _reopen_try,
     "set_next_call": _set_next_call,
+    "note_waiting": _note_waiting,
     "add_trigger": _add_trigger,
     "delete_trigger": _delete_trigger,
     "save_trigger_cursor": _save_trigger_cursor,

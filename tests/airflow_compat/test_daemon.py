@@ -58,6 +58,16 @@ def task_states(state_dir: Path, run_id: str) -> dict[str, str]:
     return {str(task_id): str(state) for task_id, state in store_rows(state_dir, sql)}
 
 
+def task_errors(state_dir: Path, run_ids: list[str]) -> str:
+    """Each unsuccessful task instance of the runs with its error: what a failed assert shows."""
+    names = ", ".join(quoted(run_id) for run_id in run_ids)
+    sql = (
+        "SELECT run_id, task_id, state, error FROM task_instances "
+        f"WHERE run_id IN ({names}) AND state != 'success'"
+    )
+    return "\n".join(" ".join(map(str, row)) for row in store_rows(state_dir, sql))
+
+
 def test_the_daemon_runs_the_airflow_dags_folder_triggered_from_outside(tmp_path: Path) -> None:
     shutil.copytree(DAGS, tmp_path / "dags")
     marker = new_marker()
@@ -69,7 +79,8 @@ def test_the_daemon_runs_the_airflow_dags_folder_triggered_from_outside(tmp_path
         states = wait_until(
             lambda: finished(daemon.state_dir, [snippet, etl]), 90, f"both runs, {daemon}"
         )
-        assert states == {snippet: "success", etl: "success"}, str(daemon)
+        errors = task_errors(daemon.state_dir, [snippet, etl])
+        assert states == {snippet: "success", etl: "success"}, f"{daemon}\n{errors}"
         assert task_states(daemon.state_dir, snippet) == {
             "ingest": "success",
             "preprocess": "success",

@@ -223,7 +223,7 @@ async def test_ignored_arguments_are_reported_and_max_active_tasks_holds(
     monkeypatch.setattr(compat_dag, "_reported", set())
     with caplog.at_level(logging.INFO, logger="orchestrator.airflow_compat"):
         bag = load_dag_bag(DAGS)
-    for name in ("depends_on_past=", "max_active_tis_per_dag="):
+    for name in ("owner=", "max_active_tis_per_dag="):
         assert f"Airflow argument {name} is accepted and ignored" in caplog.text
     async with Engine.open(make_settings(), dagbag=bag) as engine:
         with anyio.fail_after(DEADLINE):

@@ -4,17 +4,19 @@ page), and doc_md on the DAG page and the run page, always as escaped text."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from airflowkit import DAGS, DEADLINE
 from clikit import CliCalls
+from daskkit import local_cluster
 from uikit import ui_serving
 
-from orchestrator.airflow_compat.rendered import masked, sidecar_path
+from orchestrator.airflow_compat.rendered import masked, read_rendered, sidecar_path
 from orchestrator.config import Settings
 from orchestrator.loading.dagbag import load_dag_bag
 from orchestrator.scheduling.engine import Engine
@@ -97,3 +99,30 @@ def test_masking_hides_known_secrets_and_sensitive_keys() -> None:
     }
     assert sidecar_path("/logs/a/try-1.log") == Path("/logs/a/try-1.log.rendered.json")
     assert json.loads(json.dumps(masked(["a"], []))) == ["a"]
+
+
+@pytest.fixture
+def dask_cluster() -> Iterator[Any]:
+    """One single-thread Dask worker process on loopback (after `variables`: it inherits them)."""
+    pytest.importorskip("distributed")
+    with local_cluster() as cluster:
+        yield cluster
+
+
+@pytest.mark.slow
+async def test_a_try_on_dask_records_its_rendered_fields_beside_the_daemons_log(
+    make_settings: SettingsFactory, dask_cluster: Any
+) -> None:
+    settings = make_settings(
+        in_process=False, executor="dask", dask_address=dask_cluster.scheduler_address
+    )
+    async with Engine.open(settings, dagbag=load_dag_bag(DAGS)) as engine:
+        with anyio.fail_after(DEADLINE):
+            run_id = await engine.trigger("rendered_and_docs")
+            assert (await engine.wait(run_id)).state is RunState.SUCCESS
+        tries = {each.task_id: each for each in await engine.store.list_run_tries(run_id)}
+    said = read_rendered(tries["say"].log_path)
+    assert said is not None and said["bash_command"] == "echo world ***"
+    assert said["env"] == {"API_TOKEN": "***", "WHO": "world"}
+    called = read_rendered(tries["call"].log_path)
+    assert called is not None and called["op_args"] == ["world", "***"]

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from crashkit import DaemonProcess, check_invariants, new_marker, orphans, store_rows, wait_until
+from daskkit import local_cluster
 from taskjobs import is_running
 
 distributed = pytest.importorskip("distributed")
@@ -49,16 +50,7 @@ with DAG("land", run_on=FileTrigger(directory={incoming!r}, pattern="*.csv")):
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        scheduler_kwargs={"dashboard": False},
-    ) as cluster:
+    with local_cluster(2) as cluster:
         yield cluster
 
 

@@ -304,7 +304,7 @@ async def test_a_worker_killed_mid_task_costs_one_try_then_the_retry_succeeds(
             run_id = await engine.trigger("killed")
             worker_pid = int(await read_fifo_line(fifo))
             logs = settings.logs_dir / "killed"
-            await _until(lambda: "started" in "".join(map(_text, logs.glob("*/long/try-1.log"))))
+            await _until(lambda: "started" in "".join(map(_text, logs.glob("*/long.try-1.log"))))
             os.kill(worker_pid, signal.SIGKILL)  # the Dask worker process, mid-task
             record = await engine.wait(run_id)
         tries = await engine.store.list_tries(record.run_id, "long")

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 from apikit import hello_dag, serving
+from daskkit import local_cluster
 from taskjobs import DagFile
 from uikit import ui_serving
 
@@ -32,16 +33,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        scheduler_kwargs={"dashboard": False},
-    ) as cluster:
+    with local_cluster() as cluster:
         yield cluster
 
 

@@ -103,6 +103,27 @@ async def test_expand_fans_out_and_fans_in(make_settings: SettingsFactory) -> No
     assert len([name for name in instances if name.startswith("add[")]) == 5
 
 
+async def test_tries_log_side_by_side_in_one_folder_per_run(
+    make_settings: SettingsFactory,
+) -> None:
+    # No folder per task: a mkdir per task cost more than the try's file (bench/).
+    @task
+    def shards() -> list[int]:
+        print("two shards")
+        return [1, 2]
+
+    with DAG("logged") as dag:
+        add.expand(x=shards())
+    settings = make_settings()
+    record, _, _ = await run_once(settings, dag)
+    assert record.state is RunState.SUCCESS
+    (run_folder,) = (settings.logs_dir / "logged").iterdir()
+    assert run_folder.name == record.run_id
+    names = sorted(path.name for path in run_folder.iterdir())
+    assert names == ["add.0.try-1.log", "add.1.try-1.log", "shards.try-1.log"]
+    assert (run_folder / "shards.try-1.log").read_text() == "two shards\n"
+
+
 async def test_expanding_over_an_empty_list_skips_the_task_and_its_downstream(
     make_settings: SettingsFactory,
 ) -> None:

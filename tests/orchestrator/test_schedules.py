@@ -5,15 +5,15 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from schedulekit import at, due
 
 from orchestrator.authoring.intervals import (
     Interval,
     backfill_intervals,
-    intervals_due,
     next_wakeup,
 )
 from orchestrator.authoring.moments import parse_moment
@@ -32,12 +32,6 @@ PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-def at(text: str, zone: ZoneInfo | None = None) -> float:
-    """Seconds since the epoch of an ISO time; naive text is UTC unless a zone is given."""
-    moment = datetime.fromisoformat(text)
-    return moment.replace(tzinfo=moment.tzinfo or zone or UTC).timestamp()
-
-
 def local(moment: float, zone: ZoneInfo) -> str:
     return datetime.fromtimestamp(moment, zone).isoformat()
 
@@ -53,28 +47,6 @@ def ticks(schedule: Schedule, start: float, end: float) -> list[float]:
 def days(first: str, count: int) -> list[Interval]:
     start = at(first)
     return [Interval(start + k * DAY, start + (k + 1) * DAY) for k in range(count)]
-
-
-def due(
-    schedule: Schedule | str,
-    now: str,
-    *,
-    after: str | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    catchup: bool | int = False,
-    limit: int = 100,
-) -> list[Interval]:
-    """`intervals_due` with UTC ISO times, and the arguments a test does not care about unset."""
-    return intervals_due(
-        parse_schedule(schedule) if isinstance(schedule, str) else schedule,
-        now=at(now),
-        after=None if after is None else at(after),
-        start=None if start is None else at(start),
-        end=None if end is None else at(end),
-        catchup=catchup,
-        limit=limit,
-    )
 
 
 @pytest.fixture

@@ -81,6 +81,21 @@ TABLE: list[tuple[TriggerRule, list[TaskState], Verdict]] = [
     (TriggerRule.ALL_SKIPPED, [K, K], RUN),
     (TriggerRule.ALL_SKIPPED, [S, R], SKIP),  # early
     (TriggerRule.ALL_SKIPPED, [K, R], WAIT),
+    # all_done_setup_success without setups upstream: all_done
+    (TriggerRule.ALL_DONE_SETUP_SUCCESS, [S, F, K, U, C], RUN),
+    (TriggerRule.ALL_DONE_SETUP_SUCCESS, [F, R], WAIT),
+]
+
+#: all_done_setup_success (a teardown's rule): the upstream states, those of the setups among
+#: them, and Airflow's verdict.
+SETUP_TABLE: list[tuple[list[TaskState], list[TaskState], Verdict]] = [
+    ([S, F], [S], RUN),  # the work failed: its setup's resource is torn down all the same
+    ([S, S, F], [S, F], RUN),  # one of two setups succeeded
+    ([S, R], [S], WAIT),  # the work is still going
+    ([F, U], [F], UPSTREAM_FAILED),  # nothing was set up to tear down
+    ([F, K, U], [F, K], UPSTREAM_FAILED),
+    ([K, K], [K], SKIP),  # the setup was skipped: so is its teardown
+    ([K, K, K], [K, K], SKIP),
 ]
 
 
@@ -91,6 +106,13 @@ TABLE: list[tuple[TriggerRule, list[TaskState], Verdict]] = [
 )
 def test_rule_table(rule: TriggerRule, upstream: list[TaskState], expected: Verdict) -> None:
     assert evaluate(rule, upstream) is expected
+
+
+@pytest.mark.parametrize(("upstream", "setups", "expected"), SETUP_TABLE)
+def test_a_teardown_runs_once_everything_is_done_if_a_setup_succeeded(
+    upstream: list[TaskState], setups: list[TaskState], expected: Verdict
+) -> None:
+    assert evaluate(TriggerRule.ALL_DONE_SETUP_SUCCESS, upstream, setups) is expected
 
 
 def test_the_table_covers_every_rule() -> None:

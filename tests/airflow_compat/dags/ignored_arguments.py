@@ -1,4 +1,4 @@
-"""Arguments accepted and ignored (each reported once): depends_on_past, max_active_tis_per_dag; max_active_tasks=1 is kept: the two tasks never run at once."""
+"""Arguments accepted and ignored (each reported once): owner, max_active_tis_per_dag; max_active_tasks=1 is kept: the two tasks never run at once."""
 import time
 from datetime import datetime
 
@@ -17,7 +17,7 @@ with DAG(
     schedule=None,
     start_date=datetime(2024, 1, 1),
     max_active_tasks=1,
-    default_args={"depends_on_past": True},
+    default_args={"owner": "data-team"},
 ):
     PythonOperator(task_id="first", python_callable=stamp, max_active_tis_per_dag=1)
     PythonOperator(task_id="second", python_callable=stamp)

@@ -7,8 +7,10 @@ from typing import Any
 
 import anyio
 from apikit import Served, serving
+from starlette.routing import Route
 
 from orchestrator import DAG, task
+from orchestrator.api.app import create_app
 from orchestrator.config import Settings
 
 
@@ -310,3 +312,14 @@ async def test_health_answers_without_a_token_and_says_when_the_daemon_stops(
     }
     assert (stopping.status_code, stopping.json()) == (503, {"status": "stopping"})
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "stopping"
+
+
+async def test_the_webhook_route_is_tried_first_and_every_other_route_still_answers(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Deliveries are most of the traffic: Starlette tries routes in order, hooks first."""
+    async with serving(make_settings()) as served:
+        routes = create_app(served.api).routes
+        assert isinstance(routes[0], Route) and routes[0].path == "/hooks/{name}"
+        health = await served.client.get("/api/v1/health")
+        assert health.status_code == 200

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
+from clikit import command, environment
+from clikit import run_cli as orchestrator
 
 PIPELINES = """
 import anyio
@@ -55,39 +52,12 @@ with DAG("hang"):
 """
 
 
-@dataclass(frozen=True)
-class Completed:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "dags").mkdir()
     (tmp_path / "dags" / "pipelines.py").write_text(PIPELINES)
     (tmp_path / "orchestrator.toml").write_text("slots = 2\n")
     return tmp_path
-
-
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "orchestrator.cli", *args]
-
-
-def environment() -> dict[str, str]:
-    """The test's environment without ORCHESTRATOR_* variables, which would change settings."""
-    return {
-        name: value for name, value in os.environ.items() if not name.startswith("ORCHESTRATOR")
-    }
-
-
-async def orchestrator(project: Path, *args: str) -> Completed:
-    with anyio.fail_after(60):
-        done = await anyio.run_process(command(*args), cwd=project, env=environment(), check=False)
-    return Completed(done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
 async def run_ids(project: Path) -> list[str]:
@@ -129,7 +99,7 @@ async def test_a_failed_run_exits_1_and_shows_the_error_and_log(project: Path) -
     assert "  flaky (try 2/2): RuntimeError: always broken" in done.stdout
     log_line = next(line for line in done.stdout.splitlines() if line.startswith("    log: "))
     log = Path(log_line.removeprefix("    log: "))
-    assert log.name == "try-2.log" and "attempt 2" in log.read_text()
+    assert log.name == "flaky.try-2.log" and "attempt 2" in log.read_text()
 
 
 async def test_an_unknown_dag_is_a_usage_error_with_suggestions(project: Path) -> None:
@@ -249,7 +219,7 @@ async def test_runs_show(project: Path) -> None:
     (flaky,) = shown["task_instances"]
     assert (flaky["state"], flaky["try_number"]) == ("failed", 2)
     assert flaky["error"] == "RuntimeError: always broken"
-    assert flaky["log_path"].endswith("flaky/try-2.log")
+    assert flaky["log_path"].endswith("flaky.try-2.log")
     text = (await orchestrator(project, "runs", "show", run_id)).stdout
     assert "RuntimeError: always broken" in text and flaky["log_path"] in text
 

@@ -219,7 +219,7 @@ async def test_closing_stops_every_connection_thread(state_dir: Path) -> None:
     async with open_store(state_dir) as store:
         await store.commit(_upsert_batch())
         started = _connection_threads() - before
-        assert len(started) == 2  # the writer's and the reader's
+        assert len(started) == 3  # the writer's, the reader's and the checkpointer's
     with anyio.fail_after(10):
         for thread in started:  # each ends right after its connection closes
             await anyio.to_thread.run_sync(thread.join)

@@ -96,6 +96,42 @@ async def test_two_racing_successes_record_only_one(
         assert await store.get_results("r1") == {("extract", -1): '"first"'}
 
 
+def test_moves_of_one_row_in_a_row_are_one_write_from_the_first_state_to_the_last() -> None:
+    batch = WriteBatch()
+    batch.set_task_state(KEY, TaskState.NONE, TaskState.SCHEDULED)
+    batch.set_task_state(KEY, TaskState.SCHEDULED, TaskState.QUEUED, queued_at=1.0)
+    batch.set_task_state(KEY, TaskState.QUEUED, TaskState.RUNNING, started_at=2.0, error=None)
+    batch.set_task_state(("r1", "load", -1), TaskState.NONE, TaskState.SCHEDULED)
+    batch.save_result(("r1", "extract", -1), "1")
+    batch.set_task_state(("r1", "load", -1), TaskState.SCHEDULED, TaskState.QUEUED)
+    moves = [(op.args["key"][1], op.args["old"], op.args["new"]) for op in batch.ops[:2]]
+    assert moves == [
+        ("extract", TaskState.NONE, TaskState.RUNNING),
+        ("load", TaskState.NONE, TaskState.SCHEDULED),
+    ]
+    assert batch.ops[0].args["fields"] == {"queued_at": 1.0, "started_at": 2.0, "error": None}
+    assert len(batch.ops) == 4  # a write between two moves of `load` keeps them apart
+
+
+async def test_a_folded_move_lands_whole_and_is_guarded_by_its_first_state(
+    state_dir: Path, create_run_batch: NewBatch
+) -> None:
+    async with open_store(state_dir) as store:
+        await store.commit(create_run_batch("r1"))
+        batch = WriteBatch()
+        batch.set_task_state(KEY, TaskState.NONE, TaskState.SCHEDULED)
+        batch.set_task_state(KEY, TaskState.SCHEDULED, TaskState.QUEUED, queued_at=1.0)
+        batch.set_task_state(KEY, TaskState.QUEUED, TaskState.RUNNING, try_number=1)
+        await store.commit(batch)
+        (ti,) = [ti for ti in await store.list_task_instances("r1") if ti.task_id == "extract"]
+        assert (ti.state, ti.queued_at, ti.try_number) == (TaskState.RUNNING, 1.0, 1)
+        again = WriteBatch()
+        again.set_task_state(KEY, TaskState.NONE, TaskState.SCHEDULED)  # it is running now
+        again.set_task_state(KEY, TaskState.SCHEDULED, TaskState.QUEUED)
+        with pytest.raises(StateConflictError, match="from none to queued: it is running"):
+            await store.commit(again)
+
+
 def test_a_transition_the_state_machine_forbids_is_refused_by_the_batch() -> None:
     batch = WriteBatch()
     with pytest.raises(TransitionError, match="cannot move from success to running"):

@@ -135,3 +135,14 @@ async def test_pages_are_compressed_and_streams_and_logs_are_not(
         ) as stream:
             assert stream.headers["content-type"].startswith("text/event-stream")
             assert "content-encoding" not in stream.headers
+
+
+async def test_a_client_that_takes_no_gzip_gets_pages_as_they_are(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with ui_serving(make_settings(), hello_dag()) as served:
+        headers = {"Accept-Encoding": "identity"}
+        page = await served.browser.get("/dags/hello/source", headers=headers)
+        assert page.status_code == 200 and "hello" in page.text
+        assert "content-encoding" not in page.headers
+        assert page.headers["x-frame-options"] == "DENY"  # the other middleware still ran

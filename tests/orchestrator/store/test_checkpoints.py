@@ -1,0 +1,71 @@
+"""Checkpoints beside the writer: commits never run one, and one never waits for a commit."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+
+import anyio
+import pytest
+
+from orchestrator.errors import StoreError
+from orchestrator.store import WriteBatch, open_store
+from orchestrator.store.checkpoints import checkpoint
+from orchestrator.store.connection import connect_checkpointer
+from orchestrator.store.statedir import DB_FILENAME
+from orchestrator.store.writer import GroupCommitWriter
+
+NewBatch = Callable[..., WriteBatch]
+
+
+def wal_database(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA wal_autocheckpoint = 0")
+    connection.execute("CREATE TABLE t (value TEXT)")
+    return connection
+
+
+async def test_a_checkpoint_copies_what_is_committed_while_a_write_is_under_way(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "db.sqlite"
+    with closing(wal_database(path)) as writer:
+        writer.executemany("INSERT INTO t VALUES (?)", [("x" * 1000,)] * 50)
+        writer.execute("BEGIN IMMEDIATE")  # a writer holds the write lock meanwhile
+        writer.execute("INSERT INTO t VALUES ('not yet committed')")
+        async with connect_checkpointer(path, "FULL") as connection:
+            with anyio.fail_after(10):
+                busy, frames, copied = await checkpoint(connection)
+        writer.execute("COMMIT")
+    assert busy == 0 and frames > 0 and copied == frames
+
+
+async def test_the_stores_writer_leaves_checkpoints_to_the_background(
+    state_dir: Path, create_run_batch: NewBatch
+) -> None:
+    async with open_store(state_dir) as store:
+        await store.commit(create_run_batch("r1", tasks=["t"]))
+        writer = store._writer
+        assert isinstance(writer, GroupCommitWriter)
+        rows = await writer._connection.execute_fetchall("PRAGMA wal_autocheckpoint")
+        assert list(rows) == [(0,)]
+    with closing(sqlite3.connect(state_dir / DB_FILENAME)) as connection:
+        assert connection.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+
+
+async def test_the_writer_says_when_a_transaction_committed_and_only_then(
+    state_dir: Path, create_run_batch: NewBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_store(state_dir) as store:
+        writer = store._writer
+        assert isinstance(writer, GroupCommitWriter)
+        told: list[None] = []
+        monkeypatch.setattr(writer._background, "committed", lambda: told.append(None))
+        await store.commit(create_run_batch("r1", tasks=["t"]))
+        assert len(told) == 1
+        with pytest.raises(StoreError):
+            await store.commit(create_run_batch("r1", tasks=["t"]))  # the same run again
+        assert len(told) == 1
