@@ -20,7 +20,7 @@ from orchestrator.authoring.tasks import Task
 from orchestrator.changes import Change, RunChanged, TaskChanged
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.base import WriteBatch
-from orchestrator.store.records import RunRecord
+from orchestrator.store.records import RunRecord, TriggerRecord, TryRecord
 
 
 @dataclass(eq=False)
@@ -314,6 +314,16 @@ class Transitions:
             ti.next_call = None  # finished, or retrying from the start
             fields["next_call"] = None
         self.batch.set_task_state(ti.key, ti.state, new, **fields)
+        self._moved(ti, new, fields)
+
+    def open_deferral(
+        self, ti: TaskInstance, attempt: TryRecord, trigger: TriggerRecord, **fields: Any
+    ) -> None:
+        """A sensor's first try opens straight into `deferred` (`WriteBatch.open_deferral`)."""
+        self.batch.open_deferral(ti.key, ti.state, attempt, trigger, **fields)
+        self._moved(ti, TaskState.DEFERRED, fields)
+
+    def _moved(self, ti: TaskInstance, new: TaskState, fields: dict[str, Any]) -> None:
         ti.run.set_state(ti, new)
         if "error" in fields:
             ti.error = fields["error"]

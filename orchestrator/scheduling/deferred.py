@@ -20,7 +20,7 @@ from orchestrator.errors import OrchestratorError, TriggerLoadError, error_line
 from orchestrator.execution.results import encode_result
 from orchestrator.scheduling.active_runs import TaskInstance, Transitions
 from orchestrator.state import TaskState
-from orchestrator.store.records import TriggerRecord
+from orchestrator.store.records import TriggerRecord, TryRecord
 from triggers.base import Trigger, load_trigger
 
 TaskKey = tuple[str, str, int]
@@ -61,26 +61,48 @@ class DeferralDecisions:
         def _end_try(
             self, ti: TaskInstance, state: TaskState, error: str | None, tx: Transitions
         ) -> None: ...
-        def _open_try(self, ti: TaskInstance, state: TaskState, tx: Transitions) -> None: ...
+        def _begin_try(self, ti: TaskInstance) -> None: ...
+        def _record_try(self, ti: TaskInstance, state: TaskState, tx: Transitions) -> None: ...
+        @staticmethod
+        def _try_record(ti: TaskInstance, state: TaskState, now: float) -> TryRecord: ...
         def _push_ready(self, ti: TaskInstance) -> None: ...
 
     # -- deferring ------------------------------------------------------------------------------
 
     def _defer_at_start(self, ti: TaskInstance, tx: Transitions) -> None:
-        """A deferrable sensor: its first try waits on its trigger, never taking a slot."""
-        self._open_try(ti, TaskState.DEFERRED, tx)
+        """A deferrable sensor: its first try waits on its trigger, never taking a slot.
+
+        The try opens straight into `deferred`, with how it goes on and its trigger, as one
+        bulk write shared with the sensors beside it (`Transitions.open_deferral`).
+        """
+        self._begin_try(ti)
         try:
-            context = ti.context(ti.log_path)
-            inputs = resolve_refs(ti.task.inputs, ti.run.result_view(), context)
-            request = ti.task.first_deferral(inputs, context)
-            deferral = deferral_of(request, None) if isinstance(request, Defer) else request
+            deferral, trigger = self._first_deferral(ti)
         except Exception as error:
+            self._record_try(ti, TaskState.DEFERRED, tx)
             self._fail(ti, f"cannot start waiting: {error_line(error)}", tx)
             return
-        # The trigger itself, when the sensor gave one: rebuilding it from what is stored
-        # would make the same value again, at a third of the cost of arming.
-        trigger = request.trigger if isinstance(request, Defer) else None
-        self._defer(ti, deferral, tx, announce=False, trigger=trigger)
+        next_call = self._wait_on(ti, deferral, trigger, tx.now)
+        tx.open_deferral(
+            ti,
+            self._try_record(ti, TaskState.DEFERRED, tx.now),
+            self._trigger_record(ti, deferral, tx.now),
+            started_at=tx.now,
+            try_number=ti.try_number,
+            error=None,
+            next_call=next_call,
+        )
+
+    @staticmethod
+    def _first_deferral(ti: TaskInstance) -> tuple[Deferral, Trigger]:
+        context = ti.context(ti.log_path)
+        inputs = resolve_refs(ti.task.inputs, ti.run.result_view(), context)
+        request = ti.task.first_deferral(inputs, context)
+        if isinstance(request, Defer):
+            # The sensor's own trigger: rebuilding it from what is stored would make the same
+            # value again, at a third of the cost of arming.
+            return deferral_of(request, None), request.trigger
+        return request, load_trigger(request.classpath, request.kwargs)
 
     def _defer_stored(self, ti: TaskInstance, deferral_json: str, tx: Transitions) -> str | None:
         """A try returned `Defer(...)`: its slot is already free; now it waits on the trigger."""
@@ -89,39 +111,30 @@ class DeferralDecisions:
         except (ValueError, TypeError) as error:
             return self._fail(ti, f"the task's deferral cannot be read: {error}", tx)
         self._end_try(ti, TaskState.DEFERRED, None, tx)
-        return self._defer(ti, deferral, tx, announce=True)
+        try:
+            trigger = load_trigger(deferral.classpath, deferral.kwargs)
+        except TriggerLoadError as error:
+            return self._fail(ti, f"TriggerLoadError: {error}", tx)
+        tx.move(ti, TaskState.DEFERRED, next_call=self._wait_on(ti, deferral, trigger, tx.now))
+        tx.batch.add_trigger(self._trigger_record(ti, deferral, tx.now))
+        return None
 
-    def _defer(
-        self,
-        ti: TaskInstance,
-        deferral: Deferral,
-        tx: Transitions,
-        *,
-        announce: bool,
-        trigger: Trigger | None = None,
-    ) -> str | None:
-        if trigger is None:
-            try:
-                trigger = load_trigger(deferral.classpath, deferral.kwargs)
-            except TriggerLoadError as error:
-                return self._fail(ti, f"TriggerLoadError: {error}", tx)
-        ti.timeout_at = tx.now + deferral.timeout if deferral.timeout else None
-        next_call = {
+    def _wait_on(self, ti: TaskInstance, deferral: Deferral, trigger: Trigger, now: float) -> str:
+        """Note how the instance goes on; its trigger and timeout start once the batch commits.
+
+        Returns the next call as stored in the instance's row.
+        """
+        ti.timeout_at = now + deferral.timeout if deferral.timeout else None
+        ti.next_call = {
             "target": deferral.resume,
             "kwargs": deferral.resume_kwargs,
             "on_timeout": deferral.on_timeout,
             "timeout": deferral.timeout,
         }
-        ti.next_call = next_call
-        if announce:
-            tx.move(ti, TaskState.DEFERRED, next_call=json.dumps(next_call))
-        else:  # the sensor's try was opened straight into `deferred`
-            tx.batch.set_next_call(ti.key, json.dumps(next_call))
-        tx.batch.add_trigger(self._trigger_record(ti, deferral, tx.now))
         self.armings.append(Arming(ti.key, trigger))
         if ti.timeout_at is not None:
             self.timers.append(Timer(ti.timeout_at, ti.key, "timeout"))
-        return None
+        return json.dumps(ti.next_call)
 
     @staticmethod
     def _trigger_record(ti: TaskInstance, deferral: Deferral, now: float) -> TriggerRecord:

@@ -222,22 +222,32 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
 
     def _open_try(self, ti: TaskInstance, state: TaskState, tx: Transitions) -> None:
         """A new try: queued, then `state` (running on a slot, or deferred for a sensor)."""
-        ti.try_number += 1
-        ti.error = None
-        ti.log_path = self.log_path(ti)
+        self._begin_try(ti)
+        self._record_try(ti, state, tx)
+
+    def _record_try(self, ti: TaskInstance, state: TaskState, tx: Transitions) -> None:
+        """Record a begun try (`_begin_try`): the instance moves into `state` as it opens."""
         if state is TaskState.RUNNING:
             tx.move(ti, TaskState.QUEUED, queued_at=tx.now)
         tx.move(ti, state, started_at=tx.now, try_number=ti.try_number, error=None)
-        tx.batch.start_try(
-            TryRecord(
-                run_id=ti.run.run_id,
-                task_id=ti.task_id,
-                map_index=ti.map_index,
-                try_number=ti.try_number,
-                state=state,
-                started_at=tx.now,
-                log_path=ti.log_path,
-            )
+        tx.batch.start_try(self._try_record(ti, state, tx.now))
+
+    def _begin_try(self, ti: TaskInstance) -> None:
+        """Number the instance's next try and say where it logs (nothing is recorded yet)."""
+        ti.try_number += 1
+        ti.error = None
+        ti.log_path = self.log_path(ti)
+
+    @staticmethod
+    def _try_record(ti: TaskInstance, state: TaskState, now: float) -> TryRecord:
+        return TryRecord(
+            run_id=ti.run.run_id,
+            task_id=ti.task_id,
+            map_index=ti.map_index,
+            try_number=ti.try_number,
+            state=state,
+            started_at=now,
+            log_path=ti.log_path,
         )
 
     def _take_slot(self, ti: TaskInstance, sign: int) -> None:

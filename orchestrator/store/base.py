@@ -8,7 +8,6 @@ caller only after the commit is durable.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,33 +26,10 @@ from orchestrator.store.records import (
     TriggerRecord,
     TryRecord,
     WebhookRecord,
+    check_task_state_fields,
 )
 
 TaskKey = tuple[str, str, int]  # (run_id, task_id, map_index)
-
-# The columns `set_task_state` may set beside the state. Checked here, where the batch is built,
-# so a typo fails at its call site; the SQLite store checks again because they become SQL.
-TASK_STATE_FIELDS = frozenset(
-    {
-        "try_number",
-        "max_tries",
-        "queued_at",
-        "started_at",
-        "ended_at",
-        "next_retry_at",
-        "error",
-        "next_call",
-        "interrupted_tries",
-    }
-)
-
-
-def check_task_state_fields(fields: Iterable[str]) -> None:
-    """Raise `ValueError` naming the first field `set_task_state` may not set."""
-    for name in fields:
-        if name not in TASK_STATE_FIELDS:
-            allowed = ", ".join(sorted(TASK_STATE_FIELDS))
-            raise ValueError(f"set_task_state cannot set {name!r}; it may set: {allowed}")
 
 
 @dataclass(frozen=True)
@@ -107,6 +83,35 @@ class WriteBatch:
         Allowed fields: try_number, max_tries, queued_at, started_at, ended_at, next_retry_at,
         error, next_call, interrupted_tries.
         """
+        self.ops.append(Op("set_task_state", self._fold_move(key, old, new, fields)))
+
+    def open_deferral(
+        self,
+        key: TaskKey,
+        old: TaskState,
+        attempt: TryRecord,
+        trigger: TriggerRecord,
+        **fields: Any,
+    ) -> None:
+        """A sensor's first try opens straight into `deferred`, with its try and trigger rows.
+
+        Consecutive ones share one op, written as three `executemany` statements whatever their
+        number: one statement per row and kind cost the writer more than the rest of arming
+        100,000 sensors. The move is guarded by `old` just as `set_task_state`'s is.
+        """
+        move = self._fold_move(key, old, TaskState.DEFERRED, fields)
+        last = self.ops[-1] if self.ops else None
+        if last is None or last.kind != "open_deferrals":
+            last = Op("open_deferrals", {"moves": [], "tries": [], "triggers": []})
+            self.ops.append(last)
+        last.args["moves"].append(move)
+        last.args["tries"].append(attempt)
+        last.args["triggers"].append(trigger)
+
+    def _fold_move(
+        self, key: TaskKey, old: TaskState, new: TaskState, fields: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A move's arguments, taking over the move of the same row just before it, if any."""
         check_task_transition(old, new)
         check_task_state_fields(fields)
         last = self.ops[-1].args if self.ops and self.ops[-1].kind == "set_task_state" else {}
@@ -115,9 +120,7 @@ class WriteBatch:
             # first state to the last, guarded by the first, instead of one per move.
             self.ops.pop()
             old, fields = last["old"], {**last["fields"], **fields}
-        self.ops.append(
-            Op("set_task_state", {"key": key, "old": old, "new": new, "fields": fields})
-        )
+        return {"key": key, "old": old, "new": new, "fields": fields}
 
     def note_waiting(self, key: TaskKey, reason: str | None) -> None:
         """Say why a task instance in `none` does not start yet (None: it no longer waits)."""

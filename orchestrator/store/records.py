@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.state import RunState, TaskState
+
+# The columns `set_task_state` may set beside the state. Checked here, where the batch is built,
+# so a typo fails at its call site; the SQLite store checks again because they become SQL.
+TASK_STATE_FIELDS = frozenset(
+    {
+        "try_number",
+        "max_tries",
+        "queued_at",
+        "started_at",
+        "ended_at",
+        "next_retry_at",
+        "error",
+        "next_call",
+        "interrupted_tries",
+    }
+)
+
+
+def check_task_state_fields(fields: Iterable[str]) -> None:
+    """Raise `ValueError` naming the first field `set_task_state` may not set."""
+    for name in fields:
+        if name not in TASK_STATE_FIELDS:
+            allowed = ", ".join(sorted(TASK_STATE_FIELDS))
+            raise ValueError(f"set_task_state cannot set {name!r}; it may set: {allowed}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,7 @@ successes, whatever the engine does.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -20,7 +21,7 @@ from orchestrator.errors import DuplicateRunError, StateConflictError, StoreErro
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.alertrows import ALERT_HANDLERS
 from orchestrator.store.apiwrites import API_HANDLERS
-from orchestrator.store.base import Op, TaskKey, check_task_state_fields
+from orchestrator.store.base import Op, TaskKey
 from orchestrator.store.eventwrites import EVENT_HANDLERS
 from orchestrator.store.records import (
     DagRecord,
@@ -29,6 +30,7 @@ from orchestrator.store.records import (
     TaskInstanceRecord,
     TriggerRecord,
     TryRecord,
+    check_task_state_fields,
 )
 from orchestrator.store.rows import (
     DAG_COLUMNS,
@@ -181,8 +183,14 @@ def _set_task_state(
     sql = _task_state_sql(tuple(fields))
     cursor = connection.execute(sql, (new.value, *fields.values(), *key, old.value))
     if cursor.rowcount != 1:
-        found = _fetch_value(connection, f"SELECT state FROM task_instances WHERE {_TASK_KEY}", key)
-        raise _conflict(f"task instance {_describe_key(key)}", old, new, found)
+        raise _move_conflict(connection, key, old, new)
+
+
+def _move_conflict(
+    connection: Connection, key: TaskKey, old: TaskState, new: TaskState
+) -> StateConflictError:
+    found = _fetch_value(connection, f"SELECT state FROM task_instances WHERE {_TASK_KEY}", key)
+    return _conflict(f"task instance {_describe_key(key)}", old, new, found)
 
 
 @cache
@@ -192,6 +200,32 @@ def _task_state_sql(names: tuple[str, ...]) -> str:
     check_task_state_fields(names)
     assignments = "".join(f", {name} = ?" for name in names)
     return f"UPDATE task_instances SET state = ?{assignments} WHERE {_TASK_KEY} AND state = ?"
+
+
+def _open_deferrals(
+    connection: Connection,
+    moves: list[dict[str, Any]],
+    tries: list[TryRecord],
+    triggers: list[TriggerRecord],
+) -> None:
+    """Many sensors' first tries opened into `deferred` (`WriteBatch.open_deferral`)."""
+    for names, group in itertools.groupby(moves, key=lambda move: tuple(move["fields"])):
+        rows = list(group)
+        params = [(m["new"].value, *m["fields"].values(), *m["key"], m["old"].value) for m in rows]
+        # Each key is one row, so every move applied exactly when the count is the rows'.
+        if connection.executemany(_task_state_sql(names), params).rowcount != len(params):
+            _raise_first_unmoved(connection, rows)
+    connection.executemany(_INSERT_TRY, [try_params(attempt) for attempt in tries])
+    connection.executemany(_INSERT_TRIGGER, [trigger_params(trigger) for trigger in triggers])
+
+
+def _raise_first_unmoved(connection: Connection, moves: list[dict[str, Any]]) -> None:
+    """The conflict of the first move in a bulk that did not apply (the batch fails)."""
+    for move in moves:
+        conflict = _move_conflict(connection, move["key"], move["old"], move["new"])
+        if conflict.found != move["new"].value:
+            raise conflict
+    raise StoreError(f"A bulk of {len(moves)} task instance moves did not all apply.")
 
 
 def _conflict(what: str, old: str, new: str, found: str | None) -> StateConflictError:
@@ -294,6 +328,7 @@ _HANDLERS: dict[str, Callable[..., None]] = {
     "requeue_run": _requeue_run,
     "reopen_try": _reopen_try,
     "set_next_call": _set_next_call,
+    "open_deferrals": _open_deferrals,
     "note_waiting": _note_waiting,
     "add_trigger": _add_trigger,
     "delete_trigger": _delete_trigger,

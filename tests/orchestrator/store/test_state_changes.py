@@ -10,7 +10,14 @@ import pytest
 
 from orchestrator.errors import DuplicateRunError, StateConflictError, StoreError
 from orchestrator.state import RunState, TaskState, TransitionError
-from orchestrator.store import DagRecord, TaskInstanceRecord, TryRecord, WriteBatch, open_store
+from orchestrator.store import (
+    DagRecord,
+    TaskInstanceRecord,
+    TriggerRecord,
+    TryRecord,
+    WriteBatch,
+    open_store,
+)
 from orchestrator.store.base import Op
 
 NewBatch = Callable[..., WriteBatch]
@@ -130,6 +137,72 @@ async def test_a_folded_move_lands_whole_and_is_guarded_by_its_first_state(
         again.set_task_state(KEY, TaskState.SCHEDULED, TaskState.QUEUED)
         with pytest.raises(StateConflictError, match="from none to queued: it is running"):
             await store.commit(again)
+
+
+def _open_deferral(batch: WriteBatch, task_id: str, old: TaskState) -> None:
+    """What the scheduler writes for a sensor deferring at start (`Transitions.open_deferral`)."""
+    attempt = TryRecord(
+        run_id="r1",
+        task_id=task_id,
+        map_index=-1,
+        try_number=1,
+        state=TaskState.DEFERRED,
+        started_at=1.0,
+        log_path=f"{task_id}.log",
+    )
+    trigger = TriggerRecord(
+        run_id="r1",
+        task_id=task_id,
+        map_index=-1,
+        classpath="triggers.time.TimeTrigger",
+        kwargs={"moment": 9.0},
+        created_at=1.0,
+    )
+    batch.open_deferral(("r1", task_id, -1), old, attempt, trigger, try_number=1, next_call="{}")
+
+
+async def test_sensors_deferring_side_by_side_are_one_write_with_every_row(
+    state_dir: Path, create_run_batch: NewBatch
+) -> None:
+    async with open_store(state_dir) as store:
+        await store.commit(create_run_batch("r1"))
+        batch = WriteBatch()
+        for task_id in ("extract", "load"):
+            batch.set_task_state(("r1", task_id, -1), TaskState.NONE, TaskState.SCHEDULED)
+            _open_deferral(batch, task_id, TaskState.SCHEDULED)
+        assert [op.kind for op in batch.ops] == ["open_deferrals"]
+        moves = [(m["old"], m["new"]) for m in batch.ops[0].args["moves"]]
+        assert moves == [(TaskState.NONE, TaskState.DEFERRED)] * 2
+        await store.commit(batch)
+        rows = {ti.task_id: ti for ti in await store.list_task_instances("r1")}
+        assert {(t, ti.state, ti.try_number, ti.next_call) for t, ti in rows.items()} == {
+            ("extract", TaskState.DEFERRED, 1, "{}"),
+            ("load", TaskState.DEFERRED, 1, "{}"),
+            ("transform", TaskState.NONE, 0, None),
+        }
+        assert [t.task_id for t in await store.list_triggers()] == ["extract", "load"]
+        assert [a.state for a in await store.list_tries("r1", "load")] == [TaskState.DEFERRED]
+
+
+async def test_a_bulk_of_deferrals_with_one_row_elsewhere_fails_whole_naming_it(
+    state_dir: Path, create_run_batch: NewBatch
+) -> None:
+    async with open_store(state_dir) as store:
+        await store.commit(create_run_batch("r1"))
+        scheduled = WriteBatch()
+        scheduled.set_task_state(("r1", "load", -1), TaskState.NONE, TaskState.SCHEDULED)
+        await store.commit(scheduled)
+        batch = WriteBatch()
+        _open_deferral(batch, "load", TaskState.SCHEDULED)
+        _open_deferral(batch, "extract", TaskState.SCHEDULED)  # it is still none
+        with pytest.raises(
+            StateConflictError, match="extract of run r1 from scheduled to deferred: it is none"
+        ):
+            await store.commit(batch)
+        states = {ti.task_id: ti.state for ti in await store.list_task_instances("r1")}
+        assert (states["load"], states["extract"]) == (TaskState.SCHEDULED, TaskState.NONE)
+        assert await store.list_triggers() == []
+        assert await store.list_tries("r1", "load") == []
 
 
 def test_a_transition_the_state_machine_forbids_is_refused_by_the_batch() -> None:
