@@ -218,10 +218,9 @@ def _check_keys(value: Any) -> None:
 
 
 def _to_json(value: Any) -> Any:
+    """JSON has no tuples: tuples become lists; the rest is as it is (`check_json_safe` judges)."""
     if isinstance(value, tuple):
         return [_to_json(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return value  # check_json_safe names it
     return value
 
 

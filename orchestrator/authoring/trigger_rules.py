@@ -56,13 +56,13 @@ def evaluate(
     `all_done_setup_success` reads.
     """
     counts = Counter(upstream)
+    if rule is TriggerRule.ALWAYS or not counts:  # a root task: nothing to wait for
+        return Verdict.RUN
     total = sum(counts.values())
     done = sum(n for state, n in counts.items() if state.finished)
     failed = counts[TaskState.FAILED] + counts[TaskState.UPSTREAM_FAILED]
     skipped = counts[TaskState.SKIPPED]
     success = counts[TaskState.SUCCESS]
-    if rule is TriggerRule.ALWAYS or total == 0:
-        return Verdict.RUN
     if rule is TriggerRule.ONE_SUCCESS:
         return _one(success, done, total, on_none=_none_verdict(failed))
     if rule is TriggerRule.ONE_FAILED:
