@@ -57,7 +57,7 @@ from orchestrator.scheduling.run_requests import RunRequests
 from orchestrator.scheduling.scheduler import Scheduler
 from orchestrator.scheduling.timers import TimerQueue
 from orchestrator.store import Store
-from orchestrator.store.base import TaskKey
+from orchestrator.store.base import TaskKey, WriteBatch
 from orchestrator.store.records import EventRecord, RunRecord
 from orchestrator.waiting.triggerer import Triggerer
 from orchestrator.waiting.watchdog import LoopWatchdog
@@ -143,9 +143,8 @@ class Engine:
             runtime=self.runtime,
             post=self._post,
         )
-        self._decider = Decider(
-            self.scheduler, self.starter, self._edits, self._driven, self._requests
-        )
+        parts = (self.scheduler, self.starter, self._edits, self._driven, self._requests)
+        self._decider = Decider(*parts)
         self._timers = TimerQueue(clock, lambda timer: self._post(timer_message(timer)))
         self.full_disk = FullDiskWait()  # `reason` is set while a full disk holds the engine
         self._starting_runs = False  # the daemon: schedules and run triggers start runs
@@ -212,7 +211,7 @@ class Engine:
         tx = Transitions(self.clock.now())
         tx.batch.set_dag_paused(dag_id, paused)
         self.starter.set_paused(dag_id, paused, tx)
-        await self.store.commit(tx.batch)
+        await self._commit(tx.batch)
         self.scheduler.set_paused(dag_id, paused)
         self.starter.after_commit()
         self._arm_timers()
@@ -265,7 +264,7 @@ class Engine:
         if self._starting_runs:
             self.starter.activate_all(change.loaded, tx)
         await self._commit_and_act(tx)
-        await startup.record_dags(self.store, self.dagbag, self.clock.now())
+        await self._commit(startup.dags_batch(self.dagbag, self.clock.now()))
         return change
 
     async def shutdown(self, grace: float) -> None:
@@ -331,7 +330,7 @@ class Engine:
         step = self._decider.decide(inbox, prepared, now)
         self.outbox.add(step.tx)
         crash_before_commit(inbox)
-        await self.full_disk.commit(self.store.commit, step.tx.batch)
+        await self._commit(step.tx.batch)
         crash_after_commit(inbox, self.starter.runs_created)
         self.outbox.committed()
         self._publish(step.tx.changes)
@@ -368,11 +367,11 @@ class Engine:
     async def _save_cursor(self, key: TaskKey, cursor: Any) -> None:
         tx = Transitions(self.clock.now())
         tx.batch.save_trigger_cursor(key, cursor)
-        await self.store.commit(tx.batch)
+        await self._commit(tx.batch)
 
     async def _start(self, *, recover: bool, start_runs: bool) -> None:
         """Record the DAGs, pick up what an earlier process left, and start starting runs."""
-        await startup.record_dags(self.store, self.dagbag, self.clock.now())
+        await self._commit(startup.dags_batch(self.dagbag, self.clock.now()))
         await startup.load_starting_state(
             self.store, self.starter, self.outbox.overdue, self.scheduler
         )
@@ -390,8 +389,12 @@ class Engine:
     async def _commit_and_act(self, tx: Transitions) -> None:
         """Commit a transaction made outside a step, then act on it as a step would."""
         self.outbox.add(tx)
-        await self.store.commit(tx.batch)
+        await self._commit(tx.batch)
         self.outbox.committed()
         self._publish(tx.changes)
         self._after_commit(tx)
         self._wake.set()
+
+    async def _commit(self, batch: WriteBatch) -> None:
+        """Commit, waiting out a full disk: outside a step too (start, reload, pause, cursors)."""
+        await self.full_disk.commit(self.store.commit, batch)

@@ -54,8 +54,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("orchestrator.engine")
 
 
-async def record_dags(store: Store, dagbag: DagBag, now: float) -> None:
-    """Write every loaded DAG and every import error, for the CLI and the API to list."""
+def dags_batch(dagbag: DagBag, now: float) -> WriteBatch:
+    """Every loaded DAG and every import error, to write for the CLI and the API to list."""
     batch = WriteBatch()
     for dag_id, dag in dagbag.dags.items():
         fileloc = dagbag.files.get(dag_id, dag.site.file)
@@ -75,7 +75,7 @@ async def record_dags(store: Store, dagbag: DagBag, now: float) -> None:
             for error in dagbag.errors
         ]
     )
-    await store.commit(batch)
+    return batch
 
 
 async def load_starting_state(

@@ -123,3 +123,46 @@ def test_a_full_disk_pauses_the_daemon_and_it_resumes_when_space_returns(
         assert len(log.read_bytes()) <= LOG_CAP
         assert "line 000000 " in text and "line 039999 " in text  # head and tail kept
         assert "bytes cut here: the log was over task_log_max_bytes (65536)" in text
+
+
+LATER_DAG = """
+from orchestrator import DAG, task
+
+
+@task
+def hello() -> str:
+    return "hello"
+
+
+with DAG("later"):
+    hello()
+"""
+
+
+def _dag_ids(state: Path) -> set[str]:
+    with sqlite3.connect(f"file:{state / 'orchestrator.db'}?mode=ro", uri=True) as connection:
+        return {str(row[0]) for row in connection.execute("SELECT dag_id FROM dags")}
+
+
+def test_a_dag_file_changed_while_the_disk_is_full_is_recorded_once_space_returns(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    """A reload commits outside the engine's step: it must wait out a full disk as a step
+    does, not fail the daemon (or lose the new DAG)."""
+    incoming, dags = tmp_path / "incoming", tmp_path / "dags"
+    incoming.mkdir()
+    dags.mkdir()
+    (dags / "land.py").write_text(textwrap.dedent(DAG_FILE).format(incoming=str(incoming)))
+    with DaemonProcess(small_disk, dags, marker=new_marker()) as daemon:
+        daemon.wait_ready(60)
+        filler = _fill(small_disk)
+        (dags / "later.py").write_text(textwrap.dedent(LATER_DAG))
+        wait_until(lambda: "the disk is full" in daemon.log_text(), 60, f"disk full, {daemon}")
+        assert daemon.process.poll() is None, daemon.log_text()  # up, waiting
+
+        filler.unlink()
+        wait_until(lambda: "later" in _dag_ids(small_disk), 60, f"DAG later, {daemon}")
+        assert daemon.process.poll() is None, daemon.log_text()
+        daemon.terminate()
+        assert daemon.wait_exit(30) == 0, daemon.log_text()
+    assert check_invariants(small_disk / "orchestrator.db", settled=True) == []
