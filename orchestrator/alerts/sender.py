@@ -25,7 +25,7 @@ from orchestrator.alertconfig import ChannelConfig
 from orchestrator.alerts.channels import build_channel, rebuild_notifier
 from orchestrator.alerts.notifiers import Alert, Delivery, Notifier, NotifierError, set_delivery
 from orchestrator.clock import Clock
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, StoreError
 from orchestrator.policy import InputPolicy
 from orchestrator.store.alertrows import AlertRecord
 from orchestrator.store.base import Store, WriteBatch
@@ -130,7 +130,7 @@ class AlertSender:
             if not records:
                 await self._idle(channel)
                 continue
-            if await self._deliver(channel, records):
+            if await self._recorded(channel, records):
                 backoff = FIRST_BACKOFF
                 interval = self._config(channel, records[0]).min_interval
                 await self._clock.sleep_until(self._clock.now() + interval)
@@ -141,6 +141,21 @@ class AlertSender:
     async def _idle(self, channel: str) -> None:
         event = self._workers[channel] = anyio.Event()
         await event.wait()
+
+    async def _recorded(self, channel: str, records: list[AlertRecord]) -> bool:
+        """Deliver, and True once that is recorded. A store that cannot commit (a full disk)
+        leaves the alerts pending, to try again after the backoff: delivery is at least once,
+        and the sender (with the daemon) goes on."""
+        try:
+            return await self._deliver(channel, records)
+        except StoreError as error:
+            logger.warning(
+                "alert channel %s: cannot record the outcome of %d alert(s), will retry: %s",
+                channel,
+                len(records),
+                error,
+            )
+            return False
 
     async def _deliver(self, channel: str, records: list[AlertRecord]) -> bool:
         """One attempt for these records; True once they are sent and marked so."""

@@ -11,7 +11,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from alertkit import free_port, smtp_server, until
@@ -26,12 +26,13 @@ from orchestrator.api.signatures import verify_standard
 from orchestrator.clock import Clock, FakeClock
 from orchestrator.config import Settings
 from orchestrator.daemon.alerting import channel_problem
+from orchestrator.errors import StoreError
 from orchestrator.policy import InputPolicy
 from orchestrator.scheduling.engine import Engine
 from orchestrator.scheduling.outbox import run_link
 from orchestrator.state import RunState
 from orchestrator.store.alertrows import AlertRecord
-from orchestrator.store.base import WriteBatch
+from orchestrator.store.base import Store, WriteBatch
 
 SettingsFactory = Callable[..., Settings]
 SECRET = "whsec_" + "c2VjcmV0LWtleS1mb3ItdGVzdHM="
@@ -315,3 +316,59 @@ async def pending_become(engine: Engine, count: int) -> None:
     with anyio.fail_after(20):
         while len(await engine.store.list_pending_alerts(limit=2000)) != count:  # noqa: ASYNC110
             await anyio.sleep(0.01)
+
+
+class FullDiskStore:
+    """The engine's store, but its next `failures` commits fail as a full disk does."""
+
+    def __init__(self, store: Store, failures: int) -> None:
+        self._store = store
+        self.failures = failures
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def commit(self, batch: WriteBatch) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreError("The write transaction failed (database or disk is full)")
+        await self._store.commit(batch)
+
+
+async def test_a_store_that_cannot_record_a_delivery_leaves_the_alert_pending_and_retries(
+    make_settings: SettingsFactory,
+) -> None:
+    """A full disk while an alert goes out must not stop the sender (and the daemon with it):
+    the alert stays pending and goes again once the store can record it (at least once)."""
+    clock = FakeClock()
+    with serve() as http:
+        http.script("/slack", Reply.json({"ok": True}), Reply.json({"ok": True}))
+        rule = AlertRule(on=("run_failed",), channels=("slack",))
+        settings = make_settings(
+            alert_channels={"slack": channel("slack", "slack", url_env="U")},
+            alerts=(rule,),
+            allow_private_urls=True,
+        )
+        async with Engine.open(settings, dagbag=bag_of(failing_dag()), clock=clock) as engine:
+            full = FullDiskStore(engine.store, failures=1)
+            sender = AlertSender(
+                cast(Store, full),
+                settings.alert_channels,
+                clock=engine.clock,
+                policy=InputPolicy.from_settings(settings),
+                environ={"U": f"{http.url}/slack"},
+                link=run_link(settings),
+            )
+            engine.outbox.wake = sender.wake
+            async with anyio.create_task_group() as group:
+                await group.start(sender.run)
+                await fail_once(engine)
+                await until(lambda: full.failures == 0, "the failed recording")
+                (pending,) = await engine.store.list_pending_alerts()
+                clock.advance(1.0)  # the first backoff
+                await until(lambda: sender.statuses()[0].sent == 1, "the retry")
+                (sent,) = await engine.store.list_alerts()
+                group.cancel_scope.cancel()
+    assert pending.state == "pending"
+    assert http.hits("/slack") == 2  # delivered again: the first delivery was never recorded
+    assert sent.state == "sent"
