@@ -56,6 +56,9 @@ def daemon_command(
         executor=executor,
         dask_address=dask_address,
     )
+    from orchestrator.loading.importcheck import prestart_checker
+
+    prestart_checker()  # starts while the daemon's modules import: ready sooner
     import anyio
 
     from orchestrator.daemon.lifecycle import serve

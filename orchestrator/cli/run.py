@@ -93,6 +93,9 @@ def run_command(
     """
     conf = parse_conf(conf_text)
     settings = load_cli_settings(slots=slots, in_process=True if in_process else None)
+    from orchestrator.loading.importcheck import prestart_checker
+
+    prestart_checker()  # starts while the engine's modules import: a faster first task
     from orchestrator.cli.foreground import RunAsked, run_in_foreground
 
     asked = RunAsked(conf, ignore_depends_on_past=ignore_depends_on_past)

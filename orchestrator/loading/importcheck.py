@@ -21,6 +21,7 @@ its second import (time, randomness, the network) can still misbehave here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -186,6 +187,14 @@ def _check_in_new_process(
             env=environment,
         )
     return _wait_then_end_group(process, limits.timeout + _KILL_AFTER)
+
+
+def prestart_checker() -> None:
+    """Start this process's check server now, in the background, for a command about to load
+    the DAGs folder: the server's own start (importing the orchestrator) then overlaps the
+    command's imports instead of following them. Nothing happens where there is no server."""
+    with contextlib.suppress(CheckServerGone):
+        shared_server(_probe_environment())
 
 
 def _probe_environment() -> dict[str, str]:
