@@ -26,8 +26,8 @@ Each level runs `--repeat` rounds on the same daemon; between rounds the bench w
 every run has finished, so a backlog of runs never slows the next round. Printed: 201s per
 second, p50 and p99 latency, failures, and the daemon's store transactions and batches per
 round (batches per transaction is the group commit at work). At the end: runs in the store
-(read read-only) against deliveries sent. Target: >= 1,000 committed runs/s at p99 <= 50 ms
-with 16 and 64 senders. Nothing here asserts.
+(read read-only) against deliveries sent. Targets: >= 1,000 committed runs/s with 16 senders and
+>= 2,000/s with 64, each at p99 <= 50 ms. Nothing here asserts.
 
 `--profile FILE` runs the daemon under cProfile (its main thread: the event loop) and writes
 the profile to FILE when it stops; read it with `python -m pstats FILE`.
@@ -70,9 +70,10 @@ HOOK = "bench"
 DAG_ID = "hooked"
 SECRET = "bench-secret-not-for-production"
 SECRET_VARIABLE = "HOOKBENCH_SECRET"
-TARGET_RATE = 1_000.0  # committed runs per second
+# Committed runs per second at p99 <= 50 ms, by senders: 16 from the webhook issue, 64 from
+# issue #17 (the storm: >= 2,000/s).
+TARGET_RATES = {16: 1_000.0, 64: 2_000.0}
 TARGET_P99_MS = 50.0
-TARGET_LEVELS = (16, 64)
 FINISHED = ("success", "failed")
 
 DAG_FILE = """\
@@ -372,10 +373,11 @@ def report_level(senders: int, results: list[dict[str, Any]]) -> bool:
     figures_row("runs all finished after", results, "drain_s", " s", 2)
     figures_row("daemon CPU per run, to finished", results, "cpu_per_run_ms", " ms", 2)
     _print_refusals(results)
-    if senders not in TARGET_LEVELS:
+    if senders not in TARGET_RATES:
         return True
-    ok = rate >= TARGET_RATE and p99 <= TARGET_P99_MS and not any(failures)
-    print(f"  target >= {TARGET_RATE:,.0f}/s at p99 <= {TARGET_P99_MS:g} ms: {verdict(ok)}")
+    target = TARGET_RATES[senders]
+    ok = rate >= target and p99 <= TARGET_P99_MS and not any(failures)
+    print(f"  target >= {target:,.0f}/s at p99 <= {TARGET_P99_MS:g} ms: {verdict(ok)}")
     return ok
 
 

@@ -197,9 +197,9 @@ async def _start_once(
     """Start the run unless the same signed body started one within the replay window."""
     key = api.replays.key(hook.name, body)
     earlier = await api.replays.claim(key, api.settings.webhook_replay_window)
-    if earlier is not None and earlier.run_id is not None:
+    if earlier is not None:
         logger.info("webhook %s: delivery %s replays an earlier body", hook.name, delivery)
-        return _answer(hook, earlier.run_id, delivery, created=False)
+        return _answer(hook, earlier, delivery, created=False)
     try:
         answer, run_id = await _start_run(api, hook, headers, payload, delivery)
     except BaseException:
