@@ -84,11 +84,14 @@ class Trigger:
 
     def serialize(self) -> tuple[str, dict[str, JSON]]:
         """`(classpath, kwargs)`: all that is stored, and all `load_trigger` needs."""
-        cls: type = type(self)
-        _check_frozen_dataclass(cls)
-        kwargs = {name: _to_json(getattr(self, name)) for name in _field_names(cls)}
+        cls: type = type(self)  # as a plain type: functools.cache wants it hashable
+        classpath, names = _stored_form(cls)
+        kwargs = {}
+        for name in names:  # most fields are scalars: a call for each was a third of the cost
+            value = getattr(self, name)
+            kwargs[name] = _to_json(value) if isinstance(value, tuple) else value
         check_json_safe(kwargs, what=f"the fields of {type(self).__name__}")
-        return classpath_of(type(self)), kwargs
+        return classpath, kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Yield events as they happen. Runs until the triggerer closes it."""
@@ -168,8 +171,10 @@ def _check_frozen_dataclass(cls: type) -> None:
 
 
 @functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+def _stored_form(cls: type) -> tuple[str, tuple[str, ...]]:
+    """Once per class, not per trigger: its classpath and the fields it is stored as."""
+    _check_frozen_dataclass(cls)
+    return classpath_of(cls), tuple(f.name for f in dataclasses.fields(cls))
 
 
 def check_json_safe(value: JSON, *, what: str) -> None:

@@ -43,6 +43,19 @@ def test_serialize_round_trips_through_the_registry() -> None:
     assert load_trigger(classpath, kwargs) == trigger  # tuples come back as tuples
 
 
+class Undecorated(Sample):
+    """Inherits Sample's fields but adds its own state, which serialize would not store."""
+
+
+def test_serialize_checks_each_class_once_and_refuses_an_undecorated_subclass_every_time() -> None:
+    # The check and the field names are kept per class: a refusal must not be kept as a pass.
+    for _ in range(2):
+        with pytest.raises(TriggerLoadError, match="must be decorated with @dataclass"):
+            Undecorated(name="x").serialize()
+    assert Sample(name="y").serialize()[1]["name"] == "y"
+    assert Sample(name="z", sizes=(3,)).serialize()[1]["sizes"] == [3]
+
+
 def test_describe_names_the_class_and_fields() -> None:
     assert Sample(name="x").describe() == "Sample(name='x', sizes=(), labels=None, limit=None)"
 
