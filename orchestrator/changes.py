@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from orchestrator.state import RunState, TaskState
+from orchestrator.state import FINISHED_TASK_STATES, RunState, TaskState
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,3 +48,18 @@ class EventRecorded:
 
 
 Change = TaskChanged | RunChanged | EventRecorded
+
+
+def endings(changes: Iterable[Change]) -> list[TaskChanged | RunChanged]:
+    """The changes that finish a task instance or a run: all that alerts, asset events and
+    run waiters read.
+
+    One quick pass each, instead of a call per change: a step that arms 100,000 sensors
+    announces 200,000 changes, none of them an ending.
+    """
+    return [
+        change
+        for change in changes
+        if (isinstance(change, TaskChanged) and change.state in FINISHED_TASK_STATES)
+        or (isinstance(change, RunChanged) and change.state.finished)
+    ]

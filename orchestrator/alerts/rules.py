@@ -18,7 +18,7 @@ from orchestrator.alerts.channels import attached_channel, attached_notifiers
 from orchestrator.alerts.notifiers import BaseNotifier
 from orchestrator.alerts.pagerduty import PagerDutyNotifier, dedup_key
 from orchestrator.authoring.dag import DAG
-from orchestrator.changes import Change, RunChanged, TaskChanged
+from orchestrator.changes import Change, RunChanged, TaskChanged, endings
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.alertrows import AlertRecord
 from orchestrator.store.base import WriteBatch
@@ -70,13 +70,14 @@ class AlertRules:
 
     def add(self, changes: list[Change], batch: WriteBatch, now: float) -> int:
         """Add the alerts `changes` cause to `batch`; returns how many rows."""
+        ended = endings(changes)
         records = [
             record
-            for change in changes
+            for change in ended
             for occurrence in self._occurrences(change)
             for record in self._records(occurrence, now)
         ]
-        records += self._resolutions(changes, now)
+        records += self._resolutions(ended, now)
         if records:
             batch.add_alerts(records)
         self.added = len(records)
@@ -168,7 +169,9 @@ class AlertRules:
 
     # -- resolving -----------------------------------------------------------------------------
 
-    def _resolutions(self, changes: list[Change], now: float) -> list[AlertRecord]:
+    def _resolutions(
+        self, changes: list[TaskChanged | RunChanged], now: float
+    ) -> list[AlertRecord]:
         """The next success of a DAG or task with an open PagerDuty incident resolves it."""
         records: list[AlertRecord] = []
         names: tuple[str | None, str | None, str]

@@ -20,7 +20,7 @@ from typing import Any
 from orchestrator.authoring.dag import DAG
 from orchestrator.authoring.intervals import Interval
 from orchestrator.authoring.run_sources import source_name
-from orchestrator.changes import RunChanged
+from orchestrator.changes import RunChanged, endings
 from orchestrator.scheduling.active_runs import Transitions
 from orchestrator.scheduling.deferred import Timer
 from orchestrator.scheduling.events_to_runs import EventRuns, Incoming, NewRun
@@ -345,16 +345,17 @@ class RunStarter:
 
     def follow(self, tx: Transitions, start: int, dag_of_run: Callable[[str], DAG | None]) -> int:
         """Record the events caused by `tx.changes[start:]`; return how far it looked."""
-        changes = tx.changes[start:]
-        for change in changes:
-            if isinstance(change, RunChanged) and change.state.finished:
+        end = len(tx.changes)
+        ended = endings(tx.changes[start:end])
+        for change in ended:
+            if isinstance(change, RunChanged):
                 if self.ticks.ended(change.dag_id, change.run_id) and not self.stopped:
                     self._look_soon(change.dag_id, tx.now)
-        for incoming in self.events.follow(changes, dag_of_run):
+        for incoming in self.events.follow(ended, dag_of_run):
             dag = self.dags.get(incoming.dag_id)
             if dag is not None:
                 self._accept(dag, incoming, tx)
-        return start + len(changes)
+        return end
 
 
 def _readable(events: list[EventRecord], sources: list[RunSourceRecord]) -> list[EventRecord]:

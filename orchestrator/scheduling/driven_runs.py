@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import anyio
 
 from orchestrator.authoring.dag import DAG
-from orchestrator.changes import Change, RunChanged
+from orchestrator.changes import Change, RunChanged, endings
 from orchestrator.scheduling.active_runs import ActiveRun, DagPlan
 from orchestrator.scheduling.scheduler import Scheduler
 
@@ -51,8 +51,8 @@ class DrivenRuns:
 
     def note_ends(self, changes: Iterable[Change]) -> None:
         """Of these committed changes, the runs that ended: `finished` for each."""
-        for change in changes:
-            if isinstance(change, RunChanged) and change.state.finished:
+        for change in endings(changes):
+            if isinstance(change, RunChanged):
                 self.finished(change.run_id)
 
     def finished(self, run_id: str) -> None:

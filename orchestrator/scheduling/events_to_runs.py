@@ -21,7 +21,7 @@ from typing import Any
 from orchestrator.authoring.assets import Asset
 from orchestrator.authoring.dag import DAG
 from orchestrator.authoring.run_sources import DagFinished, source_name
-from orchestrator.changes import Change, EventRecorded, RunChanged, TaskChanged
+from orchestrator.changes import Change, EventRecorded, RunChanged, TaskChanged, endings
 from orchestrator.scheduling.active_runs import Transitions
 from orchestrator.state import TaskState
 from orchestrator.store.records import EventRecord
@@ -130,11 +130,11 @@ class EventRuns:
     # -- events from inside the engine -----------------------------------------------------------
 
     def follow(
-        self, changes: list[Change], dag_of_run: Callable[[str], DAG | None]
+        self, changes: Iterable[Change], dag_of_run: Callable[[str], DAG | None]
     ) -> list[Incoming]:
         """The events that these committed-together changes cause: assets updated, runs ended."""
         found: list[Incoming] = []
-        for change in changes:
+        for change in endings(changes):
             if isinstance(change, TaskChanged) and change.state is TaskState.SUCCESS:
                 found.extend(self._asset_updates(change, dag_of_run(change.run_id)))
             elif isinstance(change, RunChanged) and change.state.finished:

@@ -1,0 +1,29 @@
+"""`endings`: the changes that finish a task instance or a run, for those that read only those."""
+
+from __future__ import annotations
+
+from orchestrator.changes import Change, EventRecorded, RunChanged, TaskChanged, endings
+from orchestrator.state import RunState, TaskState
+
+
+def _task(state: TaskState) -> TaskChanged:
+    return TaskChanged(
+        run_id="r", dag_id="d", task_id="t", map_index=-1, state=state, try_number=1, at=0.0
+    )
+
+
+def _run(state: RunState) -> RunChanged:
+    return RunChanged(run_id="r", dag_id="d", state=state, at=0.0)
+
+
+def test_endings_keeps_finished_tasks_and_runs_in_order_and_nothing_else() -> None:
+    event = EventRecorded(dag_id="d", source="s", dedup_key="k", run_id=None, at=0, received_at=0)
+    changes: list[Change] = [
+        *(_task(state) for state in TaskState),
+        *(_run(state) for state in RunState),
+        event,
+    ]
+    expected = [c for c in changes if not isinstance(c, EventRecorded) and c.state.finished]
+    assert endings(changes) == expected
+    # What arming a sensor announces: nothing for those that read endings only.
+    assert endings([_task(TaskState.SCHEDULED), _task(TaskState.DEFERRED)]) == []
