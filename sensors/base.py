@@ -36,7 +36,7 @@ from typing import Any, Literal
 from orchestrator.authoring.context import TaskContext
 from orchestrator.authoring.defer import Defer
 from orchestrator.authoring.operators import BaseOperator
-from orchestrator.authoring.references import Output, ParamRef, iter_refs
+from orchestrator.authoring.references import PLAIN_LEAVES, Output, ParamRef, iter_refs
 from orchestrator.authoring.retry import Duration, seconds
 from orchestrator.authoring.tasks import Skip
 from orchestrator.errors import DagError, OrchestratorError, TaskError
@@ -242,6 +242,7 @@ class BaseSensor(BaseOperator):
         return frozenset(
             name
             for name, value in self.fields.items()
+            if type(value) not in PLAIN_LEAVES  # no walk (a generator each) for a plain value
             for ref in iter_refs(value)
             if not isinstance(ref, ParamRef) or ref.name in conf
         )

@@ -113,7 +113,7 @@ def iter_refs(value: Any) -> Iterator[Ref]:
 
 # Leaves that cannot hold a `Ref`, taken as they are without a call: 100,000 sensors arming at
 # once resolve a few plain strings and numbers each, and the calls were most of the cost.
-_PLAIN = frozenset({str, int, float, bool, type(None)})
+PLAIN_LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
 def resolve_refs(value: Any, results: Mapping[str, Any], context: TaskContext) -> Any:
@@ -124,7 +124,7 @@ def resolve_refs(value: Any, results: Mapping[str, Any], context: TaskContext) -
         return type(value)(resolve_refs(item, results, context) for item in value)
     if isinstance(value, dict):
         return {
-            key: item if type(item) in _PLAIN else resolve_refs(item, results, context)
+            key: item if type(item) in PLAIN_LEAVES else resolve_refs(item, results, context)
             for key, item in value.items()
         }
     return value

@@ -25,6 +25,7 @@ from sensorkit import (
 from triggerkit import GateSensor, open_gate
 
 from orchestrator import DAG, TaskContext
+from orchestrator.authoring.references import ParamRef
 from orchestrator.changes import Change, TaskChanged
 from orchestrator.clock import FakeClock
 from orchestrator.scheduling.engine import Engine
@@ -241,3 +242,14 @@ def test_a_bad_mode_is_refused_with_the_choices() -> None:
 def test_bad_timing_options_are_refused(options: dict[str, Any], message: str) -> None:
     with DAG("bad"), pytest.raises(ValueError, match=message):
         GateSensor(task_id="bad", gate="g", **options)
+
+
+def test_only_arguments_a_run_can_set_are_untrusted_and_plain_values_never_are() -> None:
+    # Plain values skip the walk for references (arming 100,000 sensors): a list or dict is
+    # still walked, so a reference inside one counts.
+    with DAG("refs"):
+        sensor = GateSensor(task_id="wait", gate="gate")
+    sensor.fields = {"text": "x", "number": 3, "none": None, "nested": [1, ParamRef("p")]}
+    sensor.fields["param"] = ParamRef("q")
+    assert sensor._untrusted({"p": 1, "q": 2}) == {"nested", "param"}
+    assert sensor._untrusted({}) == frozenset()
