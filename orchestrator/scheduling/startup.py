@@ -205,65 +205,44 @@ async def open_engine(
         exported_variables_db(settings.state_dir),
         exported_connections_file(settings.connections_file),
     ):
-        async with _open_engine(
-            engine_class,
-            settings,
-            dagbag=dagbag,
-            clock=clock,
-            recover=recover,
-            start_runs=start_runs,
-        ) as engine:
-            yield engine
-
-
-@asynccontextmanager
-async def _open_engine(
-    engine_class: type[Engine],
-    settings: Settings,
-    *,
-    dagbag: DagBag | None,
-    clock: Clock | None,
-    recover: bool,
-    start_runs: bool,
-) -> AsyncIterator[Engine]:
-    if dagbag is None:  # in a thread: the files' checks and imports never block the loop
-        load = partial(
-            load_dag_bag,
-            settings.dags_folder,
-            pools=settings.pool_slots(),
-            limits=ImportLimits.of(settings),
-            state_dir=settings.state_dir,
-        )
-        dagbag = await anyio.to_thread.run_sync(load)
-    try:
-        async with (
-            open_store(settings.state_dir, synchronous=settings.synchronous) as store,
-            open_executor(
-                settings,
-                state_identity=identity_of(settings),
-                prestart=workers_to_prestart(settings, dagbag),
-            ) as executor,
-            anyio.create_task_group() as tg,
-        ):
-            engine = engine_class(
-                settings=settings,
-                dagbag=dagbag,
-                store=store,
-                executor=executor,
-                clock=clock or SystemClock(),
-                task_group=tg,
+        if dagbag is None:  # in a thread: the files' checks and imports never block the loop
+            load = partial(
+                load_dag_bag,
+                settings.dags_folder,
+                pools=settings.pool_slots(),
+                limits=ImportLimits.of(settings),
+                state_dir=settings.state_dir,
             )
-            await engine._start(recover=recover, start_runs=start_runs)
-            tg.start_soon(engine._schedule_forever)
-            tg.start_soon(engine._timers.run)
-            engine.watchdog.start()
-            try:
-                yield engine
-            finally:
-                engine.watchdog.stop()
-                tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        raise lone_error(group) from None
+            dagbag = await anyio.to_thread.run_sync(load)
+        try:
+            async with (
+                open_store(settings.state_dir, synchronous=settings.synchronous) as store,
+                open_executor(
+                    settings,
+                    state_identity=identity_of(settings),
+                    prestart=workers_to_prestart(settings, dagbag),
+                ) as executor,
+                anyio.create_task_group() as tg,
+            ):
+                engine = engine_class(
+                    settings=settings,
+                    dagbag=dagbag,
+                    store=store,
+                    executor=executor,
+                    clock=clock or SystemClock(),
+                    task_group=tg,
+                )
+                await engine._start(recover=recover, start_runs=start_runs)
+                tg.start_soon(engine._schedule_forever)
+                tg.start_soon(engine._timers.run)
+                engine.watchdog.start()
+                try:
+                    yield engine
+                finally:
+                    engine.watchdog.stop()
+                    tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise lone_error(group) from None
 
 
 def workers_to_prestart(settings: Settings, dagbag: DagBag) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio
 import pytest
+from daskkit import local_cluster
 from taskjobs import open_fifo, read_fifo_line, wait_until_exited
 
 from orchestrator.config import Settings
@@ -197,16 +198,7 @@ with DAG("waits", schedule=None, start_date=datetime(2024, 1, 1)):
 
 @pytest.fixture
 def one_thread_cluster() -> Iterator[Any]:
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        scheduler_kwargs={"dashboard": False},
-        dashboard_address="127.0.0.1:0",
-    ) as cluster:
+    with local_cluster(workers=1) as cluster:
         yield cluster
 
 
