@@ -25,17 +25,19 @@ the task's code.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 
 from orchestrator.authoring.context import task_context
 from orchestrator.authoring.tasks import Task
 from orchestrator.errors import ConfigError, TaskError, error_line
-from orchestrator.execution.interface import ExecutorStatus
+from orchestrator.execution.interface import ExecutorStatus, Report
 from orchestrator.execution.invoke import invoke, invoke_async, is_async_job
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.execution.log_capture import append_to_log, capture
@@ -45,7 +47,7 @@ from orchestrator.execution.results import (
     outcome_of_error,
     outcome_of_value,
 )
-from orchestrator.execution.task_threads import TaskThreads
+from orchestrator.execution.task_threads import Abandon, Answer, TaskThreads
 from orchestrator.execution.worker import encode_message, job_to_json
 from orchestrator.execution.worker_pool import JobNotDelivered, WorkerFailure, WorkerPool
 
@@ -159,20 +161,51 @@ class Executor:
     # -- sync tasks in the engine process: a thread ---------------------------------------------
 
     async def _run_in_thread(self, job: TaskJob, task: Task) -> TaskOutcome:
-        def run() -> TaskOutcome:
-            try:
-                with (
-                    capture(job.context.log_path, job.log_max_bytes) as log,
-                    task_context(job.context),
-                ):
-                    return outcome_of_call(lambda: invoke(task, job), job, log)
-            except OSError as error:
-                return _log_unusable(job, error)
-
-        # The log is opened and closed in the thread: an abandoned thread still has its log.
         with anyio.move_on_after(job.timeout):
-            return await self._threads.run(run)
+            return await self._threads.run(partial(_call_in_thread, job, task))
         return _timed_out(job)
+
+    def start_in_thread(self, job: TaskJob, task: Task, report: Report) -> Abandon | None:
+        """Start an in-process sync try now, with no task to wait in; None if it cannot be.
+
+        Its outcome goes to `report` in the loop, as `execute` would have returned it, with
+        whether the log is sure to be within `job.log_max_bytes` (not after a timeout, whose
+        notice is appended). The returned function abandons the try (a cancel): `report` is
+        then never called. None: the try is async, bound for a worker, or must wait for a
+        thread; `execute` runs it.
+        """
+        try:
+            if not job.in_process or is_async_job(task, job):
+                return None
+        except TaskError:
+            return None
+        timer: asyncio.TimerHandle | None = None
+
+        def answered(answer: Answer) -> None:
+            if timer is not None:
+                timer.cancel()
+            succeeded, value = answer
+            if not succeeded:
+                raise value  # KeyboardInterrupt: the operator stops the whole process
+            self._tasks_run += 1
+            report(value, True)
+
+        abandon = self._threads.start(partial(_call_in_thread, job, task), answered)
+        if abandon is None or job.timeout is None:
+            return abandon
+
+        def timed_out() -> None:
+            abandon()
+            self._tasks_run += 1
+            report(_timed_out(job), False)
+
+        timer = asyncio.get_running_loop().call_later(job.timeout, timed_out)
+
+        def cancel() -> None:
+            abandon()
+            timer.cancel()
+
+        return cancel
 
     # -- sync tasks in worker processes ---------------------------------------------------------
 
@@ -208,6 +241,16 @@ class Executor:
             raise
         self._pool.checkin(worker)
         return outcome
+
+
+def _call_in_thread(job: TaskJob, task: Task) -> TaskOutcome:
+    """A sync try in a thread of the engine; its log is opened and closed there, so that an
+    abandoned thread still has its log."""
+    try:
+        with capture(job.context.log_path, job.log_max_bytes) as log, task_context(job.context):
+            return outcome_of_call(lambda: invoke(task, job), job, log)
+    except OSError as error:
+        return _log_unusable(job, error)
 
 
 def _check_options(slots: int, worker_max_tasks: int | None, prestart: int) -> None:

@@ -19,10 +19,10 @@ scheduler hands over one try at a time and learns nothing about where it runs:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from orchestrator.config import Settings
 from orchestrator.execution.jobs import TaskJob, TaskOutcome
@@ -54,6 +54,25 @@ class TaskExecutor(Protocol):
 
     def describe(self) -> ExecutorStatus:
         """Which executor this is, and whether it can run tries now."""
+        ...
+
+
+#: Takes a try's outcome, and whether its log is sure to be within its cap already.
+Report = Callable[[TaskOutcome, bool], None]
+
+
+@runtime_checkable
+class ThreadStarts(Protocol):
+    """An executor that can also start an in-process sync try with no task to wait in it.
+
+    The outcome comes to a callback instead (see `Executor.start_in_thread`): no task, no
+    cancel scopes, and no turn of the loop for a woken task to resume.
+    """
+
+    def start_in_thread(
+        self, job: TaskJob, task: Task, report: Report
+    ) -> Callable[[], None] | None:
+        """Start the try and return what abandons it; None if `execute` must run it."""
         ...
 
 

@@ -498,3 +498,100 @@ def block():
     events["release"].set()
     assert await anyio.to_thread.run_sync(events["finished"].wait, 30)
     assert "finished after all" in dag_file.log("block")  # its log stayed open for it
+
+
+# -- in-process sync tries started without a task -------------------------------------------------
+
+
+class Reports:
+    """What `start_in_thread` reports, and an event per report to wait on."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[tuple[TaskOutcome, bool]] = []
+        self.arrived = anyio.Event()
+
+    def __call__(self, outcome: TaskOutcome, log_capped: bool) -> None:
+        self.outcomes.append((outcome, log_capped))
+        self.arrived.set()
+
+
+async def test_a_thread_try_started_without_a_task_reports_its_outcome(tmp_path: Path) -> None:
+    dag_file = DagFile(tmp_path, "@task\ndef double(x):\n    print('doubling')\n    return 2 * x\n")
+    reports = Reports()
+    async with Executor.open(slots=1) as executor:
+        job = dag_file.job("double", 21, in_process=True, timeout=60)
+        assert executor.start_in_thread(job, dag_file.task("double"), reports) is not None
+        await reports.arrived.wait()
+        assert executor.statistics.tasks_run == 1
+    [(outcome, log_capped)] = reports.outcomes
+    assert result(outcome) == 42 and log_capped  # its log was capped while it was written
+    assert "doubling" in dag_file.log("double")
+
+
+async def test_only_in_process_sync_tries_start_without_a_task(tmp_path: Path) -> None:
+    dag_file = DagFile(
+        tmp_path, "@task\ndef sync_one():\n    pass\n\n@task\nasync def async_one():\n    pass\n"
+    )
+    reports = Reports()
+    async with Executor.open(slots=1) as executor:
+        worker_job = dag_file.job("sync_one")
+        assert executor.start_in_thread(worker_job, dag_file.task("sync_one"), reports) is None
+        loop_job = dag_file.job("async_one", in_process=True)
+        assert executor.start_in_thread(loop_job, dag_file.task("async_one"), reports) is None
+        thread_job = dag_file.job("sync_one", in_process=True)
+        assert executor.start_in_thread(thread_job, dag_file.task("sync_one"), reports)
+        # The one slot's thread is taken: the next try has to wait, in a task (`execute`).
+        assert executor.start_in_thread(thread_job, dag_file.task("sync_one"), reports) is None
+        await reports.arrived.wait()
+    assert [outcome.status for outcome, _ in reports.outcomes] == [Outcome.SUCCESS]
+
+
+BLOCKING_TASK = """
+release, finished = threading.Event(), threading.Event()
+
+@task
+def block():
+    release.wait()
+    print("finished after all")
+    finished.set()
+"""
+
+
+async def test_a_thread_try_without_a_task_times_out_and_its_thread_is_abandoned(
+    tmp_path: Path,
+) -> None:
+    dag_file = DagFile(tmp_path, BLOCKING_TASK)
+    task = dag_file.task("block")
+    events: dict[str, threading.Event] = task.function.__globals__  # type: ignore[attr-defined]
+    reports = Reports()
+    async with Executor.open(slots=1) as executor:
+        job = dag_file.job("block", timeout=0.01, in_process=True)
+        assert executor.start_in_thread(job, task, reports) is not None
+        await reports.arrived.wait()
+        events["release"].set()
+        assert await anyio.to_thread.run_sync(events["finished"].wait, 30)
+    timed_out = TaskOutcome(
+        status=Outcome.FAILED, error="timed out after 0.01 s (execution_timeout)"
+    )
+    assert reports.outcomes == [(timed_out, False)]  # the notice was appended past the cap
+    assert "finished after all" in dag_file.log("block")
+
+
+async def test_an_abandoned_thread_try_reports_nothing_and_frees_its_slot(tmp_path: Path) -> None:
+    dag_file = DagFile(tmp_path, BLOCKING_TASK + "\n@task\ndef quick():\n    return 1\n")
+    task = dag_file.task("block")
+    events: dict[str, threading.Event] = task.function.__globals__  # type: ignore[attr-defined]
+    abandoned, reports = Reports(), Reports()
+    async with Executor.open(slots=1) as executor:
+        job = dag_file.job("block", timeout=60, in_process=True)
+        abandon = executor.start_in_thread(job, task, abandoned)
+        assert abandon is not None
+        abandon()
+        quick = dag_file.job("quick", in_process=True)
+        assert executor.start_in_thread(quick, dag_file.task("quick"), reports) is not None
+        await reports.arrived.wait()
+        events["release"].set()
+        assert await anyio.to_thread.run_sync(events["finished"].wait, 30)
+        assert executor.statistics.tasks_run == 1
+    assert abandoned.outcomes == []
+    assert [result(outcome) for outcome, _ in reports.outcomes] == [1]
