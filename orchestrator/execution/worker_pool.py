@@ -12,18 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import subprocess
 import sys
 
 import anyio
 import anyio.to_thread
 from anyio.abc import Process, TaskGroup
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from orchestrator.errors import error_line
 from orchestrator.execution.jobs import TaskOutcome
 from orchestrator.execution.try_processes import stop_process_tree, stop_token_holders
 from orchestrator.execution.worker import CHANNEL_LOST_EXIT, outcome_from_json
+from orchestrator.execution.worker_pipes import LineTooLong, PipeClosed, WorkerPipes
 
 logger = logging.getLogger("orchestrator.executor")
 
@@ -55,12 +54,9 @@ class JobNotDelivered(Exception):
 class WorkerProcess:
     """The engine's handle on one worker process: its pipes and how many tasks it ran."""
 
-    def __init__(self, process: Process) -> None:
-        if process.stdin is None or process.stdout is None:
-            raise RuntimeError("a worker process needs pipes on its stdin and stdout")
+    def __init__(self, process: Process, pipes: WorkerPipes) -> None:
         self._process = process
-        self._requests = process.stdin
-        self._replies = BufferedByteReceiveStream(process.stdout)
+        self._pipes = pipes
         self.tasks_run = 0
         self.crashed = False
         self._token = ""  # the process token of the try it runs or ran last
@@ -68,17 +64,24 @@ class WorkerProcess:
     @classmethod
     async def start(cls) -> WorkerProcess:
         """Spawn a worker in its own process group and wait until it is ready for jobs."""
+        pipes = WorkerPipes()
+        stdin, stdout = pipes.worker_ends()
         try:
             process = await anyio.open_process(
                 [sys.executable, "-m", "orchestrator.execution.worker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
+                stdin=stdin,
+                stdout=stdout,
                 stderr=None,  # the worker's own errors go to the engine's stderr
                 start_new_session=True,
             )
         except OSError as error:
+            pipes.close()
             raise WorkerFailure(f"cannot start a worker process: {error_line(error)}") from None
-        worker = cls(process)
+        except BaseException:
+            pipes.close()
+            raise
+        pipes.spawned()
+        worker = cls(process, pipes)
         try:
             with anyio.fail_after(START_TIMEOUT):
                 await worker._receive_ready()
@@ -93,8 +96,8 @@ class WorkerProcess:
 
     async def _receive_ready(self) -> None:
         try:
-            line = await self._replies.receive_until(b"\n", 1024)
-        except (anyio.IncompleteRead, anyio.DelimiterNotFound, anyio.BrokenResourceError):
+            line = await self._pipes.receive_line(1024)
+        except (PipeClosed, LineTooLong):
             line = b""
         if line.strip() != b'{"ready":true}':
             failure = await self._died() if not line else f"it sent {line[:200]!r}"
@@ -113,8 +116,8 @@ class WorkerProcess:
             self.crashed = True
             raise JobNotDelivered
         try:
-            await self._requests.send(payload)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            await self._pipes.send(payload)
+        except OSError:
             self.crashed = True
             raise JobNotDelivered from None
         outcome = outcome_from_json(await self._receive_reply(reply_limit))
@@ -123,10 +126,10 @@ class WorkerProcess:
 
     async def _receive_reply(self, reply_limit: int) -> object:
         try:
-            line = await self._replies.receive_until(b"\n", reply_limit)
-        except (anyio.IncompleteRead, anyio.BrokenResourceError):
+            line = await self._pipes.receive_line(reply_limit)
+        except PipeClosed:
             raise WorkerFailure(f"worker process died: {await self._died()}") from None
-        except anyio.DelimiterNotFound:
+        except LineTooLong:
             raise WorkerFailure(
                 f"the worker process sent a reply longer than {reply_limit} bytes, which no "
                 "valid outcome is; the worker was killed"
@@ -155,6 +158,7 @@ class WorkerProcess:
         with anyio.CancelScope(shield=True):
             await self._stop_processes()
             await self._process.aclose()
+            self._pipes.close()
         return alive
 
     async def _stop_processes(self) -> None:
@@ -175,7 +179,7 @@ class WorkerProcess:
         """Let the worker exit by itself (end of its stdin); kill it if it does not in time."""
         try:
             with anyio.move_on_after(RETIRE_GRACE):
-                await self._requests.aclose()
+                self._pipes.close_requests()
                 await self._process.wait()
         finally:  # also when cancelled: the executor is closing
             if self._process.returncode is None:
@@ -183,6 +187,7 @@ class WorkerProcess:
             else:
                 with anyio.CancelScope(shield=True):
                     await self._process.aclose()
+                    self._pipes.close()
 
 
 def describe_exit(code: int) -> str:
