@@ -10,6 +10,7 @@ the loop's time for a no-op try on a worker went to those layers.
 from __future__ import annotations
 
 import os
+import select
 from contextlib import suppress
 
 import anyio
@@ -46,6 +47,11 @@ class WorkerPipes:
                 os.close(fd)
         self._worker_stdin = self._worker_stdout = -1
 
+    @property
+    def replies(self) -> int:
+        """The fd replies arrive on (non-blocking), to wait on until it is readable."""
+        return self._replies
+
     async def send(self, data: bytes) -> None:
         """Write all of `data`; `BrokenPipeError` (an `OSError`) if the worker is gone."""
         view = memoryview(data)
@@ -55,23 +61,43 @@ class WorkerPipes:
             except BlockingIOError:  # the pipe is full: a job larger than its buffer
                 await anyio.wait_writable(self._requests)
 
+    def send_now(self, data: bytes) -> bool:
+        """Write `data` whole now, if it is small enough to go in one atomic write; else False.
+
+        An idle worker's pipe is empty, so such a write does not block; `OSError` (a broken
+        pipe) if the worker is gone.
+        """
+        if len(data) > select.PIPE_BUF:
+            return False
+        try:
+            os.write(self._requests, data)
+        except BlockingIOError:
+            return False
+        return True
+
     async def receive_line(self, limit: int) -> bytes:
         """The next line, without its newline; `LineTooLong` past `limit`, `PipeClosed` at EOF."""
-        searched = 0
-        while (end := self._buffer.find(b"\n", searched)) < 0:
+        while (line := self.take_line(limit)) is None:
+            await anyio.wait_readable(self._replies)
+        return line
+
+    def take_line(self, limit: int) -> bytes | None:
+        """`receive_line` without waiting: None until the whole line has arrived."""
+        end = self._buffer.find(b"\n")
+        while end < 0:
             if len(self._buffer) > limit:
                 raise LineTooLong
-            searched = len(self._buffer)
-            await anyio.wait_readable(self._replies)
             try:
                 chunk = os.read(self._replies, _READ_SIZE)
             except BlockingIOError:
-                continue
+                return None
             except OSError:
                 raise PipeClosed from None
             if not chunk:
                 raise PipeClosed
+            searched = len(self._buffer)
             self._buffer += chunk
+            end = self._buffer.find(b"\n", searched)
         if end > limit:
             raise LineTooLong
         line = bytes(self._buffer[:end])

@@ -47,6 +47,10 @@ class WorkerFailure(Exception):
         self.message = message
 
 
+class WorkerDied(Exception):
+    """The worker's pipe closed during a job: `WorkerProcess.died` says how it ended."""
+
+
 class JobNotDelivered(Exception):
     """The worker had died while idle: the job never reached it and can go to another."""
 
@@ -111,36 +115,62 @@ class WorkerProcess:
 
         A dead or misbehaving worker raises.
         """
-        self._token = token
-        if self._process.returncode is not None:
-            self.crashed = True
-            raise JobNotDelivered
+        self._accept(token)
         try:
             await self._pipes.send(payload)
         except OSError:
             self.crashed = True
             raise JobNotDelivered from None
-        outcome = outcome_from_json(await self._receive_reply(reply_limit))
-        self.tasks_run += 1
+        try:
+            while (outcome := self.take_reply(reply_limit)) is None:
+                await anyio.wait_readable(self._pipes.replies)
+        except WorkerDied:
+            raise await self.died() from None
         return outcome
 
-    async def _receive_reply(self, reply_limit: int) -> object:
+    def send_now(self, payload: bytes, token: str) -> bool:
+        """`request`'s sending half, done now if it can be without waiting; else False."""
+        self._accept(token)
         try:
-            line = await self._pipes.receive_line(reply_limit)
+            return self._pipes.send_now(payload)
+        except OSError:
+            self.crashed = True
+            raise JobNotDelivered from None
+
+    @property
+    def replies(self) -> int:
+        """The fd the worker's reply arrives on: `take_reply` has news once it is readable."""
+        return self._pipes.replies
+
+    def take_reply(self, reply_limit: int) -> TaskOutcome | None:
+        """The job's outcome if its reply has come, else None; `WorkerFailure` for a bad one.
+
+        `WorkerDied` if the pipe closed: `died` says how.
+        """
+        try:
+            line = self._pipes.take_line(reply_limit)
         except PipeClosed:
-            raise WorkerFailure(f"worker process died: {await self._died()}") from None
+            raise WorkerDied from None
         except LineTooLong:
             raise WorkerFailure(
                 f"the worker process sent a reply longer than {reply_limit} bytes, which no "
                 "valid outcome is; the worker was killed"
             ) from None
-        try:
-            return json.loads(line)
-        except ValueError as error:
-            raise WorkerFailure(
-                f"the worker process sent a reply that is not JSON ({error_line(error)}); "
-                "the worker was killed"
-            ) from None
+        if line is None:
+            return None
+        outcome = _outcome_of_reply(line)
+        self.tasks_run += 1
+        return outcome
+
+    async def died(self) -> WorkerFailure:
+        """What to report for a worker whose pipe closed during a job."""
+        return WorkerFailure(f"worker process died: {await self._died()}")
+
+    def _accept(self, token: str) -> None:
+        self._token = token
+        if self._process.returncode is not None:
+            self.crashed = True
+            raise JobNotDelivered
 
     async def _died(self) -> str:
         """How the worker ended, once its pipe closed; also kills what it left running."""
@@ -188,6 +218,23 @@ class WorkerProcess:
                 with anyio.CancelScope(shield=True):
                     await self._process.aclose()
                     self._pipes.close()
+
+
+def _outcome_of_reply(line: bytes) -> TaskOutcome:
+    try:
+        data = json.loads(line)
+    except ValueError as error:
+        raise WorkerFailure(
+            f"the worker process sent a reply that is not JSON ({error_line(error)}); "
+            "the worker was killed"
+        ) from None
+    try:
+        return outcome_from_json(data)
+    except ValueError as error:
+        raise WorkerFailure(
+            f"the worker process sent a reply that is not an outcome ({error_line(error)}); "
+            "the worker was killed"
+        ) from None
 
 
 def describe_exit(code: int) -> str:

@@ -62,6 +62,7 @@ class Dispatcher:
         self._threads = executor if isinstance(executor, ThreadStarts) else None
         self._stops: dict[TaskKey, Callable[[], None]] = {}  # running tries: what stops each
         self._state_identity = state_identity(settings)
+        task_group.start_soon(self._stop_all_on_exit)
 
     @property
     def running(self) -> int:
@@ -110,6 +111,13 @@ class Dispatcher:
         if run.state is not RunState.CANCELLED:
             for callback in _callables(getattr(run.dag, hook)):
                 self._tg.start_soon(_call_safely, callback, run.run_id, hook)
+
+    async def _stop_all_on_exit(self) -> None:
+        """When the engine's task group closes, stop the tries that have no task in it too."""
+        try:
+            await anyio.sleep_forever()
+        finally:
+            self.stop_all()
 
     def _start_in_thread(self, ti: TaskInstance, job: TaskJob) -> bool:
         """Start an in-process sync try without a task, if the executor can; False if not."""

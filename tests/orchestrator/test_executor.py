@@ -325,6 +325,12 @@ def garbage():
     threading.Event().wait()
 
 @task
+def not_an_outcome():
+    _protocol().write(b'{"status": "splendid"}\\n')
+    _protocol().flush()
+    threading.Event().wait()
+
+@task
 def endless():
     _protocol().write(b"x" * 200_000)
     _protocol().flush()
@@ -337,6 +343,7 @@ def endless():
     [
         ("garbage", "the worker process sent a reply that is not JSON"),
         ("endless", "the worker process sent a reply longer than 65736 bytes"),
+        ("not_an_outcome", "the worker process sent a reply that is not an outcome"),
     ],
 )
 async def test_a_reply_that_breaks_the_protocol_kills_the_worker(
