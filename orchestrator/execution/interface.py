@@ -61,18 +61,21 @@ class TaskExecutor(Protocol):
 Report = Callable[[TaskOutcome, bool], None]
 
 
-@runtime_checkable
-class ThreadStarts(Protocol):
-    """An executor that can also start an in-process sync try with no task to wait in it.
+#: Stops a try started by `QuickStarts.start_now`, then calls its argument once the try's
+#: code no longer runs (at once for a thread, which is abandoned; a worker is killed first).
+Stop = Callable[[Callable[[], None]], None]
 
-    The outcome comes to a callback instead (see `Executor.start_in_thread`): no task, no
-    cancel scopes, and no turn of the loop for a woken task to resume.
+
+@runtime_checkable
+class QuickStarts(Protocol):
+    """An executor that can also start a try with no task to wait in it.
+
+    The outcome comes to a callback instead (see `Executor.start_now`): no task, no cancel
+    scopes, and no turn of the loop for a woken task to resume in.
     """
 
-    def start_in_thread(
-        self, job: TaskJob, task: Task, report: Report
-    ) -> Callable[[], None] | None:
-        """Start the try and return what abandons it; None if `execute` must run it."""
+    def start_now(self, job: TaskJob, task: Task, report: Report) -> Stop | None:
+        """Start the try and return what stops it; None if `execute` must run it."""
         ...
 
 

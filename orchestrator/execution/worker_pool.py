@@ -281,6 +281,10 @@ class WorkerPool:
             for worker in idle:
                 task_group.start_soon(self._retire, worker)
 
+    def take_idle(self) -> WorkerProcess | None:
+        """An idle worker, if one is ready now (give it back with `checkin` or `discard`)."""
+        return self._idle.pop() if self._idle else None
+
     async def checkout(self) -> WorkerProcess:
         while True:
             if self._idle:
