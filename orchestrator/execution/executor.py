@@ -83,6 +83,7 @@ class Executor:
         self._threads = TaskThreads(slots)
         self._logs = LogOpener()  # async tasks' logs, opened off the loop
         self._tasks_run = 0
+        self._worker_tries: set[WorkerTry] = set()  # started by `start_now`, not ended yet
 
     @classmethod
     @asynccontextmanager
@@ -104,6 +105,8 @@ class Executor:
                 yield executor
             finally:
                 executor._threads.close()
+                for worker_try in list(executor._worker_tries):  # their workers are killed
+                    worker_try.stop(lambda: None)
                 with anyio.CancelScope(shield=True):
                     await pool.aclose()
 
@@ -245,6 +248,7 @@ class Executor:
             fail=partial(_failed, job),
             counted=self._count,
             task_group=self._task_group,
+            running=self._worker_tries,
         ).stop
 
     def _count(self) -> None:

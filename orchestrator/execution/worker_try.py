@@ -28,7 +28,8 @@ class WorkerTry:
     """One job sent to `worker`; its outcome goes to `report` (see `Executor.start_on_worker`).
 
     `fail` makes the outcome of a failure the executor saw (and notes it in the try's log);
-    `counted` is called once the try has ended by itself (a cancel does not count).
+    `counted` is called once the try has ended by itself (a cancel does not count). The try
+    is in `running` until it ends, so that a closing executor can stop it.
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class WorkerTry:
         fail: Callable[[str], TaskOutcome],
         counted: Callable[[], None],
         task_group: TaskGroup,
+        running: set[WorkerTry],
     ) -> None:
         self._pool = pool
         self._worker = worker
@@ -55,6 +57,8 @@ class WorkerTry:
         self._timeout = timeout
         self._timer = None if timeout is None else self._loop.call_later(timeout, self._timed_out)
         self._ended = False
+        self._running = running
+        running.add(self)
 
     def stop(self, stopped: Callable[[], None]) -> None:
         """Kill the worker (in a task), then call `stopped`; nothing if the try has ended."""
@@ -82,6 +86,7 @@ class WorkerTry:
 
     def _end(self) -> None:
         self._ended = True
+        self._running.discard(self)
         self._loop.remove_reader(self._worker.replies)
         if self._timer is not None:
             self._timer.cancel()

@@ -674,3 +674,19 @@ async def test_a_worker_try_without_a_task_times_out_or_stops_and_its_worker_is_
     assert not is_running(hanging)
     for fifo in fifos:
         os.close(fifo)
+
+
+async def test_closing_the_executor_kills_the_worker_of_a_try_without_a_task(
+    tmp_path: Path,
+) -> None:
+    dag_file = DagFile(tmp_path, CRASHING_TASKS + HANGS_AFTER_WRITING_PID)
+    fifo = open_fifo(tmp_path / "pids")
+    reports = Reports()
+    async with Executor.open(slots=1) as executor:
+        await worker_started(executor, dag_file)
+        job = dag_file.job("hang", str(tmp_path / "pids"))
+        assert executor.start_now(job, dag_file.task("hang"), reports)
+        hanging = int(await read_fifo_line(fifo))
+    assert not is_running(hanging)
+    assert reports.outcomes == []
+    os.close(fifo)
