@@ -25,7 +25,7 @@ from orchestrator.execution.worker_pool import (
 
 
 class WorkerTry:
-    """One job sent to `worker`; its outcome goes to `report` (see `Executor.start_on_worker`).
+    """One job sent to `worker`; its outcome goes to `report` (see `Executor.start_now`).
 
     `fail` makes the outcome of a failure the executor saw (and notes it in the try's log);
     `counted` is called once the try has ended by itself (a cancel does not count). The try
