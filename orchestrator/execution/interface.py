@@ -15,6 +15,10 @@ scheduler hands over one try at a time and learns nothing about where it runs:
 - **log**: by the time `execute` returns, the try's output is in `job.context.log_path` on the
   daemon's disk (a remote executor ships it there while the try runs), so the CLI and the UI
   read every try's log the same way.
+- **quick start** (optional, `QuickStarts`): `executor.start_now(job, task, report)` starts a
+  try that can run at once (the local pool: a free thread, an idle worker) with no task to
+  wait in, under the same contract; its outcome goes to `report`, and the `Stop` it returns
+  is the cancel.
 """
 
 from __future__ import annotations
