@@ -312,10 +312,13 @@ async def test_a_storm_of_a_thousand_alerts_is_grouped_and_none_is_lost(
 
 
 async def pending_become(engine: Engine, count: int) -> None:
-    """Wait (under a deadline) until exactly `count` alerts are still pending."""
-    with anyio.fail_after(20):
-        while len(await engine.store.list_pending_alerts(limit=2000)) != count:  # noqa: ASYNC110
+    """Wait (under a deadline) until exactly `count` alerts are still pending; on a timeout,
+    say how many were, so a failure under load tells a slow sender from a wrong grouping."""
+    pending = -1
+    with anyio.move_on_after(60):
+        while (pending := len(await engine.store.list_pending_alerts(limit=2000))) != count:  # noqa: ASYNC110
             await anyio.sleep(0.01)
+    assert pending == count, f"{pending} alerts pending after 60 s, expected {count}"
 
 
 class FullDiskStore:
