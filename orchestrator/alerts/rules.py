@@ -174,6 +174,8 @@ class AlertRules:
     ) -> list[AlertRecord]:
         """The next success of a DAG or task with an open PagerDuty incident resolves it."""
         records: list[AlertRecord] = []
+        if not self._open:  # the usual case: no success has anything to resolve
+            return records
         names: tuple[str | None, str | None, str]
         for change in changes:
             if isinstance(change, TaskChanged) and change.state is TaskState.SUCCESS:

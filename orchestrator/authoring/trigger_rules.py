@@ -55,7 +55,10 @@ def evaluate(
     are the states of the upstream tasks that are setups (`Task.is_setup`), which only
     `all_done_setup_success` reads.
     """
-    counts = Counter(upstream)
+    states = upstream if isinstance(upstream, list | tuple) else list(upstream)
+    if rule is TriggerRule.ALL_SUCCESS and states and _all_succeeded(states):
+        return Verdict.RUN  # the default rule's usual answer, without counting every state
+    counts = Counter(states)
     if rule is TriggerRule.ALWAYS or not counts:  # a root task: nothing to wait for
         return Verdict.RUN
     total = sum(counts.values())
@@ -74,6 +77,15 @@ def evaluate(
     if done < total:
         return _early_verdict(rule, failed=failed, skipped=skipped, done=done)
     return _final_verdict(rule, failed=failed, skipped=skipped, success=success, total=total)
+
+
+def _all_succeeded(states: list[TaskState] | tuple[TaskState, ...]) -> bool:
+    """Every state is `success` (the scan stops at the first other).
+
+    Most tasks are `all_success` and settle once every upstream succeeded: building a `Counter`
+    for that was a tenth of the scheduler's CPU per task in a chain.
+    """
+    return all(state is TaskState.SUCCESS for state in states)
 
 
 def _none_verdict(failed: int) -> Verdict:

@@ -128,6 +128,18 @@ def test_evaluate_accepts_any_iterable() -> None:
     assert evaluate(TriggerRule.ALL_SUCCESS, (state for state in [S, S])) is RUN
 
 
+@pytest.mark.parametrize(
+    ("upstream", "expected"),
+    [([S], RUN), ((S, S, S), RUN), ([S, S, F], UPSTREAM_FAILED), ([S, S, R], WAIT), ([K, S], SKIP)],
+)
+def test_all_success_settles_the_same_whatever_the_order_of_its_upstream_states(
+    upstream: list[TaskState] | tuple[TaskState, ...], expected: Verdict
+) -> None:
+    for order in itertools.permutations(upstream):
+        assert evaluate(TriggerRule.ALL_SUCCESS, list(order)) is expected
+        assert evaluate(TriggerRule.ALL_SUCCESS, iter(order)) is expected
+
+
 def _mixes(size: int) -> list[tuple[TaskState, ...]]:
     return list(itertools.combinations_with_replacement(list(TaskState), size))
 
