@@ -18,7 +18,7 @@ from orchestrator.authoring.context import TaskContext
 from orchestrator.authoring.dag import DAG
 from orchestrator.authoring.tasks import Task
 from orchestrator.changes import Change, RunChanged, TaskChanged
-from orchestrator.state import RunState, TaskState
+from orchestrator.state import FINISHED_TASK_STATES, RunState, TaskState
 from orchestrator.store.base import WriteBatch
 from orchestrator.store.records import RunRecord, TriggerRecord, TryRecord
 
@@ -58,11 +58,19 @@ class TaskInstance:
         return self.task.task_id
 
     def context(self, log_path: str) -> TaskContext:
-        return self.run.context(
-            task_id=self.task_id,
+        """The context of its current try (made for each try: built directly, not merged)."""
+        run = self.run
+        return TaskContext(
+            dag_id=run.dag.dag_id,
+            run_id=run.run_id,
+            task_id=self.task.task_id,
             map_index=self.map_index,
             try_number=self.try_number,
             max_tries=self.max_tries,
+            conf=run.conf,
+            params=run.params,
+            logical_date=run.logical_date,
+            data_interval_end=run.data_interval_end,
             log_path=log_path,
         )
 
@@ -173,9 +181,11 @@ class ActiveRun:
 
     def set_state(self, ti: TaskInstance, new: TaskState) -> None:
         """Change an instance's state in memory (`Transitions.move` also records it)."""
-        adopted = self.instances[ti.task_id].get(ti.map_index) is ti
-        if adopted and ti.state.finished != new.finished:
-            self._unfinished_instances[ti.task_id] += -1 if new.finished else 1
+        finished = new in FINISHED_TASK_STATES
+        if (ti.state in FINISHED_TASK_STATES) != finished:  # most moves stay on one side
+            task_id = ti.task.task_id
+            if self.instances[task_id].get(ti.map_index) is ti:  # adopted
+                self._unfinished_instances[task_id] += -1 if finished else 1
         ti.state = new
 
     def task_finished(self, task_id: str) -> bool:

@@ -1,0 +1,40 @@
+"""A try's context: the run's fields and the instance's, the same as the run's own context."""
+
+from __future__ import annotations
+
+from orchestrator import DAG, task
+from orchestrator.scheduling.active_runs import ActiveRun, DagPlan, TaskInstance
+from orchestrator.state import RunState, TaskState
+from orchestrator.store.records import RunRecord
+
+
+def test_a_try_context_carries_the_run_and_the_instance() -> None:
+    with DAG("ctx", params={"size": 1}) as dag:
+
+        @task
+        def work() -> None: ...
+
+        work()
+    record = RunRecord(
+        run_id="r1",
+        dag_id="ctx",
+        state=RunState.RUNNING,
+        conf={"size": 2, "other": 3},
+        queued_at=1.0,
+        logical_date=10.0,
+        data_interval_end=20.0,
+    )
+    run = ActiveRun(record, dag, DagPlan.of(dag))
+    ti = TaskInstance(
+        run=run, task=dag.tasks["work"], map_index=4, state=TaskState.QUEUED, priority=1
+    )
+    ti.try_number, ti.max_tries = 2, 3
+
+    context = ti.context("logs/work.log")
+
+    assert context == run.context(
+        task_id="work", map_index=4, try_number=2, max_tries=3, log_path="logs/work.log"
+    )
+    assert (context.dag_id, context.run_id, context.params) == ("ctx", "r1", {"size": 2})
+    assert (context.logical_date, context.data_interval_end) == (10.0, 20.0)
+    assert context.conf == {"size": 2, "other": 3}
