@@ -121,7 +121,11 @@ def resolve_refs(value: Any, results: Mapping[str, Any], context: TaskContext) -
     if isinstance(value, Ref):
         return value.resolve(results, context)
     if isinstance(value, list | tuple):
-        return type(value)(resolve_refs(item, results, context) for item in value)
+        items = [
+            item if type(item) in PLAIN_LEAVES else resolve_refs(item, results, context)
+            for item in value
+        ]
+        return items if type(value) is list else type(value)(items)
     if isinstance(value, dict):
         return {
             key: item if type(item) in PLAIN_LEAVES else resolve_refs(item, results, context)

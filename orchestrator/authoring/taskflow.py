@@ -53,6 +53,8 @@ class FunctionTask(Task):
         self.skips_whole_downstream = skips_whole_downstream
         self._signature = inspect.signature(function)
         self._context_names = context_parameters(self._signature)
+        # Asked at each try's start: `inspect.iscoroutinefunction` unwraps and checks each time.
+        self._is_async = inspect.iscoroutinefunction(function)
         self.link_input_refs()
 
     @property
@@ -61,7 +63,7 @@ class FunctionTask(Task):
 
     @property
     def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.function)
+        return self._is_async
 
     def resume_name(self, target: str | Callable[..., Any]) -> str:
         return function_name(target, self.function.__globals__)

@@ -113,6 +113,24 @@ def test_outputs_nested_in_lists_and_dicts_make_edges() -> None:
     assert resolved["kwargs"]["pair"] == ("C", 2)  # a tuple stays a tuple
     assert resolved["kwargs"]["named"] == {"x": {"y": "B"}}
     assert pipeline.tasks["combine"].upstream_task_ids == made.upstream_task_ids
+    assert resolved["args"] == [["A", 1]]
+
+
+def test_resolved_inputs_are_copies_a_try_may_change() -> None:
+    @task
+    def change(rows: list[Any], pair: tuple[Any, ...], plain: list[int]) -> None:
+        pass
+
+    with DAG("copies"):
+        changed = change([[1], 2], ((3,), [4]), plain=[5, 6])
+    made = _function_task(changed)
+    resolved = resolve_refs(made.inputs, {}, _context())
+    assert resolved == {"args": [[[1], 2], ((3,), [4])], "kwargs": {"plain": [5, 6]}}
+    resolved["args"][0][0].append("x")
+    resolved["args"][1][1].append("y")
+    resolved["kwargs"]["plain"].append(7)
+    assert made.inputs == {"args": [[[1], 2], ((3,), [4])], "kwargs": {"plain": [5, 6]}}
+    assert type(resolved["args"][1]) is tuple
 
 
 def test_iter_refs_ignores_plain_values() -> None:
