@@ -132,7 +132,7 @@ class GroupCommitWriter:
         try:
             async with apart:
                 saved = await run_in_connection_thread(self._connection, self._marker.checkpoint)
-        except (sqlite3.Error, OSError):
+        except (sqlite3.Error, OSError, ValueError):  # ValueError: aiosqlite's "closed"
             saved = False
         self._unsaved = not saved
         self._checkpoints += saved
@@ -150,7 +150,7 @@ class GroupCommitWriter:
                 return
             group, self._queued = self._queued, []
             self._draining = True
-        post_to_connection_thread(self._connection, partial(self._drain, group))
+        self._hand_over(group)
 
     def _hand_over_queued(self) -> None:
         """After a checkpoint: hand over what queued meanwhile, unless a group is under way."""
@@ -159,7 +159,22 @@ class GroupCommitWriter:
                 return
             group, self._queued = self._queued, []
             self._draining = True
-        post_to_connection_thread(self._connection, partial(self._drain, group))
+        self._hand_over(group)
+
+    def _hand_over(self, group: list[QueuedBatch]) -> None:
+        try:
+            post_to_connection_thread(self._connection, partial(self._drain, group))
+        except ValueError:  # the connection was closed under the writer, which was not told
+            with self._lock:
+                self._draining = False
+            fail_group(group, self._never_committed())
+            self._answered(group, 0)
+
+    def _never_committed(self) -> str:
+        return (
+            f"The store at {self._db_path} closed before this batch was committed; "
+            "it was not applied."
+        )
 
     def _answered(self, group: list[QueuedBatch], committed: int) -> None:
         """The thread is done with `group` (called in the loop): wake its callers."""
@@ -234,11 +249,7 @@ class GroupCommitWriter:
 
     def _commit_or_abandon(self, connection: sqlite3.Connection, group: list[QueuedBatch]) -> int:
         if self._abandoned:
-            fail_group(
-                group,
-                f"The store at {self._db_path} closed before this batch was committed; "
-                "it was not applied.",
-            )
+            fail_group(group, self._never_committed())
             return 0
         began = time.perf_counter()
         committed = commit_group(connection, group, self._marker, self._db_path)

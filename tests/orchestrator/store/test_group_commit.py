@@ -192,3 +192,15 @@ async def test_a_failed_batch_applies_nothing_and_fails_again_on_retry(
             await store.commit(batch)
         assert (await states(store))["extract"] == TaskState.NONE
         assert store.statistics().transactions == 1
+
+
+async def test_a_writer_whose_connection_closed_under_it_fails_the_batch_at_once(
+    state_dir: Path, create_run_batch: NewBatch
+) -> None:
+    async with open_store(state_dir) as store:
+        await store.commit(create_run_batch("r1"))
+        writer_connection = store._writer._connection  # type: ignore[union-attr]
+        await writer_connection.close()  # not the way a store closes: the writer is not told
+        with anyio.fail_after(10), pytest.raises(StoreError, match="was not applied"):
+            await store.commit(schedule("extract"))
+        assert store.statistics().transactions == 1
