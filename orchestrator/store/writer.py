@@ -3,16 +3,16 @@
 Callers hand their batch to `commit` and wait. The writer connection's own thread commits
 batches in groups, one `BEGIN IMMEDIATE` transaction each (`grouptransaction.py`: a failing
 batch is undone alone and its caller gets the error), and answers a group's callers only
-after its one `COMMIT` is durable. A batch that finds the thread idle goes alone; batches
-that come while a group is being committed make the next group, which the thread takes as
-soon as it is done. Under load, many batches pay for one fsync; alone, a batch pays for its
-own, as it would without the queue.
+after its one `COMMIT` is durable. A batch that finds the thread idle goes at once, alone;
+batches that come while a group is being committed wait, and go as the next group once that
+group's callers have resumed, with whatever those commit next. Under load, many batches pay
+for one fsync; alone, a batch pays for its own, as it would without the queue.
 
-The thread owns the group, not a task in the event loop: the loop hands a batch over with no
-wake-up at all, and the thread answers a whole group with one `call_soon_threadsafe`. A
-writer task in the loop cost a commit four loop iterations (wake the task; send the group to
-the thread; the thread's answer resumes the task; the task wakes the callers) where this
-costs two (the answer; the callers resume).
+The thread owns the transaction, not a task in the event loop: the loop hands a group over
+with no wake-up of its own, and the thread answers a whole group with one
+`call_soon_threadsafe`. With a writer task in the loop, a lone commit cost three loop
+iterations and twice the loop's CPU (`bench/overhead_profile.py` counts them); now it costs
+two: the answer, and the callers resuming.
 
 When no batch has come for `idle_checkpoint_delay` seconds after a commit, `run` checkpoints:
 the commits move from the `-wal` file into the main file, so a lost `-wal` file loses as
@@ -63,14 +63,15 @@ class GroupCommitWriter:
         )
         self._background = background  # told of each commit; its lock keeps us apart
         # Shared with the connection's thread, under `_lock`: batches for the next group, and
-        # whether a group is on its way to the thread (then the thread takes `_queued` next).
+        # whether a group is on its way to the thread or in it (then `_queued` waits).
         self._lock = threading.Lock()
         self._queued: list[QueuedBatch] = []
-        self._draining = False
+        self._group_in_thread = False
         self._abandoned = False  # the thread fails what it has not begun: `run` was cancelled
         # The loop's side only.
         self._closed = False
         self._held = False  # an idle checkpoint runs: batches queue and are not handed over
+        self._waking = False  # a group's callers are resuming: what they commit goes together
         self._outstanding = 0  # batches handed to `commit` and not yet answered
         self._last_answer = 0.0  # time.monotonic() of the last answer
         self._unsaved = False  # committed since the last complete checkpoint
@@ -146,27 +147,27 @@ class GroupCommitWriter:
         self._outstanding += 1
         with self._lock:
             self._queued.append(queued)
-            if self._draining or self._held:
+            if self._group_in_thread or self._held or self._waking:
                 return
             group, self._queued = self._queued, []
-            self._draining = True
+            self._group_in_thread = True
         self._hand_over(group)
 
     def _hand_over_queued(self) -> None:
-        """After a checkpoint: hand over what queued meanwhile, unless a group is under way."""
+        """Hand over what queued while held back, unless a group is under way or still held."""
         with self._lock:
-            if self._draining or not self._queued:
+            if self._group_in_thread or self._held or self._waking or not self._queued:
                 return
             group, self._queued = self._queued, []
-            self._draining = True
+            self._group_in_thread = True
         self._hand_over(group)
 
     def _hand_over(self, group: list[QueuedBatch]) -> None:
         try:
-            post_to_connection_thread(self._connection, partial(self._drain, group))
+            post_to_connection_thread(self._connection, partial(self._commit_and_answer, group))
         except ValueError:  # the connection was closed under the writer, which was not told
             with self._lock:
-                self._draining = False
+                self._group_in_thread = False
             fail_group(group, self._never_committed())
             self._answered(group, 0)
 
@@ -192,6 +193,15 @@ class GroupCommitWriter:
         for queued in group:
             if not queued.answered.done():  # a caller's own loop cancelled it
                 queued.answered.set_result(None)
+        if not self._waking:
+            # The callers resume in the loop's next iteration, and this runs right after them:
+            # what they commit then makes one group, where the first would have gone alone.
+            self._waking = True
+            asyncio.get_running_loop().call_soon(self._woken)
+
+    def _woken(self) -> None:
+        self._waking = False
+        self._hand_over_queued()
 
     async def _wait_for_next_answer(self) -> None:
         self._next_answer = anyio.Event()
@@ -232,20 +242,17 @@ class GroupCommitWriter:
 
     # -- the connection's thread ----------------------------------------------------------------
 
-    def _drain(self, group: list[QueuedBatch], connection: sqlite3.Connection) -> None:
-        """Commit `group`, then each group queued meanwhile, until none is (in the thread)."""
-        while group:
-            committed = self._commit_or_abandon(connection, group)
-            following = self._take_queued()
-            self._answer(group, committed)
-            group = following
+    def _commit_and_answer(self, group: list[QueuedBatch], connection: sqlite3.Connection) -> None:
+        """Commit `group`, then answer it (in the thread).
 
-    def _take_queued(self) -> list[QueuedBatch]:
+        What queued meanwhile is handed over by the loop once the answered callers have
+        resumed (`_woken`), with what they commit then: taken here at once, it went as one
+        group and the callers' as the next, two transactions (and fsyncs) each round.
+        """
+        committed = self._commit_or_abandon(connection, group)
         with self._lock:
-            group, self._queued = self._queued, []
-            if not group:
-                self._draining = False
-            return group
+            self._group_in_thread = False
+        self._answer(group, committed)
 
     def _commit_or_abandon(self, connection: sqlite3.Connection, group: list[QueuedBatch]) -> int:
         if self._abandoned:
