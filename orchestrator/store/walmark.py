@@ -112,10 +112,11 @@ class WalMarker:
     def checkpoint(self, connection: sqlite3.Connection) -> bool:
         """Save every commit into the main file and mark `clean`; False if readers prevented it.
 
-        Blocking, in the writer connection's thread, in one trip there: no commit can come
-        between the checkpoint and the look at the `-wal` file that decides the mark. The
-        checkpoint does not wait for readers (busy timeout 0): a reader in the middle of a long
-        read would otherwise hold up every commit queued behind it.
+        Blocking: run it in the writer connection's thread, in one trip there, so that none of
+        the writer's own transactions falls between its statements (one would find this
+        `BEGIN` open, or the busy timeout at 0). The checkpoint does not wait for readers (busy
+        timeout 0): a reader in the middle of a long read would otherwise hold up every commit
+        queued behind it.
         """
         connection.execute("PRAGMA busy_timeout = 0")
         try:
