@@ -63,13 +63,14 @@ class GroupCommitWriter:
             IDLE_CHECKPOINT_DELAY if idle_checkpoint_delay is None else idle_checkpoint_delay
         )
         self._background = background  # told of each commit; its lock keeps us apart
-        # Shared with the connection's thread, under `_lock`: batches for the next group, and
-        # whether a group is on its way to the thread or in it (then `_queued` waits).
+        # Shared with the connection's thread, under `_lock`: whether a group is on its way to
+        # the thread or in it (the thread clears it), and whether `run` was cancelled (then the
+        # thread fails what it has not begun).
         self._lock = threading.Lock()
-        self._queued: list[QueuedBatch] = []
         self._group_in_thread = False
-        self._abandoned = False  # the thread fails what it has not begun: `run` was cancelled
+        self._abandoned = False
         # The loop's side only.
+        self._queued: list[QueuedBatch] = []  # held back: the next group handed over
         self._closed = False
         self._held = False  # an idle checkpoint runs: batches queue and are not handed over
         self._waking = False  # a group's callers are resuming: what they commit goes together
