@@ -22,6 +22,39 @@ class TaskChanged:
     error: str | None = None
     log_path: str | None = None
 
+    @classmethod
+    def of(
+        cls,
+        run_id: str,
+        dag_id: str,
+        task_id: str,
+        map_index: int,
+        state: TaskState,
+        try_number: int,
+        at: float,
+        error: str | None,
+        log_path: str | None,
+    ) -> TaskChanged:
+        """The same change as `TaskChanged(...)`, made in a fifth of the time.
+
+        A frozen dataclass's `__init__` sets each field through `object.__setattr__`; a step
+        arming 100,000 sensors announces 200,000 changes. Every field is a parameter here, so
+        none can be left out.
+        """
+        change = object.__new__(cls)
+        change.__dict__.update(
+            run_id=run_id,
+            dag_id=dag_id,
+            task_id=task_id,
+            map_index=map_index,
+            state=state,
+            try_number=try_number,
+            at=at,
+            error=error,
+            log_path=log_path,
+        )
+        return change
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunChanged:

@@ -27,7 +27,22 @@ async def run_dag(
             run_id = await engine.trigger(dag_id, conf)
             record = await engine.wait(run_id)
         values, states = await outcome(engine, run_id)
+        if record.state is not RunState.SUCCESS:
+            await print_failures(engine, run_id)
     return record.state, values, states
+
+
+async def print_failures(engine: Engine, run_id: str) -> None:
+    """Each unsuccessful task's error and the end of its last try's log, for pytest to show
+    beside a failing assertion (a task that fails only under load says why)."""
+    for ti in await engine.store.list_task_instances(run_id):
+        if ti.state is TaskState.SUCCESS:
+            continue
+        print(f"{ti.task_id}[{ti.map_index}] {ti.state}: {ti.error}")
+        tries = await engine.store.list_tries(run_id, ti.task_id, ti.map_index)
+        if tries and tries[-1].log_path and Path(tries[-1].log_path).exists():
+            tail = Path(tries[-1].log_path).read_text(errors="replace")[-2000:]
+            print(f"  last log lines of try {tries[-1].try_number}:\n{tail}")
 
 
 async def outcome(engine: Engine, run_id: str) -> tuple[dict[str, Any], dict[str, TaskState]]:

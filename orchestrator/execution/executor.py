@@ -17,6 +17,10 @@ Where the code runs:
   that ends by itself has its leftovers killed by the worker. A worker that crashes is
   reported (`worker process died: exit code 7`, `... killed by signal SIGSEGV`) and replaced.
 
+`start_now` starts a sync try on a free thread or an idle worker at once, without a task to
+wait in (see `execution/worker_try.py`); its outcome comes to a callback, with the same
+contract as `execute`'s.
+
 `execute` never raises for a task's own failure (an exception, a crash, a timeout, a result
 that cannot be stored): it returns a failed outcome whose `error` is one line for the user;
 the details are in the try's log. It does raise when the caller is cancelled, after stopping
@@ -25,17 +29,20 @@ the task's code.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
+from anyio.abc import TaskGroup
 
 from orchestrator.authoring.context import task_context
 from orchestrator.authoring.tasks import Task
 from orchestrator.errors import ConfigError, TaskError, error_line
-from orchestrator.execution.interface import ExecutorStatus
+from orchestrator.execution.interface import ExecutorStatus, Report, Stop
 from orchestrator.execution.invoke import invoke, invoke_async, is_async_job
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.execution.log_capture import append_to_log, capture
@@ -45,9 +52,10 @@ from orchestrator.execution.results import (
     outcome_of_error,
     outcome_of_value,
 )
-from orchestrator.execution.task_threads import TaskThreads
+from orchestrator.execution.task_threads import Answer, TaskThreads
 from orchestrator.execution.worker import encode_message, job_to_json
 from orchestrator.execution.worker_pool import JobNotDelivered, WorkerFailure, WorkerPool
+from orchestrator.execution.worker_try import WorkerTry
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +77,13 @@ class ExecutorStatistics:
 class Executor:
     """Runs tries of tasks; owns the worker processes. Create it with `Executor.open`."""
 
-    def __init__(self, pool: WorkerPool, *, slots: int) -> None:
+    def __init__(self, pool: WorkerPool, *, slots: int, task_group: TaskGroup) -> None:
         self._pool = pool
+        self._task_group = task_group  # kills workers for tries started by `start_now`
         self._threads = TaskThreads(slots)
         self._logs = LogOpener()  # async tasks' logs, opened off the loop
         self._tasks_run = 0
+        self._worker_tries: set[WorkerTry] = set()  # started by `start_now`, not ended yet
 
     @classmethod
     @asynccontextmanager
@@ -90,11 +100,13 @@ class Executor:
         async with anyio.create_task_group() as task_group:
             pool = WorkerPool(slots=slots, max_tasks=worker_max_tasks, task_group=task_group)
             pool.prestart(prestart)
-            executor = cls(pool, slots=slots)
+            executor = cls(pool, slots=slots, task_group=task_group)
             try:
                 yield executor
             finally:
                 executor._threads.close()
+                for worker_try in list(executor._worker_tries):  # their workers are killed
+                    worker_try.stop(lambda: None)
                 with anyio.CancelScope(shield=True):
                     await pool.aclose()
 
@@ -159,20 +171,88 @@ class Executor:
     # -- sync tasks in the engine process: a thread ---------------------------------------------
 
     async def _run_in_thread(self, job: TaskJob, task: Task) -> TaskOutcome:
-        def run() -> TaskOutcome:
-            try:
-                with (
-                    capture(job.context.log_path, job.log_max_bytes) as log,
-                    task_context(job.context),
-                ):
-                    return outcome_of_call(lambda: invoke(task, job), job, log)
-            except OSError as error:
-                return _log_unusable(job, error)
-
-        # The log is opened and closed in the thread: an abandoned thread still has its log.
         with anyio.move_on_after(job.timeout):
-            return await self._threads.run(run)
+            return await self._threads.run(partial(_call_in_thread, job, task))
         return _timed_out(job)
+
+    def start_now(self, job: TaskJob, task: Task, report: Report) -> Stop | None:
+        """Start a sync try now, with no task to wait in; None if it cannot be started so.
+
+        Its outcome goes to `report` in the loop, as `execute` would have returned it, with
+        whether the log is sure to be within `job.log_max_bytes` (not after a failure the
+        executor noted in it). The returned `Stop` stops the try (a cancel): `report` is
+        then never called. None: the try is async, or must wait for a thread or a worker;
+        `execute` runs it.
+        """
+        try:
+            if is_async_job(task, job):
+                return None
+        except TaskError:
+            return None
+        if job.in_process:
+            return self._start_in_thread(job, task, report)
+        return self._start_on_worker(job, report)
+
+    def _start_in_thread(self, job: TaskJob, task: Task, report: Report) -> Stop | None:
+        timer: asyncio.TimerHandle | None = None
+
+        def answered(answer: Answer) -> None:
+            if timer is not None:
+                timer.cancel()
+            succeeded, value = answer
+            if not succeeded:
+                raise value  # KeyboardInterrupt: the operator stops the whole process
+            self._count()
+            report(value, True)
+
+        abandon = self._threads.start(partial(_call_in_thread, job, task), answered)
+        if abandon is None:
+            return None
+
+        def timed_out() -> None:
+            abandon()
+            self._count()
+            report(_timed_out(job), False)
+
+        if job.timeout is not None:
+            timer = asyncio.get_running_loop().call_later(job.timeout, timed_out)
+
+        def stop(stopped: Callable[[], None]) -> None:
+            abandon()
+            if timer is not None:
+                timer.cancel()
+            stopped()
+
+        return stop
+
+    def _start_on_worker(self, job: TaskJob, report: Report) -> Stop | None:
+        worker = self._pool.take_idle()
+        if worker is None:
+            return None
+        try:
+            sent = worker.send_now(encode_message({"job": job_to_json(job)}), job.process_token)
+        except (TypeError, ValueError):  # inputs that are not JSON: `execute` says so
+            sent = False
+        except JobNotDelivered:  # it died while idle; `execute` takes another worker
+            self._task_group.start_soon(self._pool.discard, worker)
+            return None
+        if not sent:
+            self._pool.checkin(worker)
+            return None
+        return WorkerTry(
+            pool=self._pool,
+            worker=worker,
+            timeout=job.timeout,
+            reply_limit=_reply_limit(job),
+            report=report,
+            fail=partial(_failed, job),
+            counted=self._count,
+            task_group=self._task_group,
+            running=self._worker_tries,
+        ).stop
+
+    def _count(self) -> None:
+        self._tasks_run += 1
 
     # -- sync tasks in worker processes ---------------------------------------------------------
 
@@ -201,13 +281,26 @@ class Executor:
         worker = await self._pool.checkout()
         try:
             with anyio.fail_after(job.timeout):
-                reply_limit = 2 * job.result_max_bytes + _REPLY_MARGIN
-                outcome = await worker.request(payload, reply_limit, job.process_token)
+                outcome = await worker.request(payload, _reply_limit(job), job.process_token)
         except BaseException:  # failed, timed out or cancelled: the worker cannot be trusted
             await self._pool.discard(worker)
             raise
         self._pool.checkin(worker)
         return outcome
+
+
+def _reply_limit(job: TaskJob) -> int:
+    return 2 * job.result_max_bytes + _REPLY_MARGIN
+
+
+def _call_in_thread(job: TaskJob, task: Task) -> TaskOutcome:
+    """A sync try in a thread of the engine; its log is opened and closed there, so that an
+    abandoned thread still has its log."""
+    try:
+        with capture(job.context.log_path, job.log_max_bytes) as log, task_context(job.context):
+            return outcome_of_call(lambda: invoke(task, job), job, log)
+    except OSError as error:
+        return _log_unusable(job, error)
 
 
 def _check_options(slots: int, worker_max_tasks: int | None, prestart: int) -> None:

@@ -15,14 +15,18 @@ scheduler hands over one try at a time and learns nothing about where it runs:
 - **log**: by the time `execute` returns, the try's output is in `job.context.log_path` on the
   daemon's disk (a remote executor ships it there while the try runs), so the CLI and the UI
   read every try's log the same way.
+- **quick start** (optional, `QuickStarts`): `executor.start_now(job, task, report)` starts a
+  try that can run at once (the local pool: a free thread, an idle worker) with no task to
+  wait in, under the same contract; its outcome goes to `report`, and the `Stop` it returns
+  is the cancel.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from orchestrator.config import Settings
 from orchestrator.execution.jobs import TaskJob, TaskOutcome
@@ -54,6 +58,28 @@ class TaskExecutor(Protocol):
 
     def describe(self) -> ExecutorStatus:
         """Which executor this is, and whether it can run tries now."""
+        ...
+
+
+#: Takes a try's outcome, and whether its log is sure to be within its cap already.
+Report = Callable[[TaskOutcome, bool], None]
+
+
+#: Stops a try started by `QuickStarts.start_now`, then calls its argument once the try's
+#: code no longer runs (at once for a thread, which is abandoned; a worker is killed first).
+Stop = Callable[[Callable[[], None]], None]
+
+
+@runtime_checkable
+class QuickStarts(Protocol):
+    """An executor that can also start a try with no task to wait in it.
+
+    The outcome comes to a callback instead (see `Executor.start_now`): no task, no cancel
+    scopes, and no turn of the loop for a woken task to resume in.
+    """
+
+    def start_now(self, job: TaskJob, task: Task, report: Report) -> Stop | None:
+        """Start the try and return what stops it; None if `execute` must run it."""
         ...
 
 

@@ -250,7 +250,7 @@ def _flush_all() -> None:
 @contextmanager
 def _process_state_restored() -> Iterator[None]:
     """Undo what a task did to process-wide state that the next task on this worker would see."""
-    environ, cwd, argv = dict(os.environ), os.getcwd(), list(sys.argv)
+    environ, cwd, argv = dict(_environment_bytes()), os.getcwd(), list(sys.argv)
     streams = sys.stdin, sys.stdout, sys.stderr
     handlers, level = list(logging.root.handlers), logging.root.level
     try:
@@ -264,12 +264,26 @@ def _process_state_restored() -> Iterator[None]:
         _restore_root_logging(handlers, level)
 
 
-def _restore_environ(saved: dict[str, str]) -> None:
-    for name in [name for name in os.environ if name not in saved]:
-        del os.environ[name]
+def _environment_bytes() -> dict[bytes, bytes]:
+    """The dict of bytes behind `os.environ` and `os.environb` (POSIX; CPython's `_data`).
+
+    Copied and compared as it is, the environment costs a few microseconds a try; through
+    `os.environ`, which decodes every name and value, it was about 70 µs, half of a no-op
+    try's time in its worker.
+    """
+    data: dict[bytes, bytes] = vars(os.environb)["_data"]
+    return data
+
+
+def _restore_environ(saved: dict[bytes, bytes]) -> None:
+    current = _environment_bytes()
+    if current == saved:
+        return
+    for name in current.keys() - saved.keys():
+        del os.environb[name]  # also unsets it in the process, for the task's subprocesses
     for name, value in saved.items():
-        if os.environ.get(name) != value:
-            os.environ[name] = value
+        if current.get(name) != value:
+            os.environb[name] = value
 
 
 def _restore_root_logging(handlers: list[logging.Handler], level: int) -> None:

@@ -12,18 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import subprocess
 import sys
 
 import anyio
 import anyio.to_thread
 from anyio.abc import Process, TaskGroup
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from orchestrator.errors import error_line
 from orchestrator.execution.jobs import TaskOutcome
 from orchestrator.execution.try_processes import stop_process_tree, stop_token_holders
 from orchestrator.execution.worker import CHANNEL_LOST_EXIT, outcome_from_json
+from orchestrator.execution.worker_pipes import LineTooLong, PipeClosed, WorkerPipes
 
 logger = logging.getLogger("orchestrator.executor")
 
@@ -48,6 +47,10 @@ class WorkerFailure(Exception):
         self.message = message
 
 
+class WorkerDied(Exception):
+    """The worker's pipe closed during a job: `WorkerProcess.died` says how it ended."""
+
+
 class JobNotDelivered(Exception):
     """The worker had died while idle: the job never reached it and can go to another."""
 
@@ -55,12 +58,9 @@ class JobNotDelivered(Exception):
 class WorkerProcess:
     """The engine's handle on one worker process: its pipes and how many tasks it ran."""
 
-    def __init__(self, process: Process) -> None:
-        if process.stdin is None or process.stdout is None:
-            raise RuntimeError("a worker process needs pipes on its stdin and stdout")
+    def __init__(self, process: Process, pipes: WorkerPipes) -> None:
         self._process = process
-        self._requests = process.stdin
-        self._replies = BufferedByteReceiveStream(process.stdout)
+        self._pipes = pipes
         self.tasks_run = 0
         self.crashed = False
         self._token = ""  # the process token of the try it runs or ran last
@@ -68,17 +68,24 @@ class WorkerProcess:
     @classmethod
     async def start(cls) -> WorkerProcess:
         """Spawn a worker in its own process group and wait until it is ready for jobs."""
+        pipes = WorkerPipes()
+        stdin, stdout = pipes.worker_ends()
         try:
             process = await anyio.open_process(
                 [sys.executable, "-m", "orchestrator.execution.worker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
+                stdin=stdin,
+                stdout=stdout,
                 stderr=None,  # the worker's own errors go to the engine's stderr
                 start_new_session=True,
             )
         except OSError as error:
+            pipes.close()
             raise WorkerFailure(f"cannot start a worker process: {error_line(error)}") from None
-        worker = cls(process)
+        except BaseException:
+            pipes.close()
+            raise
+        pipes.spawned()
+        worker = cls(process, pipes)
         try:
             with anyio.fail_after(START_TIMEOUT):
                 await worker._receive_ready()
@@ -93,8 +100,8 @@ class WorkerProcess:
 
     async def _receive_ready(self) -> None:
         try:
-            line = await self._replies.receive_until(b"\n", 1024)
-        except (anyio.IncompleteRead, anyio.DelimiterNotFound, anyio.BrokenResourceError):
+            line = await self._pipes.receive_line(1024)
+        except (PipeClosed, LineTooLong):
             line = b""
         if line.strip() != b'{"ready":true}':
             failure = await self._died() if not line else f"it sent {line[:200]!r}"
@@ -108,36 +115,62 @@ class WorkerProcess:
 
         A dead or misbehaving worker raises.
         """
-        self._token = token
-        if self._process.returncode is not None:
-            self.crashed = True
-            raise JobNotDelivered
+        self._accept(token)
         try:
-            await self._requests.send(payload)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            await self._pipes.send(payload)
+        except OSError:
             self.crashed = True
             raise JobNotDelivered from None
-        outcome = outcome_from_json(await self._receive_reply(reply_limit))
-        self.tasks_run += 1
+        try:
+            while (outcome := self.take_reply(reply_limit)) is None:
+                await anyio.wait_readable(self._pipes.replies)
+        except WorkerDied:
+            raise await self.died() from None
         return outcome
 
-    async def _receive_reply(self, reply_limit: int) -> object:
+    def send_now(self, payload: bytes, token: str) -> bool:
+        """`request`'s sending half, done now if it can be without waiting; else False."""
+        self._accept(token)
         try:
-            line = await self._replies.receive_until(b"\n", reply_limit)
-        except (anyio.IncompleteRead, anyio.BrokenResourceError):
-            raise WorkerFailure(f"worker process died: {await self._died()}") from None
-        except anyio.DelimiterNotFound:
+            return self._pipes.send_now(payload)
+        except OSError:
+            self.crashed = True
+            raise JobNotDelivered from None
+
+    @property
+    def replies(self) -> int:
+        """The fd the worker's reply arrives on: `take_reply` has news once it is readable."""
+        return self._pipes.replies
+
+    def take_reply(self, reply_limit: int) -> TaskOutcome | None:
+        """The job's outcome if its reply has come, else None; `WorkerFailure` for a bad one.
+
+        `WorkerDied` if the pipe closed: `died` says how.
+        """
+        try:
+            line = self._pipes.take_line(reply_limit)
+        except PipeClosed:
+            raise WorkerDied from None
+        except LineTooLong:
             raise WorkerFailure(
                 f"the worker process sent a reply longer than {reply_limit} bytes, which no "
                 "valid outcome is; the worker was killed"
             ) from None
-        try:
-            return json.loads(line)
-        except ValueError as error:
-            raise WorkerFailure(
-                f"the worker process sent a reply that is not JSON ({error_line(error)}); "
-                "the worker was killed"
-            ) from None
+        if line is None:
+            return None
+        outcome = _outcome_of_reply(line)
+        self.tasks_run += 1
+        return outcome
+
+    async def died(self) -> WorkerFailure:
+        """What to report for a worker whose pipe closed during a job."""
+        return WorkerFailure(f"worker process died: {await self._died()}")
+
+    def _accept(self, token: str) -> None:
+        self._token = token
+        if self._process.returncode is not None:
+            self.crashed = True
+            raise JobNotDelivered
 
     async def _died(self) -> str:
         """How the worker ended, once its pipe closed; also kills what it left running."""
@@ -155,6 +188,7 @@ class WorkerProcess:
         with anyio.CancelScope(shield=True):
             await self._stop_processes()
             await self._process.aclose()
+            self._pipes.close()
         return alive
 
     async def _stop_processes(self) -> None:
@@ -175,7 +209,7 @@ class WorkerProcess:
         """Let the worker exit by itself (end of its stdin); kill it if it does not in time."""
         try:
             with anyio.move_on_after(RETIRE_GRACE):
-                await self._requests.aclose()
+                self._pipes.close_requests()
                 await self._process.wait()
         finally:  # also when cancelled: the executor is closing
             if self._process.returncode is None:
@@ -183,6 +217,24 @@ class WorkerProcess:
             else:
                 with anyio.CancelScope(shield=True):
                     await self._process.aclose()
+                    self._pipes.close()
+
+
+def _outcome_of_reply(line: bytes) -> TaskOutcome:
+    try:
+        data = json.loads(line)
+    except ValueError as error:
+        raise WorkerFailure(
+            f"the worker process sent a reply that is not JSON ({error_line(error)}); "
+            "the worker was killed"
+        ) from None
+    try:
+        return outcome_from_json(data)
+    except ValueError as error:
+        raise WorkerFailure(
+            f"the worker process sent a reply that is not an outcome ({error_line(error)}); "
+            "the worker was killed"
+        ) from None
 
 
 def describe_exit(code: int) -> str:
@@ -228,6 +280,10 @@ class WorkerPool:
         async with anyio.create_task_group() as task_group:
             for worker in idle:
                 task_group.start_soon(self._retire, worker)
+
+    def take_idle(self) -> WorkerProcess | None:
+        """An idle worker, if one is ready now (give it back with `checkin` or `discard`)."""
+        return self._idle.pop() if self._idle else None
 
     async def checkout(self) -> WorkerProcess:
         while True:

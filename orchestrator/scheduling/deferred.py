@@ -44,6 +44,33 @@ class Arming:
     cursor: Any = None
 
 
+# A deferral that finishes with its event (no resume target) goes on in one of a few ways: a
+# sensor's class sets its timeout and what a timeout does. Those next calls are shared, read
+# only, and encoded once, not a dict and a `json.dumps` per sensor; a few hundred at most.
+_FINISHING: dict[tuple[str, float | None], tuple[dict[str, Any], str]] = {}
+_FINISHING_MAX = 256
+
+
+def _next_call(deferral: Deferral) -> tuple[dict[str, Any], str]:
+    """How the instance goes on (never changed in place), and its JSON text."""
+    shared = key = None
+    if deferral.resume is None and not deferral.resume_kwargs:
+        key = (deferral.on_timeout, deferral.timeout)
+        shared = _FINISHING.get(key)
+    if shared is not None:
+        return shared
+    call = {
+        "target": deferral.resume,
+        "kwargs": deferral.resume_kwargs,
+        "on_timeout": deferral.on_timeout,
+        "timeout": deferral.timeout,
+    }
+    made = call, json.dumps(call)
+    if key is not None and len(_FINISHING) < _FINISHING_MAX:
+        _FINISHING[key] = made
+    return made
+
+
 class DeferralDecisions:
     """The deferral half of `Scheduler` (a mixin: it uses the scheduler's own helpers)."""
 
@@ -125,16 +152,11 @@ class DeferralDecisions:
         Returns the next call as stored in the instance's row.
         """
         ti.timeout_at = now + deferral.timeout if deferral.timeout else None
-        ti.next_call = {
-            "target": deferral.resume,
-            "kwargs": deferral.resume_kwargs,
-            "on_timeout": deferral.on_timeout,
-            "timeout": deferral.timeout,
-        }
+        ti.next_call, text = _next_call(deferral)
         self.armings.append(Arming(ti.key, trigger))
         if ti.timeout_at is not None:
             self.timers.append(Timer(ti.timeout_at, ti.key, "timeout"))
-        return json.dumps(ti.next_call)
+        return text
 
     @staticmethod
     def _trigger_record(ti: TaskInstance, deferral: Deferral, now: float) -> TriggerRecord:

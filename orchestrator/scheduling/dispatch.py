@@ -2,8 +2,12 @@
 
 Each try runs as a task of the engine's task group under its own cancel scope, so a cancel or
 the end of a shutdown's grace period can stop it; however it ends, its outcome goes back to the
-engine's inbox as a `TryFinished`. User callbacks run the same way, and their failures are
-logged, never raised into the engine.
+engine's inbox as a `TryFinished`. A sync try that finds a free thread or an idle worker
+needs no task (`QuickStarts`): its outcome is posted from the callback that receives it, and
+a cancel abandons its thread or kills its worker, as cancelling its task did. That saves two
+turns of the loop per try (about 8 -> 6 for a no-op in-process try) and tens of µs of the
+loop's CPU. User callbacks run in tasks, and their failures are logged, never raised into
+the engine.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from orchestrator.authoring.references import resolve_refs
 from orchestrator.config import Settings
 from orchestrator.crashpoints import crashpoint
 from orchestrator.execution.capped_log import cap_log, log_over_cap
-from orchestrator.execution.interface import TaskExecutor
+from orchestrator.execution.interface import QuickStarts, TaskExecutor
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
 from orchestrator.execution.try_processes import try_token
 from orchestrator.loading.dagbag import DagBag
@@ -34,6 +38,12 @@ from orchestrator.store.base import TaskKey
 from triggers.base import TriggerRuntime, set_runtime
 
 logger = logging.getLogger("orchestrator.engine")
+
+_CANCELLED = TaskOutcome(status=Outcome.FAILED, error="cancelled")
+
+
+def _stopping() -> None:
+    """What stops a try that is being stopped: nothing more."""
 
 
 class Dispatcher:
@@ -55,13 +65,15 @@ class Dispatcher:
         self._executor = executor
         self._runtime = runtime
         self._post = post
-        self._scopes: dict[TaskKey, anyio.CancelScope] = {}
+        self._quick = executor if isinstance(executor, QuickStarts) else None
+        self._stops: dict[TaskKey, Callable[[], None]] = {}  # running tries: what stops each
         self._state_identity = state_identity(settings)
+        task_group.start_soon(self._stop_all_on_exit)
 
     @property
     def running(self) -> int:
         """How many tries are running now."""
-        return len(self._scopes)
+        return len(self._stops)
 
     def act(self, step: Step) -> None:
         """Do what a committed step decided: stop and start tries, call callbacks."""
@@ -74,18 +86,26 @@ class Dispatcher:
 
     def start(self, tries: Iterable[TaskInstance]) -> None:
         for ti in tries:
-            self._tg.start_soon(self._execute, ti)
+            crashpoint("task_dispatched")
+            try:
+                job = self._job(ti)
+            except (KeyError, IndexError, TypeError) as error:
+                message = f"cannot resolve the task's inputs: {type(error).__name__}: {error}"
+                self._post(TryFinished(ti, TaskOutcome(status=Outcome.FAILED, error=message)))
+                continue
+            if not self._start_now(ti, job):
+                self._spawn(ti, job)
 
     def stop(self, tries: Iterable[TaskInstance]) -> None:
         """Cancel these tries, if still running: each reports a "cancelled" outcome."""
         for ti in tries:
-            scope = self._scopes.get(ti.key)
-            if scope is not None:
-                scope.cancel()
+            stop = self._stops.get(ti.key)
+            if stop is not None:
+                stop()
 
     def stop_all(self) -> None:
-        for scope in list(self._scopes.values()):
-            scope.cancel()
+        for stop in list(self._stops.values()):
+            stop()
 
     def call_task_callback(self, ti: TaskInstance, hook: str) -> None:
         for callback in _callables(getattr(ti.task.options, hook)):
@@ -98,27 +118,67 @@ class Dispatcher:
             for callback in _callables(getattr(run.dag, hook)):
                 self._tg.start_soon(_call_safely, callback, run.run_id, hook)
 
-    async def _execute(self, ti: TaskInstance) -> None:
-        set_runtime(self._runtime)  # async tasks (poking sensors) run in this task
-        outcome = TaskOutcome(status=Outcome.FAILED, error="cancelled")
-        with anyio.CancelScope() as scope:
-            self._scopes[ti.key] = scope
-            try:
-                outcome = await self._run_try(ti)
-            finally:
-                del self._scopes[ti.key]
-        self._post(TryFinished(ti, outcome))
-
-    async def _run_try(self, ti: TaskInstance) -> TaskOutcome:
-        crashpoint("task_dispatched")
+    async def _stop_all_on_exit(self) -> None:
+        """When the engine's task group closes, stop the tries that have no task in it too."""
         try:
-            job = self._job(ti)
-        except (KeyError, IndexError, TypeError) as error:
-            return TaskOutcome(
-                status=Outcome.FAILED,
-                error=f"cannot resolve the task's inputs: {type(error).__name__}: {error}",
-            )
-        outcome = await self._executor.execute(job, ti.task)
+            await anyio.sleep_forever()
+        finally:
+            self.stop_all()
+
+    def _start_now(self, ti: TaskInstance, job: TaskJob) -> bool:
+        """Start a sync try without a task, if the executor can; False if not."""
+        if self._quick is None:
+            return False
+
+        def report(outcome: TaskOutcome, log_capped: bool) -> None:
+            del self._stops[ti.key]
+            if log_capped:
+                self._post(TryFinished(ti, outcome))
+            else:  # the executor appended to the log: a task caps it, off the loop
+                self._spawn(ti, job, outcome)
+
+        stop = self._quick.start_now(job, ti.task, report)
+        if stop is None:
+            return False
+
+        def stopped() -> None:
+            del self._stops[ti.key]
+            self._post(TryFinished(ti, _CANCELLED))
+
+        def cancel() -> None:
+            self._stops[ti.key] = _stopping  # still running until its code is stopped
+            stop(stopped)
+
+        self._stops[ti.key] = cancel
+        return True
+
+    def _spawn(self, ti: TaskInstance, job: TaskJob, outcome: TaskOutcome | None = None) -> None:
+        """Run the try in a task of its own (or, given its `outcome`, only cap its log there).
+
+        Its scope is made and counted now: the try is running from this moment, not from
+        its task's first turn.
+        """
+        scope = anyio.CancelScope()
+        self._stops[ti.key] = scope.cancel
+        self._tg.start_soon(self._execute, ti, job, scope, outcome)
+
+    async def _execute(
+        self, ti: TaskInstance, job: TaskJob, scope: anyio.CancelScope, outcome: TaskOutcome | None
+    ) -> None:
+        set_runtime(self._runtime)  # async tasks (poking sensors) run in this task
+        ended = _CANCELLED
+        with scope:
+            try:
+                ended = await self._run_try(ti, job, outcome)
+            finally:
+                del self._stops[ti.key]
+        self._post(TryFinished(ti, ended))
+
+    async def _run_try(
+        self, ti: TaskInstance, job: TaskJob, outcome: TaskOutcome | None
+    ) -> TaskOutcome:
+        if outcome is None:
+            outcome = await self._executor.execute(job, ti.task)
         limit = self._settings.task_log_max_bytes
         if job.context.log_path and log_over_cap(job.context.log_path, limit):
             await anyio.to_thread.run_sync(cap_log, job.context.log_path, limit)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orchestrator.state import RunState, TaskState, check_run_transition, check_task_transition
+from orchestrator.state import RunState, TaskState, check_run_transition
 from orchestrator.store.alertrows import AlertRecord
+from orchestrator.store.folding import InsertFolding, checked_move, previous_move
 from orchestrator.store.records import (
     DagGrid,
     DagRecord,
@@ -26,7 +27,6 @@ from orchestrator.store.records import (
     TriggerRecord,
     TryRecord,
     WebhookRecord,
-    check_task_state_fields,
 )
 
 TaskKey = tuple[str, str, int]  # (run_id, task_id, map_index)
@@ -50,6 +50,7 @@ class WriteBatch:
     """
 
     ops: list[Op] = field(default_factory=list)
+    _folding: InsertFolding = field(default_factory=InsertFolding, repr=False, compare=False)
 
     def __bool__(self) -> bool:
         return bool(self.ops)
@@ -74,8 +75,11 @@ class WriteBatch:
         self.ops.append(Op(kind, {"run_id": run_id, "old": old, "new": new, "at": at}))
 
     def add_task_instances(self, task_instances: list[TaskInstanceRecord]) -> None:
-        """New rows for an existing run (the instances of an expanded task)."""
-        self.ops.append(Op("add_task_instances", {"task_instances": task_instances}))
+        """New rows for an existing run; their moves in this batch fold into the insert."""
+        moved = self._folding.inserted(task_instances)
+        self.ops.append(
+            Op("add_task_instances", {"task_instances": task_instances, "moved": moved})
+        )
 
     def set_task_state(self, key: TaskKey, old: TaskState, new: TaskState, **fields: Any) -> None:
         """Move a task instance; `fields` sets columns of TaskInstanceRecord on the same row.
@@ -83,7 +87,9 @@ class WriteBatch:
         Allowed fields: try_number, max_tries, queued_at, started_at, ended_at, next_retry_at,
         error, next_call, interrupted_tries.
         """
-        self.ops.append(Op("set_task_state", self._fold_move(key, old, new, fields)))
+        move = checked_move(key, old, new, fields)
+        if not self._folding.fold(key, old, new, fields):
+            self.ops.append(Op("set_task_state", previous_move(self.ops, move)))
 
     def open_deferral(
         self,
@@ -99,31 +105,22 @@ class WriteBatch:
         number: one statement per row and kind cost the writer more than the rest of arming
         100,000 sensors. The move is guarded by `old` just as `set_task_state`'s is.
         """
-        move = self._fold_move(key, old, TaskState.DEFERRED, fields)
+        move = checked_move(key, old, TaskState.DEFERRED, fields)
+        folded = self._folding.fold(key, old, TaskState.DEFERRED, fields)
+        if not folded:
+            move = previous_move(self.ops, move)
         last = self.ops[-1] if self.ops else None
         if last is None or last.kind != "open_deferrals":
             last = Op("open_deferrals", {"moves": [], "tries": [], "triggers": []})
             self.ops.append(last)
-        last.args["moves"].append(move)
+        if not folded:
+            last.args["moves"].append(move)
         last.args["tries"].append(attempt)
         last.args["triggers"].append(trigger)
 
-    def _fold_move(
-        self, key: TaskKey, old: TaskState, new: TaskState, fields: dict[str, Any]
-    ) -> dict[str, Any]:
-        """A move's arguments, taking over the move of the same row just before it, if any."""
-        check_task_transition(old, new)
-        check_task_state_fields(fields)
-        last = self.ops[-1].args if self.ops and self.ops[-1].kind == "set_task_state" else {}
-        if last.get("key") == key and last["new"] is old:
-            # The row moves on at once (scheduled, queued, then running): one UPDATE from the
-            # first state to the last, guarded by the first, instead of one per move.
-            self.ops.pop()
-            old, fields = last["old"], {**last["fields"], **fields}
-        return {"key": key, "old": old, "new": new, "fields": fields}
-
     def note_waiting(self, key: TaskKey, reason: str | None) -> None:
         """Say why a task instance in `none` does not start yet (None: it no longer waits)."""
+        self._folding.close(key)
         self.ops.append(Op("note_waiting", {"key": key, "reason": reason}))
 
     def start_try(self, attempt: TryRecord) -> None:
@@ -141,6 +138,7 @@ class WriteBatch:
 
     def set_next_call(self, key: TaskKey, next_call_json: str | None) -> None:
         """Record how a deferred task instance goes on, without moving it."""
+        self._folding.close(key)
         self.ops.append(Op("set_next_call", {"key": key, "next_call": next_call_json}))
 
     def reopen_try(self, key: TaskKey, try_number: int, *, at: float) -> None:
@@ -207,6 +205,8 @@ class WriteBatch:
         Only for the rows of an expanded task that a clear made obsolete: the placeholder of a
         task that never expanded, or elements its new list no longer has.
         """
+        for key in keys:
+            self._folding.close(key)
         self.ops.append(Op("delete_task_instances", {"keys": keys}))
 
     def put_token(self, token: TokenRecord) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.state import RunState, TaskState
+from orchestrator.store.quickinit import quick_init
 
 # The columns `set_task_state` may set beside the state. Checked here, where the batch is built,
 # so a typo fails at its call site; the SQLite store checks again because they become SQL.
@@ -68,6 +69,7 @@ class RunRecord:
     damaged: str | None = None  # why part of the stored row cannot be read (conf then {})
 
 
+@quick_init  # made by the hundred thousand when sensors arm and re-arm
 @dataclass(frozen=True, kw_only=True)
 class TaskInstanceRecord:
     run_id: str
@@ -95,6 +97,7 @@ class TaskInstanceRecord:
         return (self.run_id, self.task_id, self.map_index)
 
 
+@quick_init  # made by the hundred thousand when sensors arm and re-arm
 @dataclass(frozen=True, kw_only=True)
 class TryRecord:
     """One attempt of a task instance, with its own log file."""
@@ -111,6 +114,7 @@ class TryRecord:
     pid: int | None = None
 
 
+@quick_init  # made by the hundred thousand when sensors arm and re-arm
 @dataclass(frozen=True, kw_only=True)
 class TriggerRecord:
     """A trigger a deferred task instance waits on, as stored: rebuilt from it after a restart."""

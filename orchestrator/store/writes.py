@@ -23,6 +23,7 @@ from orchestrator.store.alertrows import ALERT_HANDLERS
 from orchestrator.store.apiwrites import API_HANDLERS
 from orchestrator.store.base import Op, TaskKey
 from orchestrator.store.eventwrites import EVENT_HANDLERS
+from orchestrator.store.folding import Moved
 from orchestrator.store.records import (
     DagRecord,
     ImportErrorRecord,
@@ -79,6 +80,7 @@ _SAVE_RESULT = """
         value = excluded.value, size = excluded.size
 """
 _TASK_KEY = "run_id = ? AND task_id = ? AND map_index = ?"
+_TASK_INSTANCE_COLUMN = {name: i for i, name in enumerate(TASK_INSTANCE_COLUMNS.split(", "))}
 # A cleared run runs again: it has not ended. started_at is set anew when it is admitted.
 _REQUEUE_RUN = "UPDATE runs SET state = ?, ended_at = NULL WHERE run_id = ? AND state = ?"
 # Children first: the foreign keys cascade too, but a store must not depend on that pragma.
@@ -147,9 +149,23 @@ def _run_collision(connection: Connection, run: RunRecord) -> StoreError | None:
     return None
 
 
-def _add_task_instances(connection: Connection, task_instances: list[TaskInstanceRecord]) -> None:
+def _add_task_instances(
+    connection: Connection, task_instances: list[TaskInstanceRecord], moved: Moved | None = None
+) -> None:
+    """Insert the rows, each in the last state its batch moved it to (`store.folding`)."""
     params = [task_instance_params(ti) for ti in task_instances]
+    if moved:
+        params = [_moved_params(row, moved.get(row[:3])) for row in params]
     connection.executemany(_INSERT_TASK_INSTANCE, params)
+
+
+def _moved_params(row: tuple[Any, ...], columns: dict[str, Any] | None) -> tuple[Any, ...]:
+    if columns is None:
+        return row
+    values = list(row)
+    for name, value in columns.items():
+        values[_TASK_INSTANCE_COLUMN[name]] = value
+    return tuple(values)
 
 
 def _set_run_state(

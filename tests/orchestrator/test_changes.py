@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+import pytest
+
 from orchestrator.changes import Change, EventRecorded, RunChanged, TaskChanged, endings
 from orchestrator.state import RunState, TaskState
 
@@ -27,3 +32,22 @@ def test_endings_keeps_finished_tasks_and_runs_in_order_and_nothing_else() -> No
     assert endings(changes) == expected
     # What arming a sensor announces: nothing for those that read endings only.
     assert endings([_task(TaskState.SCHEDULED), _task(TaskState.DEFERRED)]) == []
+
+
+def test_a_task_change_made_quickly_is_the_same_frozen_value() -> None:
+    fields: dict[str, Any] = {
+        "run_id": "r",
+        "dag_id": "d",
+        "task_id": "t",
+        "map_index": 2,
+        "state": TaskState.DEFERRED,
+        "try_number": 1,
+        "at": 5.0,
+        "error": "e",
+        "log_path": "t.log",
+    }
+    quick = TaskChanged.of(**fields)
+    assert quick == TaskChanged(**fields) and hash(quick) == hash(TaskChanged(**fields))
+    assert dataclasses.asdict(quick) == fields
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        quick.state = TaskState.SUCCESS  # type: ignore[misc]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,9 +22,10 @@ from triggerkit import (
 
 from helpers import bag_of
 from orchestrator import DAG, BaseOperator, TaskContext, task
-from orchestrator.authoring.defer import Defer, defer
+from orchestrator.authoring.defer import Defer, defer, deferral_of
 from orchestrator.clock import FakeClock
 from orchestrator.config import Settings
+from orchestrator.scheduling.deferred import _next_call
 from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState, TaskState
 from orchestrator.store import open_store
@@ -411,3 +413,26 @@ async def test_a_time_trigger_fires_on_the_injected_clock(make_settings: Setting
         await until_state(engine, run_id, "later", TaskState.DEFERRED)
         clock.advance(3600)
         assert (await engine.wait(run_id)).state is RunState.SUCCESS
+
+
+def test_deferrals_that_finish_with_their_event_share_one_encoded_next_call() -> None:
+    first = deferral_of(Defer(TimeTrigger(moment=1.0), timeout=60), None)
+    again = deferral_of(Defer(TimeTrigger(moment=2.0), timeout=60), None)
+    other = deferral_of(Defer(TimeTrigger(moment=1.0), timeout=60, on_timeout="skip"), None)
+    resumed = deferral_of(Defer(TimeTrigger(moment=1.0), resume="go_on", kwargs={"a": 1}), None)
+
+    shared = _next_call(first)
+    assert _next_call(again) is shared
+    for deferral in (first, other, resumed):
+        call, text = _next_call(deferral)
+        assert (
+            json.loads(text)
+            == call
+            == {
+                "target": deferral.resume,
+                "kwargs": deferral.resume_kwargs,
+                "on_timeout": deferral.on_timeout,
+                "timeout": deferral.timeout,
+            }
+        )
+    assert _next_call(other) is not shared and _next_call(resumed) is not _next_call(resumed)

@@ -325,6 +325,12 @@ def garbage():
     threading.Event().wait()
 
 @task
+def not_an_outcome():
+    _protocol().write(b'{"status": "splendid"}\\n')
+    _protocol().flush()
+    threading.Event().wait()
+
+@task
 def endless():
     _protocol().write(b"x" * 200_000)
     _protocol().flush()
@@ -337,6 +343,7 @@ def endless():
     [
         ("garbage", "the worker process sent a reply that is not JSON"),
         ("endless", "the worker process sent a reply longer than 65736 bytes"),
+        ("not_an_outcome", "the worker process sent a reply that is not an outcome"),
     ],
 )
 async def test_a_reply_that_breaks_the_protocol_kills_the_worker(
@@ -498,3 +505,188 @@ def block():
     events["release"].set()
     assert await anyio.to_thread.run_sync(events["finished"].wait, 30)
     assert "finished after all" in dag_file.log("block")  # its log stayed open for it
+
+
+# -- sync tries started without a task: in a thread or on an idle worker -------------------------
+
+
+class Reports:
+    """What `start_now` reports, and an event per report to wait on."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[tuple[TaskOutcome, bool]] = []
+        self.arrived = anyio.Event()
+
+    def __call__(self, outcome: TaskOutcome, log_capped: bool) -> None:
+        self.outcomes.append((outcome, log_capped))
+        self.arrived.set()
+
+
+async def test_a_thread_try_started_without_a_task_reports_its_outcome(tmp_path: Path) -> None:
+    dag_file = DagFile(tmp_path, "@task\ndef double(x):\n    print('doubling')\n    return 2 * x\n")
+    reports = Reports()
+    async with Executor.open(slots=1) as executor:
+        job = dag_file.job("double", 21, in_process=True, timeout=60)
+        assert executor.start_now(job, dag_file.task("double"), reports) is not None
+        await reports.arrived.wait()
+        assert executor.statistics.tasks_run == 1
+    [(outcome, log_capped)] = reports.outcomes
+    assert result(outcome) == 42 and log_capped  # its log was capped while it was written
+    assert "doubling" in dag_file.log("double")
+
+
+async def test_a_try_starts_without_a_task_only_on_a_free_thread_or_idle_worker(
+    tmp_path: Path,
+) -> None:
+    dag_file = DagFile(
+        tmp_path, "@task\ndef sync_one():\n    pass\n\n@task\nasync def async_one():\n    pass\n"
+    )
+    reports = Reports()
+    async with Executor.open(slots=1) as executor:
+        worker_job = dag_file.job("sync_one")  # no worker is idle: none was started yet
+        assert executor.start_now(worker_job, dag_file.task("sync_one"), reports) is None
+        loop_job = dag_file.job("async_one", in_process=True)
+        assert executor.start_now(loop_job, dag_file.task("async_one"), reports) is None
+        thread_job = dag_file.job("sync_one", in_process=True)
+        assert executor.start_now(thread_job, dag_file.task("sync_one"), reports)
+        # The one slot's thread is taken: the next try has to wait, in a task (`execute`).
+        assert executor.start_now(thread_job, dag_file.task("sync_one"), reports) is None
+        await reports.arrived.wait()
+    assert [outcome.status for outcome, _ in reports.outcomes] == [Outcome.SUCCESS]
+
+
+BLOCKING_TASK = """
+release, finished = threading.Event(), threading.Event()
+
+@task
+def block():
+    release.wait()
+    print("finished after all")
+    finished.set()
+"""
+
+
+async def test_a_thread_try_without_a_task_times_out_and_its_thread_is_abandoned(
+    tmp_path: Path,
+) -> None:
+    dag_file = DagFile(tmp_path, BLOCKING_TASK)
+    task = dag_file.task("block")
+    events: dict[str, threading.Event] = task.function.__globals__  # type: ignore[attr-defined]
+    reports = Reports()
+    async with Executor.open(slots=1) as executor:
+        job = dag_file.job("block", timeout=0.01, in_process=True)
+        assert executor.start_now(job, task, reports) is not None
+        await reports.arrived.wait()
+        events["release"].set()
+        assert await anyio.to_thread.run_sync(events["finished"].wait, 30)
+    timed_out = TaskOutcome(
+        status=Outcome.FAILED, error="timed out after 0.01 s (execution_timeout)"
+    )
+    assert reports.outcomes == [(timed_out, False)]  # the notice was appended past the cap
+    assert "finished after all" in dag_file.log("block")
+
+
+async def test_an_abandoned_thread_try_reports_nothing_and_frees_its_slot(tmp_path: Path) -> None:
+    dag_file = DagFile(tmp_path, BLOCKING_TASK + "\n@task\ndef quick():\n    return 1\n")
+    task = dag_file.task("block")
+    events: dict[str, threading.Event] = task.function.__globals__  # type: ignore[attr-defined]
+    abandoned, reports = Reports(), Reports()
+    async with Executor.open(slots=1) as executor:
+        job = dag_file.job("block", timeout=60, in_process=True)
+        stop = executor.start_now(job, task, abandoned)
+        assert stop is not None
+        stopped: list[str] = []
+        stop(lambda: stopped.append("stopped"))
+        assert stopped == ["stopped"]  # at once: the thread is abandoned
+        quick = dag_file.job("quick", in_process=True)
+        assert executor.start_now(quick, dag_file.task("quick"), reports) is not None
+        await reports.arrived.wait()
+        events["release"].set()
+        assert await anyio.to_thread.run_sync(events["finished"].wait, 30)
+        assert executor.statistics.tasks_run == 1
+    assert abandoned.outcomes == []
+    assert [result(outcome) for outcome, _ in reports.outcomes] == [1]
+
+
+async def worker_started(executor: Executor, dag_file: DagFile) -> int:
+    """Run `pid` once, so that a worker is idle; its pid."""
+    outcome = await executor.execute(dag_file.job("pid", try_number=99), dag_file.task("pid"))
+    pid: int = result(outcome)
+    return pid
+
+
+async def test_a_worker_try_started_without_a_task_reports_its_outcome(tmp_path: Path) -> None:
+    dag_file = DagFile(tmp_path, CRASHING_TASKS)
+    reports = Reports()
+    async with Executor.open(slots=1) as executor:
+        pid = await worker_started(executor, dag_file)
+        assert executor.start_now(dag_file.job("pid"), dag_file.task("pid"), reports)
+        await reports.arrived.wait()
+        statistics = executor.statistics
+    [(outcome, log_capped)] = reports.outcomes
+    assert result(outcome) == pid and log_capped  # on the idle worker; its pipe capped the log
+    assert (statistics.tasks_run, statistics.workers_started) == (2, 1)
+
+
+async def test_a_worker_that_dies_in_a_try_without_a_task_is_reported_and_replaced(
+    tmp_path: Path,
+) -> None:
+    dag_file = DagFile(tmp_path, CRASHING_TASKS)
+    reports = Reports()
+    async with Executor.open(slots=1) as executor:
+        before = await worker_started(executor, dag_file)
+        assert executor.start_now(dag_file.job("vanish"), dag_file.task("vanish"), reports)
+        await reports.arrived.wait()
+        after = await worker_started(executor, dag_file)
+        statistics = executor.statistics
+    died = TaskOutcome(status=Outcome.FAILED, error="worker process died: exit code 7")
+    assert reports.outcomes == [(died, False)]
+    assert "worker process died: exit code 7" in dag_file.log("vanish")
+    assert before != after
+    assert (statistics.workers_started, statistics.workers_crashed) == (2, 1)
+
+
+async def test_a_worker_try_without_a_task_times_out_or_stops_and_its_worker_is_killed(
+    tmp_path: Path,
+) -> None:
+    dag_file = DagFile(tmp_path, CRASHING_TASKS + HANGS_AFTER_WRITING_PID)
+    timed_out, cancelled = Reports(), Reports()
+    stopped = anyio.Event()
+    async with Executor.open(slots=1) as executor:
+        await worker_started(executor, dag_file)
+        fifos = [open_fifo(tmp_path / f"pids-{try_number}") for try_number in (1, 2)]
+        hang = dag_file.task("hang")
+        job = dag_file.job("hang", str(tmp_path / "pids-1"), timeout=0.2)
+        assert executor.start_now(job, hang, timed_out)
+        await timed_out.arrived.wait()
+        await worker_started(executor, dag_file)
+        job = dag_file.job("hang", str(tmp_path / "pids-2"), try_number=2, timeout=3600)
+        stop = executor.start_now(job, hang, cancelled)
+        assert stop is not None
+        hanging = int(await read_fifo_line(fifos[1]))
+        stop(stopped.set)
+        await stopped.wait()
+        statistics = executor.statistics
+    notice = TaskOutcome(status=Outcome.FAILED, error="timed out after 0.2 s (execution_timeout)")
+    assert timed_out.outcomes == [(notice, False)]
+    assert cancelled.outcomes == []
+    assert statistics.workers_killed == 2
+    assert not is_running(hanging)
+    for fifo in fifos:
+        os.close(fifo)
+
+
+async def test_closing_the_executor_kills_the_worker_of_a_try_without_a_task(
+    tmp_path: Path,
+) -> None:
+    dag_file = DagFile(tmp_path, CRASHING_TASKS + HANGS_AFTER_WRITING_PID)
+    fifo = open_fifo(tmp_path / "pids")
+    reports = Reports()
+    async with Executor.open(slots=1) as executor:
+        await worker_started(executor, dag_file)
+        job = dag_file.job("hang", str(tmp_path / "pids"))
+        assert executor.start_now(job, dag_file.task("hang"), reports)
+        hanging = int(await read_fifo_line(fifo))
+    assert not is_running(hanging)
+    assert reports.outcomes == []
+    os.close(fifo)

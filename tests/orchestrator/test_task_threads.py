@@ -71,3 +71,52 @@ async def test_a_caller_that_stops_waiting_abandons_the_call_which_runs_to_its_e
     assert threads.threads == 0
     with pytest.raises(RuntimeError, match="closed"):
         await threads.run(threading.current_thread)
+
+
+async def test_a_call_started_without_a_task_is_answered_in_the_loop() -> None:
+    threads = TaskThreads(1)
+    answers: list[tuple[bool, object]] = []
+    answered = anyio.Event()
+
+    def deliver(answer: tuple[bool, object]) -> None:
+        answers.append(answer)
+        answered.set()
+
+    try:
+        _VALUE.set("the try")
+        assert threads.start(_VALUE.get, deliver) is not None
+        assert threads.start(_VALUE.get, deliver) is None  # the one call allowed is running
+        await answered.wait()
+        assert answers == [(True, "the try")]
+        assert threads.start(_VALUE.get, deliver) is not None  # the answer freed the token
+    finally:
+        threads.close()
+
+
+async def test_an_abandoned_call_is_never_answered_and_frees_its_token_at_once() -> None:
+    threads = TaskThreads(1)
+    release = threading.Event()
+    ran: list[threading.Thread] = []
+    late: list[tuple[bool, object]] = []
+    answers: list[tuple[bool, object]] = []
+    answered = anyio.Event()
+
+    def blocked() -> None:
+        ran.append(threading.current_thread())
+        release.wait(30)
+
+    def deliver(answer: tuple[bool, object]) -> None:
+        answers.append(answer)
+        answered.set()
+
+    abandon = threads.start(blocked, late.append)
+    assert abandon is not None
+    abandon()
+    assert threads.start(threading.current_thread, deliver) is not None
+    await answered.wait()
+    assert answers[0][1] is not ran[0]
+    release.set()
+    threads.close()
+    # The thread handed its answer to the loop before it stopped: the answer went to nobody.
+    await anyio.to_thread.run_sync(ran[0].join, 30)
+    assert not ran[0].is_alive() and late == []
