@@ -87,6 +87,10 @@ class FakeClock:
         """How many waits are pending (a test can wait until the engine is asleep)."""
         return len(self._sleepers)
 
+    def deadlines(self) -> list[float]:
+        """The pending waits' deadlines, soonest first (a test can wait for a given one)."""
+        return sorted(deadline for deadline, _, _ in self._sleepers)
+
 
 class Deadlines(Generic[Item]):
     """Items due at moments of a clock, in one heap: one task serves them all with `next_due()`.

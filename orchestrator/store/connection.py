@@ -12,6 +12,7 @@ import shlex
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TypeVar, cast
 
@@ -40,6 +41,21 @@ async def run_in_connection_thread(
     """
     execute = cast(Callable[..., Awaitable[Result]], connection._execute)  # untyped upstream
     return await execute(work, connection._conn)
+
+
+def post_to_connection_thread(
+    connection: aiosqlite.Connection, work: Callable[[sqlite3.Connection], object]
+) -> None:
+    """Queue `work` for the connection's thread and return at once: nothing comes back.
+
+    For work that answers its callers itself: a group commit wakes the event loop once for
+    all of its callers, where awaiting `run_in_connection_thread` costs the loop a wake-up to
+    resume the awaiting task, and that task then wakes each caller. This is the queue
+    `_execute` puts its calls on, in the same order; a call with no future gets no answer,
+    and what it raises is dropped, so `work` must catch what it can raise.
+    """
+    call = partial(work, connection._conn)  # `_conn` raises ValueError once closed
+    connection._tx.put_nowait((None, call))
 
 
 def check_synchronous(level: str) -> str:

@@ -1,6 +1,6 @@
 """`SqliteStore`: the store on one SQLite file, and `open_store`, the only way to get one.
 
-One writer connection, driven by a single writer task with group commit (see `writer.py`),
+One writer connection, whose own thread commits in groups (group commit, see `writer.py`),
 and one separate read-only connection for every read, so reads never queue behind a
 transaction and, in WAL mode, always see the last committed state.
 """
@@ -318,8 +318,8 @@ async def open_store(
 ) -> AsyncIterator[SqliteStore]:
     """Open the store in `state_dir`, migrating its schema; close it cleanly on exit.
 
-    For writing, `state_dir` is created if needed and the writer task runs until the block
-    ends; leaving it commits what is already queued first. `readonly` creates no directory and
+    For writing, `state_dir` is created if needed and the writer runs until the block ends;
+    leaving it commits what is already queued first. `readonly` creates no directory and
     no database, refuses commits, and fails if there is no database yet or its schema is not
     current. (Like any reader of a WAL database, SQLite itself may add its `-wal` and `-shm`
     companion files beside an existing database; they hold no data until a writer comes.

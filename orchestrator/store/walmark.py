@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sqlite3
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -108,27 +109,30 @@ class WalMarker:
         if _read_marker_file(self._path_text) != _DIRTY:
             self._write_durably(_DIRTY)
 
-    async def checkpoint(self, connection: aiosqlite.Connection) -> bool:
+    def checkpoint(self, connection: sqlite3.Connection) -> bool:
         """Save every commit into the main file and mark `clean`; False if readers prevented it.
 
-        The checkpoint does not wait for readers (busy timeout 0): a reader in the middle of
-        a long read would otherwise hold up every commit queued behind it.
+        Blocking: run it in the writer connection's thread, in one trip there, so that none of
+        the writer's own transactions falls between its statements (one would find this
+        `BEGIN` open, or the busy timeout at 0). The checkpoint does not wait for readers (busy
+        timeout 0): a reader in the middle of a long read would otherwise hold up every commit
+        queued behind it.
         """
-        await connection.execute("PRAGMA busy_timeout = 0")
+        connection.execute("PRAGMA busy_timeout = 0")
         try:
-            rows = list(await connection.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))
+            rows = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         finally:
-            await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if not rows or rows[0][0] != 0:
             return False
-        await connection.execute("BEGIN IMMEDIATE")
+        connection.execute("BEGIN IMMEDIATE")
         try:
             if wal_is_empty(self._db_path):  # nothing committed since the checkpoint
                 self._path.write_bytes(_CLEAN)  # not fsynced: losing it only leaves `dirty`
                 return True
             return False
         finally:
-            await connection.execute("ROLLBACK")
+            connection.execute("ROLLBACK")
 
     def _write_durably(self, content: bytes) -> None:
         created = not self._path.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -192,3 +193,43 @@ async def test_a_failed_batch_applies_nothing_and_fails_again_on_retry(
             await store.commit(batch)
         assert (await states(store))["extract"] == TaskState.NONE
         assert store.statistics().transactions == 1
+
+
+async def test_a_writer_whose_connection_closed_under_it_fails_the_batch_at_once(
+    state_dir: Path, create_run_batch: NewBatch
+) -> None:
+    async with open_store(state_dir) as store:
+        await store.commit(create_run_batch("r1"))
+        writer_connection = store._writer._connection  # type: ignore[union-attr]
+        await writer_connection.close()  # not the way a store closes: the writer is not told
+        with anyio.fail_after(10), pytest.raises(StoreError, match="was not applied"):
+            await store.commit(schedule("extract"))
+        assert store.statistics().transactions == 1
+
+
+async def test_callers_answered_together_commit_their_next_batches_together(
+    state_dir: Path, create_run_batch: NewBatch
+) -> None:
+    task_ids = [f"t{index:02}" for index in range(60)]
+    steps = [TaskState.NONE, TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING]
+
+    async def advance(task_id: str) -> None:
+        for old, new in itertools.pairwise(steps):
+            batch = WriteBatch()
+            batch.set_task_state(("r1", task_id, -1), old, new)
+            await store.commit(batch)
+
+    async with open_store(state_dir) as store:
+        await store.commit(create_run_batch("r1", tasks=task_ids))
+        before = store.statistics()
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as task_group:
+                for task_id in task_ids:
+                    task_group.start_soon(advance, task_id)
+        after = store.statistics()
+        assert set((await states(store)).values()) == {TaskState.RUNNING}
+    # The first batch may find the writer idle and go alone, the other 59 making the next
+    # group. From then on, the callers one group wakes commit their next batches as one group,
+    # with any left behind: not a group of one, then one of 59, round after round.
+    assert after.batches - before.batches == 180
+    assert after.transactions - before.transactions <= 4
