@@ -481,18 +481,7 @@ async def test_cancelling_an_async_task_cancels_its_code(tmp_path: Path) -> None
 
 
 async def test_a_thread_past_its_timeout_is_abandoned_and_the_try_fails(tmp_path: Path) -> None:
-    dag_file = DagFile(
-        tmp_path,
-        """
-release, finished = threading.Event(), threading.Event()
-
-@task
-def block():
-    release.wait()
-    print("finished after all")
-    finished.set()
-""",
-    )
+    dag_file = DagFile(tmp_path, BLOCKING_TASK)
     task = dag_file.task("block")
     events: dict[str, threading.Event] = task.function.__globals__  # type: ignore[attr-defined]
     async with Executor.open(slots=1) as executor:

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import open_deferral
 from orchestrator.errors import StateConflictError
 from orchestrator.state import TaskState
 from orchestrator.store import (
     RunRecord,
     TaskInstanceRecord,
-    TriggerRecord,
-    TryRecord,
     WriteBatch,
     open_store,
 )
@@ -31,30 +30,6 @@ def _run_and_its_rows(new_run: NewRun) -> tuple[WriteBatch, WriteBatch]:
     return created, inserted
 
 
-def _open_deferral(batch: WriteBatch, task_id: str) -> None:
-    attempt = TryRecord(
-        run_id="r1",
-        task_id=task_id,
-        map_index=-1,
-        try_number=1,
-        state=TaskState.DEFERRED,
-        started_at=5.0,
-        log_path=f"{task_id}.log",
-    )
-    trigger = TriggerRecord(
-        run_id="r1",
-        task_id=task_id,
-        map_index=-1,
-        classpath="triggers.time.TimeTrigger",
-        kwargs={"moment": 9.0},
-        created_at=5.0,
-    )
-    key = ("r1", task_id, -1)
-    batch.open_deferral(
-        key, TaskState.SCHEDULED, attempt, trigger, try_number=1, started_at=5.0, next_call="{}"
-    )
-
-
 def _kinds(batch: WriteBatch) -> list[str]:
     return [op.kind for op in batch.ops]
 
@@ -65,7 +40,7 @@ async def test_sensors_inserted_and_deferred_in_one_batch_are_inserted_deferred(
     created, batch = _run_and_its_rows(new_run)
     for task_id in ("extract", "load"):
         batch.set_task_state(("r1", task_id, -1), TaskState.NONE, TaskState.SCHEDULED)
-        _open_deferral(batch, task_id)
+        open_deferral(batch, task_id, at=5.0)
     assert _kinds(batch) == ["add_task_instances", "open_deferrals"]
     assert batch.ops[1].args["moves"] == []  # no UPDATE behind the INSERT
     async with open_store(state_dir) as store:

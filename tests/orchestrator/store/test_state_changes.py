@@ -8,12 +8,12 @@ from pathlib import Path
 import anyio
 import pytest
 
+from helpers import open_deferral
 from orchestrator.errors import DuplicateRunError, StateConflictError, StoreError
 from orchestrator.state import RunState, TaskState, TransitionError
 from orchestrator.store import (
     DagRecord,
     TaskInstanceRecord,
-    TriggerRecord,
     TryRecord,
     WriteBatch,
     open_store,
@@ -139,28 +139,6 @@ async def test_a_folded_move_lands_whole_and_is_guarded_by_its_first_state(
             await store.commit(again)
 
 
-def _open_deferral(batch: WriteBatch, task_id: str, old: TaskState) -> None:
-    """What the scheduler writes for a sensor deferring at start (`Transitions.open_deferral`)."""
-    attempt = TryRecord(
-        run_id="r1",
-        task_id=task_id,
-        map_index=-1,
-        try_number=1,
-        state=TaskState.DEFERRED,
-        started_at=1.0,
-        log_path=f"{task_id}.log",
-    )
-    trigger = TriggerRecord(
-        run_id="r1",
-        task_id=task_id,
-        map_index=-1,
-        classpath="triggers.time.TimeTrigger",
-        kwargs={"moment": 9.0},
-        created_at=1.0,
-    )
-    batch.open_deferral(("r1", task_id, -1), old, attempt, trigger, try_number=1, next_call="{}")
-
-
 async def test_sensors_deferring_side_by_side_are_one_write_with_every_row(
     state_dir: Path, create_run_batch: NewBatch
 ) -> None:
@@ -169,7 +147,7 @@ async def test_sensors_deferring_side_by_side_are_one_write_with_every_row(
         batch = WriteBatch()
         for task_id in ("extract", "load"):
             batch.set_task_state(("r1", task_id, -1), TaskState.NONE, TaskState.SCHEDULED)
-            _open_deferral(batch, task_id, TaskState.SCHEDULED)
+            open_deferral(batch, task_id)
         assert [op.kind for op in batch.ops] == ["open_deferrals"]
         moves = [(m["old"], m["new"]) for m in batch.ops[0].args["moves"]]
         assert moves == [(TaskState.NONE, TaskState.DEFERRED)] * 2
@@ -193,8 +171,8 @@ async def test_a_bulk_of_deferrals_with_one_row_elsewhere_fails_whole_naming_it(
         scheduled.set_task_state(("r1", "load", -1), TaskState.NONE, TaskState.SCHEDULED)
         await store.commit(scheduled)
         batch = WriteBatch()
-        _open_deferral(batch, "load", TaskState.SCHEDULED)
-        _open_deferral(batch, "extract", TaskState.SCHEDULED)  # it is still none
+        open_deferral(batch, "load")
+        open_deferral(batch, "extract")  # it is still none
         with pytest.raises(
             StateConflictError, match="extract of run r1 from scheduled to deferred: it is none"
         ):
