@@ -306,6 +306,14 @@ class ResultView(Mapping[str, Any]):
 _STILL_DEFERRING = (TaskState.DEFERRED, TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING)
 
 
+def _defers_as_scheduled(ti: TaskInstance) -> bool:
+    """A deferrable sensor leaving `none` is scheduled and deferred in one step (the
+    scheduler's `_make_ready`): `scheduled` is never durable on its own, so only its
+    `deferred` is announced, half the changes when arming 100,000 sensors. A retry, or a
+    sensor resuming on a slot, still announces its `scheduled`."""
+    return ti.state is TaskState.NONE and ti.next_call is None and ti.task.defers_at_start
+
+
 class Transitions:
     """Records every state change three ways at once: memory, the write batch, the change feed."""
 
@@ -324,6 +332,9 @@ class Transitions:
             ti.next_call = None  # finished, or retrying from the start
             fields["next_call"] = None
         self.batch.set_task_state(ti.key, ti.state, new, **fields)
+        if new is TaskState.SCHEDULED and _defers_as_scheduled(ti):
+            ti.run.set_state(ti, new)  # the feed hears `deferred` alone, in this same step
+            return
         self._moved(ti, new, fields)
 
     def open_deferral(

@@ -23,6 +23,7 @@ from triggerkit import (
 from helpers import bag_of
 from orchestrator import DAG, BaseOperator, TaskContext, task
 from orchestrator.authoring.defer import Defer, defer, deferral_of
+from orchestrator.changes import TaskChanged
 from orchestrator.clock import FakeClock
 from orchestrator.config import Settings
 from orchestrator.scheduling.deferred import _next_call
@@ -266,6 +267,41 @@ async def test_soft_fail_skips_on_timeout_and_retries_wait_again(
     assert states["retried"].state is TaskState.SUCCESS
     assert states["retried"].try_number == 2
     assert record.state is RunState.SUCCESS
+
+
+async def test_a_sensor_deferring_at_start_is_announced_once_but_its_retry_is_scheduled_first(
+    make_settings: SettingsFactory,
+) -> None:
+    """`scheduled` then `deferred` in one step: only `deferred` was ever durable, so the feed
+    hears that alone on the first try; a retry still announces its `scheduled`."""
+    clock = FakeClock()
+    with DAG("announced") as dag:
+        GateSensor(task_id="wait", gate="a", timeout=10, retries=1, retry_delay=5)
+
+    async with engine_for(make_settings(), dag, clock=clock) as engine:
+        async with engine.subscribe() as changes:
+            run_id = await engine.trigger("announced")
+            await until_waiting("a")
+            clock.advance(10)
+            await until_state(engine, run_id, "wait", TaskState.UP_FOR_RETRY)
+            clock.advance(5)
+            await until_state(engine, run_id, "wait", TaskState.DEFERRED)
+            open_gate("a", "second try")
+            assert (await engine.wait(run_id)).state is RunState.SUCCESS
+            seen = []
+            while True:
+                try:
+                    seen.append(changes.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+    states = [c.state for c in seen if isinstance(c, TaskChanged)]
+    assert states[:4] == [
+        TaskState.DEFERRED,
+        TaskState.UP_FOR_RETRY,
+        TaskState.SCHEDULED,
+        TaskState.DEFERRED,
+    ]
+    assert states[-1] is TaskState.SUCCESS
 
 
 @pytest.mark.parametrize(
