@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from importlib.metadata import version
 from platform import python_version
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -27,6 +27,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 from orchestrator.changes import Change, EventRecorded, RunChanged, TaskChanged
 from orchestrator.metrics.collector import EngineCollector
@@ -47,6 +48,7 @@ DURATION_BUCKETS = (
     86400,
 )  # fmt: skip
 _TaskKey = tuple[str, str, int]
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
 
 
 class EngineMetrics:
@@ -60,6 +62,7 @@ class EngineMetrics:
         self._running_since: dict[_TaskKey, float] = {}
         self._events: dict[str, tuple[str, float]] = {}  # run id -> (its event's kind, received)
         self._stop: Callable[[], None] = _nothing
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
 
     @classmethod
     def attach(cls, engine: Engine) -> EngineMetrics:
@@ -138,11 +141,21 @@ class EngineMetrics:
             name, documentation, labels, registry=self.registry, buckets=DURATION_BUCKETS
         )
 
+    def _child(self, metric: _Metric, *values: str) -> _Metric:
+        """`metric.labels(*values)`, kept: a webhook's run asks for seven children as it goes.
+
+        (`labels()` checks and joins its values each time; the child it returns is the same.)
+        """
+        child = self._children.get((metric, values))
+        if child is None:
+            child = self._children[metric, values] = metric.labels(*values)
+        return child  # type: ignore[return-value]  # the same class as `metric`
+
     # -- facts from elsewhere -------------------------------------------------------------------
 
     def webhook_delivery(self, outcome: str, reason: str = "") -> None:
         """Count a webhook delivery: created, duplicate, ignored, or refused for `reason`."""
-        self.webhook_deliveries.labels(outcome=outcome, reason=reason).inc()
+        self._child(self.webhook_deliveries, outcome, reason).inc()
 
     def event_started_run(self, run_id: str, source: str, received_at: float) -> None:
         """An event started `run_id`: its first task's start is timed from `received_at`."""
@@ -164,19 +177,19 @@ class EngineMetrics:
         labels = (change.dag_id, change.task_id)
         began = self._running_since.pop(key, None)
         if began is not None:
-            self.task_duration.labels(*labels).observe(max(0.0, change.at - began))
+            self._child(self.task_duration, *labels).observe(max(0.0, change.at - began))
         if change.state is TaskState.SCHEDULED:
             self._ready_at[key] = change.at
         elif change.state is TaskState.RUNNING:
             self._running_since[key] = change.at
             ready = self._ready_at.pop(key, None)
             if ready is not None:
-                self.task_queued.labels(*labels).observe(max(0.0, change.at - ready))
+                self._child(self.task_queued, *labels).observe(max(0.0, change.at - ready))
         elif change.state is TaskState.UP_FOR_RETRY:
-            self.task_retries.labels(*labels).inc()
+            self._child(self.task_retries, *labels).inc()
         elif change.state.finished:
             self._ready_at.pop(key, None)
-            self.tasks_finished.labels(*labels, change.state.value).inc()
+            self._child(self.tasks_finished, *labels, change.state.value).inc()
         if change.state in (TaskState.RUNNING, TaskState.DEFERRED):
             self._task_started(change)
 
@@ -185,20 +198,20 @@ class EngineMetrics:
         event = self._events.pop(change.run_id, None)
         if event is not None:
             kind, received_at = event
-            self.event_latency.labels(kind).observe(max(0.0, change.at - received_at))
+            self._child(self.event_latency, kind).observe(max(0.0, change.at - received_at))
 
     def _run_changed(self, change: RunChanged) -> None:
         if change.state is RunState.RUNNING:
             self._run_started[change.run_id] = change.at
             if change.scheduled_for is not None:
                 delay = max(0.0, change.at - change.scheduled_for)
-                self.schedule_delay.labels(change.dag_id).observe(delay)
+                self._child(self.schedule_delay, change.dag_id).observe(delay)
         elif change.state.finished:
-            self.runs_finished.labels(change.dag_id, change.state.value).inc()
+            self._child(self.runs_finished, change.dag_id, change.state.value).inc()
             self._events.pop(change.run_id, None)
             began = self._run_started.pop(change.run_id, None)
             if began is not None:
-                self.run_duration.labels(change.dag_id).observe(max(0.0, change.at - began))
+                self._child(self.run_duration, change.dag_id).observe(max(0.0, change.at - began))
 
 
 def _nothing() -> None:

@@ -105,3 +105,20 @@ def test_a_scheduled_run_that_starts_late_and_an_event_run_are_timed() -> None:
 )
 def test_an_event_source_maps_to_a_bounded_kind(source: str, kind: str) -> None:
     assert source_kind(source) == kind
+
+
+def test_kept_children_count_each_label_set_apart_and_across_calls() -> None:
+    metrics = EngineMetrics()
+    for run_id in ("r1", "r2", "r3"):
+        metrics.observe(task_changed("load", TaskState.SUCCESS, START, run_id=run_id))
+    metrics.observe(task_changed("load", TaskState.FAILED, START))
+    for outcome in ("created", "created", "duplicate"):
+        metrics.webhook_delivery(outcome)
+    found = samples(metrics)
+    finished = "orchestrator_task_instances_finished_total"
+    for state, count in (("success", 3), ("failed", 1)):
+        key = (("dag_id", "etl"), ("state", state), ("task_id", "load"))
+        assert found[(finished, key)] == count
+    deliveries = "orchestrator_webhook_deliveries_total"
+    assert found[(deliveries, (("outcome", "created"), ("reason", "")))] == 2
+    assert found[(deliveries, (("outcome", "duplicate"), ("reason", "")))] == 1
