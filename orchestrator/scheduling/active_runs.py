@@ -352,16 +352,16 @@ class Transitions:
 
     def announce(self, ti: TaskInstance) -> None:
         self.changes.append(
-            TaskChanged.of(
-                ti.run.run_id,
-                ti.run.dag.dag_id,
-                ti.task_id,
-                ti.map_index,
-                ti.state,
-                ti.try_number,
-                self.now,
-                ti.error,
-                ti.log_path or None,
+            TaskChanged(
+                run_id=ti.run.run_id,
+                dag_id=ti.run.dag.dag_id,
+                task_id=ti.task_id,
+                map_index=ti.map_index,
+                state=ti.state,
+                try_number=ti.try_number,
+                at=self.now,
+                error=ti.error,
+                log_path=ti.log_path or None,
             )
         )
 

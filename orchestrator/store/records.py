@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.quickinit import quick_init
 from orchestrator.state import RunState, TaskState
-from orchestrator.store.quickinit import quick_init
 
 # The columns `set_task_state` may set beside the state. Checked here, where the batch is built,
 # so a typo fails at its call site; the SQLite store checks again because they become SQL.

@@ -46,8 +46,8 @@ def test_a_task_change_made_quickly_is_the_same_frozen_value() -> None:
         "error": "e",
         "log_path": "t.log",
     }
-    quick = TaskChanged.of(**fields)
-    assert quick == TaskChanged(**fields) and hash(quick) == hash(TaskChanged(**fields))
+    quick = TaskChanged(**fields)
+    assert quick == dataclasses.replace(quick) and hash(quick) == hash(dataclasses.replace(quick))
     assert dataclasses.asdict(quick) == fields
     with pytest.raises(dataclasses.FrozenInstanceError):
         quick.state = TaskState.SUCCESS  # type: ignore[misc]

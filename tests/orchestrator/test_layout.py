@@ -27,6 +27,7 @@ CORE = {
     "descriptors",
     "errors",
     "lazy",
+    "quickinit",
     "policy",
     "settingchecks",
     "signing",

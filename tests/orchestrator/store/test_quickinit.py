@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from orchestrator.quickinit import quick_init
 from orchestrator.state import TaskState
-from orchestrator.store.quickinit import quick_init
 from orchestrator.store.records import TaskInstanceRecord
 
 

@@ -2,10 +2,11 @@
 
 A frozen dataclass's generated `__init__` sets each field through `object.__setattr__`, one
 call per field. Arming 100,000 sensors makes a task instance, a try and a trigger record for
-each, and re-arming them after a restart reads as many: the setattr calls were about half of
-making each. `quick_init` replaces that `__init__` with one that writes the same values into
-the instance's `__dict__` directly. The class stays what `@dataclass` made it (frozen: setting
-a field still raises; equality, hash, repr, `asdict` and `replace` unchanged).
+each (and announces a `TaskChanged`), and re-arming them after a restart reads as many: the
+setattr calls were about half of making each. `quick_init` replaces that `__init__` with one
+that writes the same values into the instance's `__dict__` directly. The class stays what
+`@dataclass` made it (frozen: setting a field still raises; equality, hash, repr, `asdict` and
+`replace` unchanged).
 
 Only for plain records: keyword-only fields with plain defaults, no `__post_init__`, no
 `default_factory`, no slots. Anything else is refused when the class is defined.
