@@ -84,8 +84,10 @@ class DagPlan:
 
     @classmethod
     def of(cls, dag: DAG) -> DagPlan:
-        order = {task_id: index for index, task_id in enumerate(dag.topological_order())}
-        return cls(order=order, priorities=dag.priorities())
+        order, priorities = dag.order_and_priorities()
+        return cls(
+            order={task_id: index for index, task_id in enumerate(order)}, priorities=priorities
+        )
 
 
 class ActiveRun:
