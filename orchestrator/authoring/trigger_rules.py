@@ -56,11 +56,13 @@ def evaluate(
     `all_done_setup_success` reads.
     """
     states = upstream if isinstance(upstream, list | tuple) else list(upstream)
-    if rule is TriggerRule.ALL_SUCCESS and states and _all_succeeded(states):
+    if not states or rule is TriggerRule.ALWAYS:
+        # A root task (every sensor of a fan-in): nothing to wait for, whatever its rule, and
+        # no `Counter` to build (100,000 of them when arming as many sensors).
+        return Verdict.RUN
+    if rule is TriggerRule.ALL_SUCCESS and _all_succeeded(states):
         return Verdict.RUN  # the default rule's usual answer, without counting every state
     counts = Counter(states)
-    if rule is TriggerRule.ALWAYS or not counts:  # a root task: nothing to wait for
-        return Verdict.RUN
     total = sum(counts.values())
     done = sum(n for state, n in counts.items() if state.finished)
     failed = counts[TaskState.FAILED] + counts[TaskState.UPSTREAM_FAILED]

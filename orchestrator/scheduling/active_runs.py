@@ -43,19 +43,19 @@ class TaskInstance:
     timeout_at: float | None = None  # when the current deferral times out
     next_retry_at: float | None = None  # read back after a restart: when its backoff ends
     interrupted_tries: int = 0  # tries cut short by the daemon's death (they cost no retry)
+    # Made once: read five times and more per instance as a sensor arms (a property made a
+    # tuple each time). The run, task and map index of an instance never change.
+    key: tuple[str, str, int] = field(init=False, repr=False)
+    task_id: str = field(init=False, repr=False)
 
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.run.run_id, self.task.task_id, self.map_index)
+    def __post_init__(self) -> None:
+        self.task_id = task_id = self.task.task_id
+        self.key = (self.run.run_id, task_id, self.map_index)
 
     @property
     def resuming(self) -> bool:
         """Scheduled (or running) to resume after its trigger fired, in the same try."""
         return self.next_call is not None and "event" in self.next_call
-
-    @property
-    def task_id(self) -> str:
-        return self.task.task_id
 
     def context(self, log_path: str) -> TaskContext:
         """The context of its current try (made for each try: built directly, not merged)."""
@@ -79,15 +79,15 @@ class TaskInstance:
 class DagPlan:
     """What every run of one DAG shares, computed once: topological order and priorities."""
 
+    ordered: list[str]  # task ids in topological order
     order: dict[str, int]  # task_id -> topological index
     priorities: dict[str, int]  # task_id -> effective priority weight
 
     @classmethod
     def of(cls, dag: DAG) -> DagPlan:
-        order, priorities = dag.order_and_priorities()
-        return cls(
-            order={task_id: index for index, task_id in enumerate(order)}, priorities=priorities
-        )
+        ordered, priorities = dag.order_and_priorities()
+        order = {task_id: index for index, task_id in enumerate(ordered)}
+        return cls(ordered=ordered, order=order, priorities=priorities)
 
 
 class ActiveRun:
@@ -105,6 +105,7 @@ class ActiveRun:
         self.data_interval_end = record.data_interval_end
         self.params = {**dag.params, **{k: v for k, v in record.conf.items() if k in dag.params}}
         self.order = plan.order
+        self._ordered = plan.ordered
         self.priorities = plan.priorities
         #: task_id -> map index -> instance. Read freely; change only through `add_instance`,
         #: `remove_instance` and `set_state`, which keep `_unfinished_instances` in step.
@@ -117,7 +118,8 @@ class ActiveRun:
         self.running = 0
         self.cancelling = False
         self.failure: str | None = None  # a cancel that fails the run (its timeout): why
-        self._dirty: list[tuple[int, str]] = []
+        # Topological indexes of the dirty tasks, a heap (of ints: tuples compare slower).
+        self._dirty: list[int] = []
         self._dirty_set: set[str] = set()
         #: Told when a task is marked dirty, so the scheduler visits only runs with work to do.
         self.on_dirty: Callable[[ActiveRun], None] = _ignore
@@ -140,7 +142,7 @@ class ActiveRun:
         for task_id in task_ids:
             if task_id not in self._dirty_set:
                 self._dirty_set.add(task_id)
-                heapq.heappush(self._dirty, (self.order[task_id], task_id))
+                heapq.heappush(self._dirty, self.order[task_id])
         if self._dirty:
             self.on_dirty(self)
 
@@ -148,7 +150,7 @@ class ActiveRun:
         """The dirty task that comes first in topological order (so cascades settle in one pass)."""
         if not self._dirty:
             return None
-        _, task_id = heapq.heappop(self._dirty)
+        task_id = self._ordered[heapq.heappop(self._dirty)]
         self._dirty_set.discard(task_id)
         return task_id
 
@@ -172,20 +174,20 @@ class ActiveRun:
     def add_instance(self, ti: TaskInstance) -> None:
         """Adopt a task instance (new, or read back from the store)."""
         self.instances[ti.task_id][ti.map_index] = ti
-        if not ti.state.finished:
+        if ti.state not in FINISHED_TASK_STATES:
             self._unfinished_instances[ti.task_id] += 1
 
     def remove_instance(self, ti: TaskInstance) -> None:
         """Forget a task instance whose row is deleted."""
         del self.instances[ti.task_id][ti.map_index]
-        if not ti.state.finished:
+        if ti.state not in FINISHED_TASK_STATES:
             self._unfinished_instances[ti.task_id] -= 1
 
     def set_state(self, ti: TaskInstance, new: TaskState) -> None:
         """Change an instance's state in memory (`Transitions.move` also records it)."""
         finished = new in FINISHED_TASK_STATES
         if (ti.state in FINISHED_TASK_STATES) != finished:  # most moves stay on one side
-            task_id = ti.task.task_id
+            task_id = ti.task_id
             if self.instances[task_id].get(ti.map_index) is ti:  # adopted
                 self._unfinished_instances[task_id] += -1 if finished else 1
         ti.state = new

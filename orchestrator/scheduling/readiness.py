@@ -66,11 +66,12 @@ class Readiness:
 
     def evaluate(self, run: ActiveRun, task: Task, tx: Transitions) -> None:
         """Apply the task's trigger rule, unless it was decided already (or the run cancels)."""
-        instances = run.instances[task.task_id]
-        if run.cancelling or (
-            instances and not all(ti.state is TaskState.NONE for ti in instances.values())
-        ):
+        if run.cancelling:
             return
+        instances = run.instances[task.task_id]
+        for ti in instances.values():
+            if ti.state is not TaskState.NONE:
+                return  # decided already
         rule = task.options.trigger_rule
         setups: list[TaskState] = []  # only a teardown's rule reads them: no walk for others
         if rule is TriggerRule.ALL_DONE_SETUP_SUCCESS:
