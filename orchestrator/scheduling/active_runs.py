@@ -114,6 +114,7 @@ class ActiveRun:
         # instances asks whether its task is done, and scanning them all each time was quadratic.
         self._unfinished_instances: Counter[str] = Counter()
         self.results: dict[str, dict[int, Any]] = {}
+        self._result_view = ResultView(self.results)  # live: `results` changes in place only
         self.unfinished: set[str] = set(dag.tasks)
         self.running = 0
         self.cancelling = False
@@ -169,7 +170,7 @@ class ActiveRun:
 
     def result_view(self) -> ResultView:
         """task_id -> result, with an expanded task's results as a list in map order."""
-        return ResultView(self.results)
+        return self._result_view
 
     def add_instance(self, ti: TaskInstance) -> None:
         """Adopt a task instance (new, or read back from the store)."""
@@ -310,14 +311,6 @@ class ResultView(Mapping[str, Any]):
 _STILL_DEFERRING = (TaskState.DEFERRED, TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING)
 
 
-def _defers_as_scheduled(ti: TaskInstance) -> bool:
-    """A deferrable sensor leaving `none` is scheduled and deferred in one step (the
-    scheduler's `_make_ready`): `scheduled` is never durable on its own, so only its
-    `deferred` is announced, half the changes when arming 100,000 sensors. A retry, or a
-    sensor resuming on a slot, still announces its `scheduled`."""
-    return ti.state is TaskState.NONE and ti.next_call is None and ti.task.defers_at_start
-
-
 class Transitions:
     """Records every state change three ways at once: memory, the write batch, the change feed."""
 
@@ -336,8 +329,17 @@ class Transitions:
             ti.next_call = None  # finished, or retrying from the start
             fields["next_call"] = None
         self.batch.set_task_state(ti.key, ti.state, new, **fields)
-        if new is TaskState.SCHEDULED and _defers_as_scheduled(ti):
-            ti.run.set_state(ti, new)  # the feed hears `deferred` alone, in this same step
+        if (
+            new is TaskState.SCHEDULED
+            and ti.state is TaskState.NONE
+            and ti.next_call is None
+            and ti.task.defers_at_start
+        ):
+            # A deferrable sensor leaving `none` is scheduled and deferred in one step (the
+            # scheduler's `_make_ready`): `scheduled` is never durable on its own, so the feed
+            # hears its `deferred` alone, half the changes when arming 100,000 sensors. A
+            # retry, or a sensor resuming on a slot, still announces its `scheduled`.
+            ti.run.set_state(ti, new)
             return
         self._moved(ti, new, fields)
 

@@ -72,14 +72,15 @@ class Readiness:
         for ti in instances.values():
             if ti.state is not TaskState.NONE:
                 return  # decided already
-        rule = task.options.trigger_rule
+        options = task.options
+        rule = options.trigger_rule
         setups: list[TaskState] = []  # only a teardown's rule reads them: no walk for others
         if rule is TriggerRule.ALL_DONE_SETUP_SUCCESS:
             setups = run.upstream_states(task, setups_only=True)
         verdict = evaluate(rule, run.upstream_states(task), setups)
         if verdict is Verdict.WAIT:
             return
-        if verdict is Verdict.RUN and task.options.depends_on_past:
+        if verdict is Verdict.RUN and options.depends_on_past:
             if self._past.holds(run, task, tx):
                 return
         if task.is_mapped:

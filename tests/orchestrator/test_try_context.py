@@ -38,3 +38,26 @@ def test_a_try_context_carries_the_run_and_the_instance() -> None:
     assert (context.dag_id, context.run_id, context.params) == ("ctx", "r1", {"size": 2})
     assert (context.logical_date, context.data_interval_end) == (10.0, 20.0)
     assert context.conf == {"size": 2, "other": 3}
+
+
+def test_an_instance_key_and_the_result_view_follow_the_run() -> None:
+    """Made once per instance and per run, they read the same as made on each call did."""
+    with DAG("view") as dag:
+
+        @task
+        def work() -> None: ...
+
+        work()
+    record = RunRecord(run_id="r2", dag_id="view", state=RunState.RUNNING, conf={}, queued_at=1.0)
+    run = ActiveRun(record, dag, DagPlan.of(dag))
+    ti = TaskInstance(
+        run=run, task=dag.tasks["work"], map_index=3, state=TaskState.NONE, priority=1
+    )
+    assert (ti.key, ti.task_id) == (("r2", "work", 3), "work")
+    view = run.result_view()
+    assert dict(view) == {}
+    run.results.setdefault("work", {})[1] = "b"
+    run.results["work"][0] = "a"
+    run.results["single"] = {-1: 7}
+    assert run.result_view() is view  # the same live view, reading results as they are now
+    assert dict(view) == {"work": ["a", "b"], "single": 7}
