@@ -261,21 +261,20 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         No folder per task: its mkdir cost more than the try's own file, about doubling the
         system CPU of a no-op in-process try (`bench/overhead_profile.py --logs`).
         """
-        folder, name = self._log_folder_and_name(ti)
-        return f"{folder}/{name}.try-{ti.try_number}.log"
+        return f"{self._log_stem(ti)}.try-{ti.try_number}.log"
 
     def begun_log_path(self, ti: TaskInstance) -> str:
         """The log of a try begun before (resumed or recovered), where its version put it.
 
         A try begun before logs went side by side has it in a task folder: `TASK/try-N.log`.
         """
-        folder, name = self._log_folder_and_name(ti)
-        older = f"{folder}/{name}/try-{ti.try_number}.log"
+        older = f"{self._log_stem(ti)}/try-{ti.try_number}.log"
         return older if os.path.exists(older) else self.log_path(ti)
 
-    def _log_folder_and_name(self, ti: TaskInstance) -> tuple[str, str]:
+    def _log_stem(self, ti: TaskInstance) -> str:
+        """`DAG/RUN/TASK` (`TASK.INDEX` for an expanded task's element), under the logs folder."""
         name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}.{ti.map_index}"
-        return f"{self.log_dir}/{ti.run.dag.dag_id}/{ti.run.run_id}", name
+        return f"{self.log_dir}/{ti.run.dag.dag_id}/{ti.run.run_id}/{name}"
 
     # -- outcomes -------------------------------------------------------------------------------
 
