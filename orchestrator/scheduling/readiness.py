@@ -50,11 +50,11 @@ class Readiness:
 
         A run queued again by a clear has its rows already: returns True for such a run.
         """
-        priorities = run.priorities
+        priorities, instances = run.priorities, run.instances
         records = []
         cleared = False
         for task in run.dag.tasks.values():
-            if run.instances[task.task_id]:
+            if instances[task.task_id]:
                 cleared = True
                 continue
             if task.is_mapped:

@@ -168,8 +168,9 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         """Settle the run's dirty tasks; finish it if nothing is left. True if it finished."""
         if run.state is not RunState.RUNNING or self.runs.get(run.run_id) is not run:
             return False  # queued (admission marks it again) or already gone
-        while (task_id := run.pop_dirty()) is not None:
-            self._readiness.evaluate(run, run.dag.tasks[task_id], tx)
+        evaluate, tasks, pop_dirty = self._readiness.evaluate, run.dag.tasks, run.pop_dirty
+        while (task_id := pop_dirty()) is not None:  # a run's first visit: all of its roots
+            evaluate(run, tasks[task_id], tx)
         self._dirty_runs.pop(run.run_id, None)  # what it marked itself is settled already
         if run.unfinished or run.running:
             return False
