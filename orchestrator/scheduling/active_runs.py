@@ -309,6 +309,9 @@ class ResultView(Mapping[str, Any]):
 
 
 _STILL_DEFERRING = (TaskState.DEFERRED, TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING)
+# What every move compares with, as module constants: in Python 3.11 reading a member off its
+# enum class (`TaskState.NONE`) takes the slow path of `EnumType.__getattr__`, about 0.1 us.
+_NONE, _SCHEDULED, _DEFERRED = TaskState.NONE, TaskState.SCHEDULED, TaskState.DEFERRED
 
 
 class Transitions:
@@ -322,7 +325,7 @@ class Transitions:
         self.disarmed: list[tuple[str, str, int]] = []
 
     def move(self, ti: TaskInstance, new: TaskState, **fields: Any) -> None:
-        if ti.state is TaskState.DEFERRED and new is not TaskState.DEFERRED:
+        if ti.state is _DEFERRED and new is not _DEFERRED:
             self.batch.delete_trigger(ti.key)  # in the same transaction as the move
             self.disarmed.append(ti.key)
         if ti.next_call is not None and new not in _STILL_DEFERRING:
@@ -330,8 +333,8 @@ class Transitions:
             fields["next_call"] = None
         self.batch.set_task_state(ti.key, ti.state, new, **fields)
         if (
-            new is TaskState.SCHEDULED
-            and ti.state is TaskState.NONE
+            new is _SCHEDULED
+            and ti.state is _NONE
             and ti.next_call is None
             and ti.task.defers_at_start
         ):
@@ -348,7 +351,7 @@ class Transitions:
     ) -> None:
         """A sensor's first try opens straight into `deferred` (`WriteBatch.open_deferral`)."""
         self.batch.open_deferral(ti.key, ti.state, attempt, trigger, **fields)
-        self._moved(ti, TaskState.DEFERRED, fields)
+        self._moved(ti, _DEFERRED, fields)
 
     def _moved(self, ti: TaskInstance, new: TaskState, fields: dict[str, Any]) -> None:
         ti.run.set_state(ti, new)
