@@ -13,7 +13,7 @@ it did in the `Transitions`. The scheduler owns which runs get visited again (`r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from orchestrator.authoring.references import resolve_refs
@@ -80,7 +80,7 @@ class Readiness:
                 return  # decided already
         options = task.options
         rule = options.trigger_rule
-        setups: list[TaskState] = []  # only a teardown's rule reads them: no walk for others
+        setups: Sequence[TaskState] = ()  # only a teardown's rule reads them: no walk for others
         if rule is _TEARDOWN_RULE:
             setups = run.upstream_states(task, setups_only=True)
         verdict = evaluate(rule, run.upstream_states(task), setups)
