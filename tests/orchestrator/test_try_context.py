@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from orchestrator import DAG, task
+from orchestrator.authoring.context import TaskContext
 from orchestrator.scheduling.active_runs import ActiveRun, DagPlan, TaskInstance
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.records import RunRecord
@@ -61,3 +64,15 @@ def test_an_instance_key_and_the_result_view_follow_the_run() -> None:
     run.results["single"] = {-1: 7}
     assert run.result_view() is view  # the same live view, reading results as they are now
     assert dict(view) == {"work": ["a", "b"], "single": 7}
+
+
+def test_a_context_made_quickly_is_the_dataclass_it_was() -> None:
+    """`TaskContext` is made once per sensor armed, through `quick_init`: same defaults (a fresh
+    `conf` and `params` each), same refusal of an unknown field, same equality and JSON."""
+    first = TaskContext(dag_id="d", run_id="r", task_id="t")
+    second = TaskContext(dag_id="d", run_id="r", task_id="t")
+    assert first == second and first.conf == {} and first.conf is not second.conf
+    assert first.params is not second.params and (first.map_index, first.try_number) == (-1, 1)
+    assert TaskContext.from_json(first.to_json()) == first
+    with pytest.raises(TypeError, match="bogus"):
+        TaskContext.from_json({**first.to_json(), "bogus": 1})
