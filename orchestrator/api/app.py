@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from orchestrator.api import (
@@ -28,6 +28,7 @@ from orchestrator.api import (
     runroutes,
     taskroutes,
 )
+from orchestrator.api.answers import JsonAnswer
 from orchestrator.api.endpoints import Endpoint
 from orchestrator.api.inputs import refuse_token_in_query
 from orchestrator.api.openapi import openapi_document
@@ -102,7 +103,7 @@ def _bind(endpoint: Endpoint, api: ApiContext) -> Callable[[Request], Awaitable[
         result = await endpoint.handler(api, request)
         if isinstance(result, Response):
             return result
-        return JSONResponse(result, status_code=endpoint.status)
+        return JsonAnswer(result, status_code=endpoint.status)
 
     handle.__name__ = endpoint.operation_id
     return handle

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 
 from starlette.responses import JSONResponse
 
+from orchestrator.api.answers import JsonAnswer
 from orchestrator.api.endpoints import Endpoint
 from orchestrator.api.inputs import body_bytes, path_text
 from orchestrator.api.limits import parse_json
@@ -79,7 +80,7 @@ async def _receive(api: ApiContext, request: Request) -> tuple[JSONResponse, str
     payload = _payload(api, request.headers, body)
     mismatch = first_mismatch(hook, payload, request.headers)
     if mismatch is not None:
-        return JSONResponse({"run_id": None, "created": False, "ignored": mismatch}), "ignored"
+        return JsonAnswer({"run_id": None, "created": False, "ignored": mismatch}), "ignored"
     refuse_while_stopping(api)
     api.limit(
         f"dag:{hook.dag_id}", api.settings.dag_trigger_rate, f"starting runs of {hook.dag_id!r}"
@@ -248,7 +249,7 @@ def _answer(
     hook: WebhookRecord, run_id: str, delivery: str | None, *, created: bool
 ) -> JSONResponse:
     body = {"run_id": run_id, "dag_id": hook.dag_id, "delivery_id": delivery, "created": created}
-    return JSONResponse(body, status_code=201 if created else 200)
+    return JsonAnswer(body, status_code=201 if created else 200)
 
 
 ENDPOINTS = (

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from orchestrator.api.answers import JsonAnswer
 from orchestrator.errors import (
     ApiError,
     DagNotFoundError,
@@ -61,7 +62,7 @@ _STATUS: tuple[tuple[type[OrchestratorError], int, str], ...] = (
 def problem(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     """The error response: `{"error": {"status", "code", "message", ...extra}}`."""
     body = {"error": {"status": status, "code": code, "message": message, **extra}}
-    return JSONResponse(body, status_code=status, headers=_headers(extra))
+    return JsonAnswer(body, status_code=status, headers=_headers(extra))
 
 
 def status_of(error: OrchestratorError) -> tuple[int, str]:
