@@ -40,6 +40,8 @@ from triggers.base import TriggerRuntime, set_runtime
 logger = logging.getLogger("orchestrator.engine")
 
 _CANCELLED = TaskOutcome(status=Outcome.FAILED, error="cancelled")
+# Read as each run ends, as module constants (an enum class's attribute is slow in 3.11).
+_RUN_SUCCESS, _RUN_CANCELLED = RunState.SUCCESS, RunState.CANCELLED
 
 
 def _stopping() -> None:
@@ -113,8 +115,8 @@ class Dispatcher:
             self._tg.start_soon(_call_safely, callback, context, hook)
 
     def call_run_callback(self, run: ActiveRun) -> None:
-        hook = "on_success" if run.state is RunState.SUCCESS else "on_failure"
-        if run.state is not RunState.CANCELLED:
+        hook = "on_success" if run.state is _RUN_SUCCESS else "on_failure"
+        if run.state is not _RUN_CANCELLED:
             for callback in _callables(getattr(run.dag, hook)):
                 self._tg.start_soon(_call_safely, callback, run.run_id, hook)
 
