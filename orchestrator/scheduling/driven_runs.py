@@ -3,6 +3,8 @@
 A run is driven from the moment it is adopted (triggered, created by a run trigger, queued
 again by a clear, or picked up after a restart) until a committed change says it finished;
 `Engine.wait()` waits on its event, and the run starter asks which DAG a finished run was of.
+The event is made when first asked for: most runs (a webhook's) are never waited on here, and
+an `anyio.Event` costs 2 us to make.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class DrivenRuns:
 
     def __init__(self, scheduler: Scheduler) -> None:
         self._scheduler = scheduler
-        self._done: dict[str, anyio.Event] = {}
+        self._done: dict[str, anyio.Event | None] = {}  # None: nobody has asked to wait yet
         self._dags: dict[str, DAG] = {}  # run_id -> DAG
         # DAG -> its plan, computed once. Keyed by the DAG itself, held weakly: an `id()` of a
         # DAG dropped by a reload can be a new DAG's, which then got the old DAG's plan.
@@ -44,7 +46,7 @@ class DrivenRuns:
 
     def track(self, run_id: str, dag: DAG) -> None:
         """Note a run the scheduler already holds (one recovered after a restart)."""
-        self._done[run_id] = anyio.Event()
+        self._done[run_id] = None
         self._dags[run_id] = dag
 
     def dag_of(self, run_id: str) -> DAG | None:
@@ -52,7 +54,12 @@ class DrivenRuns:
 
     def done_event(self, run_id: str) -> anyio.Event | None:
         """Set once the run's end has committed; None when this engine does not drive it."""
-        return self._done.get(run_id)
+        if run_id not in self._done:
+            return None
+        done = self._done[run_id]
+        if done is None:
+            done = self._done[run_id] = anyio.Event()
+        return done
 
     def note_ends(self, changes: Iterable[Change]) -> None:
         """Of these committed changes, the runs that ended: `finished` for each."""
