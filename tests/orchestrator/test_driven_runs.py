@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 
 from orchestrator import DAG, task
 from orchestrator.scheduling.driven_runs import DrivenRuns
@@ -40,5 +41,5 @@ async def test_a_waiter_wakes_when_the_run_ends() -> None:
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(done.wait)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             driven.finished("run")
