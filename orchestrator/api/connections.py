@@ -181,16 +181,21 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._reading_head:
             self._head_bytes += len(data)
-            if self._deadline is None:  # a kept-alive connection's next request begins
-                self._set_deadline(self._limits.header_timeout, self._head_timed_out)
         super().data_received(data)
         if self._reading_head and self._head_bytes > self._limits.max_header_bytes:
             message = _too_large_message(self._limits.max_header_bytes)
             self._answer_and_close(431, "headers_too_large", message)
+        elif self._deadline is None and not self.transport.is_closing():
+            # Set once the read is parsed, in the same moment: a request that came whole in
+            # one read (most do) needs neither deadline, so sets and cancels none.
+            if not self._reading_head:  # a head complete, its body still to come
+                self._set_deadline(self._limits.body_timeout, self._body_timed_out)
+            elif self._head_bytes:  # a kept-alive connection's next head began
+                self._set_deadline(self._limits.header_timeout, self._head_timed_out)
 
     def on_headers_complete(self) -> None:
         self._reading_head, self._head_bytes = False, 0
-        self._set_deadline(self._limits.body_timeout, self._body_timed_out)
+        self._clear_deadline()  # the head's: the body's is set if the read did not hold it
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

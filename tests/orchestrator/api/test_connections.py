@@ -112,6 +112,38 @@ async def test_a_kept_alive_connection_times_out_a_slow_second_request_too(
     assert answer_of(raw)[0] == 408
 
 
+async def test_a_kept_alive_connection_times_out_a_slow_second_body_and_not_a_prompt_one(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Deadlines are set once a read is parsed: a request that came whole sets none, one
+    whose head came before its body waits for the rest, and a late body still gets a 408."""
+    settings = make_settings(api_body_timeout=0.3, api_header_timeout=0.3)
+    async with serving(settings, pipeline()) as served:
+        stream = await connect(served)
+        head = (
+            "POST /api/v1/dags/pipeline/runs HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {served.tokens['trigger']}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+        ).encode()
+        async with stream:
+            answers = []
+            for first, then in ((head + b"{}", b""), (head, b"{}")):  # whole; head, then body
+                await stream.send(first)
+                if then:
+                    await anyio.sleep(0.05)
+                    await stream.send(then)
+                with anyio.fail_after(DEADLINE):
+                    answers.append(await stream.receive())
+            await anyio.sleep(0.5)  # past both timeouts: no deadline was left behind
+            await stream.send(head + b"{")
+            raw = await read_until_closed(stream)
+        runs = await served.engine.store.list_runs(limit=10)
+    assert [answer.split(b" ", 2)[1] for answer in answers] == [b"201", b"201"]
+    status, body = answer_of(raw)
+    assert status == 408 and body["error"]["code"] == "request_timeout"
+    assert len(runs) == 2
+
+
 async def test_a_head_over_the_size_limit_sent_in_pieces_gets_a_431(
     make_settings: Callable[..., Settings],
 ) -> None:
