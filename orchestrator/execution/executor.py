@@ -155,7 +155,7 @@ class Executor:
         try:
             fd = await self._logs.open(path) if path else None
             with capture(path, job.log_max_bytes, fd=fd) as log, task_context(job.context):
-                with anyio.move_on_after(job.timeout) as deadline:
+                with _deadline(job.timeout) as deadline:
                     try:
                         value = await invoke_async(task, job)
                     except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
@@ -320,6 +320,27 @@ def _failed(job: TaskJob, error: str) -> TaskOutcome:
     """A failure the executor saw rather than the task's code: say it in the try's log too."""
     append_to_log(job.context.log_path, error)
     return TaskOutcome(status=Outcome.FAILED, error=error)
+
+
+class _NoDeadline:
+    """`move_on_after(None)` for a try without a timeout, without making a cancel scope: one
+    with no deadline, which nothing else can reach, neither catches nor shields anything
+    (anyio's scope costs 3.5 us to make, enter and leave, timeit; one per async try)."""
+
+    cancelled_caught = False
+
+    def __enter__(self) -> _NoDeadline:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_DEADLINE = _NoDeadline()
+
+
+def _deadline(seconds: float | None) -> anyio.CancelScope | _NoDeadline:
+    return _NO_DEADLINE if seconds is None else anyio.move_on_after(seconds)
 
 
 def _timed_out(job: TaskJob) -> TaskOutcome:
