@@ -154,3 +154,25 @@ async def test_a_copy_waits_for_the_first_delivery_and_gets_its_run_or_tries_afr
         guard.release(released)  # its run failed before it was committed
     assert waiting == {}  # both copies waited for their first delivery
     assert answers == {settled: "run-1", released: None}  # the second copy starts afresh
+
+
+async def test_a_copy_waiting_on_a_body_forgotten_for_room_tries_afresh() -> None:
+    """A pending body pushed out of a full window wakes its waiting copy, as a release does;
+    bodies nobody waited on need no wake-up (their event is made by the first waiter)."""
+    guard = ReplayGuard(FakeClock(), max_remembered=2)
+    first, second, third = (ReplayGuard.key("hook", body) for body in (b"1", b"2", b"3"))
+    answers: list[str | None] = []
+
+    async def copy() -> None:
+        answers.append(await guard.claim(first, 600.0))
+
+    assert await guard.claim(first, 600.0) is None
+    async with anyio.create_task_group() as group:
+        group.start_soon(copy)
+        await anyio.wait_all_tasks_blocked()
+        assert answers == []
+        assert await guard.claim(second, 600.0) is None
+        assert await guard.claim(third, 600.0) is None  # the window is full: `first` goes
+    assert answers == [None]  # woken, it found no claim and made its own
+    guard.settle(third, "run-3")
+    assert await guard.claim(third, 600.0) == "run-3"
