@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import time
 import warnings
 
 from orchestrator.authoring.context import new_run_id
@@ -38,3 +39,11 @@ def test_a_forked_child_draws_other_run_ids_than_its_parent() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert child != new_run_id(NOW)
+
+
+def test_a_run_ids_time_is_gmtimes_second_of_it_fractions_and_all() -> None:
+    """Each second's text is made once and kept: the same text `gmtime` gives the float."""
+    moments = [NOW, NOW + 0.999_999, NOW + 1, NOW - 0.5, 0.0, -0.5, 59.99, 1e9 + 0.5]
+    for now in [*moments, *moments]:  # a second's text again, from the cache
+        expected = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        assert new_run_id(now).partition("-")[0] == expected
