@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import threading
 from typing import Any
 
 import pytest
 
+from orchestrator.store import connection  # noqa: F401  (registers the None adapter)
 from orchestrator.store.rows import encode_json
 
 # What `encode_json` must match: the encoder it replaced, made the same way.
@@ -70,3 +72,14 @@ def test_encode_json_works_in_each_thread_with_its_own_encoder() -> None:
     worker.join()
     assert texts == ['{"x":[1]}']
     assert encode_json({"x": [2]}, what="v") == '{"x":[2]}'
+
+
+def test_none_still_binds_null_through_the_registered_adapter() -> None:
+    adapter = sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)]
+    assert adapter(None) is None
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (a, b NOT NULL DEFAULT 'x')")
+    db.executemany("INSERT INTO t (a) VALUES (?)", [(None,), (1,)])
+    assert db.execute("SELECT typeof(a) FROM t").fetchall() == [("null",), ("integer",)]
+    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+        db.execute("INSERT INTO t (a, b) VALUES (?, ?)", (1, None))
