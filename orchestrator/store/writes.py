@@ -42,6 +42,7 @@ from orchestrator.store.rows import (
     dag_params,
     encode_json,
     import_error_params,
+    moved_task_instance_params,
     run_params,
     task_instance_params,
     try_params,
@@ -80,7 +81,6 @@ _SAVE_RESULT = """
         value = excluded.value, size = excluded.size
 """
 _TASK_KEY = "run_id = ? AND task_id = ? AND map_index = ?"
-_TASK_INSTANCE_COLUMN = {name: i for i, name in enumerate(TASK_INSTANCE_COLUMNS.split(", "))}
 # A cleared run runs again: it has not ended. started_at is set anew when it is admitted.
 _REQUEUE_RUN = "UPDATE runs SET state = ?, ended_at = NULL WHERE run_id = ? AND state = ?"
 # Children first: the foreign keys cascade too, but a store must not depend on that pragma.
@@ -153,19 +153,14 @@ def _add_task_instances(
     connection: Connection, task_instances: list[TaskInstanceRecord], moved: Moved | None = None
 ) -> None:
     """Insert the rows, each in the last state its batch moved it to (`store.folding`)."""
-    params = [task_instance_params(ti) for ti in task_instances]
-    if moved:
-        params = [_moved_params(row, moved.get(row[:3])) for row in params]
+    columns = (moved or {}).get
+    params = [
+        task_instance_params(ti)
+        if (moves := columns((ti.run_id, ti.task_id, ti.map_index))) is None
+        else moved_task_instance_params(ti, moves)
+        for ti in task_instances
+    ]
     connection.executemany(_INSERT_TASK_INSTANCE, params)
-
-
-def _moved_params(row: tuple[Any, ...], columns: dict[str, Any] | None) -> tuple[Any, ...]:
-    if columns is None:
-        return row
-    values = list(row)
-    for name, value in columns.items():
-        values[_TASK_INSTANCE_COLUMN[name]] = value
-    return tuple(values)
 
 
 def _set_run_state(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sqlite3
@@ -10,8 +11,15 @@ from typing import Any
 
 import pytest
 
-from orchestrator.store import connection  # noqa: F401  (registers the None adapter)
-from orchestrator.store.rows import encode_json
+from orchestrator.state import TaskState
+from orchestrator.store import TaskInstanceRecord, connection  # noqa: F401 (the None adapter)
+from orchestrator.store.records import TASK_STATE_FIELDS
+from orchestrator.store.rows import (
+    TASK_INSTANCE_COLUMNS,
+    encode_json,
+    moved_task_instance_params,
+    task_instance_params,
+)
 
 # What `encode_json` must match: the encoder it replaced, made the same way.
 _PLAIN = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -83,3 +91,42 @@ def test_none_still_binds_null_through_the_registered_adapter() -> None:
     assert db.execute("SELECT typeof(a) FROM t").fetchall() == [("null",), ("integer",)]
     with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
         db.execute("INSERT INTO t (a, b) VALUES (?, ?)", (1, None))
+
+
+_TASK_INSTANCE = TaskInstanceRecord(
+    run_id="r1",
+    task_id="wait",
+    map_index=3,
+    state=TaskState.SCHEDULED,
+    try_number=2,
+    max_tries=4,
+    pool="sensors",
+    priority=7,
+    queued_at=1.0,
+    started_at=2.0,
+    ended_at=3.0,
+    next_retry_at=4.0,
+    error="earlier",
+    next_call='{"target": "go"}',
+    interrupted_tries=1,
+)
+
+
+def test_the_row_params_are_the_columns_in_order() -> None:
+    names = TASK_INSTANCE_COLUMNS.split(", ")
+    expected = {**dataclasses.asdict(_TASK_INSTANCE), "state": "scheduled"}
+    assert task_instance_params(_TASK_INSTANCE) == tuple(expected[name] for name in names)
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {"state": "deferred"},
+        {"state": "deferred", "started_at": 9.0, "try_number": 3, "error": None, "next_call": "{}"},
+        {"state": "failed", **dict.fromkeys(sorted(TASK_STATE_FIELDS))},
+    ],
+)
+def test_a_moved_row_is_the_record_moved(columns: dict[str, Any]) -> None:
+    fields = {name: value for name, value in columns.items() if name != "state"}
+    moved = dataclasses.replace(_TASK_INSTANCE, state=TaskState(columns["state"]), **fields)
+    assert moved_task_instance_params(_TASK_INSTANCE, columns) == task_instance_params(moved)
