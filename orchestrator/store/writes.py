@@ -22,6 +22,7 @@ from orchestrator.state import RunState, TaskState
 from orchestrator.store.alertrows import ALERT_HANDLERS
 from orchestrator.store.apiwrites import API_HANDLERS
 from orchestrator.store.base import Op, TaskKey
+from orchestrator.store.bulkinsert import BulkInsert
 from orchestrator.store.eventwrites import EVENT_HANDLERS
 from orchestrator.store.folding import Moved
 from orchestrator.store.records import (
@@ -60,11 +61,8 @@ _UPSERT_DAG = f"""
 """
 _INSERT_IMPORT_ERROR = f"INSERT INTO import_errors ({IMPORT_ERROR_COLUMNS}) VALUES (?, ?, ?, ?)"
 _INSERT_RUN = f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_TASK_INSTANCE = (
-    f"INSERT INTO task_instances ({TASK_INSTANCE_COLUMNS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_TRY = f"INSERT INTO task_tries ({TRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_TASK_INSTANCES = BulkInsert("task_instances", TASK_INSTANCE_COLUMNS)
+_INSERT_TRIES = BulkInsert("task_tries", TRY_COLUMNS)
 _END_TRY = """
     UPDATE task_tries SET state = ?, ended_at = ?, error = ?
     WHERE run_id = ? AND task_id = ? AND map_index = ? AND try_number = ?
@@ -73,7 +71,7 @@ _REOPEN_TRY = """
     UPDATE task_tries SET state = 'running', ended_at = NULL, error = NULL
     WHERE run_id = ? AND task_id = ? AND map_index = ? AND try_number = ?
 """
-_INSERT_TRIGGER = f"INSERT INTO triggers ({TRIGGER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_TRIGGERS = BulkInsert("triggers", TRIGGER_COLUMNS)
 # A later result replaces an earlier one, so clearing and re-running a task instance works.
 _SAVE_RESULT = """
     INSERT INTO task_results (run_id, task_id, map_index, value, size) VALUES (?, ?, ?, ?, ?)
@@ -160,7 +158,7 @@ def _add_task_instances(
         else moved_task_instance_params(ti, moves)
         for ti in task_instances
     ]
-    connection.executemany(_INSERT_TASK_INSTANCE, params)
+    _INSERT_TASK_INSTANCES.run(connection, params)
 
 
 def _set_run_state(
@@ -226,8 +224,8 @@ def _open_deferrals(
         # Each key is one row, so every move applied exactly when the count is the rows'.
         if connection.executemany(_task_state_sql(names), params).rowcount != len(params):
             _raise_first_unmoved(connection, rows)
-    connection.executemany(_INSERT_TRY, [try_params(attempt) for attempt in tries])
-    connection.executemany(_INSERT_TRIGGER, [trigger_params(trigger) for trigger in triggers])
+    _INSERT_TRIES.run(connection, [try_params(attempt) for attempt in tries])
+    _INSERT_TRIGGERS.run(connection, [trigger_params(trigger) for trigger in triggers])
 
 
 def _raise_first_unmoved(connection: Connection, moves: list[dict[str, Any]]) -> None:
@@ -250,7 +248,7 @@ def _conflict(what: str, old: str, new: str, found: str | None) -> StateConflict
 
 
 def _start_try(connection: Connection, attempt: TryRecord) -> None:
-    connection.execute(_INSERT_TRY, try_params(attempt))
+    connection.execute(_INSERT_TRIES.one, try_params(attempt))
 
 
 def _end_try(
@@ -286,7 +284,7 @@ def _note_waiting(connection: Connection, key: TaskKey, reason: str | None) -> N
 
 
 def _add_trigger(connection: Connection, trigger: TriggerRecord) -> None:
-    connection.execute(_INSERT_TRIGGER, trigger_params(trigger))
+    connection.execute(_INSERT_TRIGGERS.one, trigger_params(trigger))
 
 
 def _delete_trigger(connection: Connection, key: TaskKey) -> None:
