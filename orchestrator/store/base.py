@@ -101,9 +101,9 @@ class WriteBatch:
     ) -> None:
         """A sensor's first try opens straight into `deferred`, with its try and trigger rows.
 
-        Consecutive ones share one op, written as three `executemany` statements whatever their
-        number: one statement per row and kind cost the writer more than the rest of arming
-        100,000 sensors. The move is guarded by `old` just as `set_task_state`'s is.
+        Consecutive ones share one op, written as bulk statements whatever their number
+        (`writes._open_deferrals`): one statement per row and kind cost the writer more than the
+        rest of arming 100,000 sensors. The move is guarded by `old` just as `set_task_state`'s is.
         """
         move = checked_move(key, old, TaskState.DEFERRED, fields)
         folded = self._folding.fold(key, old, TaskState.DEFERRED, fields)

@@ -1,6 +1,7 @@
 """How each kind of write (`Op`) becomes SQL on the writer connection.
 
-Each operation is one statement on its success path (a list is one `executemany`); the writer
+Each operation is one statement on its success path (a list is one `executemany`, or for the
+rows of task instances, tries and triggers a `BulkInsert`, many rows a statement); the writer
 runs them all in the connection's thread, a whole transaction per trip (`writer.py`).
 Extra reads happen only on the failure path, to say what went wrong.
 
