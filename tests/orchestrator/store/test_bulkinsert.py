@@ -13,6 +13,7 @@ from orchestrator.errors import StoreError
 from orchestrator.state import TaskState
 from orchestrator.store import RunRecord, TaskInstanceRecord, WriteBatch, open_store
 from orchestrator.store.bulkinsert import ROWS_PER_STATEMENT, BulkInsert
+from orchestrator.store.connection import connect_writer
 
 NewRun = Callable[..., tuple[RunRecord, list[TaskInstanceRecord]]]
 _COUNTS = [0, 1, ROWS_PER_STATEMENT - 1, ROWS_PER_STATEMENT, 2 * ROWS_PER_STATEMENT + 3]
@@ -88,3 +89,8 @@ async def test_many_sensors_deferred_at_once_keep_their_order_and_guards(
         with pytest.raises(StoreError, match="UNIQUE constraint failed: task_instances"):
             await store.commit(again)
         assert len(await store.list_task_instances("r1")) == len(task_ids)
+
+
+async def test_the_writer_keeps_its_statement_journals_in_memory(tmp_path: Path) -> None:
+    async with connect_writer(tmp_path / "orchestrator.db", "FULL") as writer:
+        assert list(await writer.execute_fetchall("PRAGMA temp_store")) == [(2,)]  # MEMORY
