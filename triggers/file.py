@@ -24,6 +24,7 @@ import os
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import ClassVar
 
 import anyio
 
@@ -55,6 +56,8 @@ class FileTrigger(Trigger):
     poll_interval: float = 1.0
     trusted: bool = True
     ignore_partial: bool = True
+
+    fields_checked_as_json: ClassVar[bool] = True  # strings, booleans, finite seconds: below
 
     def __post_init__(self) -> None:
         _check_text("directory", self.directory)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from orchestrator.clock import Deadlines
 from triggers.base import (
@@ -35,6 +36,8 @@ class TimeTrigger(Trigger):
     """
 
     moment: float
+
+    fields_checked_as_json: ClassVar[bool] = True  # a finite float: below
 
     def __post_init__(self) -> None:
         # Stored as a float so that 5 and 5.0 give one dedup key.
