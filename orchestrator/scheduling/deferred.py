@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.authoring.defer import Defer, Deferral, deferral_of
-from orchestrator.authoring.references import resolve_refs
+from orchestrator.authoring.references import resolve_refs, surely_plain
 from orchestrator.errors import OrchestratorError, TriggerLoadError, error_line
 from orchestrator.execution.results import encode_result
 from orchestrator.scheduling.active_runs import TaskInstance, Transitions
@@ -123,7 +123,9 @@ class DeferralDecisions:
     @staticmethod
     def _first_deferral(ti: TaskInstance) -> tuple[Deferral, Trigger]:
         context = ti.context(ti.log_path)
-        inputs = resolve_refs(ti.task.inputs, ti.run.result_view(), context)
+        inputs = ti.task.inputs
+        if not surely_plain(inputs):  # else resolving would copy it, for a sensor that only reads
+            inputs = resolve_refs(inputs, ti.run.result_view(), context)
         request = ti.task.first_deferral(inputs, context)
         if isinstance(request, Defer):
             # The sensor's own trigger: rebuilding it from what is stored would make the same
