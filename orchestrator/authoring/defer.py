@@ -27,14 +27,11 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from orchestrator.authoring.retry import Duration, seconds
 from orchestrator.errors import TaskError, TriggerLoadError
 from triggers.base import Trigger, check_json_safe
-
-if TYPE_CHECKING:
-    pass
 
 OnTimeout = Literal["fail", "skip"]
 
@@ -106,10 +103,13 @@ def deferral_of(request: Defer, resume_name: str | None) -> Deferral:
     try:
         classpath, kwargs = request.trigger.serialize()
         resume_kwargs = dict(request.kwargs)
-        check_json_safe(resume_kwargs, what="the kwargs passed to the resume target")
+        if resume_kwargs:  # none, for a sensor: nothing to check
+            check_json_safe(resume_kwargs, what="the kwargs passed to the resume target")
     except TriggerLoadError as error:
         raise TaskError(str(error)) from None
-    timeout = seconds(request.timeout)
+    timeout = request.timeout
+    if not (type(timeout) is float and timeout > 0):  # a sensor's, in seconds already
+        timeout = seconds(timeout)
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise TaskError(f"a deferral's timeout must be a positive duration, got {timeout!r}")
     if request.on_timeout not in ("fail", "skip"):
