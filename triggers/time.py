@@ -53,7 +53,7 @@ class TimeTrigger(Trigger):
         return self._event(now) if now >= self.moment else None
 
     def sharing(self) -> Sharing:
-        return Sharing(TimeHost)
+        return _IN_THE_HEAP
 
     def _event(self, fired_at: float) -> TriggerEvent:
         payload = {"moment": self.moment, "moment_iso": iso_of(self.moment), "fired_at": fired_at}
@@ -89,6 +89,10 @@ class TimeHost(SharedHost[TimeTrigger]):
                 # Not a leftover of a trigger discarded (and perhaps armed again since).
                 if trigger is not None and trigger.moment <= (now := clock.now()):
                     self.end(token, trigger._event(now))
+
+
+#: Where every time trigger waits: made once, not once per trigger armed.
+_IN_THE_HEAP = Sharing(TimeHost)
 
 
 def moment_of(value: datetime | str | float | int) -> float:

@@ -155,9 +155,10 @@ class DeferralDecisions:
         """
         ti.timeout_at = now + deferral.timeout if deferral.timeout else None
         ti.next_call, text = _next_call(deferral)
-        self.armings.append(Arming(ti.key, trigger))
+        key = ti.key
+        self.armings.append(Arming(key, trigger))
         if ti.timeout_at is not None:
-            self.timers.append(Timer(ti.timeout_at, ti.key, "timeout"))
+            self.timers.append(Timer(ti.timeout_at, key, "timeout"))
         return text
 
     @staticmethod
