@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from orchestrator.authoring.defer import Defer, Deferral, deferral_of
 from orchestrator.authoring.references import resolve_refs, surely_plain
@@ -35,9 +35,11 @@ class Timer:
     kind: str  # "retry" | "timeout"
 
 
-@dataclass(frozen=True)
-class Arming:
-    """A trigger to start hosting once the deferral that needs it has committed."""
+class Arming(NamedTuple):
+    """A trigger to start hosting once the deferral that needs it has committed.
+
+    A named tuple, not a frozen dataclass: one is made per sensor armed, at a third of the cost.
+    """
 
     key: TaskKey
     trigger: Trigger
