@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from orchestrator.authoring.retry import Duration, seconds
 from orchestrator.errors import TaskError, TriggerLoadError
+from orchestrator.quickinit import quick_init
 from triggers.base import Trigger, check_json_safe
 
 OnTimeout = Literal["fail", "skip"]
@@ -73,14 +74,19 @@ def defer(
     raise TaskDeferred(Defer(trigger, resume, dict(kwargs or {}), timeout, on_timeout))
 
 
+@quick_init  # one is made for each sensor deferring at start
 @dataclass(frozen=True, kw_only=True)
 class Deferral:
-    """A `Defer` as stored: the trigger's classpath and JSON kwargs, and how to resume."""
+    """A `Defer` as stored: the trigger's classpath and JSON kwargs, and how to resume.
+
+    `resume_kwargs` has no default here (`quick_init` takes no factory): `from_json` supplies
+    it when what is stored has none.
+    """
 
     classpath: str
     kwargs: dict[str, Any]
     resume: str | None = None
-    resume_kwargs: dict[str, Any] = field(default_factory=dict)
+    resume_kwargs: dict[str, Any]
     timeout: float | None = None
     on_timeout: OnTimeout = "fail"
 
@@ -93,7 +99,7 @@ class Deferral:
         data = json.loads(text)
         if not isinstance(data, dict) or not isinstance(data.get("classpath"), str):
             raise ValueError(f"not a deferral: {text[:200]}")
-        return cls(**data)
+        return cls(**{"resume_kwargs": {}, **data})
 
 
 def deferral_of(request: Defer, resume_name: str | None) -> Deferral:

@@ -503,3 +503,23 @@ def test_a_deferrals_timeout_is_checked_whatever_its_type(timeout: Any, expected
 @pytest.mark.parametrize("kwargs", [{}, {"a": [1, {"b": None}]}])
 def test_resume_kwargs_are_stored_as_given(kwargs: dict[str, Any]) -> None:
     assert deferral_of(Defer(TimeTrigger(moment=1.0), kwargs=kwargs), None).resume_kwargs == kwargs
+
+
+def test_a_stored_deferral_reads_back_as_made_and_resume_kwargs_may_be_left_out() -> None:
+    import dataclasses
+
+    from orchestrator.authoring.defer import Deferral
+
+    made = deferral_of(Defer(TimeTrigger(moment=1.0), kwargs={"a": [1]}, timeout=5), None)
+    assert Deferral.from_json(made.to_json()) == made
+    bare = Deferral.from_json('{"classpath": "triggers.time.TimeTrigger", "kwargs": {}}')
+    assert (bare.resume, bare.resume_kwargs, bare.timeout, bare.on_timeout) == (
+        None,
+        {},
+        None,
+        "fail",
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bare.timeout = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        Deferral.from_json('{"classpath": "x.Y", "kwargs": {}, "colour": "red"}')
