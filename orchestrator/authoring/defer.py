@@ -77,16 +77,12 @@ def defer(
 @quick_init  # one is made for each sensor deferring at start
 @dataclass(frozen=True, kw_only=True)
 class Deferral:
-    """A `Defer` as stored: the trigger's classpath and JSON kwargs, and how to resume.
-
-    `resume_kwargs` has no default here (`quick_init` takes no factory): `from_json` supplies
-    it when what is stored has none.
-    """
+    """A `Defer` as stored: the trigger's classpath and JSON kwargs, and how to resume."""
 
     classpath: str
     kwargs: dict[str, Any]
     resume: str | None = None
-    resume_kwargs: dict[str, Any]
+    resume_kwargs: dict[str, Any] = field(default_factory=dict)
     timeout: float | None = None
     on_timeout: OnTimeout = "fail"
 
@@ -99,7 +95,7 @@ class Deferral:
         data = json.loads(text)
         if not isinstance(data, dict) or not isinstance(data.get("classpath"), str):
             raise ValueError(f"not a deferral: {text[:200]}")
-        return cls(**{"resume_kwargs": {}, **data})
+        return cls(**data)
 
 
 def deferral_of(request: Defer, resume_name: str | None) -> Deferral:
