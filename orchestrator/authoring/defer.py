@@ -109,9 +109,7 @@ def deferral_of(request: Defer, resume_name: str | None) -> Deferral:
             check_json_safe(resume_kwargs, what="the kwargs passed to the resume target")
     except TriggerLoadError as error:
         raise TaskError(str(error)) from None
-    timeout = request.timeout
-    if not (type(timeout) is float and timeout > 0):  # a sensor's, in seconds already
-        timeout = seconds(timeout)
+    timeout = seconds(request.timeout)
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise TaskError(f"a deferral's timeout must be a positive duration, got {timeout!r}")
     if request.on_timeout not in ("fail", "skip"):
