@@ -8,8 +8,9 @@ that writes the same values into the instance's `__dict__` directly. The class s
 `@dataclass` made it (frozen: setting a field still raises; equality, hash, repr, `asdict` and
 `replace` unchanged).
 
-Only for plain records: keyword-only fields with plain defaults, no `__post_init__`, no
-`default_factory`, no slots. Anything else is refused when the class is defined.
+Only for plain records: keyword-only fields with plain defaults or a `default_factory` (called
+for each instance not given the field, as the dataclass's own `__init__` does), no
+`__post_init__`, no slots. Anything else is refused when the class is defined.
 """
 
 from __future__ import annotations
@@ -18,25 +19,31 @@ import dataclasses
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_MADE = object()  # the default of a field with a factory: not given, so make one
 
 
 def quick_init(cls: type[T]) -> type[T]:
     """Give the frozen dataclass `cls` an `__init__` without a setattr call per field."""
     _check_plain(cls)
-    defaults: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"_MADE": _MADE}  # what the generated code refers to
     parameters, lines = [], []
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if field.default is dataclasses.MISSING:
-            parameters.append(field.name)
+        name = field.name
+        value = name
+        if field.default_factory is not dataclasses.MISSING:
+            namespace[f"_factory_{name}"] = field.default_factory
+            parameters.append(f"{name}=_MADE")
+            value = f"_factory_{name}() if {name} is _MADE else {name}"
+        elif field.default is dataclasses.MISSING:
+            parameters.append(name)
         else:
-            defaults[f"_default_{field.name}"] = field.default
-            parameters.append(f"{field.name}=_default_{field.name}")
-        lines.append(f"    values[{field.name!r}] = {field.name}")
+            namespace[f"_default_{name}"] = field.default
+            parameters.append(f"{name}=_default_{name}")
+        lines.append(f"    values[{name!r}] = {value}")
     source = (
         f"def __init__(self, *, {', '.join(parameters)}):\n"
         "    values = self.__dict__\n" + "\n".join(lines) + "\n"
     )
-    namespace = dict(defaults)
     exec(source, namespace)  # our own field names and defaults, as dataclasses itself does
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
@@ -53,5 +60,3 @@ def _check_plain(cls: type) -> None:
     for field in dataclasses.fields(cls):
         if not field.init or not field.kw_only:
             raise TypeError(f"quick_init takes keyword-only fields; {field.name} is not")
-        if field.default_factory is not dataclasses.MISSING:
-            raise TypeError(f"quick_init takes plain defaults; {field.name} has a factory")

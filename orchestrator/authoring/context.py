@@ -14,8 +14,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from orchestrator.errors import OrchestratorError
+from orchestrator.quickinit import quick_init
 
 
+@quick_init  # one per sensor armed, by the hundred thousand
 @dataclass(frozen=True, kw_only=True)
 class TaskContext:
     """Everything a running task may ask about itself. JSON-safe, so it crosses to workers."""

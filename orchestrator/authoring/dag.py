@@ -211,45 +211,63 @@ class DAG:
         Deterministic (edges are sets, whose order varies between processes), so every process
         and every display agrees on one order.
         """
-        position = {task_id: index for index, task_id in enumerate(self.tasks)}
-        indegree = {task_id: len(task.upstream_task_ids) for task_id, task in self.tasks.items()}
-        ready = [(position[task_id], task_id) for task_id, degree in indegree.items() if not degree]
+        tasks = self.tasks
+        ids = list(tasks)
+        position = {task_id: index for index, task_id in enumerate(ids)}
+        indegree = [len(task.upstream_task_ids) for task in tasks.values()]
+        # Positions (ints compare much faster than tuples), in definition order: already a heap.
+        ready = [index for index, degree in enumerate(indegree) if not degree]
         order: list[str] = []
         while ready:
-            _, task_id = heapq.heappop(ready)
+            task_id = ids[heapq.heappop(ready)]
             order.append(task_id)
-            for child in self.tasks[task_id].downstream_task_ids:
-                indegree[child] -= 1
-                if indegree[child] == 0:
-                    heapq.heappush(ready, (position[child], child))
+            for child in tasks[task_id].downstream_task_ids:
+                index = position[child]
+                indegree[index] -= 1
+                if indegree[index] == 0:
+                    heapq.heappush(ready, index)
         return order
 
     def priorities(self) -> dict[str, int]:
         """Each task's effective priority: its weight plus all weights downstream of it.
 
         Tasks on long paths start first, which shortens the run (Airflow's `downstream` rule).
+        """
+        return self.order_and_priorities()[1]
+
+    def order_and_priorities(self) -> tuple[list[str], dict[str, int]]:
+        """`topological_order()` and `priorities()`, the order computed once for both.
+
+        What a run's scheduling shares (`DagPlan`), made once per DAG an engine drives: for a
+        DAG of 1,000 sensors, a run's first step, so part of arming them.
+
         Each task's downstream set is an int used as a bitset, built from its children's in
         reverse topological order: linear in edges times machine words, where walking every
-        task's descendants would take a second on a 3000-task chain.
+        task's descendants would take a second on a 3000-task chain. A task with nothing
+        downstream (every sensor of a fan-in) has its own weight, with no sum to make.
         """
+        tasks = self.tasks
         order = self.topological_order()
         bit = {task_id: 1 << index for index, task_id in enumerate(order)}
         by_weight: dict[int, int] = {}  # weight -> bitset of the tasks that have it
         for task_id in order:
-            weight = self.tasks[task_id].options.priority_weight
+            weight = tasks[task_id].options.priority_weight
             by_weight[weight] = by_weight.get(weight, 0) | bit[task_id]
         below: dict[str, int] = {}
         for task_id in reversed(order):
-            below[task_id] = 0
-            for child in self.tasks[task_id].downstream_task_ids:
-                below[task_id] |= bit[child] | below[child]
-        return {
-            task_id: task.options.priority_weight
-            + sum(
-                weight * (below[task_id] & tasks).bit_count() for weight, tasks in by_weight.items()
+            reach = 0
+            for child in tasks[task_id].downstream_task_ids:
+                reach |= bit[child] | below[child]
+            below[task_id] = reach
+        priorities: dict[str, int] = {}
+        for task_id, task in tasks.items():
+            reach = below[task_id]
+            priorities[task_id] = task.options.priority_weight + (
+                sum(weight * (reach & with_it).bit_count() for weight, with_it in by_weight.items())
+                if reach
+                else 0
             )
-            for task_id, task in self.tasks.items()
-        }
+        return order, priorities
 
     @property
     def roots(self) -> list[str]:

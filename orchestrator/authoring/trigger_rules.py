@@ -38,6 +38,7 @@ class Verdict(StrEnum):
 
 
 _FAILED = (TaskState.FAILED, TaskState.UPSTREAM_FAILED)
+_SEQUENCES = (list, tuple)  # made once: `list | tuple` in the call made a union each time
 _FAIL_ON_A_FAILURE = (
     TriggerRule.ALL_SUCCESS,
     TriggerRule.NONE_FAILED,
@@ -55,12 +56,14 @@ def evaluate(
     are the states of the upstream tasks that are setups (`Task.is_setup`), which only
     `all_done_setup_success` reads.
     """
-    states = upstream if isinstance(upstream, list | tuple) else list(upstream)
-    if rule is TriggerRule.ALL_SUCCESS and states and _all_succeeded(states):
+    states = upstream if isinstance(upstream, _SEQUENCES) else list(upstream)
+    if not states or rule is TriggerRule.ALWAYS:
+        # A root task (every sensor of a fan-in): nothing to wait for, whatever its rule, and
+        # no `Counter` to build (100,000 of them when arming as many sensors).
+        return Verdict.RUN
+    if rule is TriggerRule.ALL_SUCCESS and _all_succeeded(states):
         return Verdict.RUN  # the default rule's usual answer, without counting every state
     counts = Counter(states)
-    if rule is TriggerRule.ALWAYS or not counts:  # a root task: nothing to wait for
-        return Verdict.RUN
     total = sum(counts.values())
     done = sum(n for state, n in counts.items() if state.finished)
     failed = counts[TaskState.FAILED] + counts[TaskState.UPSTREAM_FAILED]

@@ -43,19 +43,19 @@ class TaskInstance:
     timeout_at: float | None = None  # when the current deferral times out
     next_retry_at: float | None = None  # read back after a restart: when its backoff ends
     interrupted_tries: int = 0  # tries cut short by the daemon's death (they cost no retry)
+    # Made once: read five times and more per instance as a sensor arms (a property made a
+    # tuple each time). The run, task and map index of an instance never change.
+    key: tuple[str, str, int] = field(init=False, repr=False)
+    task_id: str = field(init=False, repr=False)
 
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.run.run_id, self.task.task_id, self.map_index)
+    def __post_init__(self) -> None:
+        self.task_id = task_id = self.task.task_id
+        self.key = (self.run.run_id, task_id, self.map_index)
 
     @property
     def resuming(self) -> bool:
         """Scheduled (or running) to resume after its trigger fired, in the same try."""
         return self.next_call is not None and "event" in self.next_call
-
-    @property
-    def task_id(self) -> str:
-        return self.task.task_id
 
     def context(self, log_path: str) -> TaskContext:
         """The context of its current try (made for each try: built directly, not merged)."""
@@ -79,13 +79,15 @@ class TaskInstance:
 class DagPlan:
     """What every run of one DAG shares, computed once: topological order and priorities."""
 
+    ordered: list[str]  # task ids in topological order
     order: dict[str, int]  # task_id -> topological index
     priorities: dict[str, int]  # task_id -> effective priority weight
 
     @classmethod
     def of(cls, dag: DAG) -> DagPlan:
-        order = {task_id: index for index, task_id in enumerate(dag.topological_order())}
-        return cls(order=order, priorities=dag.priorities())
+        ordered, priorities = dag.order_and_priorities()
+        order = {task_id: index for index, task_id in enumerate(ordered)}
+        return cls(ordered=ordered, order=order, priorities=priorities)
 
 
 class ActiveRun:
@@ -103,6 +105,7 @@ class ActiveRun:
         self.data_interval_end = record.data_interval_end
         self.params = {**dag.params, **{k: v for k, v in record.conf.items() if k in dag.params}}
         self.order = plan.order
+        self._ordered = plan.ordered
         self.priorities = plan.priorities
         #: task_id -> map index -> instance. Read freely; change only through `add_instance`,
         #: `remove_instance` and `set_state`, which keep `_unfinished_instances` in step.
@@ -111,11 +114,13 @@ class ActiveRun:
         # instances asks whether its task is done, and scanning them all each time was quadratic.
         self._unfinished_instances: Counter[str] = Counter()
         self.results: dict[str, dict[int, Any]] = {}
+        self._result_view = ResultView(self.results)  # live: `results` changes in place only
         self.unfinished: set[str] = set(dag.tasks)
         self.running = 0
         self.cancelling = False
         self.failure: str | None = None  # a cancel that fails the run (its timeout): why
-        self._dirty: list[tuple[int, str]] = []
+        # Topological indexes of the dirty tasks, a heap (of ints: tuples compare slower).
+        self._dirty: list[int] = []
         self._dirty_set: set[str] = set()
         #: Told when a task is marked dirty, so the scheduler visits only runs with work to do.
         self.on_dirty: Callable[[ActiveRun], None] = _ignore
@@ -138,7 +143,7 @@ class ActiveRun:
         for task_id in task_ids:
             if task_id not in self._dirty_set:
                 self._dirty_set.add(task_id)
-                heapq.heappush(self._dirty, (self.order[task_id], task_id))
+                heapq.heappush(self._dirty, self.order[task_id])
         if self._dirty:
             self.on_dirty(self)
 
@@ -146,7 +151,7 @@ class ActiveRun:
         """The dirty task that comes first in topological order (so cascades settle in one pass)."""
         if not self._dirty:
             return None
-        _, task_id = heapq.heappop(self._dirty)
+        task_id = self._ordered[heapq.heappop(self._dirty)]
         self._dirty_set.discard(task_id)
         return task_id
 
@@ -165,25 +170,25 @@ class ActiveRun:
 
     def result_view(self) -> ResultView:
         """task_id -> result, with an expanded task's results as a list in map order."""
-        return ResultView(self.results)
+        return self._result_view
 
     def add_instance(self, ti: TaskInstance) -> None:
         """Adopt a task instance (new, or read back from the store)."""
         self.instances[ti.task_id][ti.map_index] = ti
-        if not ti.state.finished:
+        if ti.state not in FINISHED_TASK_STATES:
             self._unfinished_instances[ti.task_id] += 1
 
     def remove_instance(self, ti: TaskInstance) -> None:
         """Forget a task instance whose row is deleted."""
         del self.instances[ti.task_id][ti.map_index]
-        if not ti.state.finished:
+        if ti.state not in FINISHED_TASK_STATES:
             self._unfinished_instances[ti.task_id] -= 1
 
     def set_state(self, ti: TaskInstance, new: TaskState) -> None:
         """Change an instance's state in memory (`Transitions.move` also records it)."""
         finished = new in FINISHED_TASK_STATES
         if (ti.state in FINISHED_TASK_STATES) != finished:  # most moves stay on one side
-            task_id = ti.task.task_id
+            task_id = ti.task_id
             if self.instances[task_id].get(ti.map_index) is ti:  # adopted
                 self._unfinished_instances[task_id] += -1 if finished else 1
         ti.state = new
@@ -304,14 +309,9 @@ class ResultView(Mapping[str, Any]):
 
 
 _STILL_DEFERRING = (TaskState.DEFERRED, TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING)
-
-
-def _defers_as_scheduled(ti: TaskInstance) -> bool:
-    """A deferrable sensor leaving `none` is scheduled and deferred in one step (the
-    scheduler's `_make_ready`): `scheduled` is never durable on its own, so only its
-    `deferred` is announced, half the changes when arming 100,000 sensors. A retry, or a
-    sensor resuming on a slot, still announces its `scheduled`."""
-    return ti.state is TaskState.NONE and ti.next_call is None and ti.task.defers_at_start
+# What every move compares with, as module constants: in Python 3.11 reading a member off its
+# enum class (`TaskState.NONE`) takes the slow path of `EnumType.__getattr__`, about 0.1 us.
+_NONE, _SCHEDULED, _DEFERRED = TaskState.NONE, TaskState.SCHEDULED, TaskState.DEFERRED
 
 
 class Transitions:
@@ -325,15 +325,24 @@ class Transitions:
         self.disarmed: list[tuple[str, str, int]] = []
 
     def move(self, ti: TaskInstance, new: TaskState, **fields: Any) -> None:
-        if ti.state is TaskState.DEFERRED and new is not TaskState.DEFERRED:
+        if ti.state is _DEFERRED and new is not _DEFERRED:
             self.batch.delete_trigger(ti.key)  # in the same transaction as the move
             self.disarmed.append(ti.key)
         if ti.next_call is not None and new not in _STILL_DEFERRING:
             ti.next_call = None  # finished, or retrying from the start
             fields["next_call"] = None
         self.batch.set_task_state(ti.key, ti.state, new, **fields)
-        if new is TaskState.SCHEDULED and _defers_as_scheduled(ti):
-            ti.run.set_state(ti, new)  # the feed hears `deferred` alone, in this same step
+        if (
+            new is _SCHEDULED
+            and ti.state is _NONE
+            and ti.next_call is None
+            and ti.task.defers_at_start
+        ):
+            # A deferrable sensor leaving `none` is scheduled and deferred in one step (the
+            # scheduler's `_make_ready`): `scheduled` is never durable on its own, so the feed
+            # hears its `deferred` alone, half the changes when arming 100,000 sensors. A
+            # retry, or a sensor resuming on a slot, still announces its `scheduled`.
+            ti.run.set_state(ti, new)
             return
         self._moved(ti, new, fields)
 
@@ -342,7 +351,7 @@ class Transitions:
     ) -> None:
         """A sensor's first try opens straight into `deferred` (`WriteBatch.open_deferral`)."""
         self.batch.open_deferral(ti.key, ti.state, attempt, trigger, **fields)
-        self._moved(ti, TaskState.DEFERRED, fields)
+        self._moved(ti, _DEFERRED, fields)
 
     def _moved(self, ti: TaskInstance, new: TaskState, fields: dict[str, Any]) -> None:
         ti.run.set_state(ti, new)

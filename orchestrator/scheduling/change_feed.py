@@ -51,9 +51,10 @@ class ChangeFeed:
         return len(self._subscribers)
 
     def publish(self, changes: Iterable[Change]) -> None:
+        listeners, subscribers = self._listeners, self._subscribers  # the lists, not copies
         for change in changes:
             self.published += 1
-            for callback in self._listeners:
+            for callback in listeners:
                 callback(change)
-            for subscriber in self._subscribers:
+            for subscriber in subscribers:
                 subscriber.send_nowait(change)

@@ -7,6 +7,7 @@ again by a clear, or picked up after a restart) until a committed change says it
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 
 import anyio
@@ -24,12 +25,16 @@ class DrivenRuns:
         self._scheduler = scheduler
         self._done: dict[str, anyio.Event] = {}
         self._dags: dict[str, DAG] = {}  # run_id -> DAG
-        self._plans: dict[int, DagPlan] = {}  # id(DAG) -> its plan, computed once
+        # DAG -> its plan, computed once. Keyed by the DAG itself, held weakly: an `id()` of a
+        # DAG dropped by a reload can be a new DAG's, which then got the old DAG's plan.
+        self._plans: weakref.WeakKeyDictionary[DAG, DagPlan] = weakref.WeakKeyDictionary()
 
     def plan(self, dag: DAG) -> DagPlan:
-        plan = self._plans.get(id(dag))
+        """The DAG's plan: a loaded DAG's tasks, edges and weights no longer change (a reload
+        loads new DAG objects)."""
+        plan = self._plans.get(dag)
         if plan is None:
-            plan = self._plans[id(dag)] = DagPlan.of(dag)
+            plan = self._plans[dag] = DagPlan.of(dag)
         return plan
 
     def adopt(self, run: ActiveRun) -> None:

@@ -168,8 +168,9 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         """Settle the run's dirty tasks; finish it if nothing is left. True if it finished."""
         if run.state is not RunState.RUNNING or self.runs.get(run.run_id) is not run:
             return False  # queued (admission marks it again) or already gone
-        while (task_id := run.pop_dirty()) is not None:
-            self._readiness.evaluate(run, run.dag.tasks[task_id], tx)
+        evaluate, tasks, pop_dirty = self._readiness.evaluate, run.dag.tasks, run.pop_dirty
+        while (task_id := pop_dirty()) is not None:  # a run's first visit: all of its roots
+            evaluate(run, tasks[task_id], tx)
         self._dirty_runs.pop(run.run_id, None)  # what it marked itself is settled already
         if run.unfinished or run.running:
             return False
@@ -261,21 +262,20 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
         No folder per task: its mkdir cost more than the try's own file, about doubling the
         system CPU of a no-op in-process try (`bench/overhead_profile.py --logs`).
         """
-        folder, name = self._log_folder_and_name(ti)
-        return f"{folder}/{name}.try-{ti.try_number}.log"
+        return f"{self._log_stem(ti)}.try-{ti.try_number}.log"
 
     def begun_log_path(self, ti: TaskInstance) -> str:
         """The log of a try begun before (resumed or recovered), where its version put it.
 
         A try begun before logs went side by side has it in a task folder: `TASK/try-N.log`.
         """
-        folder, name = self._log_folder_and_name(ti)
-        older = f"{folder}/{name}/try-{ti.try_number}.log"
+        older = f"{self._log_stem(ti)}/try-{ti.try_number}.log"
         return older if os.path.exists(older) else self.log_path(ti)
 
-    def _log_folder_and_name(self, ti: TaskInstance) -> tuple[str, str]:
+    def _log_stem(self, ti: TaskInstance) -> str:
+        """`DAG/RUN/TASK` (`TASK.INDEX` for an expanded task's element), under the logs folder."""
         name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}.{ti.map_index}"
-        return f"{self.log_dir}/{ti.run.dag.dag_id}/{ti.run.run_id}", name
+        return f"{self.log_dir}/{ti.run.dag.dag_id}/{ti.run.run_id}/{name}"
 
     # -- outcomes -------------------------------------------------------------------------------
 

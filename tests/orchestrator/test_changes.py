@@ -32,6 +32,9 @@ def test_endings_keeps_finished_tasks_and_runs_in_order_and_nothing_else() -> No
     assert endings(changes) == expected
     # What arming a sensor announces: nothing for those that read endings only.
     assert endings([_task(TaskState.SCHEDULED), _task(TaskState.DEFERRED)]) == []
+    # Interleaved, from any iterable: the same, in the order given.
+    mixed = [changes[i] for i in (16, 0, 7, 13, 5, 6, 15, 3, 8)]
+    assert endings(iter(mixed)) == [c for c in mixed if c in expected]
 
 
 def test_a_task_change_made_quickly_is_the_same_frozen_value() -> None:

@@ -392,6 +392,42 @@ def test_priorities_match_a_walk_of_every_descendant() -> None:
     assert pipeline.priorities() == expected
 
 
+def test_topological_order_takes_the_first_defined_ready_task_each_time() -> None:
+    """The heap of positions gives what a plain scan of every ready task gives (a random DAG,
+    tasks defined in a shuffled order, so that definition order and edges disagree)."""
+    rng = random.Random(20261205)
+    names = [f"t{i}" for i in range(80)]
+    rng.shuffle(names)
+    with DAG("random_order") as pipeline:
+        made = {name: _noop(name) for name in names}
+        ranked = sorted(made)  # edges go from lower to higher name: no cycle
+        for index, upstream in enumerate(ranked):
+            for downstream in rng.sample(ranked[index + 1 :], k=min(2, len(ranked) - index - 1)):
+                made[upstream] >> made[downstream]
+    pipeline.validate()
+    expected: list[str] = []
+    while len(expected) < len(names):
+        expected.append(
+            next(
+                name
+                for name in names
+                if name not in expected and pipeline.tasks[name].upstream_task_ids <= set(expected)
+            )
+        )
+    assert pipeline.topological_order() == expected
+    assert pipeline.order_and_priorities() == (expected, pipeline.priorities())
+
+
+def test_priorities_of_tasks_with_nothing_downstream_are_their_weights() -> None:
+    with DAG("flat") as pipeline:
+        for i in range(5):
+            _noop(f"t{i}", priority_weight=i - 2)
+    assert pipeline.order_and_priorities() == (
+        [f"t{i}" for i in range(5)],
+        {f"t{i}": i - 2 for i in range(5)},
+    )
+
+
 def test_roots_and_leaves() -> None:
     with DAG("shape") as pipeline:
         a, b, c = (_noop(name) for name in "abc")

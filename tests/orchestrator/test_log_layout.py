@@ -13,9 +13,9 @@ from pathlib import Path
 from schedulerkit import DrivenScheduler
 
 from orchestrator import DAG, task
-from orchestrator.scheduling.active_runs import ActiveRun, DagPlan
+from orchestrator.scheduling.active_runs import ActiveRun, DagPlan, TaskInstance
 from orchestrator.scheduling.scheduler import Scheduler
-from orchestrator.state import RunState
+from orchestrator.state import RunState, TaskState
 from orchestrator.store.records import RunRecord
 
 
@@ -52,3 +52,16 @@ def test_a_try_begun_in_a_task_folder_goes_on_in_that_log(tmp_path: Path) -> Non
     older.write_text("before the upgrade\n")
     assert scheduler.begun_log_path(solo) == str(older)
     assert scheduler.log_path(solo) == f"{tmp_path}/layout/r1/solo.try-1.log"  # a new try's
+
+
+def test_an_expanded_element_logs_under_its_task_and_index(tmp_path: Path) -> None:
+    scheduler, run = started_run(tmp_path)
+    element = TaskInstance(
+        run=run, task=run.dag.tasks["solo"], map_index=2, state=TaskState.RUNNING, priority=1
+    )
+    element.try_number = 3
+    assert scheduler.log_path(element) == f"{tmp_path}/layout/r1/solo.2.try-3.log"
+    older = tmp_path / "layout" / "r1" / "solo.2" / "try-3.log"
+    older.parent.mkdir(parents=True)
+    older.write_text("before the upgrade\n")
+    assert scheduler.begun_log_path(element) == str(older)

@@ -8,6 +8,7 @@ dirty tasks are popped, how many calls the engine's own code makes), never timed
 
 from __future__ import annotations
 
+import gc
 import itertools
 import sys
 from collections.abc import Iterator
@@ -22,7 +23,9 @@ import orchestrator
 from orchestrator import DAG, task
 from orchestrator.changes import RunChanged
 from orchestrator.scheduling.active_runs import ActiveRun, DagPlan, TaskInstance, Transitions
+from orchestrator.scheduling.driven_runs import DrivenRuns
 from orchestrator.scheduling.recovery import rebuild_run
+from orchestrator.scheduling.scheduler import Scheduler
 from orchestrator.state import RunState, TaskState
 from orchestrator.store.records import RunRecord, TaskInstanceRecord
 
@@ -306,3 +309,18 @@ def recovered(harness: Harness, dag: DAG, state: TaskState, queued_at: float) ->
     run = rebuild_run(record, dag, harness.plan(dag), [row], {})
     harness.scheduler.recover(run, {}, Transitions(5000.0))
     return run
+
+
+def test_each_dag_gets_its_own_plan_once_even_when_a_dropped_dags_id_is_reused() -> None:
+    """A reload drops DAG objects and makes new ones, which may get a dropped one's `id()`:
+    the plan cache of the driven runs must not give them the dropped DAG's plan."""
+    driven = DrivenRuns(Scheduler(slots=1, pools={}, log_dir="logs"))
+    for index in range(20):
+        with DAG(f"reloaded_{index}") as dag:
+            for name in ("a", "b", "c")[: index % 3 + 1]:
+                task(lambda: None, task_id=f"{name}{index}")()
+        plan = driven.plan(dag)
+        assert plan is driven.plan(dag)  # computed once
+        assert plan == DagPlan.of(dag)
+        del dag, plan
+        gc.collect()  # the DAG's memory (and so its id) is free for the next one

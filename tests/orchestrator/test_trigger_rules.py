@@ -121,7 +121,17 @@ def test_the_table_covers_every_rule() -> None:
 
 @pytest.mark.parametrize("rule", list(TriggerRule))
 def test_a_task_without_upstream_tasks_runs(rule: TriggerRule) -> None:
+    """Whatever its rule, and however the (empty) states come: the fast path counts nothing."""
     assert evaluate(rule, []) is RUN
+    assert evaluate(rule, ()) is RUN
+    assert evaluate(rule, iter([])) is RUN
+    assert evaluate(rule, [], [F]) is RUN  # setups are read only among upstream tasks
+
+
+def test_always_runs_whatever_its_upstream_tasks_did() -> None:
+    for size in (1, 2, 3):
+        for mix in _mixes(size):
+            assert evaluate(TriggerRule.ALWAYS, mix) is RUN, mix
 
 
 def test_evaluate_accepts_any_iterable() -> None:

@@ -90,6 +90,28 @@ def test_a_scheduled_run_that_starts_late_and_an_event_run_are_timed() -> None:
     assert found[("orchestrator_event_to_task_start_seconds_sum", file)] == 0.25
 
 
+def test_every_finished_state_and_each_retry_is_counted_and_arming_counts_nothing() -> None:
+    metrics = EngineMetrics()
+    for index in range(3):  # sensors armed: no run waits on an event, nothing to count
+        metrics.observe(task_changed(f"sense{index}", TaskState.DEFERRED, START))
+    metrics.observe(task_changed("flaky", TaskState.UP_FOR_RETRY, START))
+    finished = [TaskState.SUCCESS, TaskState.FAILED, TaskState.SKIPPED]
+    finished += [TaskState.UPSTREAM_FAILED, TaskState.CANCELLED]
+    for state in finished:
+        metrics.observe(task_changed(f"t_{state.value}", state, START))
+    found = samples(metrics)
+    assert (
+        found[("orchestrator_task_retries_total", (("dag_id", "etl"), ("task_id", "flaky")))] == 1
+    )
+    counted = {
+        dict(labels)["state"]: value
+        for (name, labels), value in found.items()
+        if name == "orchestrator_task_instances_finished_total"
+    }
+    assert counted == {state.value: 1 for state in finished}
+    assert not [name for name, _ in found if name.startswith("orchestrator_event_to_task")]
+
+
 @pytest.mark.parametrize(
     ("source", "kind"),
     [

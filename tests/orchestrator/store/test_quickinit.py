@@ -38,10 +38,6 @@ def test_what_quick_init_cannot_make_the_same_way_is_refused() -> None:
 
         def __post_init__(self) -> None: ...
 
-    @dataclass(frozen=True, kw_only=True)
-    class Made:
-        names: list[str] = field(default_factory=list)
-
     @dataclass(kw_only=True)
     class Mutable:
         name: str
@@ -50,6 +46,30 @@ def test_what_quick_init_cannot_make_the_same_way_is_refused() -> None:
     class Positional:
         name: str
 
-    for cls in (Checked, Made, Mutable, Positional):
+    for cls in (Checked, Mutable, Positional):
         with pytest.raises(TypeError, match="quick_init"):
             quick_init(cls)
+
+
+def test_a_field_with_a_factory_gets_a_new_value_unless_given_one() -> None:
+    @dataclass(frozen=True, kw_only=True)
+    class Slow:
+        name: str
+        names: list[str] = field(default_factory=list)
+        size: int = 2
+
+    @quick_init
+    @dataclass(frozen=True, kw_only=True)
+    class Quick:
+        name: str
+        names: list[str] = field(default_factory=list)
+        size: int = 2
+
+    first, second = Quick(name="a"), Quick(name="b")
+    assert first.names == [] and first.names is not second.names  # one list each
+    given = ["x"]
+    assert Quick(name="c", names=given).names is given
+    assert dataclasses.asdict(first) == dataclasses.asdict(Slow(name="a"))
+    assert repr(first).endswith("Quick(name='a', names=[], size=2)")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.names = given  # type: ignore[misc]
