@@ -46,6 +46,7 @@ from triggers.time import TimeTrigger
 Mode = Literal["deferrable", "reschedule", "poke"]
 MODES = ("deferrable", "reschedule", "poke")
 DEFAULT_TIMEOUT = 7 * 24 * 3600.0  # a week, as in Airflow
+_NONE: frozenset[str] = frozenset()
 
 
 class SensorTimeoutError(TaskError):
@@ -239,6 +240,8 @@ class BaseSensor(BaseOperator):
 
         A param left at the default written in the DAG file is as trusted as the file.
         """
+        if PLAIN_LEAVES.issuperset(map(type, self.fields.values())):
+            return _NONE  # as most sensors' fields are: checked in C, no generator to run
         return frozenset(
             name
             for name, value in self.fields.items()

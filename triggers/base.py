@@ -49,7 +49,7 @@ import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from orchestrator.errors import TriggerLoadError
 
@@ -82,10 +82,15 @@ class TriggerEvent:
 class Trigger:
     """Base class of every trigger. Subclass as a frozen, keyword-only dataclass."""
 
+    #: Set where the class's `__post_init__` admits only JSON scalars: `serialize` skips its check.
+    fields_checked_as_json: ClassVar[bool] = False
+
     def serialize(self) -> tuple[str, dict[str, JSON]]:
         """`(classpath, kwargs)`: all that is stored, and all `load_trigger` needs."""
         cls: type = type(self)  # as a plain type: functools.cache wants it hashable
-        classpath, names = _stored_form(cls)
+        classpath, names, checked = _stored_form(cls)
+        if checked:  # plain scalars, checked when it was made
+            return classpath, {name: getattr(self, name) for name in names}
         kwargs = {}
         for name in names:  # most fields are scalars: a call for each was a third of the cost
             value = getattr(self, name)
@@ -138,7 +143,6 @@ def load_trigger(classpath: str, kwargs: Mapping[str, JSON]) -> Trigger:
 
 
 def _import_class(classpath: str) -> object:
-    module_name, _, qualname = classpath.rpartition(".")
     # A class nested in another has a dotted qualname: try the longest importable module.
     parts = classpath.split(".")
     for cut in range(len(parts) - 1, 0, -1):
@@ -171,10 +175,11 @@ def _check_frozen_dataclass(cls: type) -> None:
 
 
 @functools.cache
-def _stored_form(cls: type) -> tuple[str, tuple[str, ...]]:
-    """Once per class, not per trigger: its classpath and the fields it is stored as."""
+def _stored_form(cls: type) -> tuple[str, tuple[str, ...], bool]:
+    """Once per class, not per trigger: classpath, fields stored, `fields_checked_as_json`."""
     _check_frozen_dataclass(cls)
-    return classpath_of(cls), tuple(f.name for f in dataclasses.fields(cls))
+    checked = cls.__dict__.get("fields_checked_as_json") is True  # a subclass may add fields
+    return classpath_of(cls), tuple(f.name for f in dataclasses.fields(cls)), checked
 
 
 def check_json_safe(value: JSON, *, what: str) -> None:
@@ -296,9 +301,7 @@ class TriggerRuntime:
     clock: Clock = field(default_factory=_system_clock)
     policy: InputPolicy = field(default_factory=_open_policy)
     state: StateReader | None = None
-    changes: Callable[[], AbstractAsyncContextManager[MemoryObjectReceiveStream[Change]]] | None = (
-        None
-    )
+    changes: Callable[[], ChangeSubscription] | None = None
     cursor: JSON = None
     save_cursor: Callable[[JSON], Awaitable[None]] | None = None
 

@@ -24,6 +24,7 @@ import os
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import ClassVar
 
 import anyio
 
@@ -34,6 +35,10 @@ from triggers.folder_host import Folder, FolderHost
 from triggers.watch import Subscription, watch_directory
 
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
+#: The `sharing()` of triggers on an absolute folder, by their fields that make it: one made
+#: per folder, not per trigger (100,000 sensors arming on 100 folders). A few hundred at most.
+_SHARINGS: dict[tuple[str, bool, bool | None, float], Sharing] = {}
+_SHARINGS_MAX = 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +60,8 @@ class FileTrigger(Trigger):
     poll_interval: float = 1.0
     trusted: bool = True
     ignore_partial: bool = True
+
+    fields_checked_as_json: ClassVar[bool] = True  # strings, booleans, finite seconds: below
 
     def __post_init__(self) -> None:
         _check_text("directory", self.directory)
@@ -120,8 +127,14 @@ class FileTrigger(Trigger):
         """Trusted, without `stable_for`: one `FolderHost` serves every such trigger on a folder."""
         if not self.trusted or self.stable_for:
             return None
-        key = Folder(_absolute(self.directory), self.recursive, self.polling, self.poll_interval)
-        return Sharing(FolderHost, key)
+        alike = (self.directory, self.recursive, self.polling, self.poll_interval)
+        sharing = _SHARINGS.get(alike)
+        if sharing is None:
+            sharing = Sharing(FolderHost, Folder(_absolute(self.directory), *alike[1:]))
+            # An absolute path is the same folder whatever the working directory is then.
+            if self.directory.startswith("/") and len(_SHARINGS) < _SHARINGS_MAX:
+                _SHARINGS[alike] = sharing
+        return sharing
 
     def matches(self, relative: str) -> bool:
         """Whether a file at `relative` (to the directory, `/`-separated) is one to fire for."""

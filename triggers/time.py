@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from orchestrator.clock import Deadlines
 from triggers.base import (
@@ -36,6 +37,8 @@ class TimeTrigger(Trigger):
 
     moment: float
 
+    fields_checked_as_json: ClassVar[bool] = True  # a finite float: below
+
     def __post_init__(self) -> None:
         # Stored as a float so that 5 and 5.0 give one dedup key.
         object.__setattr__(self, "moment", _finite_seconds(self.moment, what="moment"))
@@ -50,7 +53,7 @@ class TimeTrigger(Trigger):
         return self._event(now) if now >= self.moment else None
 
     def sharing(self) -> Sharing:
-        return Sharing(TimeHost)
+        return _IN_THE_HEAP
 
     def _event(self, fired_at: float) -> TriggerEvent:
         payload = {"moment": self.moment, "moment_iso": iso_of(self.moment), "fired_at": fired_at}
@@ -86,6 +89,10 @@ class TimeHost(SharedHost[TimeTrigger]):
                 # Not a leftover of a trigger discarded (and perhaps armed again since).
                 if trigger is not None and trigger.moment <= (now := clock.now()):
                     self.end(token, trigger._event(now))
+
+
+#: Where every time trigger waits: made once, not once per trigger armed.
+_IN_THE_HEAP = Sharing(TimeHost)
 
 
 def moment_of(value: datetime | str | float | int) -> float:

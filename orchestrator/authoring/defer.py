@@ -27,14 +27,12 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from orchestrator.authoring.retry import Duration, seconds
 from orchestrator.errors import TaskError, TriggerLoadError
+from orchestrator.quickinit import quick_init
 from triggers.base import Trigger, check_json_safe
-
-if TYPE_CHECKING:
-    pass
 
 OnTimeout = Literal["fail", "skip"]
 
@@ -76,6 +74,7 @@ def defer(
     raise TaskDeferred(Defer(trigger, resume, dict(kwargs or {}), timeout, on_timeout))
 
 
+@quick_init  # one is made for each sensor deferring at start
 @dataclass(frozen=True, kw_only=True)
 class Deferral:
     """A `Defer` as stored: the trigger's classpath and JSON kwargs, and how to resume."""
@@ -106,7 +105,8 @@ def deferral_of(request: Defer, resume_name: str | None) -> Deferral:
     try:
         classpath, kwargs = request.trigger.serialize()
         resume_kwargs = dict(request.kwargs)
-        check_json_safe(resume_kwargs, what="the kwargs passed to the resume target")
+        if resume_kwargs:  # none, for a sensor: nothing to check
+            check_json_safe(resume_kwargs, what="the kwargs passed to the resume target")
     except TriggerLoadError as error:
         raise TaskError(str(error)) from None
     timeout = seconds(request.timeout)

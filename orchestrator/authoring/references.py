@@ -8,7 +8,7 @@ run's params. The values are nested in plain lists, tuples and dicts, so `iter_r
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -114,6 +114,32 @@ def iter_refs(value: Any) -> Iterator[Ref]:
 # Leaves that cannot hold a `Ref`, taken as they are without a call: 100,000 sensors arming at
 # once resolve a few plain strings and numbers each, and the calls were most of the cost.
 PLAIN_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+def surely_plain(value: Any) -> bool:
+    """True when `value` surely holds no `Ref`: a plain leaf, or dicts, lists and tuples of plain
+    leaves two levels deep at most (a sensor's `{"kwargs": fields}`). Then `resolve_refs` would
+    only copy it. False says nothing (a deeper or other value): resolve it.
+
+    The leaves are checked in C: 100,000 sensors arming at once are nearly all of this shape.
+    """
+    items = _items(value)
+    if items is None:
+        return type(value) in PLAIN_LEAVES
+    for item in items:
+        if type(item) not in PLAIN_LEAVES:
+            inner = _items(item)
+            if inner is None or not PLAIN_LEAVES.issuperset(map(type, inner)):
+                return False
+    return True
+
+
+def _items(value: Any) -> Iterable[Any] | None:
+    """The items of a dict (its values), list or tuple of exactly those types; else None."""
+    kind = type(value)
+    if kind is dict:
+        return value.values()  # type: ignore[no-any-return]
+    return value if kind is list or kind is tuple else None
 
 
 def resolve_refs(value: Any, results: Mapping[str, Any], context: TaskContext) -> Any:

@@ -231,7 +231,10 @@ class Task:
         return False
 
     def first_deferral(self, inputs: dict[str, Any], context: TaskContext) -> Any:
-        """The `Defer` such a task starts with; called in the engine, with no slot taken."""
+        """The `Defer` such a task starts with; called in the engine, with no slot taken.
+
+        `inputs` are only read: without a `Ref` in them, they are the task's own, not a copy.
+        """
         raise TaskError(f"{type(self).__name__} does not defer at start")
 
     def resume_name(self, target: str | Callable[..., Any]) -> str:

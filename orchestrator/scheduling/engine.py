@@ -343,7 +343,7 @@ class Engine:
         for key in tx.disarmed:
             self.triggerer.disarm(key)
         armings, self.scheduler.armings = self.scheduler.armings, []
-        self.triggerer.arm_all((arming.key, arming.trigger, arming.cursor) for arming in armings)
+        self.triggerer.arm_all(armings)  # each a (key, trigger, cursor) named tuple
         self.starter.after_commit()
         self._arm_timers()
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from orchestrator.state import RunState, TaskState, check_run_transition
 from orchestrator.store.alertrows import AlertRecord
-from orchestrator.store.folding import InsertFolding, checked_move, previous_move
+from orchestrator.store.folding import InsertFolding, check_move, move_args, previous_move
 from orchestrator.store.records import (
     DagGrid,
     DagRecord,
@@ -30,6 +30,7 @@ from orchestrator.store.records import (
 )
 
 TaskKey = tuple[str, str, int]  # (run_id, task_id, map_index)
+_DEFERRED = TaskState.DEFERRED  # read once: off the enum it is a slow lookup each time
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,9 @@ class WriteBatch:
         Allowed fields: try_number, max_tries, queued_at, started_at, ended_at, next_retry_at,
         error, next_call, interrupted_tries.
         """
-        move = checked_move(key, old, new, fields)
+        check_move(old, new, fields)
         if not self._folding.fold(key, old, new, fields):
+            move = move_args(key, old, new, fields)
             self.ops.append(Op("set_task_state", previous_move(self.ops, move)))
 
     def open_deferral(
@@ -101,19 +103,18 @@ class WriteBatch:
     ) -> None:
         """A sensor's first try opens straight into `deferred`, with its try and trigger rows.
 
-        Consecutive ones share one op, written as three `executemany` statements whatever their
-        number: one statement per row and kind cost the writer more than the rest of arming
-        100,000 sensors. The move is guarded by `old` just as `set_task_state`'s is.
+        Consecutive ones share one op, written as bulk statements (`writes._open_deferrals`),
+        not one per row and kind. The move is guarded by `old` just as `set_task_state`'s is.
         """
-        move = checked_move(key, old, TaskState.DEFERRED, fields)
-        folded = self._folding.fold(key, old, TaskState.DEFERRED, fields)
-        if not folded:
-            move = previous_move(self.ops, move)
+        check_move(old, _DEFERRED, fields)
+        move = None
+        if not self._folding.fold(key, old, _DEFERRED, fields):
+            move = previous_move(self.ops, move_args(key, old, _DEFERRED, fields))
         last = self.ops[-1] if self.ops else None
         if last is None or last.kind != "open_deferrals":
             last = Op("open_deferrals", {"moves": [], "tries": [], "triggers": []})
             self.ops.append(last)
-        if not folded:
+        if move is not None:
             last.args["moves"].append(move)
         last.args["tries"].append(attempt)
         last.args["triggers"].append(trigger)

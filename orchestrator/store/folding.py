@@ -49,7 +49,7 @@ class InsertFolding:
         if columns is None:
             columns = moved[key] = {}
         columns.update(fields)
-        columns["state"] = new.value
+        columns["state"] = new._value_  # `.value` is a descriptor call; `_value_` the same text
         self._open[key] = (new, moved)
         return True
 
@@ -58,12 +58,16 @@ class InsertFolding:
         self._open.pop(key, None)
 
 
-def checked_move(
-    key: TaskKey, old: TaskState, new: TaskState, fields: dict[str, Any]
-) -> dict[str, Any]:
-    """A move's arguments, once the transition and field names are known to be allowed."""
+def check_move(old: TaskState, new: TaskState, fields: dict[str, Any]) -> None:
+    """Raise unless the transition and the field names are allowed (before any folding)."""
     check_task_transition(old, new)
     check_task_state_fields(fields)
+
+
+def move_args(
+    key: TaskKey, old: TaskState, new: TaskState, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """A checked move's arguments, for a move written on its own (one that did not fold)."""
     return {"key": key, "old": old, "new": new, "fields": fields}
 
 

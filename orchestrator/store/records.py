@@ -28,6 +28,8 @@ TASK_STATE_FIELDS = frozenset(
 
 def check_task_state_fields(fields: Iterable[str]) -> None:
     """Raise `ValueError` naming the first field `set_task_state` may not set."""
+    if TASK_STATE_FIELDS.issuperset(fields):
+        return  # the usual answer, in one C call (two per sensor armed)
     for name in fields:
         if name not in TASK_STATE_FIELDS:
             allowed = ", ".join(sorted(TASK_STATE_FIELDS))

@@ -10,6 +10,9 @@ them and tuple indexing is the cheapest conversion there is.
 from __future__ import annotations
 
 import json
+import operator
+import threading
+from _json import encode_basestring, make_encoder
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,17 +43,52 @@ TRY_COLUMNS = (
 )
 
 
-# One encoder for every value: `json.dumps` with these options builds a new one per call,
-# which cost as much as encoding a trigger's arguments (100,000 of them to arm 100,000 sensors).
+# The options of every value's encoding; `default` is its refusal of what is not JSON.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
+class _ThreadEncoder(threading.local):
+    """`_ENCODER`'s C encoder, made once per thread instead of once per value.
+
+    `JSONEncoder.encode` makes a new `_json.make_encoder` for each value, a third of the cost
+    of encoding a trigger's arguments (1.3 instead of 2.1 us; 100,000 of them to arm 100,000
+    sensors). Its `markers` (what it is inside of, to refuse circular values) are its own
+    state, hence one per thread: two stores' writers may encode at once.
+    """
+
+    def __init__(self) -> None:
+        self.markers: dict[int, Any] = {}
+        self.encode = make_encoder(
+            self.markers,
+            _ENCODER.default,
+            encode_basestring,  # ensure_ascii=False
+            None,  # indent
+            _ENCODER.key_separator,
+            _ENCODER.item_separator,
+            False,  # sort_keys
+            False,  # skipkeys
+            False,  # allow_nan
+        )
+
+
+_THREAD_ENCODER = _ThreadEncoder()
+
+
 def encode_json(value: Any, *, what: str) -> str:
-    """Strict JSON text (no NaN, no pickle fallback); `what` names the value in the error."""
+    """Strict JSON text (no NaN, no pickle fallback); `what` names the value in the error.
+
+    The same text and errors as `_ENCODER.encode(value)`.
+    """
+    encoder = _THREAD_ENCODER
     try:
-        return _ENCODER.encode(value)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{what} is not JSON: {error}") from error
+        return "".join(encoder.encode(value, 0))
+    except BaseException as error:
+        # A refused value leaves the containers it was inside of in `markers`: forgotten here,
+        # or a later value reusing one's id would be taken for a circular one.
+        encoder.markers.clear()
+        if isinstance(error, (TypeError, ValueError)):
+            raise ValueError(f"{what} is not JSON: {error}") from error
+        raise
 
 
 def dag_params(dag: DagRecord) -> tuple[Any, ...]:
@@ -134,6 +172,22 @@ def task_instance_params(ti: TaskInstanceRecord) -> tuple[Any, ...]:
         ti.next_call,
         ti.interrupted_tries,
     )
+
+
+# A task instance's fields are named as its columns, so a row is its `__dict__`'s values in
+# column order, taken in one C call.
+_TASK_INSTANCE_ROW = operator.itemgetter(*TASK_INSTANCE_COLUMNS.split(", "))
+
+
+def moved_task_instance_params(ti: TaskInstanceRecord, columns: dict[str, Any]) -> tuple[Any, ...]:
+    """`task_instance_params` of `ti` with `columns` (by name, values as stored) set instead.
+
+    `columns` sets `state` (as text), as every move does: its other fields are plain values.
+    One merge and one C call, against building the row and then setting each column by index
+    in a copy of it (0.6 against 1 us a row; 100,000 rows to arm 100,000 sensors).
+    """
+    row: tuple[Any, ...] = _TASK_INSTANCE_ROW(vars(ti) | columns)
+    return row
 
 
 def task_instance_from_row(row: Row) -> TaskInstanceRecord:

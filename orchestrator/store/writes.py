@@ -1,6 +1,7 @@
 """How each kind of write (`Op`) becomes SQL on the writer connection.
 
-Each operation is one statement on its success path (a list is one `executemany`); the writer
+Each operation is one statement on its success path (a list is one `executemany`, or for the
+rows of task instances, tries and triggers a `BulkInsert`, many rows a statement); the writer
 runs them all in the connection's thread, a whole transaction per trip (`writer.py`).
 Extra reads happen only on the failure path, to say what went wrong.
 
@@ -22,6 +23,7 @@ from orchestrator.state import RunState, TaskState
 from orchestrator.store.alertrows import ALERT_HANDLERS
 from orchestrator.store.apiwrites import API_HANDLERS
 from orchestrator.store.base import Op, TaskKey
+from orchestrator.store.bulkinsert import BulkInsert
 from orchestrator.store.eventwrites import EVENT_HANDLERS
 from orchestrator.store.folding import Moved
 from orchestrator.store.records import (
@@ -42,6 +44,7 @@ from orchestrator.store.rows import (
     dag_params,
     encode_json,
     import_error_params,
+    moved_task_instance_params,
     run_params,
     task_instance_params,
     try_params,
@@ -59,11 +62,8 @@ _UPSERT_DAG = f"""
 """
 _INSERT_IMPORT_ERROR = f"INSERT INTO import_errors ({IMPORT_ERROR_COLUMNS}) VALUES (?, ?, ?, ?)"
 _INSERT_RUN = f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_TASK_INSTANCE = (
-    f"INSERT INTO task_instances ({TASK_INSTANCE_COLUMNS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_TRY = f"INSERT INTO task_tries ({TRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_TASK_INSTANCES = BulkInsert("task_instances", TASK_INSTANCE_COLUMNS)
+_INSERT_TRIES = BulkInsert("task_tries", TRY_COLUMNS)
 _END_TRY = """
     UPDATE task_tries SET state = ?, ended_at = ?, error = ?
     WHERE run_id = ? AND task_id = ? AND map_index = ? AND try_number = ?
@@ -72,7 +72,7 @@ _REOPEN_TRY = """
     UPDATE task_tries SET state = 'running', ended_at = NULL, error = NULL
     WHERE run_id = ? AND task_id = ? AND map_index = ? AND try_number = ?
 """
-_INSERT_TRIGGER = f"INSERT INTO triggers ({TRIGGER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_TRIGGERS = BulkInsert("triggers", TRIGGER_COLUMNS)
 # A later result replaces an earlier one, so clearing and re-running a task instance works.
 _SAVE_RESULT = """
     INSERT INTO task_results (run_id, task_id, map_index, value, size) VALUES (?, ?, ?, ?, ?)
@@ -80,7 +80,6 @@ _SAVE_RESULT = """
         value = excluded.value, size = excluded.size
 """
 _TASK_KEY = "run_id = ? AND task_id = ? AND map_index = ?"
-_TASK_INSTANCE_COLUMN = {name: i for i, name in enumerate(TASK_INSTANCE_COLUMNS.split(", "))}
 # A cleared run runs again: it has not ended. started_at is set anew when it is admitted.
 _REQUEUE_RUN = "UPDATE runs SET state = ?, ended_at = NULL WHERE run_id = ? AND state = ?"
 # Children first: the foreign keys cascade too, but a store must not depend on that pragma.
@@ -153,19 +152,14 @@ def _add_task_instances(
     connection: Connection, task_instances: list[TaskInstanceRecord], moved: Moved | None = None
 ) -> None:
     """Insert the rows, each in the last state its batch moved it to (`store.folding`)."""
-    params = [task_instance_params(ti) for ti in task_instances]
-    if moved:
-        params = [_moved_params(row, moved.get(row[:3])) for row in params]
-    connection.executemany(_INSERT_TASK_INSTANCE, params)
-
-
-def _moved_params(row: tuple[Any, ...], columns: dict[str, Any] | None) -> tuple[Any, ...]:
-    if columns is None:
-        return row
-    values = list(row)
-    for name, value in columns.items():
-        values[_TASK_INSTANCE_COLUMN[name]] = value
-    return tuple(values)
+    columns = (moved or {}).get
+    params = [
+        task_instance_params(ti)
+        if (moves := columns((ti.run_id, ti.task_id, ti.map_index))) is None
+        else moved_task_instance_params(ti, moves)
+        for ti in task_instances
+    ]
+    _INSERT_TASK_INSTANCES.run(connection, params)
 
 
 def _set_run_state(
@@ -231,8 +225,8 @@ def _open_deferrals(
         # Each key is one row, so every move applied exactly when the count is the rows'.
         if connection.executemany(_task_state_sql(names), params).rowcount != len(params):
             _raise_first_unmoved(connection, rows)
-    connection.executemany(_INSERT_TRY, [try_params(attempt) for attempt in tries])
-    connection.executemany(_INSERT_TRIGGER, [trigger_params(trigger) for trigger in triggers])
+    _INSERT_TRIES.run(connection, [try_params(attempt) for attempt in tries])
+    _INSERT_TRIGGERS.run(connection, [trigger_params(trigger) for trigger in triggers])
 
 
 def _raise_first_unmoved(connection: Connection, moves: list[dict[str, Any]]) -> None:
@@ -255,7 +249,7 @@ def _conflict(what: str, old: str, new: str, found: str | None) -> StateConflict
 
 
 def _start_try(connection: Connection, attempt: TryRecord) -> None:
-    connection.execute(_INSERT_TRY, try_params(attempt))
+    connection.execute(_INSERT_TRIES.one, try_params(attempt))
 
 
 def _end_try(
@@ -291,7 +285,7 @@ def _note_waiting(connection: Connection, key: TaskKey, reason: str | None) -> N
 
 
 def _add_trigger(connection: Connection, trigger: TriggerRecord) -> None:
-    connection.execute(_INSERT_TRIGGER, trigger_params(trigger))
+    connection.execute(_INSERT_TRIGGERS.one, trigger_params(trigger))
 
 
 def _delete_trigger(connection: Connection, key: TaskKey) -> None:

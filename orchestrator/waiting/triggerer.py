@@ -133,7 +133,7 @@ class Triggerer:
             # Shared, or started but not yet running (`_host` sees it gone).
             self._shared.discard(key, self._forget(key))
             self._admit_waiting()
-        else:
+        elif self._waiting:  # not rebuilt for each of 100,000 new keys arming at once
             self._waiting = deque(entry for entry in self._waiting if entry[0] != key)
 
     def statistics(self) -> TriggererStatistics:

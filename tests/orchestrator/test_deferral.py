@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -26,6 +27,7 @@ from orchestrator.authoring.defer import Defer, defer, deferral_of
 from orchestrator.changes import TaskChanged
 from orchestrator.clock import FakeClock
 from orchestrator.config import Settings
+from orchestrator.errors import TaskError
 from orchestrator.scheduling.deferred import _next_call
 from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState, TaskState
@@ -472,3 +474,52 @@ def test_deferrals_that_finish_with_their_event_share_one_encoded_next_call() ->
             }
         )
     assert _next_call(other) is not shared and _next_call(resumed) is not _next_call(resumed)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "expected"),
+    [
+        (60.0, 60.0),  # a float: taken as it is
+        (60, 60.0),
+        (timedelta(minutes=1), 60.0),
+        (None, None),
+        (-1.0, "ValueError: a duration cannot be negative, got -1.0"),
+        (0.0, "TaskError: a deferral's timeout must be a positive duration, got 0.0"),
+        (float("nan"), "TaskError: a deferral's timeout must be a positive duration, got nan"),
+        (float("inf"), "TaskError: a deferral's timeout must be a positive duration, got inf"),
+        (True, "TypeError: a duration must be a number of seconds or a timedelta, got True"),
+    ],
+)
+def test_a_deferrals_timeout_is_checked_whatever_its_type(timeout: Any, expected: Any) -> None:
+    request = Defer(TimeTrigger(moment=1.0), timeout=timeout)
+    try:
+        made: Any = deferral_of(request, None).timeout
+    except (TypeError, ValueError, TaskError) as error:
+        made = f"{type(error).__name__}: {error}"
+    assert made == expected
+    assert type(made) is type(expected)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"a": [1, {"b": None}]}])
+def test_resume_kwargs_are_stored_as_given(kwargs: dict[str, Any]) -> None:
+    assert deferral_of(Defer(TimeTrigger(moment=1.0), kwargs=kwargs), None).resume_kwargs == kwargs
+
+
+def test_a_stored_deferral_reads_back_as_made_and_resume_kwargs_may_be_left_out() -> None:
+    import dataclasses
+
+    from orchestrator.authoring.defer import Deferral
+
+    made = deferral_of(Defer(TimeTrigger(moment=1.0), kwargs={"a": [1]}, timeout=5), None)
+    assert Deferral.from_json(made.to_json()) == made
+    bare = Deferral.from_json('{"classpath": "triggers.time.TimeTrigger", "kwargs": {}}')
+    assert (bare.resume, bare.resume_kwargs, bare.timeout, bare.on_timeout) == (
+        None,
+        {},
+        None,
+        "fail",
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bare.timeout = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        Deferral.from_json('{"classpath": "x.Y", "kwargs": {}, "colour": "red"}')

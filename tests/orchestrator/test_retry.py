@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import timedelta
 
@@ -89,4 +90,22 @@ def test_seconds_refuses_a_negative_duration(value: float | timedelta) -> None:
 @pytest.mark.parametrize("value", ["5", True, [1]])
 def test_seconds_refuses_what_is_not_a_duration(value: object) -> None:
     with pytest.raises(TypeError, match="a number of seconds or a timedelta"):
+        seconds(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0.0, 0.0), (5.5, 5.5), (math.inf, math.inf), (3, 3.0), (timedelta(minutes=1), 60.0)],
+)
+def test_a_duration_in_seconds_whatever_its_form(value: object, expected: float) -> None:
+    """A non-negative float is taken at once (a sensor's timeout); the rest as before."""
+    assert seconds(value) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(-1.0, ValueError), (-2, ValueError), (True, TypeError), ("5", TypeError)],
+)
+def test_a_duration_that_is_not_one_is_refused(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
         seconds(value)  # type: ignore[arg-type]

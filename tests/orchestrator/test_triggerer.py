@@ -92,3 +92,27 @@ def _until_true(condition: Callable[[], bool]) -> bool:
             return False
         time.sleep(0.001)  # a worker thread polling a flag another thread sets
     return True
+
+
+async def test_over_capacity_a_key_armed_again_or_disarmed_leaves_the_queue_once() -> None:
+    reports: list[tuple[Any, TriggerOutcome]] = []
+    async with anyio.create_task_group() as tg:
+        triggerer = Triggerer(
+            tg, capacity=1, report=lambda k, o: reports.append((k, o)), runtime=TriggerRuntime()
+        )
+        triggerer.arm(("r", "a", -1), GateTrigger(name="queue-a"))
+        triggerer.arm(("r", "b", -1), GateTrigger(name="queue-b"))
+        triggerer.arm(("r", "c", -1), GateTrigger(name="queue-c-old"))
+        triggerer.arm(("r", "c", -1), GateTrigger(name="queue-c"))  # replaces its queued one
+        triggerer.disarm(("r", "b", -1))
+        assert triggerer.statistics().waiting == 1
+        await until_waiting("queue-a")
+        open_gate("queue-a", "a")
+        await until_waiting("queue-c")
+        open_gate("queue-c", "c")
+        with anyio.fail_after(10):
+            while len(reports) < 2 or triggerer.statistics().running:
+                await anyio.lowlevel.checkpoint()
+        tg.cancel_scope.cancel()
+    assert [key for key, _ in reports] == [("r", "a", -1), ("r", "c", -1)]
+    assert sorted(triggerkit.cleaned_up) == ["queue-a", "queue-c"]  # b and c's first never ran

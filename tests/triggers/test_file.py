@@ -397,3 +397,54 @@ async def test_untrusted_directories_must_stay_under_the_allowed_roots(tmp_path:
     assert event is not None and event.payload["name"] == "a.csv"
     async with running(inside) as events:
         assert await next_name(events) == "a.csv"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"directory": "/data/in"},
+        {"directory": "/data/in/", "recursive": True},
+        {"directory": "/data/./x/../in", "polling": True, "poll_interval": 0.5},
+        {"directory": "relative/in"},
+        {"directory": "."},
+    ],
+)
+def test_the_sharing_of_a_file_trigger_is_made_from_its_fields_each_time(
+    fields: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from triggers.base import Sharing
+    from triggers.folder_host import Folder, FolderHost
+
+    def made(trigger: FileTrigger) -> Sharing:
+        folder = os.path.abspath(trigger.directory)
+        key = Folder(folder, trigger.recursive, trigger.polling, trigger.poll_interval)
+        return Sharing(FolderHost, key)
+
+    trigger = FileTrigger(**fields)
+    for where in (tmp_path, tmp_path / "other"):  # a relative folder follows the working one
+        where.mkdir(exist_ok=True)
+        monkeypatch.chdir(where)
+        assert trigger.sharing() == made(trigger)
+        assert FileTrigger(**fields).sharing() == made(trigger)
+    assert FileTrigger(**fields, trusted=False).sharing() is None
+    assert FileTrigger(**fields, stable_for=1).sharing() is None
+
+
+def test_file_triggers_share_by_folder_and_by_how_it_is_watched() -> None:
+    one = FileTrigger(directory="/data/in", pattern="a.csv").sharing()
+    assert one == FileTrigger(directory="/data/in/", pattern="b.csv").sharing()
+    for other in ({"recursive": True}, {"polling": False}, {"poll_interval": 2.0}):
+        assert FileTrigger(directory="/data/in", **other).sharing() != one  # type: ignore[arg-type]
+    assert FileTrigger(directory="/data/other").sharing() != one
+
+
+def test_beyond_the_kept_sharings_each_is_still_made_right(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import triggers.file
+
+    monkeypatch.setattr(triggers.file, "_SHARINGS", {})
+    monkeypatch.setattr(triggers.file, "_SHARINGS_MAX", 2)
+    sharings = [FileTrigger(directory=f"/data/{n}").sharing() for n in range(5)]
+    assert len(triggers.file._SHARINGS) == 2
+    assert [s.key.directory for s in sharings if s is not None] == [f"/data/{n}" for n in range(5)]

@@ -178,3 +178,11 @@ def test_moment_of_refuses_what_is_not_a_moment(value: object, message: str) -> 
     with pytest.raises(ValueError) as caught:
         moment_of(value)  # type: ignore[arg-type]
     assert str(caught.value).startswith(message)
+
+
+def test_every_time_trigger_waits_in_the_one_heap() -> None:
+    from triggers.base import Sharing
+    from triggers.time import TimeHost
+
+    sharings = {TimeTrigger(moment=moment).sharing() for moment in (1, 2.5, 1.9e9)}
+    assert sharings == {Sharing(TimeHost)}

@@ -9,7 +9,7 @@ import pytest
 
 from helpers import open_deferral
 from orchestrator.errors import StateConflictError
-from orchestrator.state import TaskState
+from orchestrator.state import TaskState, TransitionError
 from orchestrator.store import (
     RunRecord,
     TaskInstanceRecord,
@@ -32,6 +32,20 @@ def _run_and_its_rows(new_run: NewRun) -> tuple[WriteBatch, WriteBatch]:
 
 def _kinds(batch: WriteBatch) -> list[str]:
     return [op.kind for op in batch.ops]
+
+
+def test_a_move_that_would_fold_is_still_checked_first(new_run: NewRun) -> None:
+    """Folding into the insert skips the UPDATE, never the state machine or the field names."""
+    _created, batch = _run_and_its_rows(new_run)
+    key = ("r1", "extract", -1)
+    with pytest.raises(TransitionError, match="cannot move from none to running"):
+        batch.set_task_state(key, TaskState.NONE, TaskState.RUNNING)
+    with pytest.raises(ValueError, match="set_task_state cannot set 'pool'"):
+        batch.set_task_state(key, TaskState.NONE, TaskState.SCHEDULED, pool="gpu")
+    with pytest.raises(TransitionError, match="cannot move from none to deferred"):
+        open_deferral(batch, "extract", TaskState.NONE)
+    assert _kinds(batch) == ["add_task_instances"]
+    assert batch.ops[0].args["moved"] == {}  # nothing refused reached the insert
 
 
 async def test_sensors_inserted_and_deferred_in_one_batch_are_inserted_deferred(
