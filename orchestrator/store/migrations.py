@@ -251,6 +251,16 @@ CREATE TABLE variables (
 );
 """
 
+# Task instances by state, for ended ones only: the UI's only read of it (a state's newest
+# ends) asks for `ended_at IS NOT NULL`, and every instance moved three or four times through
+# the whole index before it ended (none, scheduled, queued, running), 100,000 entries made for
+# 100,000 waiting sensors. Now an instance enters it once, as it ends.
+_ENDED_BY_STATE = """
+DROP INDEX task_instances_by_state;
+CREATE INDEX task_instances_by_state ON task_instances (state, ended_at)
+    WHERE ended_at IS NOT NULL;
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "DAGs, runs, task instances, tries, results, events, triggers", _INITIAL_SCHEMA),
     Migration(2, "deferral: task instances' next call, trigger timeouts and cursors", _DEFERRAL),
@@ -260,6 +270,7 @@ MIGRATIONS: list[Migration] = [
     Migration(6, "web UI reads: task instances by state, events by DAG and source", _UI_READS),
     Migration(7, "alerts: an outbox of alerts and their delivery", _ALERTS),
     Migration(8, "variables: Airflow's Variables, kept in the store", _VARIABLES),
+    Migration(9, "task instances by state: ended ones only", _ENDED_BY_STATE),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].number

@@ -12,6 +12,7 @@ import pytest
 from orchestrator.errors import StoreError
 from orchestrator.store import WriteBatch, open_store
 from orchestrator.store.migrations import LATEST_VERSION, MIGRATIONS, split_statements
+from orchestrator.store.overview import _BY_STATE
 
 NewBatch = Callable[..., WriteBatch]
 
@@ -113,3 +114,41 @@ async def test_an_event_is_recorded_once_per_dag_and_dedup_key(
         with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
             connection.execute(insert, ("etl", "a.csv:1", "{}", 2.0, None))
         connection.execute(insert, ("etl", "a.csv:2", "{}", 2.0, None))
+
+
+async def test_the_ui_reads_ended_instances_by_state_from_a_partial_index(state_dir: Path) -> None:
+    """Migration 9: only ended instances are in `task_instances_by_state` (none of 100,000
+    waiting sensors, no entry per move before an end), and the UI's read still uses it."""
+    state_dir.mkdir()
+    db_path = state_dir / "orchestrator.db"
+    with closing(sqlite3.connect(db_path)) as connection:
+        for migration in MIGRATIONS[:8]:  # a store made by the release before
+            connection.executescript(migration.sql)
+        connection.execute("PRAGMA user_version = 8")
+        connection.execute(
+            "INSERT INTO runs (run_id, dag_id, state, run_type, queued_at)"
+            " VALUES ('r1', 'd', 'running', 'manual', 1.0)"
+        )
+        rows = [("a", "success", 5.0), ("b", "failed", 6.0), ("c", "deferred", None)]
+        connection.executemany(
+            "INSERT INTO task_instances (run_id, task_id, map_index, state, try_number,"
+            " max_tries, pool, priority, ended_at) VALUES ('r1', ?, -1, ?, 1, 1, 'default', 1, ?)",
+            rows,
+        )
+        connection.commit()
+    async with open_store(state_dir) as store:
+        pass
+    assert _query(store.path, "PRAGMA user_version") == [(LATEST_VERSION,)]
+    [(sql,)] = _query(
+        store.path, "SELECT sql FROM sqlite_master WHERE name = 'task_instances_by_state'"
+    )
+    assert str(sql).endswith("WHERE ended_at IS NOT NULL")
+    indexed = "SELECT task_id FROM task_instances INDEXED BY task_instances_by_state"
+    assert _query(store.path, f"{indexed} WHERE ended_at IS NOT NULL ORDER BY task_id") == [
+        ("a",),
+        ("b",),
+    ]
+    with closing(sqlite3.connect(store.path)) as connection:
+        sql = f"EXPLAIN QUERY PLAN {_BY_STATE.format(after='')}"
+        plan = connection.execute(sql, ("success", 10)).fetchall()
+    assert any("task_instances_by_state" in str(step) for step in plan), plan
