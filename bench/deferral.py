@@ -13,7 +13,8 @@ Prints each figure beside its target (PASS/MISS, or RERUN: no pass above a load 
     `TimeDeltaSensor`, half `DateTimeSensor`. Measured: trigger -> every trigger hosted, and
     -> every trigger waiting (file triggers' folders watched and listed, time triggers in
     the heap), with CPU by thread and the garbage collector's share; RSS (targets at 100,000:
-    <= 400 MiB, <= 4 KiB per sensor, waiting within 5 s); CPU of the whole process over
+    <= 400 MiB, <= 4 KiB per sensor, waiting within 5 s: the median of `--repeat` armings,
+    each in a fresh process, the others with a 1 s idle window); CPU of the whole process over
     `--idle` seconds (60) of waiting, split by thread (target < 0.15 % of a core); store
     writes while idle; slots; then file landed -> its sensor succeeded, 20 files one at a
     time, with all the others still waiting (p50 <= 5 ms).
@@ -571,7 +572,7 @@ def row(label: str, *cells: str) -> None:
     print(f"  {label:<38}" + "".join(f"{cell:>16}" for cell in cells[:-1]) + f"   {cells[-1]}")
 
 
-def report_deferred(results: list[dict[str, Any]], idle: float) -> None:
+def report_deferred(results: list[dict[str, Any]], idle: float, arms: list[float]) -> None:
     print(
         "(a) N deferred sensors in one engine: 100 DAGs x N/100 sensors, one run each;"
         " half FileSensor\n    (100 directories), half TimeDeltaSensor/DateTimeSensor a day ahead"
@@ -599,8 +600,14 @@ def report_deferred(results: list[dict[str, Any]], idle: float) -> None:
     row("peak RSS (ru_maxrss)", *[f"{r['rss_peak_mib']:.0f} MiB" for r in results], rss_target)
     arm_target = f"<= {ARM_S:g} s at N=100,000"
     if big:
-        arm_target += f": {verdict(largest['waiting_s'] <= ARM_S)}"
-    row("  (all N waiting, again)", *[f"{r['waiting_s']:.2f} s" for r in results], arm_target)
+        arm_target += f": {verdict(statistics.median(arms) <= ARM_S)}"
+    row(
+        f"  all waiting, median of {len(arms)}",
+        *[f"{r['waiting_s']:.2f} s" for r in results[:-1]],
+        f"{statistics.median(arms):.2f} s",
+        arm_target,
+    )
+    print(f"    (N={largest['n']:,}: {', '.join(f'{arm:.2f}' for arm in arms)} s)")
     row(
         "loop / store thread CPU while arming",
         *[f"{r['cpu_s']['loop']:.1f} / {r['cpu_s']['other']:.1f} s" for r in results],
@@ -721,22 +728,34 @@ def run_all(options: argparse.Namespace) -> None:
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"load average at start: {load_average()}")
     print(
-        "each case in its own process; synchronous=FULL, slots=2, system clock; (a) and (c)"
-        " single runs, (b) and (d) percentiles over every run"
+        "each case in its own process; synchronous=FULL, slots=2, system clock; (a) single"
+        " runs but its arming at the largest N (--repeat runs), (c) --repeat re-opens, (b) and"
+        " (d) percentiles over every run"
     )
     report_time(run_child("time", options, count=20 if quick else 100))
     report_file(run_child("file", options, count=50 if quick else 200))
     restart_n = 2_000 if quick else 100_000
     report_restart(run_child("restart", options, n=restart_n, repeat=options.repeat))
-    report_deferred([run_child("deferred", options, n=n) for n in sizes], options.idle)
+    results = [run_child("deferred", options, n=n) for n in sizes]
+    report_deferred(results, options.idle, armings(results[-1], options))
     print(f"load average at end: {load_average()}")
+
+
+def armings(first: dict[str, Any], options: argparse.Namespace) -> list[float]:
+    """Seconds to arm the largest N, `--repeat` times: (a)'s run and as many more, each in a
+    fresh process with a 1 s idle window (the arming is the same; its median is the figure)."""
+    again = argparse.Namespace(**{**vars(options), "idle": 1.0})
+    more = [run_child("deferred", again, n=first["n"]) for _ in range(options.repeat - 1)]
+    return [first["waiting_s"], *(figures["waiting_s"] for figures in more)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="N=2,000, 50 files: a smoke run")
     parser.add_argument("--idle", type=float, help="idle window, seconds (60; --quick: 2)")
-    parser.add_argument("--repeat", type=int, default=3, help="re-opens in (c) (median)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="re-opens in (c), armings in (a) (medians)"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the loop to stderr")
     parser.add_argument("--verbose", action="store_true", help="show the cases' logs")
     parser.add_argument("--case", choices=sorted(CASES), help=argparse.SUPPRESS)
