@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import triggerkit
+from anyio.abc import TaskGroup
 from triggerkit import BlockingTrigger, GateTrigger, open_gate, until_waiting
 
 from helpers import bag_of
@@ -48,9 +49,7 @@ async def test_the_watchdog_names_the_trigger_that_blocks_the_loop(
 async def test_disarming_closes_a_trigger_and_reports_nothing() -> None:
     reports: list[tuple[Any, TriggerOutcome]] = []
     async with anyio.create_task_group() as tg:
-        triggerer = Triggerer(
-            tg, capacity=10, report=lambda k, o: reports.append((k, o)), runtime=TriggerRuntime()
-        )
+        triggerer = _reporting_to(reports, tg, capacity=10)
         triggerer.arm(("r", "a", -1), GateTrigger(name="disarm-a"))
         triggerer.arm(("r", "b", -1), GateTrigger(name="disarm-b"))
         triggerer.arm(("r", "c", -1), GateTrigger(name="disarm-c"))
@@ -97,9 +96,7 @@ def _until_true(condition: Callable[[], bool]) -> bool:
 async def test_over_capacity_a_key_armed_again_or_disarmed_leaves_the_queue_once() -> None:
     reports: list[tuple[Any, TriggerOutcome]] = []
     async with anyio.create_task_group() as tg:
-        triggerer = Triggerer(
-            tg, capacity=1, report=lambda k, o: reports.append((k, o)), runtime=TriggerRuntime()
-        )
+        triggerer = _reporting_to(reports, tg, capacity=1)
         triggerer.arm(("r", "a", -1), GateTrigger(name="queue-a"))
         triggerer.arm(("r", "b", -1), GateTrigger(name="queue-b"))
         triggerer.arm(("r", "c", -1), GateTrigger(name="queue-c-old"))
@@ -116,3 +113,12 @@ async def test_over_capacity_a_key_armed_again_or_disarmed_leaves_the_queue_once
         tg.cancel_scope.cancel()
     assert [key for key, _ in reports] == [("r", "a", -1), ("r", "c", -1)]
     assert sorted(triggerkit.cleaned_up) == ["queue-a", "queue-c"]  # b and c's first never ran
+
+
+def _reporting_to(
+    reports: list[tuple[Any, TriggerOutcome]], tg: TaskGroup, *, capacity: int
+) -> Triggerer:
+    """A triggerer hosting `capacity` triggers at once, each outcome appended to `reports`."""
+    return Triggerer(
+        tg, capacity=capacity, report=lambda k, o: reports.append((k, o)), runtime=TriggerRuntime()
+    )
