@@ -19,6 +19,7 @@ until the size and mtime have not changed for that many seconds of the runtime c
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping
@@ -35,10 +36,6 @@ from triggers.folder_host import Folder, FolderHost
 from triggers.watch import Subscription, watch_directory
 
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
-#: The `sharing()` of triggers on an absolute folder, by their fields that make it: one made
-#: per folder, not per trigger (100,000 sensors arming on 100 folders). A few hundred at most.
-_SHARINGS: dict[tuple[str, bool, bool | None, float], Sharing] = {}
-_SHARINGS_MAX = 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,13 +125,9 @@ class FileTrigger(Trigger):
         if not self.trusted or self.stable_for:
             return None
         alike = (self.directory, self.recursive, self.polling, self.poll_interval)
-        sharing = _SHARINGS.get(alike)
-        if sharing is None:
-            sharing = Sharing(FolderHost, Folder(_absolute(self.directory), *alike[1:]))
-            # An absolute path is the same folder whatever the working directory is then.
-            if self.directory.startswith("/") and len(_SHARINGS) < _SHARINGS_MAX:
-                _SHARINGS[alike] = sharing
-        return sharing
+        # An absolute path is the same folder whatever the working directory is then.
+        made = _folder_sharing if self.directory.startswith("/") else _new_folder_sharing
+        return made(*alike)
 
     def matches(self, relative: str) -> bool:
         """Whether a file at `relative` (to the directory, `/`-separated) is one to fire for."""
@@ -344,3 +337,14 @@ def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
     if not valid:
         least = "0 or more" if allow_zero else "more than 0"
         raise ValueError(f"FileTrigger.{name} must be a number of seconds, {least}; got {value!r}")
+
+
+def _new_folder_sharing(
+    directory: str, recursive: bool, polling: bool | None, poll_interval: float
+) -> Sharing:
+    return Sharing(FolderHost, Folder(_absolute(directory), recursive, polling, poll_interval))
+
+
+#: The `sharing()` of triggers on an absolute folder, by the fields that make it: one made per
+#: folder, not per trigger (100,000 sensors arming on 100 folders). A few hundred at most.
+_folder_sharing = functools.lru_cache(maxsize=1024)(_new_folder_sharing)

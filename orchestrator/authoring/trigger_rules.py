@@ -39,6 +39,7 @@ class Verdict(StrEnum):
 
 _FAILED = (TaskState.FAILED, TaskState.UPSTREAM_FAILED)
 _SEQUENCES = (list, tuple)  # made once: `list | tuple` in the call made a union each time
+_SUCCESS = TaskState.SUCCESS  # compared with each upstream state: off the enum it is slower
 _FAIL_ON_A_FAILURE = (
     TriggerRule.ALL_SUCCESS,
     TriggerRule.NONE_FAILED,
@@ -88,7 +89,7 @@ def _all_succeeded(states: list[TaskState] | tuple[TaskState, ...]) -> bool:
     Most tasks are `all_success` and settle once every upstream succeeded: building a `Counter`
     for that was a tenth of the scheduler's CPU per task in a chain.
     """
-    return all(state is TaskState.SUCCESS for state in states)
+    return all(state is _SUCCESS for state in states)
 
 
 def _none_verdict(failed: int) -> Verdict:

@@ -58,19 +58,12 @@ class TaskInstance:
         return self.next_call is not None and "event" in self.next_call
 
     def context(self, log_path: str) -> TaskContext:
-        """The context of its current try (made for each try: built directly, not merged)."""
-        run = self.run
-        return TaskContext(
-            dag_id=run.dag.dag_id,
-            run_id=run.run_id,
-            task_id=self.task.task_id,
+        """The context of its current try."""
+        return self.run.context(
+            self.task_id,
             map_index=self.map_index,
             try_number=self.try_number,
             max_tries=self.max_tries,
-            conf=run.conf,
-            params=run.params,
-            logical_date=run.logical_date,
-            data_interval_end=run.data_interval_end,
             log_path=log_path,
         )
 
@@ -125,17 +118,17 @@ class ActiveRun:
         #: Told when a task is marked dirty, so the scheduler visits only runs with work to do.
         self.on_dirty: Callable[[ActiveRun], None] = _ignore
 
-    def context(self, **task_fields: Any) -> TaskContext:
-        """The run's part of a task context; without `task_fields`, one for the run itself."""
-        fields: dict[str, Any] = {"task_id": "", **task_fields}
+    def context(self, task_id: str = "", **task_fields: Any) -> TaskContext:
+        """The run's part of a task context; without a task, one for the run itself."""
         return TaskContext(
             dag_id=self.dag.dag_id,
             run_id=self.run_id,
+            task_id=task_id,
             conf=self.conf,
             params=self.params,
             logical_date=self.logical_date,
             data_interval_end=self.data_interval_end,
-            **fields,
+            **task_fields,
         )
 
     def mark_dirty(self, task_ids: set[str] | list[str]) -> None:

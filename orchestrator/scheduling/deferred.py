@@ -10,6 +10,7 @@ together; leaving `deferred` deletes the trigger row in the same transaction
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -46,31 +47,28 @@ class Arming(NamedTuple):
     cursor: Any = None
 
 
+def _next_call(deferral: Deferral) -> tuple[dict[str, Any], str]:
+    """How the instance goes on (never changed in place), and its JSON text."""
+    if deferral.resume is None and not deferral.resume_kwargs:
+        return _finishing_call(deferral.on_timeout, deferral.timeout)
+    return _call_and_text(
+        deferral.resume, deferral.resume_kwargs, deferral.on_timeout, deferral.timeout
+    )
+
+
 # A deferral that finishes with its event (no resume target) goes on in one of a few ways: a
 # sensor's class sets its timeout and what a timeout does. Those next calls are shared, read
 # only, and encoded once, not a dict and a `json.dumps` per sensor; a few hundred at most.
-_FINISHING: dict[tuple[str, float | None], tuple[dict[str, Any], str]] = {}
-_FINISHING_MAX = 256
+@functools.lru_cache(maxsize=256)
+def _finishing_call(on_timeout: str, timeout: float | None) -> tuple[dict[str, Any], str]:
+    return _call_and_text(None, {}, on_timeout, timeout)
 
 
-def _next_call(deferral: Deferral) -> tuple[dict[str, Any], str]:
-    """How the instance goes on (never changed in place), and its JSON text."""
-    shared = key = None
-    if deferral.resume is None and not deferral.resume_kwargs:
-        key = (deferral.on_timeout, deferral.timeout)
-        shared = _FINISHING.get(key)
-    if shared is not None:
-        return shared
-    call = {
-        "target": deferral.resume,
-        "kwargs": deferral.resume_kwargs,
-        "on_timeout": deferral.on_timeout,
-        "timeout": deferral.timeout,
-    }
-    made = call, json.dumps(call)
-    if key is not None and len(_FINISHING) < _FINISHING_MAX:
-        _FINISHING[key] = made
-    return made
+def _call_and_text(
+    target: str | None, kwargs: dict[str, Any], on_timeout: str, timeout: float | None
+) -> tuple[dict[str, Any], str]:
+    call = {"target": target, "kwargs": kwargs, "on_timeout": on_timeout, "timeout": timeout}
+    return call, json.dumps(call)
 
 
 class DeferralDecisions:

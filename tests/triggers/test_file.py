@@ -438,13 +438,14 @@ def test_file_triggers_share_by_folder_and_by_how_it_is_watched() -> None:
     assert FileTrigger(directory="/data/other").sharing() != one
 
 
-def test_beyond_the_kept_sharings_each_is_still_made_right(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_beyond_the_kept_sharings_each_is_still_made_right() -> None:
     import triggers.file
 
-    monkeypatch.setattr(triggers.file, "_SHARINGS", {})
-    monkeypatch.setattr(triggers.file, "_SHARINGS_MAX", 2)
-    sharings = [FileTrigger(directory=f"/data/{n}").sharing() for n in range(5)]
-    assert len(triggers.file._SHARINGS) == 2
-    assert [s.key.directory for s in sharings if s is not None] == [f"/data/{n}" for n in range(5)]
+    kept = triggers.file._folder_sharing
+    bound = kept.cache_info().maxsize or 0
+    kept.cache_clear()
+    count = bound + 5
+    sharings = [FileTrigger(directory=f"/data/{n}").sharing() for n in range(count)]
+    assert kept.cache_info().currsize == bound
+    directories = [s.key.directory for s in sharings if s is not None]
+    assert directories == [f"/data/{n}" for n in range(count)]

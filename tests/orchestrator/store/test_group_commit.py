@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -48,21 +48,31 @@ async def states(store: SqliteStore) -> dict[str, TaskState]:
     return {ti.task_id: ti.state for ti in await store.list_task_instances("r1")}
 
 
+async def each_at_once(
+    store: SqliteStore, task_ids: list[str], commit: Callable[[str], Awaitable[object]]
+) -> tuple[int, int]:
+    """`commit(task_id)` for every task at once; the batches and transactions they took."""
+    before = store.statistics()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as task_group:
+            for task_id in task_ids:
+                task_group.start_soon(commit, task_id)
+    after = store.statistics()
+    return after.batches - before.batches, after.transactions - before.transactions
+
+
 async def test_200_concurrent_commits_all_land_in_fewer_transactions(
     state_dir: Path, create_run_batch: NewBatch
 ) -> None:
     task_ids = [f"t{index:03}" for index in range(200)]
     async with open_store(state_dir) as store:
         await store.commit(create_run_batch("r1", tasks=task_ids))
-        before = store.statistics()
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as task_group:
-                for task_id in task_ids:
-                    task_group.start_soon(store.commit, schedule(task_id))
-        after = store.statistics()
+        batches, transactions = await each_at_once(
+            store, task_ids, lambda task_id: store.commit(schedule(task_id))
+        )
         assert set((await states(store)).values()) == {TaskState.SCHEDULED}
-    assert after.batches - before.batches == 200
-    assert after.transactions - before.transactions < 200
+    assert batches == 200
+    assert transactions < 200
 
 
 async def test_a_failing_batch_in_a_group_fails_alone(
@@ -221,15 +231,10 @@ async def test_callers_answered_together_commit_their_next_batches_together(
 
     async with open_store(state_dir) as store:
         await store.commit(create_run_batch("r1", tasks=task_ids))
-        before = store.statistics()
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as task_group:
-                for task_id in task_ids:
-                    task_group.start_soon(advance, task_id)
-        after = store.statistics()
+        batches, transactions = await each_at_once(store, task_ids, advance)
         assert set((await states(store)).values()) == {TaskState.RUNNING}
     # The first batch may find the writer idle and go alone, the other 59 making the next
     # group. From then on, the callers one group wakes commit their next batches as one group,
     # with any left behind: not a group of one, then one of 59, round after round.
-    assert after.batches - before.batches == 180
-    assert after.transactions - before.transactions <= 4
+    assert batches == 180
+    assert transactions <= 4
