@@ -10,9 +10,14 @@ engine's per-task figure minus this one is what the engine's own Python costs:
 
 - a commit alone, in the calling thread (FULL and NORMAL): the fsync's share;
 - the same commit in a database thread: one thread round trip more;
-- then a try in a task thread (a second round trip), then one that also creates its log
-  as the engine does (`logs/DAG/RUN/TASK.try-N.log`), then as it did before, with a folder
-  per task (`logs/DAG/RUN/TASK/try-N.log`).
+- then a try in a task thread (a second round trip); then one that marks its start as the
+  engine's tries do now (a line appended to `begun-tries`: a quiet try makes no log); then
+  one that creates its log (`logs/DAG/RUN/TASK.try-N.log`), as every try did before, and
+  the same with a folder per task (`logs/DAG/RUN/TASK/try-N.log`), as before that.
+
+On ext4 without a journal (this project's VMs), making a file walks past every inode freed
+in the last minute, so the two rows that create files grow with what the machine deleted
+just before (a test suite, another bench): 0.03 to 0.6 ms a file on the same disk.
 
 Each figure is the median of `--repeat` runs of `--steps` steps; nothing here asserts.
 """
@@ -68,6 +73,15 @@ class Chain:
             execute(sql, (task,))
         execute("COMMIT")
 
+    def mark_begun(self, n: int) -> None:
+        fd = os.open(
+            os.path.join(self.folder, "begun-tries"), os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        )
+        try:
+            os.write(fd, f"logs/chain/run/t{n}.try-1.log\n".encode())
+        finally:
+            os.close(fd)
+
     def run_try(self, n: int) -> None:
         folder = os.path.join(self.folder, "logs", "chain", "run")
         os.makedirs(folder, exist_ok=True)
@@ -100,11 +114,11 @@ def in_caller(synchronous: str) -> Callable[[int], float]:
 
 
 def in_threads(synchronous: str, *, try_log: str | None) -> Callable[[int], float]:
-    """Steps in threads; `try_log`: no try (None), or its log "none", "file" or "folder"."""
+    """Steps in threads; `try_log`: no try (None), or its log "none", "mark", "file", "folder"."""
 
     async def steps_in_threads(chain: Chain, steps: int) -> float:
         database = anyio.CapacityLimiter(1)
-        run_try = {"none": _nothing, "file": chain.run_try}.get(
+        run_try = {"none": _nothing, "mark": chain.mark_begun, "file": chain.run_try}.get(
             try_log or "none", chain.run_try_in_task_folder
         )
         started = time.perf_counter()
@@ -136,6 +150,7 @@ def main() -> None:
         ("commit, NORMAL, in the caller", in_caller("NORMAL")),
         ("commit, FULL, in a db thread", in_threads("FULL", try_log=None)),
         ("  + an empty try in a thread", in_threads("FULL", try_log="none")),
+        ("  + the try marks its start", in_threads("FULL", try_log="mark")),
         ("  + the try creates its log", in_threads("FULL", try_log="file")),
         ("  + ... in a folder per task", in_threads("FULL", try_log="folder")),
     )

@@ -55,7 +55,11 @@ def keep_rendered(log_path: str | os.PathLike[str], text: str) -> None:
     """Write recorded fields (this try's, or a Dask worker's shipped back) beside the log."""
     target = sidecar_path(log_path)
     temporary = target.with_name(target.name + ".tmp")
-    temporary.write_text(text)
+    try:
+        temporary.write_text(text)
+    except FileNotFoundError:  # the run's folder is made by the first log written in it
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text)
     temporary.replace(target)
 
 

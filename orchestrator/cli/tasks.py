@@ -96,20 +96,19 @@ async def _find_try(
 
 
 def copy_log(path: Path) -> None:
-    """Stream the log file to stdout as bytes: a log may hold any encoding, or be large."""
+    """Stream the log file to stdout as bytes: a log may hold any encoding, or be large.
+
+    A try's log is made by its first byte, so a missing one is an empty log (stderr says so).
+    """
     import shutil
     import sys
-
-    from orchestrator.errors import OrchestratorError
 
     try:
         with path.open("rb") as log:
             sys.stdout.flush()  # what was written as text goes first
             shutil.copyfileobj(log, sys.stdout.buffer)
     except FileNotFoundError:
-        raise OrchestratorError(
-            f"the log file {path} does not exist any more (was the logs folder cleaned?)"
-        ) from None
+        click.echo(click.style("# (empty: the try has written nothing)", dim=True), err=True)
 
 
 @tasks_group.command("rendered")

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from orchestrator.execution.log_files import open_log_fd
+
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
@@ -44,20 +46,42 @@ class CappedLog(io.RawIOBase):
     Wrap it in `io.BufferedWriter` and `io.TextIOWrapper` for text.
     """
 
-    def __init__(self, fd: int, max_bytes: int) -> None:
+    def __init__(self, fd: int, max_bytes: int, *, path: str = "") -> None:
         super().__init__()
         self._fd = fd
+        self._path = path
         self.max_bytes = max_bytes
+        self.open_error: OSError | None = None
+
+    @classmethod
+    def made_at_first_write(cls, log_path: str, max_bytes: int) -> CappedLog:
+        """The log at `log_path`, created by its first write: a try that writes nothing
+        leaves no file. If it cannot be created, what is written is lost and `open_error`
+        says why: the caller fails the try with it once the try's code has returned."""
+        return cls(-1, max_bytes, path=log_path)
+
+    def _opened(self) -> int:
+        if self._fd < 0 and self.open_error is None:
+            try:
+                self._fd = open_log_fd(self._path)
+            except OSError as error:
+                self.open_error = error
+        return self._fd
 
     def writable(self) -> bool:
         return True
 
     def fileno(self) -> int:
-        return self._fd
+        fd = self._opened()
+        if self.open_error is not None:
+            raise self.open_error
+        return fd
 
     def write(self, data: ReadableBuffer) -> int:
         chunk = bytes(data)
         length = len(chunk)
+        if self._fd < 0 and (not length or self._opened() < 0):
+            return length  # nothing to make the log for; or it cannot be: `open_error` says why
         # Sized on every write, not counted: the engine may append to the same file meanwhile.
         size = os.fstat(self._fd).st_size
         if size + len(chunk) <= self.max_bytes:
@@ -73,18 +97,32 @@ class CappedLog(io.RawIOBase):
         return length
 
     def close(self) -> None:
-        if not self.closed:
+        if not self.closed and self._fd >= 0:
             os.close(self._fd)
         super().close()
 
 
 def open_capped_log(fd: int, max_bytes: int) -> io.TextIOWrapper:
     """A text log over `fd` (read-write, append) that stays within `max_bytes`."""
-    return io.TextIOWrapper(
-        io.BufferedWriter(CappedLog(fd, max_bytes)),
-        encoding="utf-8",
-        errors="backslashreplace",
-    )
+    return _text(CappedLog(fd, max_bytes))
+
+
+@contextmanager
+def capped_log_made_at_first_write(log_path: str, max_bytes: int) -> Iterator[io.TextIOWrapper]:
+    """A text log at `log_path`, within `max_bytes`, created by its first write.
+
+    Closed at the block's end; then, if the log could not be made, raises the `OSError` that
+    said so (output was written and lost), as opening it beforehand would have.
+    """
+    raw = CappedLog.made_at_first_write(log_path, max_bytes)
+    with _text(raw) as log:
+        yield log
+    if raw.open_error is not None:
+        raise raw.open_error
+
+
+def _text(raw: CappedLog) -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace")
 
 
 def log_over_cap(log_path: str, max_bytes: int) -> bool:

@@ -59,7 +59,7 @@ from orchestrator.execution.executor import Executor
 from orchestrator.execution.interface import ExecutorStatus
 from orchestrator.execution.invoke import is_async_job
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
-from orchestrator.execution.log_capture import open_log_fd
+from orchestrator.execution.log_files import open_log_fd
 from orchestrator.execution.worker import job_to_json, outcome_from_json
 
 logger = logging.getLogger("orchestrator.executor")

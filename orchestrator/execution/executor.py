@@ -42,10 +42,12 @@ from anyio.abc import TaskGroup
 from orchestrator.authoring.context import task_context
 from orchestrator.authoring.tasks import Task
 from orchestrator.errors import ConfigError, TaskError, error_line
+from orchestrator.execution.begun_tries import mark_begun
 from orchestrator.execution.interface import ExecutorStatus, Report, Stop
 from orchestrator.execution.invoke import invoke, invoke_async, is_async_job
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
-from orchestrator.execution.log_capture import append_to_log, capture
+from orchestrator.execution.log_capture import capture
+from orchestrator.execution.log_files import append_to_log
 from orchestrator.execution.log_opener import LogOpener
 from orchestrator.execution.results import (
     outcome_of_call,
@@ -297,6 +299,7 @@ def _call_in_thread(job: TaskJob, task: Task) -> TaskOutcome:
     """A sync try in a thread of the engine; its log is opened and closed there, so that an
     abandoned thread still has its log."""
     try:
+        mark_begun(job.begun_journal, job.context.log_path)
         with capture(job.context.log_path, job.log_max_bytes) as log, task_context(job.context):
             return outcome_of_call(lambda: invoke(task, job), job, log)
     except OSError as error:

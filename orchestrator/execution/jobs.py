@@ -29,6 +29,8 @@ class TaskJob:
     # Marks every process of the try (`execution.try_processes`), so that whatever the try
     # started can be found and stopped, even after the daemon that ran it died. Empty: none.
     process_token: str = ""
+    # Where the try marks that its code begins (`begun_tries`), for recovery to count it.
+    begun_journal: str = ""
 
 
 class Outcome(StrEnum):

@@ -24,13 +24,13 @@ from __future__ import annotations
 import contextvars
 import io
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Literal, TextIO
 
-from orchestrator.execution.capped_log import open_capped_log
+from orchestrator.execution.capped_log import capped_log_made_at_first_write, open_capped_log
+from orchestrator.execution.log_files import open_log
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -126,7 +126,8 @@ def capture(log_path: str, max_bytes: int = 0, *, fd: int | None = None) -> Iter
     With `max_bytes`, the log never grows past it while the task writes (see `capped_log`).
     Without a log path the output goes to the engine's stderr, as a worker's would. `fd` is
     `log_path` already opened by `open_log_fd` (off the event loop: `LogOpener`); the
-    capture owns it from here and closes it.
+    capture owns it from here and closes it. Without `fd`, a capped log is made by the first
+    write (a quiet try leaves no file); if it cannot be, the block's end raises the `OSError`.
     """
     install()
     with _opened_log(log_path, max_bytes, fd) as log:
@@ -141,48 +142,9 @@ def _opened_log(log_path: str, max_bytes: int, fd: int | None) -> AbstractContex
     if not log_path:
         return nullcontext(real_stream("stderr") or io.StringIO())
     if max_bytes:
-        return open_capped_log(open_log_fd(log_path) if fd is None else fd, max_bytes)
+        if fd is None:
+            return capped_log_made_at_first_write(log_path, max_bytes)
+        return open_capped_log(fd, max_bytes)
     if fd is None:
         return open_log(log_path)
     return open(fd, "a", encoding="utf-8", errors="backslashreplace")
-
-
-def open_log(log_path: str) -> TextIO:
-    """The try's log opened for appending, creating its folders."""
-    return os.fdopen(
-        _open_appending(log_path, os.O_WRONLY), "a", encoding="utf-8", errors="backslashreplace"
-    )
-
-
-def open_log_fd(log_path: str) -> int:
-    """The try's log as a file descriptor for reading and appending, creating its folders."""
-    return _open_appending(log_path, os.O_RDWR)
-
-
-def _open_appending(log_path: str, mode: int) -> int:
-    # Open first: the run's folder is there for all but its first try, and one `open` is
-    # cheaper than `makedirs` checking each level every time.
-    flags = mode | os.O_CREAT | os.O_APPEND
-    try:
-        return os.open(log_path, flags, 0o644)
-    except FileNotFoundError:
-        folder = os.path.dirname(log_path)
-        if not folder:
-            raise
-        os.makedirs(folder, exist_ok=True)
-        return os.open(log_path, flags, 0o644)
-
-
-def append_to_log(log_path: str, line: str) -> None:
-    """Add one line to a try's log: what the engine itself has to say (a timeout, a crash).
-
-    Best effort: the same words are stored with the try's outcome, so a log that cannot be
-    written (a full disk) loses nothing that matters, and must not stop the engine.
-    """
-    if not log_path:
-        return
-    try:
-        with open_log(log_path) as log:
-            log.write(line.rstrip("\n") + "\n")
-    except OSError as error:
-        logger.warning("cannot write to the try's log %s: %s", log_path, error)

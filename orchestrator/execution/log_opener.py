@@ -19,7 +19,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from orchestrator.execution.log_capture import open_log_fd
+from orchestrator.execution.log_files import open_log_fd
 
 
 @dataclass(eq=False)

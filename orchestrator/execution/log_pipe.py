@@ -42,18 +42,19 @@ class LogPipe:
         self._reader: threading.Thread | None = None
 
     @contextmanager
-    def into(self, log_fd: int, max_bytes: int) -> Iterator[int]:
-        """Yield the write end of a new pipe whose output lands in `log_fd`, held to `max_bytes`.
+    def into(self, log: CappedLog) -> Iterator[int]:
+        """Yield the write end of a new pipe whose output lands in `log`.
 
-        Takes `log_fd` over. The caller points fds 1 and 2 at the write end, closes it, and
-        points them back before the block ends; by its end, the log has all that was sent.
+        Takes `log` over and closes it. The caller points fds 1 and 2 at the write end, closes
+        it, and points them back before the block ends; by its end, the log has all that was
+        sent.
         """
         if self._reader is None:
             self._reader = threading.Thread(target=self._serve, name="log-pipe", daemon=True)
             self._reader.start()
         read_end, write_end = os.pipe()
         os.set_blocking(read_end, False)
-        one_try = _Try(read_end, CappedLog(log_fd, max_bytes))
+        one_try = _Try(read_end, log)
         self._current = one_try
         self._epoll.register(read_end, select.EPOLLIN)
         try:

@@ -37,15 +37,18 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from orchestrator.authoring.context import RunRequest, TaskContext, task_context
 from orchestrator.authoring.tasks import Task
 from orchestrator.errors import error_line
+from orchestrator.execution.begun_tries import mark_begun
+from orchestrator.execution.capped_log import CappedLog
 from orchestrator.execution.invoke import invoke
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
-from orchestrator.execution.log_capture import LOG_FORMAT, open_log_fd
+from orchestrator.execution.log_capture import LOG_FORMAT
+from orchestrator.execution.log_files import open_log_fd
 from orchestrator.execution.log_pipe import LogPipe
 from orchestrator.execution.results import outcome_of_call
 from orchestrator.execution.try_processes import (
@@ -140,18 +143,22 @@ class Runner:
 
     def run(self, job: TaskJob) -> TaskOutcome:
         """Run one try with its output in its log and the process restored afterwards."""
+        path = job.context.log_path
         try:
-            log_fd = _open_log_fd(job.context.log_path)
+            mark_begun(job.begun_journal, path)
         except OSError as error:
-            return _failed(f"cannot open the try's log {job.context.log_path}: {error_line(error)}")
-        with self._output_of(job, log_fd) as output_fd:
-            return self._run_with_output(job, output_fd)
-
-    def _output_of(self, job: TaskJob, log_fd: int) -> AbstractContextManager[int]:
-        """Where fds 1 and 2 go: a pipe into the log, held to its cap; or the log itself."""
-        if job.context.log_path and job.log_max_bytes:
-            return self._log_pipe.into(log_fd, job.log_max_bytes)
-        return nullcontext(log_fd)
+            return _unopenable(path, error)
+        if path and job.log_max_bytes:
+            # fds 1 and 2 go to a pipe into the log, held to its cap and made by its first byte
+            log = CappedLog.made_at_first_write(path, job.log_max_bytes)
+            with self._log_pipe.into(log) as output_fd:
+                outcome = self._run_with_output(job, output_fd)
+            return outcome if log.open_error is None else _unopenable(path, log.open_error)
+        try:  # fds 1 and 2 go to the log itself (no cap), or to the engine's stderr (no log)
+            log_fd = open_log_fd(path) if path else os.dup(2)
+        except OSError as error:
+            return _unopenable(path, error)
+        return self._run_with_output(job, log_fd)
 
     def _run_with_output(self, job: TaskJob, output_fd: int) -> TaskOutcome:
         with _output_to(output_fd), _process_state_restored():
@@ -215,9 +222,8 @@ def _failed(error: str) -> TaskOutcome:
     return TaskOutcome(status=Outcome.FAILED, error=error)
 
 
-def _open_log_fd(log_path: str) -> int:
-    """The try's log for appending; with no log path, a copy of the engine's stderr."""
-    return open_log_fd(log_path) if log_path else os.dup(2)
+def _unopenable(log_path: str, error: OSError) -> TaskOutcome:
+    return _failed(f"cannot open the try's log {log_path}: {error_line(error)}")
 
 
 @contextmanager

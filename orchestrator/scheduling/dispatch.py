@@ -25,6 +25,7 @@ from orchestrator.alerts.notifiers import BaseNotifier
 from orchestrator.authoring.references import resolve_refs
 from orchestrator.config import Settings
 from orchestrator.crashpoints import crashpoint
+from orchestrator.execution.begun_tries import BegunTries
 from orchestrator.execution.capped_log import cap_log, log_over_cap
 from orchestrator.execution.interface import QuickStarts, TaskExecutor
 from orchestrator.execution.jobs import Outcome, TaskJob, TaskOutcome
@@ -69,6 +70,8 @@ class Dispatcher:
         self._post = post
         self._quick = executor if isinstance(executor, QuickStarts) else None
         self._stops: dict[TaskKey, Callable[[], None]] = {}  # running tries: what stops each
+        self.begun = BegunTries(settings.state_dir)  # where tries mark that their code begins
+        self._log_paths: dict[TaskKey, str] = {}  # of tries started (pruned when compacting)
         self._state_identity = state_identity(settings)
         task_group.start_soon(self._stop_all_on_exit)
 
@@ -97,6 +100,12 @@ class Dispatcher:
                 continue
             if not self._start_now(ti, job):
                 self._spawn(ti, job)
+            self._log_paths[ti.key] = ti.log_path
+            self.begun.started(self._running_log_paths)
+
+    def _running_log_paths(self) -> list[str]:
+        self._log_paths = {key: self._log_paths[key] for key in self._stops}
+        return list(self._log_paths.values())
 
     def stop(self, tries: Iterable[TaskInstance]) -> None:
         """Cancel these tries, if still running: each reports a "cancelled" outcome."""
@@ -205,6 +214,7 @@ class Dispatcher:
             log_max_bytes=self._settings.task_log_max_bytes,
             resume=resume,
             process_token=try_token(self._state_identity, *ti.key, ti.try_number),
+            begun_journal=self.begun.path,
         )
 
 

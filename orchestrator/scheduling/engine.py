@@ -378,8 +378,11 @@ class Engine:
         tx = Transitions(self.clock.now())
         parts = (self.scheduler, self._driven, self.starter)
         identity = state_identity(self.settings)
-        if recover and await startup.recover_runs(self.store, self.dagbag, parts, tx, identity):
-            await self._commit_and_act(tx)
+        if recover:  # counting the tries begun (`begun_tries`), then forgetting them
+            self.scheduler.begun_tries = await anyio.to_thread.run_sync(self._dispatch.begun.read)
+            if await startup.recover_runs(self.store, self.dagbag, parts, tx, identity):
+                await self._commit_and_act(tx)
+            self._dispatch.begun.clear()
         if start_runs:  # the daemon: every loaded DAG's schedule and run triggers start runs
             self._starting_runs = True
             tx = Transitions(self.clock.now())

@@ -158,6 +158,7 @@ class RecoveryDecisions:
         def _take_slot(self, ti: TaskInstance, sign: int) -> None: ...
 
         max_interrupted_tries: int
+        begun_tries: frozenset[str]
 
         def _end_try(
             self, ti: TaskInstance, state: TaskState, error: str | None, tx: Transitions
@@ -198,11 +199,12 @@ class RecoveryDecisions:
     def _recover_interrupted(self, ti: TaskInstance, tx: Transitions) -> None:
         """A try the daemon's death cut short runs again for free, up to the cap.
 
-        Only a try whose code had begun counts towards the cap: one that had no log yet (its
-        worker had not got the job) cannot be what killed the daemon, and a daemon killed
-        again and again right after it starts must not fail the tries it had just sent out.
+        Only a try whose code had begun counts towards the cap (its mark in `begun_tries`, or
+        its log): one whose worker had not got the job cannot be what killed the daemon, and
+        a daemon killed again and again right after it starts must not fail the tries it had
+        just sent out.
         """
-        if not ti.log_path or os.path.exists(ti.log_path):
+        if not ti.log_path or ti.log_path in self.begun_tries or os.path.exists(ti.log_path):
             ti.interrupted_tries += 1
         fields = {"interrupted_tries": ti.interrupted_tries}
         if ti.interrupted_tries < self.max_interrupted_tries:

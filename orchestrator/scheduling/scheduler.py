@@ -61,6 +61,7 @@ class Scheduler(DeferralDecisions, RecoveryDecisions):
     ) -> None:
         self.result_max_bytes = result_max_bytes
         self.max_interrupted_tries = max_interrupted_tries
+        self.begun_tries: frozenset[str] = frozenset()  # recovery: logs of begun tries
         self.log_dir = log_dir
         self.rng = rng or random.Random()
         self.runs: dict[str, ActiveRun] = {}

@@ -168,10 +168,13 @@ def test_a_try_cut_short_by_a_kill_9_is_run_again_without_using_a_retry(tmp_path
     assert second == (2, "success", None)
 
 
+@pytest.mark.parametrize("in_process", [False, True], ids=["worker", "thread"])
 def test_a_task_that_kills_the_daemon_each_time_fails_after_max_interrupted_tries(
-    tmp_path: Path,
+    tmp_path: Path, in_process: bool
 ) -> None:
-    write_dag(tmp_path, KILLER_DAG)
+    # Quiet: each try is counted by its mark in `begun-tries`, made by its worker or thread.
+    killer = KILLER_DAG.replace("os.getppid()", "os.getpid()") if in_process else KILLER_DAG
+    write_dag(tmp_path, killer.replace("retries=0", f"retries=0, in_process={in_process}"))
     marker = new_marker()
     with start(tmp_path, marker) as daemon:
         run_id = trigger(daemon, "killer")
@@ -197,3 +200,40 @@ def test_a_task_that_kills_the_daemon_each_time_fails_after_max_interrupted_trie
     *_, last = tries(tmp_path, "kill_daemon")
     assert last[:2] == (3, "failed")
     assert "max_interrupted_tries" in str(last[2])
+
+
+# Quiet: its try leaves no log, only its mark in `begun-tries` once its code begins.
+ONCE_DAG = """
+from orchestrator import DAG, task
+
+
+@task(retries=0)
+def once() -> int:
+    return 1
+
+
+with DAG("once"):
+    once()
+"""
+
+
+def test_a_try_the_daemon_died_before_starting_does_not_count_as_interrupted(
+    tmp_path: Path,
+) -> None:
+    # Killed after the try's start was committed, before its worker got the job: no mark.
+    write_dag(tmp_path, ONCE_DAG)
+    marker = new_marker()
+    env = {"ORCHESTRATOR_MAX_INTERRUPTED_TRIES": "1"}  # one counted interruption fails it
+    state, dags = tmp_path / "state", tmp_path / "dags"
+    with DaemonProcess(state, dags, marker=marker, crash_at="task_dispatched", env=env) as daemon:
+        run_id = trigger(daemon, "once")
+        assert daemon.wait_exit(60) == -signal.SIGKILL, daemon.log_text()
+    assert run_state(tmp_path, run_id) == "running"
+    with DaemonProcess(state, dags, marker=marker, env=env) as daemon:
+        daemon.wait_ready(30)
+        wait_until(lambda: run_state(tmp_path, run_id) == "success", 60, f"the run, {daemon}")
+        daemon.terminate()
+        assert daemon.wait_exit(30) == 0, daemon.log_text()
+    (interrupted, ran) = tries(tmp_path, "once")
+    assert interrupted[1:] == ("failed", "interrupted: the daemon stopped while this try ran")
+    assert ran[1:] == ("success", None)

@@ -120,8 +120,12 @@ async def test_tries_log_side_by_side_in_one_folder_per_run(
     (run_folder,) = (settings.logs_dir / "logged").iterdir()
     assert run_folder.name == record.run_id
     names = sorted(path.name for path in run_folder.iterdir())
-    assert names == ["add.0.try-1.log", "add.1.try-1.log", "shards.try-1.log"]
+    assert names == ["shards.try-1.log"]  # a log is made by its first byte: `add` is quiet
     assert (run_folder / "shards.try-1.log").read_text() == "two shards\n"
+    # each try marked that its code began, for a recovery to count it (`begun_tries`)
+    marks = (settings.state_dir / "begun-tries").read_text().splitlines()
+    logs = ["add.0.try-1.log", "add.1.try-1.log", "shards.try-1.log"]
+    assert sorted(marks) == [str(run_folder / name) for name in logs]
 
 
 async def test_expanding_over_an_empty_list_skips_the_task_and_its_downstream(

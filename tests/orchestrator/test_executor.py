@@ -550,7 +550,7 @@ release, finished = threading.Event(), threading.Event()
 @task
 def block():
     release.wait()
-    print("finished after all")
+    print("finished after all", flush=True)  # in the log before `finished` is set
     finished.set()
 """
 

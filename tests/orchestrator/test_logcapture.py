@@ -15,7 +15,8 @@ import anyio.to_thread
 import pytest
 
 from orchestrator.execution.capped_log import cap_log, log_over_cap
-from orchestrator.execution.log_capture import append_to_log, capture, real_stream
+from orchestrator.execution.log_capture import capture, real_stream
+from orchestrator.execution.log_files import append_to_log
 
 
 @contextmanager

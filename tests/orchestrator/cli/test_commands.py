@@ -252,6 +252,20 @@ async def test_tasks_logs_prints_the_latest_try_or_the_one_asked(project: Path) 
     assert "attempt 1" in first.stdout
 
 
+async def test_tasks_logs_of_a_try_that_printed_nothing_is_empty_not_an_error(
+    project: Path,
+) -> None:
+    await orchestrator(project, "run", "good", "--in-process")
+    (run_id,) = await run_ids(project)
+    quiet = await orchestrator(project, "tasks", "logs", run_id, "summarise")
+    assert (quiet.code, quiet.stdout) == (0, "")
+    assert "summarise.try-1.log" in quiet.stderr
+    assert "(empty: the try has written nothing)" in quiet.stderr
+    chatty = await orchestrator(project, "tasks", "logs", run_id, "extract")
+    assert (chatty.code, chatty.stdout) == (0, "extracting three rows\n")
+    assert "(empty" not in chatty.stderr
+
+
 async def test_tasks_logs_errors_list_what_exists(project: Path) -> None:
     await orchestrator(project, "run", "bad", "--in-process")
     (run_id,) = await run_ids(project)

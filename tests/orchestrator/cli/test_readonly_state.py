@@ -90,11 +90,12 @@ def test_runs_list_db_check_and_dags_list_read_a_read_only_state_directory(
     project: Path,
 ) -> None:
     assert sorted(os.listdir(project / "state")) == [
+        "begun-tries",
         "daemon.lock",
-        "logs",
         "orchestrator.db",
         "orchestrator.db-walmark",
-    ]  # a clean stop leaves no -wal and no -shm: SQLite would have to create the index
+    ]  # a clean stop leaves no -wal and no -shm: SQLite would have to create the index (and
+    # no `logs`: the quiet `hello` made none)
     with read_only_copy(
         project / "state", project / "mnt", ["orchestrator.db", "orchestrator.db-walmark"]
     ) as state:
