@@ -26,7 +26,7 @@ from orchestrator.store.apirows import (
     webhook_from_row,
 )
 from orchestrator.store.base import Store, StoreStatistics, WriteBatch
-from orchestrator.store.checkpoints import BackgroundCheckpoints
+from orchestrator.store.checkpoints import WAL_SIZE_LIMIT, BackgroundCheckpoints
 from orchestrator.store.connection import (
     check_synchronous,
     connect_checkpointer,
@@ -339,6 +339,7 @@ async def _open_writable(db_path: Path, synchronous: str) -> AsyncIterator[Sqlit
     async with connect_writer(db_path, synchronous) as connection:
         await migrate(connection, str(db_path))
         await connection.execute("PRAGMA wal_autocheckpoint = 0")  # see checkpoints.py
+        await connection.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         async with (
             connect_reader(db_path, synchronous, check=False) as reader,
             UiConnection(db_path, synchronous) as ui_connection,

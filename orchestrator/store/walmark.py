@@ -33,7 +33,8 @@ import aiosqlite
 import anyio
 
 from orchestrator.errors import StoreCorruptedError, StoreError
-from orchestrator.store.connection import BUSY_TIMEOUT_MS, cannot_open, connect_reader
+from orchestrator.store.checkpoints import checkpoint_without_waiting
+from orchestrator.store.connection import cannot_open, connect_reader
 
 _DIRTY = b"dirty\n"
 _CLEAN = b"clean\n"  # the same length: an overwrite in place needs no new disk block
@@ -118,12 +119,7 @@ class WalMarker:
         timeout 0): a reader in the middle of a long read would otherwise hold up every commit
         queued behind it.
         """
-        connection.execute("PRAGMA busy_timeout = 0")
-        try:
-            rows = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        finally:
-            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if not rows or rows[0][0] != 0:
+        if checkpoint_without_waiting(connection, "TRUNCATE")[0]:
             return False
         connection.execute("BEGIN IMMEDIATE")
         try:

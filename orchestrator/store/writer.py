@@ -35,7 +35,7 @@ import anyio
 
 from orchestrator.errors import StoreError
 from orchestrator.store.base import StoreStatistics, WriteBatch
-from orchestrator.store.checkpoints import BackgroundCheckpoints
+from orchestrator.store.checkpoints import BackgroundCheckpoints, restart_wal
 from orchestrator.store.connection import post_to_connection_thread, run_in_connection_thread
 from orchestrator.store.grouptransaction import QueuedBatch, commit_group, fail_group
 from orchestrator.store.walmark import WalMarker
@@ -251,6 +251,10 @@ class GroupCommitWriter:
         resumed (`_woken`), with what they commit then: taken here at once, it went as one
         group and the callers' as the next, two transactions (and fsyncs) each round.
         """
+        background = self._background
+        if background is not None and background.restart_due:
+            background.restart_due = False
+            restart_wal(connection)
         committed = self._commit_or_abandon(connection, group)
         with self._lock:
             self._group_in_thread = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Callable
 from contextlib import closing
@@ -12,7 +13,7 @@ import pytest
 
 from orchestrator.errors import StoreError
 from orchestrator.store import WriteBatch, open_store
-from orchestrator.store.checkpoints import checkpoint
+from orchestrator.store.checkpoints import checkpoint, restart_wal
 from orchestrator.store.connection import connect_checkpointer
 from orchestrator.store.statedir import DB_FILENAME
 from orchestrator.store.writer import GroupCommitWriter
@@ -69,3 +70,58 @@ async def test_the_writer_says_when_a_transaction_committed_and_only_then(
         with pytest.raises(StoreError):
             await store.commit(create_run_batch("r1", tasks=["t"]))  # the same run again
         assert len(told) == 1
+
+
+def test_a_restart_checkpoint_lets_the_next_commit_write_the_wal_from_its_start(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "db.sqlite"
+    with closing(wal_database(path)) as writer:
+        writer.executemany("INSERT INTO t VALUES (?)", [("x" * 1000,)] * 200)
+        grown = wal_size(path)
+        writer.execute("INSERT INTO t VALUES ('one more')")
+        assert wal_size(path) > grown  # a commit appends: the file grows each time
+        restart_wal(writer)
+        before = wal_size(path)
+        for _ in range(20):
+            writer.execute("INSERT INTO t VALUES ('in place')")
+        assert wal_size(path) == before  # written over from its start, not grown
+        assert writer.execute("SELECT count(*) FROM t").fetchone() == (221,)
+
+
+async def test_a_restart_checkpoint_waits_for_no_reader(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    with closing(wal_database(path)) as writer, closing(sqlite3.connect(path)) as reader:
+        writer.executemany("INSERT INTO t VALUES (?)", [("x",)] * 10)
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM t").fetchone() == (10,)  # holds a snapshot
+        writer.execute("INSERT INTO t VALUES ('after the snapshot')")
+        with anyio.fail_after(10):  # busy at once, not after the busy timeout
+            await anyio.to_thread.run_sync(restart_wal, writer)
+        grown = wal_size(path)
+        writer.execute("INSERT INTO t VALUES ('appended')")
+        assert wal_size(path) > grown  # the reader kept the WAL from starting over
+        reader.execute("COMMIT")
+
+
+async def test_under_steady_commits_the_wal_starts_over_instead_of_growing(
+    state_dir: Path, create_run_batch: NewBatch
+) -> None:
+    # A PASSIVE checkpoint alone never let it: the WAL grew by each commit for as long as
+    # commits kept coming (every size below was larger than the one before).
+    async with open_store(state_dir) as store:
+        writer = store._writer
+        assert isinstance(writer, GroupCommitWriter) and writer._background is not None
+        background = writer._background
+        wal = state_dir / f"{DB_FILENAME}-wal"
+        sizes: list[int] = []
+        with anyio.fail_after(60):
+            while background.checkpoints < 3:  # each at most every 0.5 s, while commits come
+                await store.commit(create_run_batch(f"r{len(sizes)}", tasks=["t"]))
+                sizes.append(wal.stat().st_size)
+    in_place = sum(1 for before, after in itertools.pairwise(sizes) if after <= before)
+    assert in_place > 0, f"the WAL grew on each of {len(sizes)} commits"
+
+
+def wal_size(path: Path) -> int:
+    return Path(f"{path}-wal").stat().st_size
