@@ -30,7 +30,7 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## bench: scheduling overhead, a 100,000-element expand, deferral, a daemon's file burst and idle cost, DAG loading, web UI pages (prints figures)
+## bench: scheduling overhead, a 100,000-element expand, deferral, a daemon's file burst and idle cost, DAG loading, web UI pages, the WAL under steady load (prints figures)
 bench: $(VENV)/.test-deps
 	$(BIN)/python bench/scheduling_overhead.py
 	$(BIN)/python bench/expand_scale.py
@@ -39,6 +39,7 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python bench/burst.py
 	$(BIN)/python bench/idle_daemon.py
 	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/wal_growth.py
 	$(BIN)/python bench/dag_loading.py
 	$(BIN)/python bench/ui.py
 
