@@ -56,11 +56,17 @@ class IdleClock:
             self.selects += 1
 
 
-async def profile_run(folder: Path, dag_id: str, in_process: bool, profile: str | None) -> None:
+async def profile_run(
+    folder: Path, dag_id: str, in_process: bool, profile: str | None, synchronous: str
+) -> None:
     idle = IdleClock(asyncio.get_running_loop()._selector)  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory() as state:
         settings = Settings(
-            state_dir=Path(state), dags_folder=folder, in_process=in_process, slots=2
+            state_dir=Path(state),
+            dags_folder=folder,
+            in_process=in_process,
+            slots=2,
+            synchronous=synchronous,
         )
         bag = load_dag_bag(folder)
         tasks = len(bag.dags[dag_id].tasks)
@@ -122,15 +128,21 @@ def main() -> None:
     parser.add_argument(
         "--logs", choices=("flat", "folder", "none"), default="flat", help="an experiment"
     )
+    parser.add_argument(
+        "--synchronous", choices=("FULL", "NORMAL"), default="FULL", help="the store's setting"
+    )
     options = parser.parse_args()
     change_log_layout(options.logs)
     print(f"machine: {machine()}")
     print(f"try logs: {options.logs} (the engine's own layout is `flat`)")
+    print(f"synchronous={options.synchronous}")
     with tempfile.TemporaryDirectory() as folder:
         dags = Path(folder) / "dags"
         dags.mkdir()
         (dags / "bench_dags.py").write_text(DAGS)
-        run = profile_run(dags, options.dag_id, not options.workers, options.cprofile)
+        run = profile_run(
+            dags, options.dag_id, not options.workers, options.cprofile, options.synchronous
+        )
         asyncio.run(run)
     print(f"load average at end: {load_average()}")
 
