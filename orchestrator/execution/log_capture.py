@@ -34,8 +34,6 @@ from orchestrator.execution.log_files import open_log
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-logger = logging.getLogger("orchestrator.executor")
-
 _current_log: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar(
     "orchestrator_log", default=None
 )

@@ -71,6 +71,8 @@ class Dispatcher:
         self._quick = executor if isinstance(executor, QuickStarts) else None
         self._stops: dict[TaskKey, Callable[[], None]] = {}  # running tries: what stops each
         self.begun = BegunTries(settings.state_dir)  # where tries mark that their code begins
+        # on this machine; a try on Dask opens its log before it begins, as before
+        self._journal = self.begun.path if settings.executor == "local" else ""
         self._log_paths: dict[TaskKey, str] = {}  # of tries started (pruned when compacting)
         self._state_identity = state_identity(settings)
         task_group.start_soon(self._stop_all_on_exit)
@@ -214,7 +216,7 @@ class Dispatcher:
             log_max_bytes=self._settings.task_log_max_bytes,
             resume=resume,
             process_token=try_token(self._state_identity, *ti.key, ti.try_number),
-            begun_journal=self.begun.path,
+            begun_journal=self._journal,
         )
 
 

@@ -233,3 +233,5 @@ async def test_a_deferred_sensor_holds_no_dask_slot_while_it_waits(
     busy_pid = json.loads(results[("busy", -1)])
     text, process_pid = json.loads(results[("process", -1)])
     assert text == "42" and process_pid == busy_pid != os.getpid()  # on the Dask worker
+    # Tries on Dask open their log before they begin: no mark in this machine's journal
+    assert (settings.state_dir / "begun-tries").read_text() == ""
