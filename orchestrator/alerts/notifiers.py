@@ -18,14 +18,16 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import anyio
-import httpx
 
 from orchestrator.errors import OrchestratorError, PolicyError
 from orchestrator.policy import InputPolicy, policy_checked_client
 from orchestrator.signing import decode_standard_secret, sign_standard
+
+if TYPE_CHECKING:  # httpx is imported where a notifier sends: the engine's start-up skips it
+    import httpx
 
 _LISTED = 100  # alerts of a group named one by one (a group holds at most 100: all)
 
@@ -160,6 +162,8 @@ class BaseNotifier:
 
 def redact(text: str, url: str) -> str:
     """`text` without the URL (a Slack webhook URL is its own password) or its path."""
+    import httpx
+
     parsed = httpx.URL(url)
     for secret in (url, str(parsed.copy_with(query=None)), parsed.raw_path.decode("ascii")):
         if len(secret) > 1:
@@ -197,6 +201,8 @@ async def read_secret_off_loop(env: str | None, file: str | None, what: str) -> 
 
 async def post_json(url: str, body: bytes, headers: Mapping[str, str], what: str) -> httpx.Response:
     """POST through the input policy's client; a non-2xx answer is a `NotifierError`."""
+    import httpx
+
     delivery = current_delivery()
     all_headers = {"Content-Type": "application/json", **headers}
     async with policy_checked_client(delivery.policy, timeout=delivery.timeout) as client:

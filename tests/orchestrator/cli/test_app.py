@@ -170,3 +170,12 @@ def test_unknown_run_state_filter_lists_the_states(project: Path) -> None:
     result = CliRunner().invoke(cli, ["runs", "list", "--state", "done"])
     assert result.exit_code == 2
     assert "success" in result.output and "cancelled" in result.output
+
+
+def test_the_engine_starts_without_the_alert_senders_http_client() -> None:
+    """httpx costs 60-75 ms to import; `orchestrator run` needs it only to send an alert."""
+    code = "import sys, orchestrator.scheduling.engine; print('httpx' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "False"
