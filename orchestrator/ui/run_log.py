@@ -171,9 +171,9 @@ async def download_log(ui: UiContext, request: Request, session: Session | None)
             status=403,
             code="log_outside_logs",
         )
-    if not path.is_file():
-        raise ApiError("this try has written no log", status=404, code="log_not_found")
     name = _filename(attempt)
+    if not path.is_file():  # made by the try's first byte: this one has written nothing (yet)
+        return Response(b"", media_type=LOG_MEDIA_TYPE, headers=_attachment(name))
     if attempt.ended_at is not None:
         return FileResponse(path, media_type=LOG_MEDIA_TYPE, filename=name)
     return _growing_file(path, name)
@@ -194,10 +194,11 @@ def _growing_file(path: Path, name: str) -> Response:
                 left -= len(chunk)
                 yield chunk
 
-    disposition = f'attachment; filename="{name}"'
-    return StreamingResponse(
-        chunks(), media_type=LOG_MEDIA_TYPE, headers={"Content-Disposition": disposition}
-    )
+    return StreamingResponse(chunks(), media_type=LOG_MEDIA_TYPE, headers=_attachment(name))
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
 def _filename(attempt: TryRecord) -> str:

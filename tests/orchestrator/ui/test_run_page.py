@@ -185,6 +185,20 @@ async def test_a_large_log_downloads_whole_and_the_panel_shows_its_last_64_kib(
     assert no_try.status_code == 404 and no_task.status_code == 404
 
 
+async def test_a_try_that_wrote_nothing_downloads_an_empty_log(
+    make_settings: SettingsFactory,
+) -> None:
+    async with ui_serving(make_settings(), pipeline()) as served:
+        run_id = await finished_run(served, "pipeline")
+        (attempt,) = await served.engine.store.list_tries(run_id, "load")
+        download = await served.browser.get(f"/runs/{run_id}/tasks/load/log?try=1")
+        page = await served.browser.get(f"/runs/{run_id}?task=load")
+    assert not Path(attempt.log_path).exists()  # a log is made by its first byte
+    assert (download.status_code, download.content) == (200, b"")
+    assert download.headers["content-disposition"].startswith("attachment;")
+    assert page.status_code == 200 and log_text(page.text) == ""
+
+
 async def test_ids_with_markup_and_dot_dots_are_escaped_everywhere(
     make_settings: SettingsFactory,
 ) -> None:
