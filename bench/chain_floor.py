@@ -25,6 +25,7 @@ Each figure is the median of `--repeat` runs of `--steps` steps; nothing here as
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sqlite3
 import statistics
@@ -78,7 +79,7 @@ class Chain:
             os.path.join(self.folder, "begun-tries"), os.O_WRONLY | os.O_APPEND | os.O_CREAT
         )
         try:
-            os.write(fd, f"logs/chain/run/t{n}.try-1.log\n".encode())
+            os.write(fd, f"{json.dumps(f'logs/chain/run/t{n}.try-1.log')}\n".encode())
         finally:
             os.close(fd)
 

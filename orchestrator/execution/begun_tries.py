@@ -5,7 +5,8 @@ worker had not got the job cannot be what killed the daemon, and a daemon killed
 again right after it starts must not fail the tries it had just sent out. The mark used to be
 the try's log file, made before the code ran; logs are now made by their first byte (a quiet
 try leaves none, `log_files`), so the mark is a line in `begun-tries` in the state directory:
-the try's log path, appended by the try's own thread or worker just before its code runs.
+the try's log path as a JSON string (a task id may hold a newline), appended by the try's own
+thread or worker just before its code runs.
 
 An append to a file that exists makes no inode (making one walks past every inode freed in
 the last minute on ext4 without a journal), and like the log file it survives a `kill -9` of
@@ -19,6 +20,7 @@ recover) and the tries running now.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -41,7 +43,7 @@ def mark_begun(journal: str, log_path: str) -> None:
     try:
         fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, f"{log_path}\n".encode())  # one write: lines never interleave
+            os.write(fd, _line(log_path))  # one write: lines never interleave
         finally:
             os.close(fd)
     except OSError as error:
@@ -67,7 +69,15 @@ class BegunTries:
                 data = journal.read()
         except FileNotFoundError:
             return frozenset()
-        return frozenset(data.decode("utf-8", errors="replace").splitlines())
+        paths: set[str] = set()
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            try:
+                path = json.loads(line)
+            except ValueError:  # cut short by a power cut: that try's mark is lost
+                continue
+            if isinstance(path, str):
+                paths.add(path)
+        return frozenset(paths)
 
     def clear(self) -> None:
         """Forget every mark: the recovery that read them is committed, nothing runs yet."""
@@ -86,7 +96,7 @@ class BegunTries:
         Appended, not written at `offset`: a try's thread or worker may append its own line in
         between, and keeps it. A line cut before that belongs to a try in `log_paths`.
         """
-        lines = "".join(f"{path}\n" for path in log_paths if path).encode()
+        lines = b"".join(_line(path) for path in log_paths if path)
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
@@ -99,3 +109,7 @@ class BegunTries:
             logger.warning("cannot compact %s: %s", self.path, error)
         if offset == 0:
             self._kept = 0
+
+
+def _line(log_path: str) -> bytes:
+    return f"{json.dumps(log_path)}\n".encode()

@@ -10,6 +10,7 @@ engine reads it at recovery and clears it, and it is kept small while the daemon
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,8 +43,17 @@ def test_a_mark_is_one_line_per_try_and_needs_no_log(tmp_path: Path) -> None:
     mark_begun(journal, "/logs/d/r/b.try-1.log")
     mark_begun("", "/logs/d/r/c.try-1.log")  # a job not from the dispatcher: no mark
     mark_begun(journal, "")  # a try without a log: nothing to count it by
-    assert Path(journal).read_text() == "/logs/d/r/a.try-1.log\n/logs/d/r/b.try-1.log\n"
+    assert Path(journal).read_text() == '"/logs/d/r/a.try-1.log"\n"/logs/d/r/b.try-1.log"\n'
     assert BegunTries(tmp_path).read() == {"/logs/d/r/a.try-1.log", "/logs/d/r/b.try-1.log"}
+
+
+def test_a_mark_holds_any_path_and_a_torn_line_is_skipped(tmp_path: Path) -> None:
+    journal = str(tmp_path / "begun-tries")
+    odd = "/logs/d/r/a task\nwith a newline.try-1.log"  # task ids are free text
+    mark_begun(journal, odd)
+    with open(journal, "a") as file:
+        file.write('"/logs/d/r/cut short by a power')  # no end: the last write was torn
+    assert BegunTries(tmp_path).read() == {odd}
 
 
 def test_a_journal_that_cannot_be_written_marks_with_the_log_file(tmp_path: Path) -> None:
@@ -57,19 +67,20 @@ def test_a_journal_that_cannot_be_written_marks_with_the_log_file(tmp_path: Path
 
 
 def test_compaction_keeps_an_earlier_process_lines_and_the_running_tries(tmp_path: Path) -> None:
-    (tmp_path / "begun-tries").write_text("earlier\n")  # from a process that did not recover
+    (tmp_path / "begun-tries").write_text('"earlier"\n')  # from a process that did not recover
     journal = BegunTries(tmp_path, compact_every=3)
     running = ["a", "b"]
     for path in ("a", "b", "c"):
         mark_begun(journal.path, path)
         journal.started(lambda: running)
-    assert Path(journal.path).read_text() == "earlier\na\nb\n"  # `c` ended: its line goes
+    assert journal.read() == {"earlier", "a", "b"}  # `c` ended: its line goes
+    assert Path(journal.path).read_text().count("\n") == 3
     journal.clear()  # a recovery read and committed them
     assert journal.read() == frozenset()
     for path in ("d", "e", "f"):
         mark_begun(journal.path, path)
         journal.started(lambda: ["f"])
-    assert Path(journal.path).read_text() == "f\n"
+    assert Path(journal.path).read_text() == '"f"\n'
 
 
 @pytest.mark.parametrize("in_process", [False, True], ids=["worker", "thread"])
@@ -81,8 +92,8 @@ async def test_the_try_marks_itself_before_its_code_runs(tmp_path: Path, in_proc
     async with Executor.open(slots=1) as executor:
         outcome = await executor.execute(job, dag_file.task("look"))
     assert outcome.status is Outcome.SUCCESS, outcome.error
-    assert outcome.result_json is not None
-    assert outcome.result_json.strip('"') == f"{dag_file.log_path('look')}\\n"
+    assert outcome.result_json is not None  # what the journal held as the task's code ran
+    assert json.loads(outcome.result_json) == f"{json.dumps(str(dag_file.log_path('look')))}\n"
     assert not dag_file.log_path("look").exists()  # quiet: marked, but no log made
 
 
@@ -102,7 +113,7 @@ async def test_the_engine_marks_each_try_and_a_recovery_clears_the_marks(
             record = await engine.wait(await engine.trigger("marked"))
     assert record.state is RunState.SUCCESS
     log = settings.logs_dir / "marked" / record.run_id / "quiet.try-1.log"
-    assert journal.read_text() == f"{log}\n"
+    assert BegunTries(settings.state_dir).read() == {str(log)}
     assert not log.exists()
     async with Engine.open(settings, dagbag=bag_of(dag)):  # recovers: reads, then clears
         assert journal.read_text() == ""

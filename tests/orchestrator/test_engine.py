@@ -16,6 +16,7 @@ from orchestrator.changes import Change, RunChanged, TaskChanged
 from orchestrator.clock import FakeClock
 from orchestrator.config import Settings
 from orchestrator.errors import DagNotFoundError, RunError
+from orchestrator.execution.begun_tries import BegunTries
 from orchestrator.execution.results import decode_result
 from orchestrator.scheduling.engine import Engine
 from orchestrator.state import RunState, TaskState
@@ -123,9 +124,9 @@ async def test_tries_log_side_by_side_in_one_folder_per_run(
     assert names == ["shards.try-1.log"]  # a log is made by its first byte: `add` is quiet
     assert (run_folder / "shards.try-1.log").read_text() == "two shards\n"
     # each try marked that its code began, for a recovery to count it (`begun_tries`)
-    marks = (settings.state_dir / "begun-tries").read_text().splitlines()
+    marks = BegunTries(settings.state_dir).read()
     logs = ["add.0.try-1.log", "add.1.try-1.log", "shards.try-1.log"]
-    assert sorted(marks) == [str(run_folder / name) for name in logs]
+    assert marks == {str(run_folder / name) for name in logs}
 
 
 async def test_expanding_over_an_empty_list_skips_the_task_and_its_downstream(
