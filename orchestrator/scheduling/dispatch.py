@@ -74,7 +74,7 @@ class Dispatcher:
         # on this machine; a try on Dask opens its log before it begins, as before
         self._journal = self.begun.path if settings.executor == "local" else ""
         self._log_paths: dict[TaskKey, str] = {}  # of tries started (pruned when compacting)
-        self._state_identity = state_identity(settings)
+        self.identity = state_identity(settings)  # in every try's process token
         task_group.start_soon(self._stop_all_on_exit)
 
     @property
@@ -215,7 +215,7 @@ class Dispatcher:
             result_max_bytes=self._settings.result_max_bytes,
             log_max_bytes=self._settings.task_log_max_bytes,
             resume=resume,
-            process_token=try_token(self._state_identity, *ti.key, ti.try_number),
+            process_token=try_token(self.identity, *ti.key, ti.try_number),
             begun_journal=self._journal,
         )
 

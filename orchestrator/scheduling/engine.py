@@ -41,7 +41,7 @@ from orchestrator.scheduling.autostart import RunStarter
 from orchestrator.scheduling.change_feed import ChangeFeed
 from orchestrator.scheduling.decisions import Decider
 from orchestrator.scheduling.deferred import Timer
-from orchestrator.scheduling.dispatch import Dispatcher, state_identity
+from orchestrator.scheduling.dispatch import Dispatcher
 from orchestrator.scheduling.driven_runs import DrivenRuns
 from orchestrator.scheduling.edit_requests import EditRequests
 from orchestrator.scheduling.full_disk import FullDiskWait
@@ -375,14 +375,11 @@ class Engine:
         await startup.load_starting_state(
             self.store, self.starter, self.outbox.overdue, self.scheduler
         )
-        tx = Transitions(self.clock.now())
-        parts = (self.scheduler, self._driven, self.starter)
-        identity = state_identity(self.settings)
-        if recover:  # counting the tries begun (`begun_tries`), then forgetting them
-            self.scheduler.begun_tries = await anyio.to_thread.run_sync(self._dispatch.begun.read)
-            if await startup.recover_runs(self.store, self.dagbag, parts, tx, identity):
-                await self._commit_and_act(tx)
-            self._dispatch.begun.clear()
+        parts = (self.scheduler, self._driven, self.starter, self._dispatch)
+        if recover and (
+            tx := await startup.recover_runs(self.store, self.dagbag, parts, self.clock)
+        ):
+            await self._commit_and_act(tx)
         if start_runs:  # the daemon: every loaded DAG's schedule and run triggers start runs
             self._starting_runs = True
             tx = Transitions(self.clock.now())

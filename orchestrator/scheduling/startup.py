@@ -30,6 +30,7 @@ from orchestrator.loading.dagbag import DagBag, load_dag_bag
 from orchestrator.loading.importcheck import ImportLimits
 from orchestrator.scheduling.active_runs import Transitions
 from orchestrator.scheduling.autostart import RunStarter
+from orchestrator.scheduling.dispatch import Dispatcher
 from orchestrator.scheduling.dispatch import state_identity as identity_of
 from orchestrator.scheduling.driven_runs import DrivenRuns
 from orchestrator.scheduling.overdue import OverdueAlerts
@@ -103,17 +104,24 @@ async def pause_new_dags(
 async def recover_runs(
     store: Store,
     dagbag: DagBag,
-    parts: tuple[Scheduler, DrivenRuns, RunStarter],
-    tx: Transitions,
-    state_identity: str,
-) -> bool:
-    """Hand the runs an earlier process left unfinished to the scheduler; False if none."""
+    parts: tuple[Scheduler, DrivenRuns, RunStarter, Dispatcher],
+    clock: Clock,
+) -> Transitions | None:
+    """Hand the runs an earlier process left unfinished to the scheduler: the transaction that
+    settles them, or None if there are none.
+
+    An interrupted try counts only if its code had begun: the scheduler reads the tries' marks
+    (`begun_tries`) first. `open_engine` forgets them once this is committed.
+    """
+    scheduler, driven, starter, dispatch = parts
+    scheduler.begun_tries = await anyio.to_thread.run_sync(dispatch.begun.read)
     records = await store.list_unfinished_runs()
     if not records:
-        return False
+        return None
+    tx = Transitions(clock.now())
     with collector_paused():  # it builds every waiting sensor: long-lived, and many
-        await _recover(store, dagbag, parts, tx, state_identity, records)
-    return True
+        await _recover(store, dagbag, (scheduler, driven, starter), tx, dispatch.identity, records)
+    return tx
 
 
 async def _recover(
@@ -233,6 +241,8 @@ async def open_engine(
                     task_group=tg,
                 )
                 await engine._start(recover=recover, start_runs=start_runs)
+                if recover:  # what the recovery read of the tries' marks is committed
+                    engine._dispatch.begun.clear()
                 tg.start_soon(engine._schedule_forever)
                 tg.start_soon(engine._timers.run)
                 engine.watchdog.start()
