@@ -59,6 +59,7 @@ class BackgroundCheckpoints:
         self.checkpoints = 0
         # Set in the loop, read and reset in the writer's thread: a RESTART is worth running.
         self.restart_due = False
+        self._failing: str | None = None  # the error of the last checkpoint, if it failed
 
     def committed(self) -> None:
         """The writer committed: a checkpoint is due (at most one per interval runs)."""
@@ -76,11 +77,27 @@ class BackgroundCheckpoints:
                 # Shielded: a stop mid-checkpoint waits for it, so the writer's last checkpoint
                 # at close never meets this one still running in the connection's thread.
                 with anyio.CancelScope(shield=True):
-                    async with self.lock:
-                        busy, frames, _ = await checkpoint(self._connection)
-                self.restart_due = not busy and frames > 0
-                self.checkpoints += 1
+                    await self.once()
                 await anyio.sleep(self._interval)  # commits meanwhile wait for the next
+
+    async def once(self) -> None:
+        """One checkpoint now. It never raises: a full disk (the main file cannot grow) or an
+        I/O error loses nothing, as the commits stay in the WAL, and the next commit asks again.
+        (It ran in the store's task group: its error took the store down, and the daemon.)"""
+        async with self.lock:
+            try:
+                busy, frames, _ = await checkpoint(self._connection)
+            except sqlite3.Error as error:
+                if str(error) != self._failing:  # once, not every half second while it lasts
+                    logger.warning("a background checkpoint failed, tried again later: %s", error)
+                self._failing, self.restart_due = str(error), False
+                return
+            finally:
+                self.checkpoints += 1
+        if self._failing is not None:
+            logger.info("background checkpoints work again")
+            self._failing = None
+        self.restart_due = not busy and frames > 0
 
 
 async def checkpoint(connection: aiosqlite.Connection) -> tuple[int, int, int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
 import textwrap
 import urllib.error
 import urllib.request
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from crashkit import DaemonProcess, api_url, check_invariants, new_marker, wait_until
+from diskkit import fill, small_tmpfs
 
 pytestmark = pytest.mark.slow
 
@@ -42,32 +42,8 @@ with DAG("land", run_on=FileTrigger(directory={incoming!r}, pattern="*.csv")):
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "state"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "state", "8m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def _fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    # Unbuffered: a buffered file keeps what did not fit and fails again when it closes, so
-    # the test broke whenever the free space was not a multiple of the write size.
-    with open(filler, "wb", buffering=0) as file:
-        try:
-            while True:
-                file.write(b"\0" * 65536)  # a short write fills the rest; the next one fails
-        except OSError:
-            pass
-    return filler
 
 
 def _health(url: str) -> tuple[int, dict[str, object]]:
@@ -98,7 +74,7 @@ def test_a_full_disk_pauses_the_daemon_and_it_resumes_when_space_returns(
     env = {"ORCHESTRATOR_TASK_LOG_MAX_BYTES": str(LOG_CAP)}
     with DaemonProcess(small_disk, dags, marker=new_marker(), env=env) as daemon:
         url = api_url(daemon)  # asked before the disk fills: the API may log it after ready
-        filler = _fill(small_disk)
+        filler = fill(small_disk)
         for index in range(5):
             (tmp_path / "x.csv").write_text(f"{index}\n" * 1000)
             os.replace(tmp_path / "x.csv", incoming / f"batch-{index}.csv")
@@ -134,7 +110,9 @@ def hello() -> str:
     return "hello"
 
 
-with DAG("later"):
+# A large description: its commit needs new pages in the write-ahead log. A small one may fit in
+# the room an earlier, checkpointed commit left there, and commit even with the disk full.
+with DAG("later", description="x" * 1_500_000):
     hello()
 """
 
@@ -155,7 +133,7 @@ def test_a_dag_file_changed_while_the_disk_is_full_is_recorded_once_space_return
     (dags / "land.py").write_text(textwrap.dedent(DAG_FILE).format(incoming=str(incoming)))
     with DaemonProcess(small_disk, dags, marker=new_marker()) as daemon:
         daemon.wait_ready(60)
-        filler = _fill(small_disk)
+        filler = fill(small_disk)
         (dags / "later.py").write_text(textwrap.dedent(LATER_DAG))
         wait_until(lambda: "the disk is full" in daemon.log_text(), 60, f"disk full, {daemon}")
         assert daemon.process.poll() is None, daemon.log_text()  # up, waiting

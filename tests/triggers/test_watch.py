@@ -336,7 +336,17 @@ async def test_a_hundred_directories_share_one_notifier_and_get_only_their_chang
             (folders[index] / f"{index}.csv").write_text("x")
             batch = await subscriptions[index].receive()
             assert set(batch.files) == {f"{index}.csv"}
-        assert all(subscription.pending is None for subscription in subscriptions)
+        # A slow machine may split one write into two batches (made, then written): a folder
+        # written to may still hold its own file; every other folder holds nothing.
+        leftovers = {
+            index: (set(subscription.pending.files), subscription.pending.rescan)
+            for index, subscription in enumerate(subscriptions)
+            if subscription.pending is not None
+        }
+        assert set(leftovers) <= {0, 57, 99}, leftovers
+        assert all(
+            files <= {f"{index}.csv"} and not rescan for index, (files, rescan) in leftovers.items()
+        ), leftovers
     assert watch_statistics() == NO_WATCHES
     assert watch_statistics().notifiers == 0
     assert watch_threads() == []

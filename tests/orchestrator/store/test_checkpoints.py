@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import sqlite3
 from collections.abc import Callable
 from contextlib import closing
@@ -10,10 +11,11 @@ from pathlib import Path
 
 import anyio
 import pytest
+from diskkit import fill, small_tmpfs
 
 from orchestrator.errors import StoreError
 from orchestrator.store import WriteBatch, open_store
-from orchestrator.store.checkpoints import checkpoint, restart_wal
+from orchestrator.store.checkpoints import BackgroundCheckpoints, checkpoint, restart_wal
 from orchestrator.store.connection import connect_checkpointer
 from orchestrator.store.statedir import DB_FILENAME
 from orchestrator.store.writer import GroupCommitWriter
@@ -70,6 +72,30 @@ async def test_the_writer_says_when_a_transaction_committed_and_only_then(
         with pytest.raises(StoreError):
             await store.commit(create_run_batch("r1", tasks=["t"]))  # the same run again
         assert len(told) == 1
+
+
+async def test_a_background_checkpoint_on_a_full_disk_fails_alone_and_goes_on_once_space_returns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "orchestrator.store")
+    with small_tmpfs(tmp_path / "disk", "2m") as disk, closing(wal_database(disk / "db")) as db:
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO t VALUES (?)", [("x" * 1000,)] * 300)
+        db.execute("COMMIT")  # about 80 new pages, in the WAL only
+        filler = fill(disk)  # copying them would grow the main file: no room for that
+        async with connect_checkpointer(disk / "db", "FULL") as connection:
+            background = BackgroundCheckpoints(connection)
+            with anyio.fail_after(30):
+                await background.once()  # it raised, in the store's task group
+                await background.once()
+                assert caplog.text.count("database or disk is full") == 1  # said once
+                assert not background.restart_due
+                filler.unlink()
+                await background.once()
+        assert "background checkpoints work again" in caplog.text
+        assert background.restart_due and background.checkpoints == 3
+        assert (disk / "db").stat().st_size > 300 * 1000  # the pages are in the main file now
+        assert db.execute("SELECT count(*) FROM t").fetchone() == (300,)
 
 
 def test_a_restart_checkpoint_lets_the_next_commit_write_the_wal_from_its_start(
