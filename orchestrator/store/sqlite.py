@@ -336,6 +336,19 @@ async def open_store(
 
 @asynccontextmanager
 async def _open_writable(db_path: Path, synchronous: str) -> AsyncIterator[SqliteStore]:
+    marker = WalMarker(db_path)
+    try:
+        async with _writable(db_path, synchronous, marker) as store:
+            yield store
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(marker.after_close)
+
+
+@asynccontextmanager
+async def _writable(
+    db_path: Path, synchronous: str, marker: WalMarker
+) -> AsyncIterator[SqliteStore]:
     async with connect_writer(db_path, synchronous) as connection:
         await migrate(connection, str(db_path))
         await connection.execute("PRAGMA wal_autocheckpoint = 0")  # see checkpoints.py
@@ -346,7 +359,7 @@ async def _open_writable(db_path: Path, synchronous: str) -> AsyncIterator[Sqlit
             connect_checkpointer(db_path, synchronous) as checkpointer,
         ):
             checkpoints = BackgroundCheckpoints(checkpointer)
-            writer = GroupCommitWriter(connection, str(db_path), WalMarker(db_path), checkpoints)
+            writer = GroupCommitWriter(connection, str(db_path), marker, checkpoints)
             body_error: BaseException | None = None
             async with anyio.create_task_group() as task_group:
                 task_group.start_soon(writer.run)

@@ -15,7 +15,9 @@ Hence "marker dirty and no `-wal` file" means commits may have been lost, and "c
 the main file holds every commit. Opening refuses the first case, before SQLite sees the
 path (it would create an empty `-wal` and hide the loss). The one false alarm is another
 SQLite program, not the orchestrator, closing the database last after a crash (SQLite
-checkpoints and deletes the `-wal` on close): the recovery steps cover it.
+checkpoints and deletes the `-wal` on close): the recovery steps cover it. The writer itself
+closing last is not one: SQLite may then save and delete a `-wal` that the writer's closing
+checkpoint had to leave for a reader, and `after_close` marks that `clean`.
 
 `enter_reader` opens a read-only connection where the `-shm` index cannot be created, which
 is safe only while the `-wal` file holds no commits: this module's question too.
@@ -98,6 +100,7 @@ class WalMarker:
         self._db_path = db_path
         self._path = marker_path(db_path)
         self._path_text = str(self._path)
+        self._left_wal = False  # the last checkpoint could not mark clean, with a -wal there
 
     def before_commit(self) -> None:
         """Call under the write lock, before COMMIT: make sure the marker says `dirty`.
@@ -119,16 +122,31 @@ class WalMarker:
         timeout 0): a reader in the middle of a long read would otherwise hold up every commit
         queued behind it.
         """
+        self._left_wal = wal_path(self._db_path).exists()
         if checkpoint_without_waiting(connection, "TRUNCATE")[0]:
             return False
         connection.execute("BEGIN IMMEDIATE")
         try:
             if wal_is_empty(self._db_path):  # nothing committed since the checkpoint
                 self._path.write_bytes(_CLEAN)  # not fsynced: losing it only leaves `dirty`
+                self._left_wal = False
                 return True
             return False
         finally:
             connection.execute("ROLLBACK")
+
+    def after_close(self) -> None:
+        """Call once the writer's connection has closed, after its last `checkpoint`.
+
+        That checkpoint may have found a reader (another process) and left the marker `dirty`.
+        If the reader left before the close, SQLite, closing the database last, checkpointed
+        every commit into the main file, fsynced it, and deleted the `-wal` file: a `-wal`
+        there at the checkpoint and gone now went that way, so the marker may say `clean`.
+        (Left `dirty`, the next open refused the store for a lost log.)
+        """
+        if self._left_wal and not wal_path(self._db_path).exists():
+            self._path.write_bytes(_CLEAN)
+        self._left_wal = False
 
     def _write_durably(self, content: bytes) -> None:
         created = not self._path.exists()

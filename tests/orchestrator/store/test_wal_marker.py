@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from orchestrator.errors import StoreCorruptedError
 from orchestrator.store import WriteBatch, open_store, writer
 from orchestrator.store.records import DagRecord
-from orchestrator.store.walmark import marker_path, wal_path
+from orchestrator.store.walmark import WalMarker, marker_path, wal_path
 
 
 def _upsert(dag_id: str) -> WriteBatch:
@@ -82,3 +83,31 @@ async def test_the_writer_checkpoints_when_idle(
         await store.commit(_upsert("b"))
         assert store.statistics().checkpoints == 1
         assert marker_path(Path(store.path)).read_bytes() == b"dirty\n"  # "b" is unsaved
+
+
+async def test_a_reader_that_holds_back_the_last_checkpoint_and_then_leaves_is_no_false_alarm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process (`orchestrator runs list`, a test polling the store) reads while the store
+    # closes: its snapshot makes the closing checkpoint busy, so the marker stays `dirty`. It
+    # then leaves before the writer's connection closes, and SQLite, closing the database last,
+    # checkpoints everything and deletes the `-wal` file. The next open took that for a lost log.
+    async with open_store(tmp_path / "state") as store:
+        await store.commit(_upsert("etl"))
+        db_path = Path(store.path)
+        reader = sqlite3.connect(
+            f"file:{db_path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM dags").fetchone() == (1,)  # a snapshot
+        checkpoint = WalMarker.checkpoint
+
+        def held_back(marker: WalMarker, connection: sqlite3.Connection) -> bool:
+            saved = checkpoint(marker, connection)
+            reader.close()  # the reader leaves once the checkpoint has met it
+            return saved
+
+        monkeypatch.setattr(WalMarker, "checkpoint", held_back)
+    assert not wal_path(db_path).exists()  # SQLite checkpointed and deleted it on close
+    async with open_store(tmp_path / "state") as store:
+        assert [dag.dag_id for dag in await store.list_dags()] == ["etl"]
