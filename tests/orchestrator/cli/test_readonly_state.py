@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from diskkit import small_tmpfs
 
 HELLO = """
 from orchestrator import DAG, task
@@ -60,24 +61,13 @@ def project(tmp_path: Path) -> Path:
 @contextmanager
 def read_only_copy(state: Path, mount_point: Path, files: list[str]) -> Iterator[Path]:
     """`files` of the state directory, copied onto a tmpfs mounted read-only at `mount_point`."""
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(mount_point, "64m"):
         copy = mount_point / "state"
         copy.mkdir()
         for name in files:
             shutil.copy2(state / name, copy / name)
         subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
         yield copy
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
 
 
 def run_states(project: Path, state: Path) -> list[str]:
