@@ -17,6 +17,9 @@ from orchestrator.errors import DagError, DagNotFoundError
 from orchestrator.loading.importcheck import ImportLimits, Verdict, check_files
 from orchestrator.loading.importer import FileResult, load_dag_file
 
+#: What tells a file's version apart: (inode, mtime_ns, size).
+Stamp = tuple[int, int, int]
+
 
 @dataclass
 class DagBag:
@@ -29,9 +32,10 @@ class DagBag:
     # dag_id -> (file, DAG, its error) of a definition ignored because another file had the id
     # first; it takes over when that file drops the DAG (a DAG moved from one file to another).
     shadowed: dict[str, tuple[str, DAG, DagError]] = field(default_factory=dict)
-    # path -> (mtime_ns, size) of each file as it was just before it was loaded: a file that
-    # changed after that but before the folder was watched is found by `changed_since_loaded`.
-    stamps: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # path -> stamp of each file as it was just before it was loaded: a file that changed after
+    # that but before the folder was watched (or through a symlink) is found by
+    # `changed_since_loaded`.
+    stamps: dict[str, Stamp] = field(default_factory=dict)
 
     def get(self, dag_id: str) -> DAG:
         """The DAG with this id; else a `DagNotFoundError` listing what there is instead."""
@@ -161,14 +165,29 @@ def changed_since_loaded(bag: DagBag) -> list[str]:
     return sorted(path for path in {*now, *bag.stamps} if now.get(path) != bag.stamps.get(path))
 
 
-def file_stamps(paths: Collection[str]) -> dict[str, tuple[int, int]]:
+def note_stamp(bag: DagBag, path: str, stamp: Stamp | None) -> None:
+    """`path` was loaded again as it was at `stamp` (None: it is gone)."""
+    if stamp is None:
+        bag.stamps.pop(path, None)
+    else:
+        bag.stamps[path] = stamp
+
+
+def forget_missing_folder(bag: DagBag) -> None:
+    """The folder exists now: drop the error saying it did not."""
+    bag.errors = [error for error in bag.errors if error.file != str(bag.folder)]
+
+
+def file_stamps(paths: Collection[str]) -> dict[str, Stamp]:
+    """Each file's (inode, mtime_ns, size), through symlinks: the inode tells a file put in
+    its place (a swapped folder) even with the same time and size."""
     stamps = {}
     for path in paths:
         try:
             status = os.stat(path)
         except OSError:
             continue  # gone meanwhile: the comparison then sees it removed
-        stamps[path] = (status.st_mtime_ns, status.st_size)
+        stamps[path] = (status.st_ino, status.st_mtime_ns, status.st_size)
     return stamps
 
 
@@ -230,5 +249,6 @@ def _missing_folder_error(folder: Path) -> DagError:
     return DagError(
         f"the DAGs folder {folder} {problem}; create it, or point to yours with --dags-folder, "
         "the ORCHESTRATOR_DAGS_FOLDER environment variable, or `dags_folder` in "
-        "orchestrator.toml"
+        "orchestrator.toml",
+        file=str(folder),
     )
