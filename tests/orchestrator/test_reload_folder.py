@@ -9,6 +9,7 @@ every later change (and the ConfigMap's new content made no event under a DAG fi
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -22,6 +23,7 @@ import pytest
 from startkit import until_true
 
 from orchestrator.config import Settings
+from orchestrator.daemon import reload
 from orchestrator.daemon.reload import follow_dag_folder
 from orchestrator.scheduling.engine import Engine
 
@@ -124,3 +126,22 @@ async def test_a_folder_made_after_the_start_is_followed_and_its_error_goes(
         write_dag(settings.dags_folder / "a.py", "a")
         await dags_become(engine, "a")
         assert engine.dagbag.errors == []
+
+
+async def test_a_folder_the_os_will_not_watch_is_followed_by_its_stamps(
+    make_settings: SettingsFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def no_watch(folder: str) -> None:  # the OS's limit on inotify instances, reached
+        raise OSError(errno.EMFILE, "Too many open files (os error 24)")
+
+    monkeypatch.setattr(reload, "_open_watcher", no_watch)
+    settings = make_settings()
+    write_dag(settings.dags_folder / "a.py", "a", "v1")
+    async with following(settings) as engine:
+        write_dag(settings.dags_folder / "a.py", "a", "v2 and longer")
+        write_dag(settings.dags_folder / "b.py", "b")
+        await dags_become(engine, "a", "b")
+        await until_true(lambda: engine.dagbag.dags["a"].description == "v2 and longer")
+    assert caplog.text.count("cannot watch the DAGs folder") == 1  # said once, not each second
