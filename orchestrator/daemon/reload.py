@@ -91,7 +91,17 @@ class _FolderWatch:
         return self.identity is not None
 
     def wait(self, stop: threading.Event) -> set[str] | None:
-        """The changed paths (maybe none: compare the stamps), or None if nothing changed."""
+        """The changed paths (maybe none: compare the stamps), or None once `stop` is set.
+
+        Blocking, in a thread of its own: the rechecks that find nothing never wake the loop.
+        """
+        while not stop.is_set():
+            changed = self._wait_once(stop)
+            if changed is not None:
+                return changed
+        return None
+
+    def _wait_once(self, stop: threading.Event) -> set[str] | None:
         changes = self._changes(stop)
         paths = {path for _, path in changes} if isinstance(changes, set) else None
         identity = _identity(self.folder)
