@@ -80,7 +80,7 @@ class _FolderWatch:
         self.folder = folder
         self.identity = _identity(folder)
         self._watcher: RustNotify | None = None
-        self._unwatchable: str | None = None  # why the folder cannot be watched, once told
+        self._unwatchable: str | None = None  # why watching failed last, once told
         if self.identity is None:
             logger.warning("the DAGs folder %s does not exist: waiting for it", folder)
         else:
@@ -130,10 +130,15 @@ class _FolderWatch:
             stop.wait(_RECHECK_MS / 1000)
             return None
         try:
-            return self._watcher.watch(_DEBOUNCE_MS, _STEP_MS, _RECHECK_MS, stop)
+            changes = self._watcher.watch(_DEBOUNCE_MS, _STEP_MS, _RECHECK_MS, stop)
+            self._unwatchable = None
+            return changes
         except (OSError, RuntimeError) as error:  # the folder went from under it, say
-            logger.warning("the watch on the DAGs folder %s failed: %s", self.folder, error)
+            if self._unwatchable != str(error):
+                logger.warning("the watch on the DAGs folder %s failed: %s", self.folder, error)
+            self._unwatchable = str(error)
             self.close()
+            stop.wait(_RECHECK_MS / 1000)  # one that fails at once again must not spin
             return None
 
     def _watch(self) -> RustNotify | None:

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import textwrap
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -145,3 +146,42 @@ async def test_a_folder_the_os_will_not_watch_is_followed_by_its_stamps(
         await dags_become(engine, "a", "b")
         await until_true(lambda: engine.dagbag.dags["a"].description == "v2 and longer")
     assert caplog.text.count("cannot watch the DAGs folder") == 1  # said once, not each second
+
+
+class BrokenWatch:
+    """A watch whose every `watch()` fails, as watchfiles' does once notify hit an error."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def watch(self, *args: object) -> object:
+        self.calls += 1
+        raise RuntimeError("inotify: event queue overflowed")
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_watch_that_keeps_failing_is_reopened_without_spinning(
+    make_settings: SettingsFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    opened: list[BrokenWatch] = []
+
+    def open_broken(folder: str) -> BrokenWatch:
+        opened.append(BrokenWatch())
+        return opened[-1]
+
+    monkeypatch.setattr(reload, "_open_watcher", open_broken)
+    settings = make_settings()
+    write_dag(settings.dags_folder / "a.py", "a")
+    async with following(settings) as engine:
+        write_dag(settings.dags_folder / "b.py", "b")
+        await dags_become(engine, "a", "b")  # found by the stamps meanwhile
+        seen, started = len(opened), time.monotonic()
+        await until_true(lambda: len(opened) >= seen + 2)
+        # A full recheck interval passed between: a lower bound, which no slowness breaks
+        # (without the pause, the watch was opened again as fast as it failed).
+        assert time.monotonic() - started >= reload._RECHECK_MS / 1000
+    assert caplog.text.count("event queue overflowed") == 1  # said once
