@@ -5,7 +5,8 @@ takes the channel's oldest pending alerts (up to `GROUP_SIZE`), sends them as on
 (a storm becomes a few grouped messages, every alert listed), and marks them sent. A failed
 attempt (an error, a non-2xx, no answer within the channel's `timeout`) is logged, noted on
 the rows and in the channel's status, and retried after an exponential backoff: nothing is
-dropped. Between two messages a channel waits `min_interval` (its rate limit).
+dropped. Between two messages a channel waits `min_interval` (its rate limit). A stop lets
+the message under way finish (within its `timeout`) and records it.
 
 On start, and whenever a commit added alerts (`wake`), every channel with pending alerts is
 served: alerts a crash left between commit and send go out once the daemon is back.
@@ -130,7 +131,11 @@ class AlertSender:
             if not records:
                 await self._idle(channel)
                 continue
-            if await self._recorded(channel, records):
+            # Shielded: a stop waits for the message under way (at most the channel's
+            # `timeout`) and records it, so the next start does not send it again.
+            with anyio.CancelScope(shield=True):
+                recorded = await self._recorded(channel, records)
+            if recorded:
                 backoff = FIRST_BACKOFF
                 interval = self._config(channel, records[0]).min_interval
                 await self._clock.sleep_until(self._clock.now() + interval)
