@@ -49,9 +49,9 @@ async def follow_dag_folder(
 
     Started with `await task_group.start(follow_dag_folder, engine)`, it returns once the
     folder is watched and the files edited while the engine loaded it are reloaded: an edit
-    made after that is never missed. A folder replaced as a whole
-    (deleted and made again, a symlink moved to another release, a Kubernetes ConfigMap's
-    `..data` swap) is followed too, as is one that does not exist yet.
+    made after that is never missed. A folder replaced as a whole (deleted and made again, a
+    symlink moved to another release, a Kubernetes ConfigMap's `..data` swap) is followed
+    too, as is one that does not exist yet.
     """
     stop = threading.Event()
     watch = await anyio.to_thread.run_sync(_FolderWatch, str(engine.dagbag.folder))
@@ -85,10 +85,6 @@ class _FolderWatch:
             logger.warning("the DAGs folder %s does not exist: waiting for it", folder)
         else:
             self._watch()
-
-    @property
-    def present(self) -> bool:
-        return self.identity is not None
 
     def wait(self, stop: threading.Event) -> set[str] | None:
         """The changed paths (maybe none: compare the stamps), or None once `stop` is set.
@@ -141,7 +137,7 @@ class _FolderWatch:
             stop.wait(_RECHECK_MS / 1000)  # one that fails at once again must not spin
             return None
 
-    def _watch(self) -> RustNotify | None:
+    def _watch(self) -> None:
         try:
             self._watcher = _open_watcher(self.folder)
         except (OSError, RuntimeError) as error:
@@ -151,7 +147,6 @@ class _FolderWatch:
                     self.folder, error, _RECHECK_MS / 1000,
                 )  # fmt: skip
             self._unwatchable = str(error)
-        return self._watcher
 
 
 def _identity(folder: str) -> tuple[int, int] | None:
